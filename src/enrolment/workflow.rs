@@ -1,0 +1,316 @@
+//! The enrolment state machine. The current step is derived from what has been captured, so a
+//! retake from the review simply clears one piece and the machine resumes there.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use tasjil_drivers::{ExceptionReason, FaceCapture, FingerCapture, FingerException, FingerPosition, SignatureCapture};
+use tasjil_sync::EnrolmentKind;
+
+use crate::schema::{FieldError, Schema};
+
+/// Thresholds and retries. Defaults follow field practice: three tries, then the best capture is
+/// kept and flagged "below threshold" so the citizen is not turned away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturePolicy {
+    pub face_min_quality: u8,
+    pub face_max_attempts: u32,
+    pub finger_min_quality: u8,
+    pub finger_max_attempts: u32,
+}
+
+impl Default for CapturePolicy {
+    fn default() -> Self {
+        CapturePolicy {
+            face_min_quality: 50,
+            face_max_attempts: 3,
+            finger_min_quality: 40,
+            finger_max_attempts: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    Identify,
+    Demographics,
+    Face,
+    Fingers,
+    Signature,
+    Review,
+}
+
+/// What happened to an offered capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    /// Below the threshold: capture again.
+    Retry { quality: u8, attempts_left: u32 },
+    /// Retries exhausted: the best capture so far is kept and flagged.
+    KeptBelowThreshold { quality: u8 },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WorkflowError {
+    #[error("this action belongs to the {expected:?} step, but the enrolment is at {actual:?}")]
+    WrongStep { expected: Step, actual: Step },
+    #[error("demographics are not valid: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+    #[error("{0} was already captured or excepted")]
+    FingerDone(&'static str),
+    #[error("the signature is empty: ask the citizen to sign")]
+    EmptySignature,
+}
+
+/// A finished enrolment, ready to be sealed and signed.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub kind: EnrolmentKind,
+    pub demographics: Map<String, Value>,
+    pub face: FaceCapture,
+    pub face_attempts: u32,
+    pub fingers: Vec<FingerCapture>,
+    pub exceptions: Vec<FingerException>,
+    pub below_threshold: Vec<String>,
+    pub signature: SignatureCapture,
+    pub started_ms: i64,
+    pub finished_ms: i64,
+}
+
+/// One citizen's enrolment in progress.
+#[derive(Debug, Clone)]
+pub struct Enrolment {
+    policy: CapturePolicy,
+    started_ms: i64,
+    kind: Option<EnrolmentKind>,
+    demographics: Option<Map<String, Value>>,
+    face: Option<FaceCapture>,
+    face_done: bool,
+    face_attempts: u32,
+    fingers: BTreeMap<FingerPosition, FingerCapture>,
+    finger_done: BTreeMap<FingerPosition, bool>,
+    finger_attempts: BTreeMap<FingerPosition, u32>,
+    exceptions: BTreeMap<FingerPosition, ExceptionReason>,
+    signature: Option<SignatureCapture>,
+}
+
+impl Enrolment {
+    pub fn new(policy: CapturePolicy, now_ms: i64) -> Self {
+        Enrolment {
+            policy,
+            started_ms: now_ms,
+            kind: None,
+            demographics: None,
+            face: None,
+            face_done: false,
+            face_attempts: 0,
+            fingers: BTreeMap::new(),
+            finger_done: BTreeMap::new(),
+            finger_attempts: BTreeMap::new(),
+            exceptions: BTreeMap::new(),
+            signature: None,
+        }
+    }
+
+    /// The first step with something missing; `Review` when everything is there.
+    pub fn step(&self) -> Step {
+        if self.kind.is_none() {
+            Step::Identify
+        } else if self.demographics.is_none() {
+            Step::Demographics
+        } else if !self.face_done {
+            Step::Face
+        } else if self.next_finger().is_some() {
+            Step::Fingers
+        } else if self.signature.is_none() {
+            Step::Signature
+        } else {
+            Step::Review
+        }
+    }
+
+    fn expect(&self, expected: Step) -> Result<(), WorkflowError> {
+        let actual = self.step();
+        if actual == expected {
+            Ok(())
+        } else {
+            Err(WorkflowError::WrongStep { expected, actual })
+        }
+    }
+
+    pub fn kind(&self) -> Option<EnrolmentKind> {
+        self.kind
+    }
+
+    pub fn identify(&mut self, kind: EnrolmentKind) -> Result<(), WorkflowError> {
+        self.expect(Step::Identify)?;
+        self.kind = Some(kind);
+        Ok(())
+    }
+
+    /// Validate against the schema for this enrolment's kind; nothing is kept when invalid.
+    pub fn set_demographics(&mut self, schema: &Schema, data: Map<String, Value>) -> Result<(), WorkflowError> {
+        self.expect(Step::Demographics)?;
+        let kind = self.kind.map_or("new", |k| k.as_str());
+        schema.validate(kind, &data).map_err(WorkflowError::Invalid)?;
+        self.demographics = Some(data);
+        Ok(())
+    }
+
+    fn judge(quality: u8, min: u8, attempts: u32, max: u32, best: u8) -> (Outcome, bool) {
+        if quality >= min {
+            (Outcome::Accepted, true)
+        } else if attempts >= max {
+            (Outcome::KeptBelowThreshold { quality: best }, true)
+        } else {
+            (
+                Outcome::Retry {
+                    quality,
+                    attempts_left: max - attempts,
+                },
+                false,
+            )
+        }
+    }
+
+    pub fn offer_face(&mut self, capture: FaceCapture) -> Result<Outcome, WorkflowError> {
+        self.expect(Step::Face)?;
+        self.face_attempts += 1;
+        if self.face.as_ref().is_none_or(|best| capture.quality > best.quality) {
+            self.face = Some(capture.clone());
+        }
+        let best = self.face.as_ref().map_or(0, |f| f.quality);
+        let (outcome, done) = Self::judge(
+            capture.quality,
+            self.policy.face_min_quality,
+            self.face_attempts,
+            self.policy.face_max_attempts,
+            best,
+        );
+        if done && matches!(outcome, Outcome::Accepted) {
+            self.face = Some(capture);
+        }
+        self.face_done = done;
+        Ok(outcome)
+    }
+
+    /// The next finger to capture, in ANSI/NIST position order.
+    pub fn next_finger(&self) -> Option<FingerPosition> {
+        FingerPosition::ALL
+            .into_iter()
+            .find(|p| !self.finger_done.get(p).copied().unwrap_or(false) && !self.exceptions.contains_key(p))
+    }
+
+    pub fn offer_finger(&mut self, capture: FingerCapture) -> Result<Outcome, WorkflowError> {
+        self.expect(Step::Fingers)?;
+        let pos = capture.position;
+        if self.finger_done.get(&pos).copied().unwrap_or(false) || self.exceptions.contains_key(&pos) {
+            return Err(WorkflowError::FingerDone(pos.name()));
+        }
+        let attempts = self.finger_attempts.entry(pos).or_insert(0);
+        *attempts += 1;
+        let attempts = *attempts;
+        if self.fingers.get(&pos).is_none_or(|best| capture.quality > best.quality) {
+            self.fingers.insert(pos, capture.clone());
+        }
+        let best = self.fingers.get(&pos).map_or(0, |f| f.quality);
+        let (outcome, done) = Self::judge(
+            capture.quality,
+            self.policy.finger_min_quality,
+            attempts,
+            self.policy.finger_max_attempts,
+            best,
+        );
+        if done && matches!(outcome, Outcome::Accepted) {
+            self.fingers.insert(pos, capture);
+        }
+        self.finger_done.insert(pos, done);
+        Ok(outcome)
+    }
+
+    /// Record that a finger cannot be captured (missing, injured, ...), with the reason.
+    pub fn finger_exception(&mut self, exception: FingerException) -> Result<(), WorkflowError> {
+        self.expect(Step::Fingers)?;
+        let pos = exception.position;
+        if self.finger_done.get(&pos).copied().unwrap_or(false) || self.exceptions.contains_key(&pos) {
+            return Err(WorkflowError::FingerDone(pos.name()));
+        }
+        self.fingers.remove(&pos);
+        self.exceptions.insert(pos, exception.reason);
+        Ok(())
+    }
+
+    pub fn offer_signature(&mut self, capture: SignatureCapture) -> Result<(), WorkflowError> {
+        self.expect(Step::Signature)?;
+        if capture.strokes.iter().all(|s| s.points.is_empty()) {
+            return Err(WorkflowError::EmptySignature);
+        }
+        self.signature = Some(capture);
+        Ok(())
+    }
+
+    /// From the review, go back and redo one step (the other captures are kept).
+    pub fn retake(&mut self, step: Step) {
+        match step {
+            Step::Identify => {
+                self.kind = None;
+                self.demographics = None;
+            }
+            Step::Demographics => self.demographics = None,
+            Step::Face => {
+                self.face = None;
+                self.face_done = false;
+                self.face_attempts = 0;
+            }
+            Step::Fingers => {
+                self.fingers.clear();
+                self.finger_done.clear();
+                self.finger_attempts.clear();
+                self.exceptions.clear();
+            }
+            Step::Signature => self.signature = None,
+            Step::Review => {}
+        }
+    }
+
+    /// Close the review: everything must be there.
+    pub fn finish(self, now_ms: i64) -> Result<Completed, WorkflowError> {
+        self.expect(Step::Review)?;
+        let below_threshold = self
+            .face
+            .iter()
+            .filter(|f| f.quality < self.policy.face_min_quality)
+            .map(|_| "face".to_string())
+            .chain(
+                self.fingers
+                    .values()
+                    .filter(|f| f.quality < self.policy.finger_min_quality)
+                    .map(|f| f.position.name().to_string()),
+            )
+            .collect();
+        let (Some(kind), Some(demographics), Some(face), Some(signature)) =
+            (self.kind, self.demographics, self.face, self.signature)
+        else {
+            return Err(WorkflowError::WrongStep {
+                expected: Step::Review,
+                actual: Step::Identify,
+            });
+        };
+        Ok(Completed {
+            kind,
+            demographics,
+            face,
+            face_attempts: self.face_attempts,
+            fingers: self.fingers.into_values().collect(),
+            exceptions: self
+                .exceptions
+                .into_iter()
+                .map(|(position, reason)| FingerException { position, reason })
+                .collect(),
+            below_threshold,
+            signature,
+            started_ms: self.started_ms,
+            finished_ms: now_ms,
+        })
+    }
+}

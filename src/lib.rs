@@ -1,0 +1,22 @@
+//! The Tasjil station: enrolment workflow, local store, keys and the command line.
+//!
+//! Layering: `cli` parses and prints; `station` owns the data directory, the keys and the one
+//! writer of the store; `enrolment` is the workflow (no I/O); `store` is SQLite; `verify` checks
+//! everything stored. Devices come from `tasjil-drivers`, records from `tasjil-sync`.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod bench;
+pub mod cli;
+pub mod enrolment;
+pub mod schema;
+pub mod station;
+pub mod store;
+pub mod verify;
+
+/// Wall-clock time in Unix milliseconds (the van's clock: it may be off; nothing trusts it for
+/// security).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,282 @@
+//! The station's data directory: keys, the centre's public keys, the store, and the lock that keeps
+//! the store to one writing process.
+//!
+//! ```text
+//! DATA_DIR/station.db      SQLite (WAL): envelopes, sealed payloads, audit chain, sync state
+//! DATA_DIR/station.key     Ed25519 secret key (0600)
+//! DATA_DIR/station.pub     public key for `tasjil-central station add --key`
+//! DATA_DIR/centre.pub      the centre's public keys, copied at init
+//! DATA_DIR/station.lock    held by the one process that writes
+//! ```
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use tasjil_sync::{CentrePublic, StationKey, StationPublic};
+
+use crate::enrolment::record::{new_id, seal_and_sign, ChainPosition, Sealed};
+use crate::enrolment::{Completed, OfficerBadge};
+use crate::schema::Schema;
+use crate::store::Store;
+
+/// Files of a station data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    /// `--data-dir`, else `$XDG_DATA_HOME/tasjil`, else `~/.local/share/tasjil`.
+    pub fn resolve(arg: Option<PathBuf>) -> anyhow::Result<DataDir> {
+        if let Some(d) = arg {
+            return Ok(DataDir(d));
+        }
+        if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+            return Ok(DataDir(PathBuf::from(d).join("tasjil")));
+        }
+        let home = std::env::var_os("HOME").context("neither --data-dir, XDG_DATA_HOME nor HOME is set")?;
+        Ok(DataDir(PathBuf::from(home).join(".local/share/tasjil")))
+    }
+    pub fn db(&self) -> PathBuf {
+        self.0.join("station.db")
+    }
+    pub fn key(&self) -> PathBuf {
+        self.0.join("station.key")
+    }
+    pub fn public(&self) -> PathBuf {
+        self.0.join("station.pub")
+    }
+    pub fn centre(&self) -> PathBuf {
+        self.0.join("centre.pub")
+    }
+    fn lock(&self) -> PathBuf {
+        self.0.join("station.lock")
+    }
+    fn require_initialised(&self) -> anyhow::Result<()> {
+        if !self.db().exists() || !self.key().exists() {
+            bail!(
+                "no station in {}: run `tasjil init --station-id ID --central-key FILE` first (or pass --data-dir)",
+                self.0.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Validate a station id: short, printable, safe in file names.
+fn check_station_id(id: &str) -> anyhow::Result<()> {
+    if id.is_empty() || id.len() > 40 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        bail!("station id {id:?} must be 1-40 letters, digits, '-' or '_'");
+    }
+    Ok(())
+}
+
+/// What `init` produced.
+#[derive(Debug, serde::Serialize)]
+pub struct InitReport {
+    pub station: String,
+    pub data_dir: PathBuf,
+    pub station_pub: PathBuf,
+    pub public_key: String,
+}
+
+/// Create a station: keys, store, copy of the centre's public keys, first audit entry.
+pub fn init(dir: &DataDir, station_id: &str, central_key: &Path) -> anyhow::Result<InitReport> {
+    check_station_id(station_id)?;
+    let centre = CentrePublic::load(central_key)?;
+    if dir.key().exists() || dir.db().exists() {
+        bail!(
+            "{} already holds a station; refusing to overwrite it (use another --data-dir)",
+            dir.0.display()
+        );
+    }
+    create_private_dir(&dir.0)?;
+    let _lock = lock(dir)?;
+    let key = StationKey::generate();
+    key.save(&dir.key())?;
+    let public = StationPublic::new(station_id, &key);
+    write_synced(&dir.public(), format!("{}\n", serde_json::to_string_pretty(&public)?).as_bytes())?;
+    write_synced(&dir.centre(), centre.to_json().as_bytes())?;
+    let mut store = Store::open(&dir.db())?;
+    store.set_config("station_id", station_id)?;
+    store.set_config("station_public_key", &key.public_hex())?;
+    store.set_config("centre_public", &centre.to_json())?;
+    store.audit(
+        &key,
+        "init",
+        station_id,
+        serde_json::json!({"station": station_id, "key": key.public_hex(), "centre_ed25519": centre.ed25519}),
+        crate::now_ms(),
+    )?;
+    Ok(InitReport {
+        station: station_id.into(),
+        data_dir: dir.0.clone(),
+        station_pub: dir.public(),
+        public_key: key.public_hex(),
+    })
+}
+
+fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("cannot create data directory {}", path.display()))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn lock(dir: &DataDir) -> anyhow::Result<File> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.lock())
+        .with_context(|| format!("cannot open {}", dir.lock().display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => bail!(
+            "another tasjil process is writing to {} (a kiosk or an enrolment run?); wait for it or stop it",
+            dir.0.display()
+        ),
+        Err(fs::TryLockError::Error(e)) => Err(e).context("cannot lock the data directory"),
+    }
+}
+
+/// Read-only view for `list`, `verify`, `status`.
+#[derive(Debug)]
+pub struct View {
+    pub store: Store,
+    pub station_id: String,
+    pub public_key: String,
+}
+
+impl View {
+    pub fn open(dir: &DataDir) -> anyhow::Result<View> {
+        dir.require_initialised()?;
+        let store = Store::open(&dir.db())?;
+        let station_id = store
+            .config("station_id")?
+            .context("the station database has no station id: it was not made by `tasjil init`")?;
+        let public_key = store
+            .config("station_public_key")?
+            .context("the station database has no station key")?;
+        Ok(View {
+            store,
+            station_id,
+            public_key,
+        })
+    }
+}
+
+/// The writer: holds the lock, the station key and the centre's recipients.
+#[derive(Debug)]
+pub struct Station {
+    pub view: View,
+    key: StationKey,
+    recipients: Vec<age::x25519::Recipient>,
+    pub schema: Schema,
+    _lock: File,
+}
+
+/// What was committed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Committed {
+    pub id: String,
+    pub seq: u64,
+    pub hash: String,
+    pub sealed_len: usize,
+    pub plain_len: usize,
+    pub seal_us: u64,
+    pub sign_us: u64,
+    pub commit_us: u64,
+}
+
+impl Station {
+    pub fn open(dir: &DataDir) -> anyhow::Result<Station> {
+        dir.require_initialised()?;
+        let lock = lock(dir)?;
+        let view = View::open(dir)?;
+        let key = StationKey::load(&dir.key())?;
+        if key.public_hex() != view.public_key {
+            bail!(
+                "{} does not belong to the station in {}: the key and the database do not match",
+                dir.key().display(),
+                dir.db().display()
+            );
+        }
+        let centre_text = view
+            .store
+            .config("centre_public")?
+            .context("the station database has no centre key")?;
+        let centre = CentrePublic::parse(&centre_text).map_err(|e| anyhow::anyhow!("stored centre key: {e}"))?;
+        let recipients = centre.recipients().map_err(anyhow::Error::msg)?;
+        Ok(Station {
+            view,
+            key,
+            recipients,
+            schema: Schema::default_cnie(),
+            _lock: lock,
+        })
+    }
+
+    pub fn station_id(&self) -> &str {
+        &self.view.station_id
+    }
+
+    pub fn store(&mut self) -> &mut Store {
+        &mut self.view.store
+    }
+
+    /// An officer logs in with a badge: register its key on first use and audit the login.
+    pub fn login(&mut self, badge: &dyn OfficerBadge) -> anyhow::Result<()> {
+        let now = crate::now_ms();
+        let id = badge.officer_id();
+        let new = self
+            .view
+            .store
+            .register_officer(&id, &badge.officer_name(), "officer", &badge.public_key_hex(), now)?;
+        self.view
+            .store
+            .audit(&self.key, "login", &id, serde_json::json!({"badge": badge.public_key_hex(), "first_use": new}), now)?;
+        Ok(())
+    }
+
+    /// Seal, co-sign, sign and durably store one enrolment. Returns only after the commit is on disk.
+    pub fn commit(&mut self, done: &Completed, badge: &mut dyn OfficerBadge) -> anyhow::Result<Committed> {
+        let (last_seq, prev) = self.view.store.chain_head()?;
+        let at = ChainPosition {
+            station: self.view.station_id.clone(),
+            seq: last_seq + 1,
+            prev,
+        };
+        let id = new_id(done.finished_ms);
+        let Sealed {
+            envelope,
+            sealed,
+            plain_len,
+            seal_us,
+            sign_us,
+        } = seal_and_sign(done, &id, &self.schema.id(), &at, &self.recipients, badge, &self.key)?;
+        let t = std::time::Instant::now();
+        self.view
+            .store
+            .commit_enrolment(&self.key, &envelope, &sealed, crate::now_ms())?;
+        Ok(Committed {
+            id,
+            seq: at.seq,
+            hash: envelope.hash()?,
+            sealed_len: sealed.len(),
+            plain_len,
+            seal_us,
+            sign_us,
+            commit_us: t.elapsed().as_micros() as u64,
+        })
+    }
+}

@@ -1,0 +1,521 @@
+//! The station's durable store: one SQLite file, one writer.
+//!
+//! Owns the schema (ordered SQL migrations compiled in), the pragmas that make a commit survive a
+//! power cut (WAL + `synchronous=FULL`), and the audit chain. It stores only signed envelopes and
+//! sealed payloads: nothing sensitive is ever written here in plaintext. It does not verify
+//! signatures (see `crate::verify`), and it never talks to devices or the network.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite_migration::{Migrations, M};
+use serde::{Deserialize, Serialize};
+use tasjil_sync::keys::{parse_signature, verify};
+use tasjil_sync::{sha256_hex, to_canonical, Envelope, Signed, StationKey, GENESIS};
+
+const AUDIT_DOMAIN: &[u8] = b"tasjil/audit/v1\0";
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("migrations/0001_init.sql"))])
+}
+
+/// Store failures, worded for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the disk is full: nothing was saved by this step; free some space and try again")]
+    Full,
+    #[error("the station database {0} is read-only: check the disk and its permissions")]
+    ReadOnly(PathBuf),
+    #[error("the station database {path} is damaged or is not a Tasjil database ({detail}); restore it from the last backup (see docs/OPERATIONS.md)")]
+    Damaged { path: PathBuf, detail: String },
+    #[error("the station database is busy: another program holds it; try again")]
+    Busy,
+    #[error("database schema upgrade failed: {0}")]
+    Migration(String),
+    #[error("cannot encode record: {0}")]
+    Encode(String),
+    #[error("database error: {0}")]
+    Sqlite(#[source] rusqlite::Error),
+}
+
+impl StoreError {
+    fn from_sqlite(path: &Path, e: rusqlite::Error) -> StoreError {
+        use rusqlite::ErrorCode as C;
+        if let rusqlite::Error::SqliteFailure(f, ref msg) = e {
+            match f.code {
+                C::DiskFull => return StoreError::Full,
+                C::ReadOnly => return StoreError::ReadOnly(path.to_path_buf()),
+                C::DatabaseCorrupt | C::NotADatabase => {
+                    return StoreError::Damaged {
+                        path: path.to_path_buf(),
+                        detail: msg.clone().unwrap_or_else(|| f.to_string()),
+                    }
+                }
+                C::DatabaseBusy | C::DatabaseLocked => return StoreError::Busy,
+                _ => {}
+            }
+        }
+        StoreError::Sqlite(e)
+    }
+}
+
+/// One entry of the audit chain, exactly as hashed and signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at_ms: i64,
+    pub action: String,
+    pub actor: String,
+    pub detail: serde_json::Value,
+    pub prev: String,
+}
+
+impl AuditEntry {
+    pub fn signing_message(bytes: &[u8]) -> Vec<u8> {
+        let mut m = AUDIT_DOMAIN.to_vec();
+        m.extend_from_slice(sha256_hex(bytes).as_bytes());
+        m
+    }
+}
+
+/// A raw audit row, for verification.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub entry: Vec<u8>,
+    pub sig: String,
+}
+
+/// A raw envelope row, for listing and verification.
+#[derive(Debug, Clone)]
+pub struct EnvelopeRow {
+    pub seq: i64,
+    pub id: String,
+    pub hash: String,
+    pub officer: String,
+    pub kind: String,
+    pub created_ms: i64,
+    pub payload: String,
+    pub envelope: Vec<u8>,
+    pub status: &'static str,
+    pub rejected_reason: Option<String>,
+}
+
+/// Record counts for `tasjil status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub records: u64,
+    pub approved: u64,
+    pub unsent: u64,
+    pub acknowledged: u64,
+    pub rejected: u64,
+}
+
+/// The open store. Exactly one per process; the station's lock file keeps it to one writer process.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path).map_err(|e| StoreError::from_sqlite(path, e))?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.setup().map_err(|e| match e {
+            StoreError::Sqlite(e) => StoreError::from_sqlite(path, e),
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    fn setup(&mut self) -> Result<(), StoreError> {
+        let sql = |e| StoreError::from_sqlite(&self.path, e);
+        self.conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
+        // Reading the schema first turns "not a database" into a clear error before anything writes.
+        self.conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))
+            .map_err(sql)?;
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(sql)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Migration(format!("journal mode is {mode}, expected wal")));
+        }
+        self.conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        self.conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
+        migrations().to_latest(&mut self.conn).map_err(|e| match e {
+            rusqlite_migration::Error::RusqliteError { err, .. } => StoreError::from_sqlite(&self.path, err),
+            other => StoreError::Migration(other.to_string()),
+        })
+    }
+
+    fn sql(&self, e: rusqlite::Error) -> StoreError {
+        StoreError::from_sqlite(&self.path, e)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn config(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM config WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    pub fn set_config(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO config (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Register (or confirm) a badge key. A different key for a known id is refused.
+    pub fn register_officer(
+        &mut self,
+        id: &str,
+        name: &str,
+        role: &str,
+        public_key: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let known: Option<String> = self
+            .conn
+            .query_row("SELECT public_key FROM officers WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        match known {
+            Some(k) if k == public_key => Ok(false),
+            Some(_) => Err(StoreError::Encode(format!(
+                "officer {id} is already registered with a different badge key"
+            ))),
+            None => {
+                self.conn
+                    .execute(
+                        "INSERT INTO officers (id, name, role, public_key, registered_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![id, name, role, public_key, now_ms],
+                    )
+                    .map_err(|e| self.sql(e))?;
+                Ok(true)
+            }
+        }
+    }
+
+    pub fn officer_key(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT public_key FROM officers WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// `(seq, hash)` of the last envelope, or `(0, GENESIS)` for an empty chain.
+    pub fn chain_head(&self) -> Result<(u64, String), StoreError> {
+        let head: Option<(i64, String)> = self
+            .conn
+            .query_row("SELECT seq, hash FROM envelopes ORDER BY seq DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        Ok(head.map_or((0, GENESIS.to_string()), |(s, h)| (s as u64, h)))
+    }
+
+    /// Append an action to the audit chain in its own durable transaction.
+    pub fn audit(
+        &mut self,
+        key: &StationKey,
+        action: &str,
+        actor: &str,
+        detail: serde_json::Value,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| StoreError::from_sqlite(&path, e))?;
+        let seq = append_audit(&tx, key, action, actor, detail, now_ms)
+            .map_err(|e| lift(&path, e))?;
+        tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))?;
+        Ok(seq)
+    }
+
+    /// Store a signed envelope, its sealed payload and the audit entry that records it, in one
+    /// transaction. When this returns `Ok`, the enrolment is on disk (WAL fsynced, `synchronous=FULL`).
+    pub fn commit_enrolment(
+        &mut self,
+        key: &StationKey,
+        envelope: &Envelope<Signed>,
+        sealed: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let body = envelope.body();
+        let bytes = envelope.to_bytes().map_err(|e| StoreError::Encode(e.to_string()))?;
+        let hash = sha256_hex(&bytes);
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| StoreError::from_sqlite(&path, e))?;
+        let step = |tx: &Transaction| -> rusqlite::Result<()> {
+            tx.execute(
+                "INSERT OR IGNORE INTO payloads (sha256, len, sealed) VALUES (?1, ?2, ?3)",
+                params![body.payload.sha256, body.payload.len as i64, sealed],
+            )?;
+            tx.execute(
+                "INSERT INTO envelopes (seq, id, hash, officer, kind, created_ms, payload, envelope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    body.seq as i64,
+                    body.id,
+                    hash,
+                    body.officer,
+                    body.kind.as_str(),
+                    body.captured.finished_ms,
+                    body.payload.sha256,
+                    bytes
+                ],
+            )?;
+            Ok(())
+        };
+        step(&tx).map_err(|e| StoreError::from_sqlite(&path, e))?;
+        append_audit(
+            &tx,
+            key,
+            "enrol",
+            &body.officer,
+            serde_json::json!({"id": body.id, "seq": body.seq, "kind": body.kind.as_str(), "envelope": hash}),
+            now_ms,
+        )
+        .map_err(|e| lift(&path, e))?;
+        tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))
+    }
+
+    pub fn envelopes(&self) -> Result<Vec<EnvelopeRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, id, hash, officer, kind, created_ms, payload, envelope,
+                        approved_ms, sent_ms, acknowledged_ms, rejected_reason
+                 FROM envelopes ORDER BY seq",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let approved: Option<i64> = r.get(8)?;
+                let sent: Option<i64> = r.get(9)?;
+                let acknowledged: Option<i64> = r.get(10)?;
+                let rejected_reason: Option<String> = r.get(11)?;
+                let status = if rejected_reason.is_some() {
+                    "rejected"
+                } else if acknowledged.is_some() {
+                    "acknowledged"
+                } else if sent.is_some() {
+                    "sent"
+                } else if approved.is_some() {
+                    "approved"
+                } else {
+                    "committed"
+                };
+                Ok(EnvelopeRow {
+                    seq: r.get(0)?,
+                    id: r.get(1)?,
+                    hash: r.get(2)?,
+                    officer: r.get(3)?,
+                    kind: r.get(4)?,
+                    created_ms: r.get(5)?,
+                    payload: r.get(6)?,
+                    envelope: r.get(7)?,
+                    status,
+                    rejected_reason,
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// The sealed payload with this address, if stored.
+    pub fn payload(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row("SELECT sealed FROM payloads WHERE sha256 = ?1", [sha256], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    pub fn audit_rows(&self) -> Result<Vec<AuditRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, entry, sig FROM audit ORDER BY seq")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AuditRow {
+                    seq: r.get(0)?,
+                    entry: r.get(1)?,
+                    sig: r.get(2)?,
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
+    }
+
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*),
+                        count(approved_ms),
+                        count(*) FILTER (WHERE sent_ms IS NULL AND acknowledged_ms IS NULL),
+                        count(acknowledged_ms),
+                        count(rejected_reason)
+                 FROM envelopes",
+                [],
+                |r| {
+                    Ok(Counts {
+                        records: r.get::<_, i64>(0)? as u64,
+                        approved: r.get::<_, i64>(1)? as u64,
+                        unsent: r.get::<_, i64>(2)? as u64,
+                        acknowledged: r.get::<_, i64>(3)? as u64,
+                        rejected: r.get::<_, i64>(4)? as u64,
+                    })
+                },
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    /// SQLite's own structural check; an empty list means the file is sound.
+    pub fn quick_check(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare("PRAGMA quick_check").map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.sql(e))?;
+        let lines = rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))?;
+        Ok(lines.into_iter().filter(|l| l != "ok").collect())
+    }
+}
+
+enum AuditFail {
+    Sql(rusqlite::Error),
+    Encode(String),
+}
+
+fn lift(path: &Path, e: AuditFail) -> StoreError {
+    match e {
+        AuditFail::Sql(e) => StoreError::from_sqlite(path, e),
+        AuditFail::Encode(m) => StoreError::Encode(m),
+    }
+}
+
+fn append_audit(
+    tx: &Transaction,
+    key: &StationKey,
+    action: &str,
+    actor: &str,
+    detail: serde_json::Value,
+    now_ms: i64,
+) -> Result<u64, AuditFail> {
+    let last: Option<(i64, Vec<u8>)> = tx
+        .query_row("SELECT seq, entry FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .map_err(AuditFail::Sql)?;
+    let (seq, prev) = match last {
+        Some((s, entry)) => (s as u64 + 1, sha256_hex(&entry)),
+        None => (1, GENESIS.to_string()),
+    };
+    let entry = AuditEntry {
+        seq,
+        at_ms: now_ms,
+        action: action.into(),
+        actor: actor.into(),
+        detail,
+        prev,
+    };
+    let bytes = to_canonical(&entry).map_err(|e| AuditFail::Encode(e.to_string()))?;
+    let sig = key.sign(&AuditEntry::signing_message(&bytes));
+    tx.execute(
+        "INSERT INTO audit (seq, entry, sig) VALUES (?1, ?2, ?3)",
+        params![seq as i64, bytes, hex::encode(sig.to_bytes())],
+    )
+    .map_err(AuditFail::Sql)?;
+    Ok(seq)
+}
+
+/// Check one audit row against its predecessor's hash; returns this row's hash.
+pub fn check_audit_row(
+    row: &AuditRow,
+    expected_seq: u64,
+    expected_prev: &str,
+    station: &ed25519_dalek::VerifyingKey,
+) -> Result<String, String> {
+    let entry: AuditEntry =
+        serde_json::from_slice(&row.entry).map_err(|e| format!("audit entry is malformed: {e}"))?;
+    if to_canonical(&entry).ok().as_deref() != Some(&row.entry[..]) {
+        return Err("audit entry is not canonical JSON".into());
+    }
+    if entry.seq != expected_seq || row.seq as u64 != expected_seq {
+        return Err(format!(
+            "audit chain gap: expected entry {expected_seq}, found {} (row {})",
+            entry.seq, row.seq
+        ));
+    }
+    if entry.prev != expected_prev {
+        return Err(format!("audit chain broken at entry {expected_seq}: previous hash does not match"));
+    }
+    let sig = parse_signature(&row.sig).map_err(|e| format!("audit signature unreadable: {e}"))?;
+    if !verify(station, &AuditEntry::signing_message(&row.entry), &sig) {
+        return Err(format!("audit entry {expected_seq}: station signature does not verify"));
+    }
+    Ok(sha256_hex(&row.entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_chain_links_and_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+        let key = StationKey::generate();
+        for i in 0..3 {
+            store
+                .audit(&key, "login", "OFF-1", serde_json::json!({"i": i}), 1000 + i)
+                .unwrap();
+        }
+        let rows = store.audit_rows().unwrap();
+        let mut prev = GENESIS.to_string();
+        for (i, row) in rows.iter().enumerate() {
+            prev = check_audit_row(row, i as u64 + 1, &prev, &key.verifying_key()).unwrap();
+        }
+        let mut bad = rows[1].clone();
+        bad.entry[5] ^= 1;
+        assert!(check_audit_row(&bad, 2, &sha256_hex(&rows[0].entry), &key.verifying_key()).is_err());
+    }
+
+    #[test]
+    fn garbage_file_is_reported_as_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        std::fs::write(&path, vec![0x42; 8192]).unwrap();
+        assert!(matches!(Store::open(&path), Err(StoreError::Damaged { .. })));
+    }
+
+    #[test]
+    fn pragmas_are_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let mode: String = store.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let sync: i64 = store.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        let fk: i64 = store.conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!((mode.as_str(), sync, fk), ("wal", 2, 1));
+        assert!(migrations().validate().is_ok());
+    }
+}

@@ -1,0 +1,17 @@
+//! `tasjil-sync`: what travels between a station and the issuance centre.
+//!
+//! This crate owns the record format (signed envelope + sealed payload), the key files, and the
+//! centre's binary. It knows nothing of capture devices or of the kiosk UI: the station converts its
+//! captures into [`record::Payload`] before sealing.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod canonical;
+pub mod keys;
+pub mod record;
+
+pub use canonical::{sha256_hex, to_canonical};
+pub use keys::{CentreKeys, CentrePublic, KeyError, StationKey, StationPublic};
+pub use record::{
+    CoSignature, EnrolmentKind, Envelope, EnvelopeBody, Payload, PayloadRef, RecordError, Signed,
+    Unsigned, GENESIS,
+};
