@@ -3,7 +3,7 @@
 //! Owns finger positions and exception reasons, the image containers (greyscale fingerprint
 //! images, JPEG face photos, signatures kept both as pen strokes and as a rendered PNG),
 //! [`CaptureError`] and the [`Camera`], [`FingerprintScanner`] and [`SignaturePad`] traits.
-//! Everything that ends up in a signed record is integer-valued, so that canonical JSON can hold it.
+//! Everything that ends up in a signed record is integer-valued, so canonical JSON can hold it.
 //! `Debug` never prints image bytes or pen strokes: they are biometric data and end up in logs.
 
 use std::fmt;
@@ -48,7 +48,8 @@ impl FingerPosition {
         Self::LeftLittle,
     ];
 
-    /// ANSI/NIST-ITL finger position code: right thumb 1 … right little 5, left thumb 6 … left little 10.
+    /// ANSI/NIST-ITL finger position code: right thumb 1 … right little 5,
+    /// left thumb 6 … left little 10.
     pub fn code(self) -> u8 {
         self as u8
     }
@@ -269,7 +270,7 @@ impl fmt::Debug for SignatureCapture {
     }
 }
 
-/// Canvas for [`SignatureCapture::render`]: each segment is a capsule whose radius goes with pressure.
+/// Canvas for [`SignatureCapture::render`]: each segment is a capsule, its radius set by pressure.
 struct Ink {
     width: usize,
     height: usize,

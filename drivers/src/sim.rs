@@ -165,75 +165,36 @@ impl Subject {
                 ]);
             }
         }
-        let e = |x, y, rx, ry| Ellipse {
-            cx: x,
-            cy: y,
-            rx,
-            ry,
-        };
-        canvas.paint(
-            e(cx, cy + ry + 35.0, rx * 0.42, 90.0),
-            shade(self.skin, 0.85),
-            1.0,
-            0.1,
-        );
-        canvas.paint(
-            e(cx, h as f32 + 40.0, 250.0, 200.0),
-            self.clothes,
-            1.0,
-            0.25,
-        );
-        canvas.paint(
-            e(cx, cy - ry * 0.12, rx * 1.08 * self.hair_volume, ry * 1.02),
-            self.hair,
-            1.0,
-            0.15,
-        );
-        for side in [-1.0, 1.0] {
-            canvas.paint(
-                e(cx + side * rx * 0.97, cy + 5.0, 14.0, 28.0),
-                shade(self.skin, 0.92),
-                1.0,
-                0.2,
-            );
+        let (skin, hair, eye_y) = (self.skin, self.hair, cy - ry * 0.12);
+        let lips = [skin[0] * 0.78, skin[1] * 0.52, skin[2] * 0.52];
+        let (left, right) = (cx - rx * 0.38, cx + rx * 0.38);
+        let (white, iris) = ([232.0, 230.0, 224.0], [48.0, 34.0, 26.0]);
+        let hair_rx = rx * 1.08 * self.hair_volume;
+        // A table reads better than rustfmt's one-number-per-line layout of it.
+        #[rustfmt::skip]
+        let layers = [
+            // [centre x, centre y, radius x, radius y], colour, opacity, rim shading; back to front
+            ([cx, cy + ry + 35.0, rx * 0.42, 90.0], shade(skin, 0.85), 1.0, 0.1),   // neck
+            ([cx, h as f32 + 40.0, 250.0, 200.0], self.clothes, 1.0, 0.25),         // shoulders
+            ([cx, cy - ry * 0.12, hair_rx, ry * 1.02], hair, 1.0, 0.15),
+            ([cx - rx * 0.97, cy + 5.0, 14.0, 28.0], shade(skin, 0.92), 1.0, 0.2),  // ears
+            ([cx + rx * 0.97, cy + 5.0, 14.0, 28.0], shade(skin, 0.92), 1.0, 0.2),
+            ([cx, cy, rx, ry], skin, 1.0, 0.22),
+            ([cx, cy - ry * 0.78, rx * 0.92, ry * 0.36], hair, 1.0, 0.1),           // fringe
+            ([left, eye_y - 20.8, 21.0, 4.0], hair, 0.85, 0.0),                     // brows
+            ([right, eye_y - 19.2, 21.0, 4.0], hair, 0.85, 0.0),
+            ([left, eye_y - 0.8, 15.0, 7.0], white, 1.0, 0.1),                      // eyes
+            ([right, eye_y + 0.8, 15.0, 7.0], white, 1.0, 0.1),
+            ([left, eye_y - 0.8, 6.5, 6.5], iris, 1.0, 0.0),
+            ([right, eye_y + 0.8, 6.5, 6.5], iris, 1.0, 0.0),
+            ([cx, cy + ry * 0.1, 10.0, 28.0], shade(skin, 0.86), 0.5, 0.0),         // nose
+            ([cx - 7.0, cy + ry * 0.27, 4.5, 2.5], shade(skin, 0.4), 0.7, 0.0),
+            ([cx + 7.0, cy + ry * 0.27, 4.5, 2.5], shade(skin, 0.4), 0.7, 0.0),
+            ([cx, cy + ry * 0.5, rx * 0.3, 7.0], lips, 0.9, 0.1),                   // mouth
+        ];
+        for (ellipse, colour, opacity, rim) in layers {
+            canvas.paint(ellipse, colour, opacity, rim);
         }
-        canvas.paint(e(cx, cy, rx, ry), self.skin, 1.0, 0.22);
-        canvas.paint(
-            e(cx, cy - ry * 0.78, rx * 0.92, ry * 0.36),
-            self.hair,
-            1.0,
-            0.1,
-        );
-        let eye_y = cy - ry * 0.12;
-        for side in [-1.0, 1.0] {
-            let ex = cx + side * rx * 0.38;
-            let ey = eye_y + side * 0.8;
-            canvas.paint(e(ex, ey - 20.0, 21.0, 4.0), self.hair, 0.85, 0.0);
-            canvas.paint(e(ex, ey, 15.0, 7.0), [232.0, 230.0, 224.0], 1.0, 0.1);
-            canvas.paint(e(ex, ey, 6.5, 6.5), [48.0, 34.0, 26.0], 1.0, 0.0);
-            canvas.paint(
-                e(cx + side * 7.0, cy + ry * 0.27, 4.5, 2.5),
-                shade(self.skin, 0.4),
-                0.7,
-                0.0,
-            );
-        }
-        canvas.paint(
-            e(cx, cy + ry * 0.1, 10.0, 28.0),
-            shade(self.skin, 0.86),
-            0.5,
-            0.0,
-        );
-        canvas.paint(
-            e(cx, cy + ry * 0.5, rx * 0.3, 7.0),
-            [
-                self.skin[0] * 0.78,
-                self.skin[1] * 0.52,
-                self.skin[2] * 0.52,
-            ],
-            0.9,
-            0.1,
-        );
 
         let mut rgb = Vec::with_capacity(canvas.rgb.len());
         for &v in &canvas.rgb {
@@ -259,14 +220,6 @@ impl Subject {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Ellipse {
-    cx: f32,
-    cy: f32,
-    rx: f32,
-    ry: f32,
-}
-
 /// Linear RGB working buffer for [`Subject::photograph`].
 struct Canvas {
     width: usize,
@@ -276,20 +229,20 @@ struct Canvas {
 
 impl Canvas {
     /// Blends a filled ellipse with a one-pixel soft edge; `shade` darkens it toward its rim.
-    fn paint(&mut self, e: Ellipse, color: [f32; 3], alpha: f32, shade: f32) {
+    fn paint(&mut self, [cx, cy, rx, ry]: [f32; 4], colour: [f32; 3], alpha: f32, shade: f32) {
         let span = |c: f32, r: f32, max: usize| {
             ((c - r - 1.0).max(0.0) as usize)..((c + r + 2.0).max(0.0) as usize).min(max)
         };
-        let edge = e.rx.min(e.ry);
-        for y in span(e.cy, e.ry, self.height) {
-            let ny = (y as f32 + 0.5 - e.cy) / e.ry;
-            for x in span(e.cx, e.rx, self.width) {
-                let nx = (x as f32 + 0.5 - e.cx) / e.rx;
+        let edge = rx.min(ry);
+        for y in span(cy, ry, self.height) {
+            let ny = (y as f32 + 0.5 - cy) / ry;
+            for x in span(cx, rx, self.width) {
+                let nx = (x as f32 + 0.5 - cx) / rx;
                 let d2 = nx * nx + ny * ny;
                 let a = alpha * ((1.0 - d2.sqrt()) * edge + 0.5).clamp(0.0, 1.0);
                 if a > 0.0 {
                     let i = (y * self.width + x) * 3;
-                    for (px, c) in self.rgb[i..i + 3].iter_mut().zip(color) {
+                    for (px, c) in self.rgb[i..i + 3].iter_mut().zip(colour) {
                         *px += (c * (1.0 - shade * d2) - *px) * a;
                     }
                 }
@@ -492,8 +445,9 @@ impl Ridges {
                 if let Some((nx, ny, keep)) = cut {
                     contact *= ((keep - fx * nx - fy * ny) / 3.0).clamp(0.0, 1.0);
                 }
-                let mut value = 240.0;
+                let (mut value, mut grain) = (240.0, 3.0);
                 if contact > 0.0 {
+                    grain += 4.0 * contact;
                     let phase = self.phase(fx - self.core.0 + sx, fy - self.core.1 + sy);
                     let mut depth = 0.5 + 0.5 * (TAU * phase).cos();
                     if let Some(gaps) = &gaps {
@@ -501,7 +455,7 @@ impl Ridges {
                     }
                     value += (valley - depth * (valley - ridge) - 240.0) * contact;
                 }
-                pixels.push(to_u8(value + rng.range(-7.0, 7.0)));
+                pixels.push(to_u8(value + grain * rng.range(-1.0, 1.0)));
             }
         }
         if defect == Some(Defect::Smudged) {
@@ -607,17 +561,16 @@ impl SignaturePad for SimSignaturePad {
             let (swing, swing_w) = (rng.range(5.0, 15.0), TAU / rng.range(250.0, 500.0));
             let baseline = 100.0 + rng.range(-15.0, 15.0);
             let height = rng.range(15.0, 35.0);
-            let phases = [
-                rng.range(0.0, TAU),
-                rng.range(0.0, TAU),
-                rng.range(0.0, TAU),
-            ];
+            let (slant, letter_w) = (rng.range(0.15, 0.45), TAU / rng.range(300.0, 700.0));
+            let phases: [f32; 4] = std::array::from_fn(|_| rng.range(0.0, TAU));
             let mut points = Vec::new();
             let mut t = 0.0;
             while t <= duration {
                 let wobble = loop_w * t + phases[0];
-                let x = x0 + speed * t + loop_r * wobble.cos();
-                let y = baseline - height * wobble.sin() - swing * (swing_w * t + phases[1]).sin();
+                let letter = 0.65 + 0.35 * (letter_w * t + phases[3]).sin();
+                let rise = height * letter * wobble.sin() + swing * (swing_w * t + phases[1]).sin();
+                let x = x0 + speed * t + loop_r * wobble.cos() + slant * rise;
+                let y = baseline - rise;
                 let taper = (t / 40.0).min((duration - t) / 40.0).clamp(0.25, 1.0);
                 let pressure = (130.0 + 60.0 * (TAU * t / 400.0 + phases[2]).sin()) * taper;
                 points.push(PenPoint {
@@ -637,26 +590,6 @@ impl SignaturePad for SimSignaturePad {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn zz_dump() {
-        use std::time::Instant;
-        for seed in 0..4u64 {
-            let shot = SimCamera::new(seed).capture_still().unwrap();
-            eprintln!("jpeg seed {seed}: {} bytes q{}", shot.image.jpeg.len(), shot.quality);
-            image::load_from_memory(&shot.image.jpeg).unwrap().save(format!("/tmp/face{seed}.png")).unwrap();
-        }
-        let mut sc = SimScanner::new(1);
-        let t = Instant::now();
-        let prints: Vec<_> = FingerPosition::ALL.iter().map(|&f| sc.capture(f).unwrap()).collect();
-        eprintln!("10 prints: {:?}", t.elapsed());
-        for p in &prints { let png = p.image.to_png().unwrap(); eprintln!("{} png {} q{}", p.position, png.len(), p.quality); std::fs::write(format!("/tmp/fp_{}.png", p.position), png).unwrap(); }
-        for d in [Defect::Dry, Defect::Smudged, Defect::Partial] {
-            let p = SimScanner::new(1).with_defect(RightIndex, d).capture(RightIndex).unwrap();
-            let png = p.image.to_png().unwrap(); eprintln!("{d:?} png {} q{}", png.len(), p.quality);
-            std::fs::write(format!("/tmp/fp_{d:?}.png"), png).unwrap();
-        }
-        for seed in 0..3u64 { let s = SimSignaturePad::new(seed).capture().unwrap(); eprintln!("sig png {}", s.png.len()); std::fs::write(format!("/tmp/sig{seed}.png"), &s.png).unwrap(); }
-    }
     use super::*;
     use crate::capture::FingerPosition::*;
 

@@ -13,5 +13,5 @@ pub use canonical::{sha256_hex, to_canonical};
 pub use keys::{CentreKeys, CentrePublic, KeyError, StationKey, StationPublic};
 pub use record::{
     CoSignature, EnrolmentKind, Envelope, EnvelopeBody, Payload, PayloadRef, RecordError, Signed,
-    Unsigned, GENESIS,
+    Unsigned, ENVELOPE_VERSION, GENESIS,
 };

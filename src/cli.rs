@@ -1,0 +1,310 @@
+//! The `tasjil` command line: parse, run, print. Human text by default, one JSON object with
+//! `--json`; exit 0 on success, 1 when a problem was found (named in the output), 2 on bad usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use serde_json::{json, Map, Value};
+use tasjil_sync::EnrolmentKind;
+
+use crate::enrolment::{simulate, CapturePolicy, SimBadge};
+use crate::station::{self, DataDir, Station, View};
+
+#[derive(Debug, Parser)]
+#[command(name = "tasjil", version, about = "Tasjil enrolment station", propagate_version = true)]
+pub struct Cli {
+    /// Station data directory (default: $XDG_DATA_HOME/tasjil or ~/.local/share/tasjil).
+    #[arg(long, global = true, env = "TASJIL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print one JSON object instead of human text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create this station: its key, its store, and the centre's public keys.
+    Init {
+        /// Station id, e.g. VAN-07-A (letters, digits, '-', '_').
+        #[arg(long)]
+        station_id: String,
+        /// The centre's public key file (`centre.pub`, from `tasjil-central init`).
+        #[arg(long, value_name = "FILE")]
+        central_key: PathBuf,
+    },
+    /// Run the kiosk's enrolment workflow without the UI.
+    Enrol {
+        /// Use simulated camera, scanner, signature pad and badge.
+        #[arg(long)]
+        simulate: bool,
+        /// How many citizens to enrol.
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        /// Seed of the simulated devices and demographics (same seed, same captures).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// One JSON object whose fields override the generated demographics of every enrolment.
+        #[arg(long, value_name = "FILE")]
+        demographics: Option<PathBuf>,
+        /// Enrolment kind: new, renewal, replacement or correction.
+        #[arg(long, default_value = "new")]
+        kind: EnrolmentKind,
+        /// Officer id of the (simulated) badge.
+        #[arg(long, default_value = "OFF-SIM-1")]
+        officer: String,
+        /// Read the badge PIN from standard input instead of a prompt.
+        #[arg(long)]
+        pin_stdin: bool,
+    },
+    /// List stored records (never demographics).
+    List,
+    /// Verify every stored envelope, payload and audit entry.
+    Verify,
+    /// Counts of records by state.
+    Status,
+    /// Measure commit latency (seal + sign + durable commit) in a temporary station.
+    Bench {
+        #[arg(long, default_value_t = 200)]
+        count: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+/// What a command produced: the JSON object, the human text, and whether it found a problem.
+struct Output {
+    json: Value,
+    human: String,
+    ok: bool,
+}
+
+impl Output {
+    fn ok(json: Value, human: String) -> Output {
+        Output { json, human, ok: true }
+    }
+}
+
+/// Parse arguments, run, print, and give the exit code. The binary's only entry point.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let json = cli.json;
+    match run(cli) {
+        Ok(out) => {
+            if json {
+                say(&out.json.to_string());
+            } else if !out.human.is_empty() {
+                say(&out.human);
+            }
+            if out.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            if json {
+                say(&json!({"ok": false, "error": format!("{e:#}")}).to_string());
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Print a line to standard output. A closed pipe (`tasjil list | head`) is not an error worth a
+/// panic: whatever was committed stays committed.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TASJIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<Output> {
+    let dir = DataDir::resolve(cli.data_dir)?;
+    match cli.command {
+        Command::Init {
+            station_id,
+            central_key,
+        } => {
+            let r = station::init(&dir, &station_id, &central_key)?;
+            Ok(Output::ok(
+                serde_json::to_value(&r)?,
+                format!(
+                    "station {} initialised in {}\n  public key: {}\n  register it at the centre: tasjil-central station add --id {} --key {}",
+                    r.station,
+                    r.data_dir.display(),
+                    r.public_key,
+                    r.station,
+                    r.station_pub.display()
+                ),
+            ))
+        }
+        Command::Enrol {
+            simulate,
+            count,
+            seed,
+            demographics,
+            kind,
+            officer,
+            pin_stdin,
+        } => enrol(&dir, simulate, count, seed, demographics, kind, &officer, pin_stdin, cli.json),
+        Command::List => list(&dir),
+        Command::Verify => {
+            let view = View::open(&dir)?;
+            let report = crate::verify::verify(&view)?;
+            let mut human = format!(
+                "{} of {} records valid, {} audit entries checked",
+                report.valid, report.records, report.audit_entries
+            );
+            for p in &report.problems {
+                human.push_str(&format!("\n  PROBLEM {}: {}", p.id, p.reason));
+            }
+            if report.ok {
+                human.push_str("\nall good");
+            }
+            Ok(Output {
+                ok: report.ok,
+                json: serde_json::to_value(&report)?,
+                human,
+            })
+        }
+        Command::Status => {
+            let view = View::open(&dir)?;
+            let c = view.store.counts()?;
+            let mut j = serde_json::to_value(&c)?;
+            j["station"] = json!(view.station_id);
+            Ok(Output::ok(
+                j,
+                format!(
+                    "station {}\n  records:      {}\n  approved:     {}\n  unsent:       {}\n  acknowledged: {}\n  rejected:     {}",
+                    view.station_id, c.records, c.approved, c.unsent, c.acknowledged, c.rejected
+                ),
+            ))
+        }
+        Command::Bench { count, seed } => {
+            let report = crate::bench::run(count, seed)?;
+            Ok(Output::ok(serde_json::to_value(&report)?, report.table()))
+        }
+    }
+}
+
+fn list(dir: &DataDir) -> anyhow::Result<Output> {
+    let view = View::open(dir)?;
+    let rows = view.store.envelopes()?;
+    let mut human = format!("{:>6}  {:<26}  {:<11}  {:<12}  {}", "seq", "id", "kind", "status", "officer");
+    let records: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            human.push_str(&format!(
+                "\n{:>6}  {:<26}  {:<11}  {:<12}  {}",
+                r.seq, r.id, r.kind, r.status, r.officer
+            ));
+            json!({
+                "id": r.id, "station": view.station_id, "seq": r.seq, "status": r.status,
+                "kind": r.kind, "officer": r.officer, "created_ms": r.created_ms,
+                "envelope_hash": r.hash, "rejected_reason": r.rejected_reason,
+            })
+        })
+        .collect();
+    human.push_str(&format!("\n{} records", rows.len()));
+    Ok(Output::ok(json!({ "records": records }), human))
+}
+
+fn read_pin(pin_stdin: bool) -> anyhow::Result<String> {
+    if !pin_stdin {
+        bail!("a badge PIN is needed: pass --pin-stdin and write the PIN on standard input");
+    }
+    let mut pin = String::new();
+    std::io::stdin().read_line(&mut pin).context("cannot read the PIN from standard input")?;
+    Ok(pin.trim_end_matches(['\r', '\n']).to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn enrol(
+    dir: &DataDir,
+    simulate_devices: bool,
+    count: u64,
+    seed: u64,
+    demographics: Option<PathBuf>,
+    kind: EnrolmentKind,
+    officer: &str,
+    pin_stdin: bool,
+    json_out: bool,
+) -> anyhow::Result<Output> {
+    if !simulate_devices {
+        bail!("this build has no real capture devices yet: run `tasjil enrol --simulate`");
+    }
+    let overrides: Option<Map<String, Value>> = match &demographics {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} must hold one JSON object of demographics", path.display()))?,
+            )
+        }
+    };
+    let mut station = Station::open(dir)?;
+    // The simulated badge needs no PIN unless the operator wants to exercise the prompt.
+    let pin = if pin_stdin { read_pin(true)? } else { crate::enrolment::badge::SIM_PIN.to_string() };
+    let mut badge = SimBadge::unlock(officer, &pin)?;
+    station.login(&badge)?;
+
+    let policy = CapturePolicy::default();
+    let progress = indicatif::ProgressBar::new(count).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} enrolled  {elapsed} (eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut committed = Vec::new();
+    for i in 0..count {
+        let done = simulate::run(
+            simulate::enrolment_seed(seed, i),
+            kind,
+            &station.schema,
+            overrides.as_ref(),
+            &policy,
+            crate::now_ms,
+        )
+        .with_context(|| format!("enrolment {} of {count} was not saved", i + 1))?;
+        let c = station
+            .commit(&done, &mut badge)
+            .with_context(|| format!("enrolment {} of {count} was not saved", i + 1))?;
+        // Printed only once the commit is durable: a line here is a promise.
+        if !json_out {
+            progress.suspend(|| say(&format!("committed {} seq {}", c.id, c.seq)));
+        }
+        progress.inc(1);
+        committed.push(c);
+    }
+    progress.finish_and_clear();
+    let sealed: usize = committed.iter().map(|c| c.sealed_len).sum();
+    let n = committed.len().max(1);
+    Ok(Output::ok(
+        json!({
+            "station": station.station_id(),
+            "committed": committed.len(),
+            "records": committed.iter().map(|c| json!({"id": c.id, "seq": c.seq})).collect::<Vec<_>>(),
+            "mean_sealed_bytes": sealed / n,
+        }),
+        format!(
+            "{} enrolments committed on station {} (mean sealed payload {} KB)",
+            committed.len(),
+            station.station_id(),
+            sealed / n / 1024
+        ),
+    ))
+}

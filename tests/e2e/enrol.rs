@@ -1,0 +1,156 @@
+//! The happy path, the command-line contract, and bad input.
+
+use serde_json::json;
+use tasjil::enrolment::{simulate, CapturePolicy};
+use tasjil::schema::Schema;
+use tasjil_drivers::Camera;
+use tasjil_sync::{EnrolmentKind, Payload};
+
+use crate::common::*;
+
+#[test]
+fn two_hundred_simulated_enrolments_all_verify() {
+    let s = Setup::new();
+    s.enrol(200, 7);
+    let (code, v) = s.json(&["verify"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["records"], 200);
+    assert_eq!(v["valid"], 200);
+    assert_eq!(v["problems"], json!([]));
+
+    let (code, status) = s.json(&["status"]);
+    assert_eq!(code, 0);
+    assert_eq!(status["records"], 200);
+    assert_eq!(status["unsent"], 200);
+    assert_eq!(status["acknowledged"], 0);
+
+    let (code, list) = s.json(&["list"]);
+    assert_eq!(code, 0);
+    let records = list["records"].as_array().unwrap();
+    assert_eq!(records.len(), 200);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["seq"], i as u64 + 1);
+        assert_eq!(r["station"], "VAN-TEST");
+        assert_eq!(r["status"], "committed");
+        assert!(r.get("demographics").is_none() && r.get("family_name_latin").is_none());
+    }
+}
+
+#[test]
+fn no_demographics_or_face_bytes_in_plaintext_at_rest() {
+    let s = Setup::new();
+    let family = "Oufkirzadeh";
+    let family_ar = "أوفقيرزاده";
+    let overrides = s.tmp.path().join("who.json");
+    std::fs::write(
+        &overrides,
+        json!({"family_name_latin": family, "family_name_ar": family_ar}).to_string(),
+    )
+    .unwrap();
+    let out = s.tasjil(&["enrol", "--simulate", "--count", "3", "--seed", "42", "--demographics", overrides.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The face the simulated camera produced for the first enrolment (deterministic from its seed).
+    let mut camera = tasjil_drivers::sim::SimCamera::new(simulate::enrolment_seed(42, 0));
+    let face = camera.capture_still().unwrap().image.jpeg;
+    let probe = &face[face.len() / 2..face.len() / 2 + 64];
+
+    let files = files(&s.station);
+    assert!(files.iter().any(|f| f.ends_with("station.db")));
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(!contains(&bytes, family.as_bytes()), "{} holds the family name", f.display());
+        assert!(!contains(&bytes, family_ar.as_bytes()), "{} holds the Arabic family name", f.display());
+        assert!(!contains(&bytes, probe), "{} holds face image bytes", f.display());
+    }
+    assert!(!contains(&out.stdout, family.as_bytes()) && !contains(&out.stderr, family.as_bytes()));
+}
+
+/// Only the centre can open a stored payload, and it gets back exactly what was captured.
+#[test]
+fn the_centre_opens_exactly_what_was_captured() {
+    let s = Setup::new();
+    s.enrol(2, 99);
+    let store = tasjil::store::Store::open(&s.station.join("station.db")).unwrap();
+    let rows = store.envelopes().unwrap();
+    let sealed = store.payload(&rows[1].payload).unwrap().unwrap();
+    let payload = Payload::open(&sealed, &s.centre.identity).unwrap();
+    assert!(Payload::open(&sealed, &tasjil_sync::CentreKeys::generate().identity).is_err());
+
+    let again = simulate::run(
+        simulate::enrolment_seed(99, 1),
+        EnrolmentKind::New,
+        &Schema::default_cnie(),
+        None,
+        &CapturePolicy::default(),
+        || 0,
+    )
+    .unwrap();
+    assert_eq!(payload.enrolment_id, rows[1].id);
+    assert_eq!(payload.demographics, again.demographics);
+    assert_eq!(payload.face.bytes, again.face.image.jpeg);
+    assert_eq!(payload.fingers.len() + payload.exceptions.len(), 10);
+    for (got, want) in payload.fingers.iter().zip(&again.fingers) {
+        assert_eq!(got.position, want.position.name());
+        let decoded = tasjil_drivers::GreyImage::from_png(&got.image.bytes).unwrap();
+        assert_eq!(decoded.pixels, want.image.pixels);
+    }
+    assert_eq!(payload.signature.image.bytes, again.signature.png);
+}
+
+#[test]
+fn invalid_demographics_are_refused_and_nothing_is_stored() {
+    let s = Setup::new();
+    let bad = s.tmp.path().join("bad.json");
+    std::fs::write(&bad, json!({"birth_date": "2023-02-30", "family_name_ar": "Latin"}).to_string()).unwrap();
+    let out = s.tasjil(&["enrol", "--simulate", "--count", "2", "--demographics", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("birth_date") && err.contains("family_name_ar"), "{err}");
+    assert_eq!(s.json(&["status"]).1["records"], 0);
+}
+
+#[test]
+fn usage_errors_exit_2_and_missing_station_exits_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(run(tmp.path(), &["enrol", "--count", "many"]).status.code(), Some(2));
+    assert_eq!(run(tmp.path(), &["frobnicate"]).status.code(), Some(2));
+    let (code, v) = json_of(&tmp.path().join("nothing"), &["verify"]);
+    assert_eq!(code, 1);
+    assert!(v["error"].as_str().unwrap().contains("tasjil init"), "{v}");
+}
+
+#[test]
+fn init_refuses_to_overwrite_a_station() {
+    let s = Setup::new();
+    let centre_pub = s.tmp.path().join("centre.pub");
+    let out = s.tasjil(&["init", "--station-id", "OTHER", "--central-key", centre_pub.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to overwrite"));
+    let key = std::fs::metadata(s.station.join("station.key")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn a_second_writer_is_refused_while_one_enrols() {
+    use std::io::BufRead;
+    let s = Setup::new();
+    let mut first = std::process::Command::new(BIN)
+        .args(["--data-dir", s.station.to_str().unwrap(), "enrol", "--simulate", "--count", "100000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(first.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("committed "), "{line}");
+    let second = s.tasjil(&["enrol", "--simulate", "--count", "1"]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another tasjil process"), "{}", text(&second));
+    // Reading while a writer runs is fine, and the killed run left a sound store.
+    assert_eq!(s.json(&["verify"]).0, 0);
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the `tasjil` binary driven exactly as an operator (or a script) would, on a
+//! real SQLite file in a temporary directory.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+mod crash;
+mod enrol;
+mod tamper;
