@@ -66,6 +66,18 @@ pub enum Command {
     Verify,
     /// Counts of records by state.
     Status,
+    /// Send unacknowledged records to the centre and learn what it verified or rejected.
+    Sync {
+        /// The centre's address, e.g. http://127.0.0.1:8750
+        #[arg(long, value_name = "URL")]
+        central: String,
+        /// Keep running: sync whenever the centre is reachable, with backoff while it is not.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: seconds between syncs while the link is up.
+        #[arg(long, default_value_t = 30)]
+        interval: u64,
+    },
     /// Measure commit latency (seal + sign + durable commit) in a temporary station.
     Bench {
         #[arg(long, default_value_t = 200)]
@@ -182,24 +194,112 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
                 human,
             })
         }
-        Command::Status => {
-            let view = View::open(&dir)?;
-            let c = view.store.counts()?;
-            let mut j = serde_json::to_value(&c)?;
-            j["station"] = json!(view.station_id);
-            Ok(Output::ok(
-                j,
-                format!(
-                    "station {}\n  records:      {}\n  approved:     {}\n  unsent:       {}\n  acknowledged: {}\n  rejected:     {}",
-                    view.station_id, c.records, c.approved, c.unsent, c.acknowledged, c.rejected
-                ),
-            ))
-        }
+        Command::Status => status(&dir),
+        Command::Sync {
+            central,
+            watch,
+            interval,
+        } => sync(&dir, &central, watch, interval, cli.json),
         Command::Bench { count, seed } => {
             let report = crate::bench::run(count, seed)?;
             Ok(Output::ok(serde_json::to_value(&report)?, report.table()))
         }
     }
+}
+
+fn status(dir: &DataDir) -> anyhow::Result<Output> {
+    let view = View::open(dir)?;
+    let c = view.store.counts()?;
+    let peers = view.store.peers()?;
+    let mut j = serde_json::to_value(&c)?;
+    j["station"] = json!(view.station_id);
+    j["centres"] = json!(peers
+        .iter()
+        .map(|(peer, last, err)| json!({"url": peer, "last_sync_ms": last, "last_error": err}))
+        .collect::<Vec<_>>());
+    let mut human = format!(
+        "station {}\n  records:      {}\n  approved:     {}\n  unsent:       {}\n  acknowledged: {}\n  rejected:     {}",
+        view.station_id, c.records, c.approved, c.unsent, c.acknowledged, c.rejected
+    );
+    for (peer, last, err) in &peers {
+        let ago = last.map_or("never".to_string(), |t| format!("{} s ago", (crate::now_ms() - t) / 1000));
+        human.push_str(&format!("\n  centre {peer}: last sync {ago}"));
+        if let Some(e) = err {
+            human.push_str(&format!(" (link down: {e})"));
+        }
+    }
+    for r in view.store.envelopes()?.iter().filter(|r| r.status == "rejected") {
+        human.push_str(&format!(
+            "\n  REJECTED {} seq {}: {}",
+            r.id,
+            r.seq,
+            r.rejected_reason.as_deref().unwrap_or("")
+        ));
+    }
+    Ok(Output::ok(j, human))
+}
+
+fn summary_json(s: &tasjil_sync::session::Summary) -> Value {
+    json!({
+        "records": s.records, "sent": s.sent, "already_there": s.already_there,
+        "acknowledged": s.acknowledged.len(),
+        "rejected": s.rejected.iter().map(|(id, r)| json!({"id": id, "reason": r})).collect::<Vec<_>>(),
+        "blobs_uploaded": s.blobs_uploaded, "blobs_already_there": s.blobs_already_there,
+        "payload_bytes_sent": s.payload_bytes_sent,
+    })
+}
+
+fn summary_text(s: &tasjil_sync::session::Summary) -> String {
+    let mut t = format!(
+        "sync: {} records to send: {} sent, {} already there, {} acknowledged, {} rejected ({:.1} MB of payload sent)",
+        s.records,
+        s.sent,
+        s.already_there,
+        s.acknowledged.len(),
+        s.rejected.len(),
+        s.payload_bytes_sent as f64 / 1e6
+    );
+    for (id, reason) in &s.rejected {
+        t.push_str(&format!("\n  REJECTED {id}: {reason}"));
+    }
+    t
+}
+
+fn sync(dir: &DataDir, url: &str, watch: bool, interval: u64, json_out: bool) -> anyhow::Result<Output> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("--central must be an http:// or https:// URL, got {url:?}");
+    }
+    let mut station = Station::open(dir)?;
+    if watch {
+        crate::sync::watch(
+            &mut station,
+            url,
+            std::time::Duration::from_secs(interval),
+            std::time::Duration::from_secs(5),
+            &mut |r| match r {
+                Ok(s) if json_out => say(&summary_json(s).to_string()),
+                Ok(s) => say(&summary_text(s)),
+                Err(e) => eprintln!("centre unreachable, will retry: {e:#}"),
+            },
+        )?;
+        return Ok(Output::ok(json!({}), String::new()));
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    let summary = crate::sync::sync_once(&mut station, url, tasjil_sync::client::RetryPolicy::default(), &mut |s| {
+        bar.set_message(format!(
+            "{} sent, {} already there, {:.1} MB of payload",
+            s.sent,
+            s.already_there,
+            s.payload_bytes_sent as f64 / 1e6
+        ));
+        bar.tick();
+    })?;
+    bar.finish_and_clear();
+    Ok(Output {
+        ok: summary.rejected.is_empty(),
+        json: summary_json(&summary),
+        human: summary_text(&summary),
+    })
 }
 
 fn list(dir: &DataDir) -> anyhow::Result<Output> {

@@ -11,6 +11,7 @@ pub mod enrolment;
 pub mod schema;
 pub mod station;
 pub mod store;
+pub mod sync;
 pub mod verify;
 
 /// Wall-clock time in Unix milliseconds (the van's clock: it may be off; nothing trusts it for

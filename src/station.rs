@@ -179,7 +179,7 @@ impl View {
 #[derive(Debug)]
 pub struct Station {
     pub view: View,
-    key: StationKey,
+    key: std::sync::Arc<StationKey>,
     recipients: Vec<age::x25519::Recipient>,
     pub schema: Schema,
     _lock: File,
@@ -203,7 +203,7 @@ impl Station {
         dir.require_initialised()?;
         let lock = lock(dir)?;
         let view = View::open(dir)?;
-        let key = StationKey::load(&dir.key())?;
+        let key = std::sync::Arc::new(StationKey::load(&dir.key())?);
         if key.public_hex() != view.public_key {
             bail!(
                 "{} does not belong to the station in {}: the key and the database do not match",
@@ -228,6 +228,16 @@ impl Station {
 
     pub fn station_id(&self) -> &str {
         &self.view.station_id
+    }
+
+    pub fn key(&self) -> std::sync::Arc<StationKey> {
+        self.key.clone()
+    }
+
+    /// Append to the audit chain.
+    pub fn audit(&mut self, action: &str, actor: &str, detail: serde_json::Value) -> anyhow::Result<()> {
+        self.view.store.audit(&self.key, action, actor, detail, crate::now_ms())?;
+        Ok(())
     }
 
     pub fn store(&mut self) -> &mut Store {

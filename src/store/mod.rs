@@ -389,6 +389,87 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// Records the centre has not acknowledged yet, in chain order, for a sync or an export.
+    pub fn pending_sync(&self) -> Result<Vec<EnvelopeRow>, StoreError> {
+        Ok(self
+            .envelopes()?
+            .into_iter()
+            .filter(|r| r.status != "acknowledged")
+            .collect())
+    }
+
+    /// `len` bytes of a sealed payload from `offset` (for resumable uploads).
+    pub fn payload_chunk(&self, sha256: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT substr(sealed, ?2 + 1, ?3) FROM payloads WHERE sha256 = ?1",
+                params![sha256, offset as i64, len as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Record what a sync (or a receipt) established, in one transaction.
+    pub fn record_sync_outcome(
+        &mut self,
+        sent: &[String],
+        acknowledged: &[String],
+        rejected: &[(String, String)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| StoreError::from_sqlite(&path, e))?;
+        let apply = |tx: &Transaction| -> rusqlite::Result<()> {
+            for id in sent {
+                tx.execute("UPDATE envelopes SET sent_ms = ?2 WHERE id = ?1 AND sent_ms IS NULL", params![id, now_ms])?;
+            }
+            for id in acknowledged {
+                tx.execute(
+                    "UPDATE envelopes SET acknowledged_ms = coalesce(acknowledged_ms, ?2),
+                            sent_ms = coalesce(sent_ms, ?2), rejected_reason = NULL WHERE id = ?1",
+                    params![id, now_ms],
+                )?;
+            }
+            for (id, reason) in rejected {
+                tx.execute(
+                    "UPDATE envelopes SET rejected_reason = ?2, sent_ms = coalesce(sent_ms, ?3)
+                     WHERE id = ?1 AND acknowledged_ms IS NULL",
+                    params![id, reason, now_ms],
+                )?;
+            }
+            Ok(())
+        };
+        apply(&tx).map_err(|e| StoreError::from_sqlite(&path, e))?;
+        tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))
+    }
+
+    /// Remember how the last sync with `peer` went.
+    pub fn record_peer(&mut self, peer: &str, ok: bool, error: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO sync_peers (peer, last_sync_ms, last_error) VALUES (?1, CASE WHEN ?2 THEN ?3 END, ?4)
+                 ON CONFLICT (peer) DO UPDATE SET
+                    last_sync_ms = CASE WHEN ?2 THEN ?3 ELSE last_sync_ms END,
+                    last_error = ?4",
+                params![peer, ok, now_ms, error],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// `(peer, last successful sync, last error)` for every peer.
+    pub fn peers(&self) -> Result<Vec<(String, Option<i64>, Option<String>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT peer, last_sync_ms, last_error FROM sync_peers ORDER BY peer")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
+    }
+
     /// SQLite's own structural check; an empty list means the file is sound.
     pub fn quick_check(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self.conn.prepare("PRAGMA quick_check").map_err(|e| self.sql(e))?;

@@ -6,7 +6,13 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod canonical;
+#[cfg(feature = "server")]
+pub mod central;
 pub mod keys;
+pub mod protocol;
+pub mod session;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod record;
 
 pub use canonical::{sha256_hex, to_canonical};

@@ -4,6 +4,8 @@
 
 mod common;
 
+mod centre;
 mod crash;
 mod enrol;
+mod sync;
 mod tamper;

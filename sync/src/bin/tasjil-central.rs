@@ -1,18 +1,26 @@
-//! `tasjil-central`: the issuance centre's command line. This build has `init`, which makes the
-//! centre's keys; receiving syncs and bundles comes with the sync work.
+//! `tasjil-central`: the issuance centre's command line. Parse, run, print: human text by default,
+//! one JSON object with `--json`; exit 0 on success, 1 when a problem was found (named in the
+//! output), 2 on bad usage. The work itself lives in `tasjil_sync::central`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use tasjil_sync::CentreKeys;
+use serde_json::{json, Value};
+use tasjil_sync::central::{now_ms, CentreStore};
+use tasjil_sync::{CentreKeys, StationPublic};
 
 #[derive(Parser)]
 #[command(name = "tasjil-central", version, about = "Tasjil issuance centre")]
 struct Cli {
     /// Where the centre keeps its keys and data (default: $XDG_DATA_HOME/tasjil-central).
-    #[arg(long, global = true, env = "TASJIL_CENTRAL_DATA_DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "TASJIL_CENTRAL_DATA_DIR",
+        value_name = "DIR"
+    )]
     data_dir: Option<PathBuf>,
     /// Print one JSON object instead of human text.
     #[arg(long, global = true)]
@@ -24,8 +32,87 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Make the centre's keys: an age identity (opens payloads) and an Ed25519 key (signs receipts).
-    /// Writes DATA_DIR/centre.key (secret, mode 0600) and DATA_DIR/centre.pub (give it to stations).
+    /// Writes DATA_DIR/centre.key (secret, mode 0600) and DATA_DIR/centre.pub (give it to stations),
+    /// and creates the centre's store.
     Init,
+    /// The registry of stations allowed to send records.
+    Station {
+        #[command(subcommand)]
+        command: StationCommand,
+    },
+    /// List stored records (never demographics).
+    List,
+    /// Re-check every stored envelope and payload: signatures, chains, payload hashes.
+    Verify,
+    /// Counts of stations and records.
+    Stats,
+    // serve and import: added by the sync transport
+}
+
+#[derive(Subcommand)]
+enum StationCommand {
+    /// Register a station's public key (the station.pub that `tasjil init` wrote).
+    Add {
+        /// Station id, e.g. VAN-07-A: must be the station named in the key file.
+        #[arg(long)]
+        id: String,
+        /// The station's public key file (station.pub).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// List registered stations.
+    List,
+}
+
+/// What a command produced: the JSON object, the human text, and whether it found a problem.
+struct Output {
+    json: Value,
+    human: String,
+    ok: bool,
+}
+
+impl Output {
+    fn ok(json: Value, human: String) -> Output {
+        Output {
+            json,
+            human,
+            ok: true,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(out) => {
+            if json {
+                say(&out.json.to_string());
+            } else if !out.human.is_empty() {
+                say(&out.human);
+            }
+            if out.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            if json {
+                say(&json!({"ok": false, "error": format!("{e:#}")}).to_string());
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Print a line to standard output. A closed pipe (`tasjil-central list | head`) is not an error
+/// worth a panic: whatever was stored stays stored.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -37,55 +124,135 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/tasjil-central"))
 }
 
-fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
+/// Open the store of an initialised centre (not silently create one in a mistyped directory).
+fn open_store(dir: &Path) -> anyhow::Result<CentreStore> {
+    if !dir.join("centre.pub").is_file() {
+        bail!(
+            "{} holds no centre: run `tasjil-central init` first, or pass the right --data-dir",
+            dir.display()
+        );
+    }
+    Ok(CentreStore::open(dir)?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<Output> {
     let dir = match cli.data_dir {
         Some(d) => d,
         None => default_data_dir()?,
     };
     match cli.command {
-        Command::Init => {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let keys = CentreKeys::generate();
-            let secret = dir.join("centre.key");
-            keys.save(&secret)?;
-            let public = dir.join("centre.pub");
-            std::fs::write(&public, keys.public().to_json())
-                .with_context(|| format!("cannot write {}", public.display()))?;
-            Ok(serde_json::json!({
-                "centre_key": secret,
-                "centre_pub": public,
-                "age_recipient": keys.public().age_recipients[0],
-            }))
+        Command::Init => init(&dir),
+        Command::Station {
+            command: StationCommand::Add { id, key },
+        } => station_add(&dir, &id, &key),
+        Command::Station {
+            command: StationCommand::List,
+        } => station_list(&dir),
+        Command::List => list(&dir),
+        Command::Verify => verify(&dir),
+        Command::Stats => {
+            let stats = open_store(&dir)?.stats()?;
+            Ok(Output::ok(
+                serde_json::to_value(&stats)?,
+                format!(
+                    "stations: {}\nrecords:  {}\nverified: {}\nrejected: {}",
+                    stats.stations, stats.records, stats.verified, stats.rejected
+                ),
+            ))
         }
     }
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let json = cli.json;
-    match run(cli) {
-        Ok(out) => {
-            if json {
-                println!("{out}");
-            } else {
-                println!(
-                    "centre initialised\n  secret keys: {}\n  public keys: {} (give this file to stations: tasjil init --central-key)",
-                    out["centre_key"].as_str().unwrap_or_default(),
-                    out["centre_pub"].as_str().unwrap_or_default()
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"ok": false, "error": format!("{e:#}")})
-                );
-            }
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
+fn init(dir: &Path) -> anyhow::Result<Output> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let keys = CentreKeys::generate();
+    let secret = dir.join("centre.key");
+    keys.save(&secret)?;
+    let public = dir.join("centre.pub");
+    std::fs::write(&public, keys.public().to_json())
+        .with_context(|| format!("cannot write {}", public.display()))?;
+    let store = CentreStore::open(dir)?;
+    Ok(Output::ok(
+        json!({
+            "centre_key": secret,
+            "centre_pub": public,
+            "age_recipient": keys.public().age_recipients[0],
+            "store": store.db_path(),
+        }),
+        format!(
+            "centre initialised\n  secret keys: {}\n  public keys: {} (give this file to stations: tasjil init --central-key)\n  store:       {}",
+            secret.display(),
+            public.display(),
+            store.db_path().display()
+        ),
+    ))
+}
+
+fn station_add(dir: &Path, id: &str, key: &Path) -> anyhow::Result<Output> {
+    let public = StationPublic::load(key)?;
+    if public.station != id {
+        bail!(
+            "{} is the key of station {}, not {id}: check that you picked the right file",
+            key.display(),
+            public.station
+        );
     }
+    let store = open_store(dir)?;
+    let added = store.add_station(&public, now_ms())?;
+    Ok(Output::ok(
+        json!({"station": id, "key": public.ed25519, "added": added}),
+        if added {
+            format!("station {id} registered (key {})", public.ed25519)
+        } else {
+            format!("station {id} was already registered with this key; nothing changed")
+        },
+    ))
+}
+
+fn station_list(dir: &Path) -> anyhow::Result<Output> {
+    let stations = open_store(dir)?.stations()?;
+    let mut human = format!(
+        "{:<20}  {:>8}  {:>8}  key",
+        "station", "records", "last seq"
+    );
+    for s in &stations {
+        human.push_str(&format!(
+            "\n{:<20}  {:>8}  {:>8}  {}",
+            s.id, s.records, s.last_seq, s.key_hex
+        ));
+    }
+    human.push_str(&format!("\n{} stations", stations.len()));
+    Ok(Output::ok(json!({ "stations": stations }), human))
+}
+
+fn list(dir: &Path) -> anyhow::Result<Output> {
+    let records = open_store(dir)?.list()?;
+    let mut human = format!(
+        "{:<20}  {:>6}  {:<26}  {:<10}  {:>10}",
+        "station", "seq", "id", "status", "payload"
+    );
+    for r in &records {
+        human.push_str(&format!(
+            "\n{:<20}  {:>6}  {:<26}  {:<10}  {:>10}",
+            r.station, r.seq, r.id, r.status, r.payload_len
+        ));
+    }
+    human.push_str(&format!("\n{} records", records.len()));
+    Ok(Output::ok(json!({ "records": records }), human))
+}
+
+fn verify(dir: &Path) -> anyhow::Result<Output> {
+    let report = open_store(dir)?.verify_all()?;
+    let mut human = format!("{} of {} records valid", report.valid, report.records);
+    for p in &report.problems {
+        human.push_str(&format!("\n  PROBLEM {}: {}", p.id, p.reason));
+    }
+    if report.ok {
+        human.push_str("\nall good");
+    }
+    Ok(Output {
+        ok: report.ok,
+        json: serde_json::to_value(&report)?,
+        human,
+    })
 }

@@ -1,0 +1,124 @@
+//! `tasjil sync`: send what the centre has not acknowledged, learn what it verified or rejected,
+//! and record both. The protocol logic is `tasjil_sync::session` (sans IO); this module feeds it
+//! from the store and runs it over HTTP.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tasjil_sync::client::{CentreClient, RetryPolicy, SyncError};
+use tasjil_sync::session::{PendingRecord, Session, Summary};
+
+use crate::station::Station;
+
+/// Bytes per payload upload request: small enough to make progress on a poor 3G link.
+pub const CHUNK: u64 = 256 * 1024;
+/// Envelopes per request.
+pub const BATCH: usize = 100;
+
+/// One sync with the centre at `url`. `progress(done, total)` is called as work completes.
+pub fn sync_once(
+    station: &mut Station,
+    url: &str,
+    retry: RetryPolicy,
+    progress: &mut dyn FnMut(&Summary),
+) -> anyhow::Result<Summary> {
+    let rows = station.store().pending_sync()?;
+    let pending: Vec<PendingRecord> = rows
+        .iter()
+        .map(|r| {
+            let envelope = String::from_utf8(r.envelope.clone())
+                .with_context(|| format!("stored envelope {} is not text: run tasjil verify", r.id))?;
+            let len = tasjil_sync::Envelope::from_bytes(&r.envelope)
+                .with_context(|| format!("stored envelope {} is damaged: run tasjil verify", r.id))?
+                .body()
+                .payload
+                .len;
+            Ok(PendingRecord {
+                id: r.id.clone(),
+                envelope,
+                payload_sha256: r.payload.clone(),
+                payload_len: len,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let ids: Vec<String> = pending.iter().map(|p| p.id.clone()).collect();
+    let session = Session::new(pending, CHUNK, BATCH);
+    let station_id = station.station_id().to_string();
+    let mut client = CentreClient::new(url, &station_id, station.key(), retry)?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the network runtime")?;
+    let result = {
+        let store = station.store();
+        let mut read_blob = |sha: &str, offset: u64, len: u64| -> Result<Vec<u8>, String> {
+            store
+                .payload_chunk(sha, offset, len)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("payload {sha} is not in the store"))
+        };
+        runtime.block_on(client.run(session, &mut read_blob, progress))
+    };
+    let now = crate::now_ms();
+    match result {
+        Ok(summary) => {
+            let rejected_ids: Vec<&String> = summary.rejected.iter().map(|(id, _)| id).collect();
+            let sent: Vec<String> = ids.iter().filter(|id| !rejected_ids.contains(id)).cloned().collect();
+            let store = station.store();
+            store.record_sync_outcome(&sent, &summary.acknowledged, &summary.rejected, now)?;
+            store.record_peer(url, true, None, now)?;
+            station.audit(
+                "sync",
+                &station_id,
+                serde_json::json!({
+                    "centre": url, "sent": summary.sent, "already_there": summary.already_there,
+                    "acknowledged": summary.acknowledged.len(), "rejected": summary.rejected.len(),
+                    "payload_bytes_sent": summary.payload_bytes_sent,
+                }),
+            )?;
+            Ok(summary)
+        }
+        Err(e) => {
+            let _ = station.store().record_peer(url, false, Some(&e.to_string()), now);
+            Err(e.into())
+        }
+    }
+}
+
+/// Whether an error means "the centre is not reachable right now" (worth waiting for).
+pub fn is_unreachable(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<SyncError>(), Some(SyncError::Unreachable { .. }))
+}
+
+/// `sync --watch`: keep syncing; when the centre is unreachable, probe again with backoff capped
+/// at `max_wait`, so a link that comes up is used within seconds. Never returns on its own except
+/// for an error that waiting cannot fix (the centre refused us).
+pub fn watch(
+    station: &mut Station,
+    url: &str,
+    every: Duration,
+    max_wait: Duration,
+    report: &mut dyn FnMut(Result<&Summary, &anyhow::Error>),
+) -> anyhow::Result<()> {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        let retry = RetryPolicy {
+            attempts: 2,
+            ..RetryPolicy::default()
+        };
+        match sync_once(station, url, retry, &mut |_| {}) {
+            Ok(summary) => {
+                report(Ok(&summary));
+                wait = Duration::from_millis(500);
+                std::thread::sleep(every);
+            }
+            Err(e) if is_unreachable(&e) => {
+                report(Err(&e));
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(max_wait);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

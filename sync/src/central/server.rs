@@ -1,0 +1,375 @@
+//! The centre's HTTP server (axum): authenticates every request against the registered station
+//! key and a single-use nonce, and hands the work to [`CentreStore`] on blocking threads.
+//! See [`crate::protocol`] for the endpoints.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use rand_core::RngCore;
+use serde::Serialize;
+
+use super::store::{BlobState, CentreError, CentreStore, Ingested};
+use crate::keys::{parse_signature, verify};
+use crate::protocol::{
+    request_message, ApiError, BlobProgress, ChainHead, ChallengeRequest, ChallengeResponse, EnvelopeResult,
+    EnvelopesRequest, EnvelopesResponse, HaveRequest, HaveResponse, Outcome, StatusRequest, StatusResponse,
+    HEADER_NEXT_NONCE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_STATION,
+};
+
+/// How long a nonce stays good, on the centre's clock.
+const NONCE_TTL: Duration = Duration::from_secs(300);
+/// Outstanding nonces kept at most (oldest dropped first when exceeded).
+const MAX_NONCES: usize = 100_000;
+/// Largest request body (a blob chunk or a batch of envelopes).
+pub const MAX_BODY: usize = 8 << 20;
+
+#[derive(Debug)]
+struct Nonce {
+    station: String,
+    expires: Instant,
+}
+
+/// Shared state of the server.
+#[derive(Debug)]
+pub struct AppState {
+    store: Arc<CentreStore>,
+    nonces: Mutex<HashMap<String, Nonce>>,
+}
+
+/// A refusal: HTTP status + the JSON error body.
+#[derive(Debug)]
+struct Fail(StatusCode, ApiError);
+
+impl Fail {
+    fn new(status: StatusCode, code: &str, error: impl Into<String>) -> Fail {
+        Fail(
+            status,
+            ApiError {
+                code: code.into(),
+                error: error.into(),
+                have: None,
+            },
+        )
+    }
+}
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<CentreError> for Fail {
+    fn from(e: CentreError) -> Fail {
+        match e {
+            CentreError::OffsetMismatch { have } => Fail(
+                StatusCode::CONFLICT,
+                ApiError {
+                    code: "offset_mismatch".into(),
+                    error: format!("the centre holds {have} bytes of this payload"),
+                    have: Some(have),
+                },
+            ),
+            CentreError::BlobTooLarge { .. } => Fail::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+            CentreError::BlobHashMismatch { .. } => {
+                Fail::new(StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch", e.to_string())
+            }
+            CentreError::UnknownStation(_) => Fail::new(StatusCode::FORBIDDEN, "unknown_station", e.to_string()),
+            other => {
+                tracing::error!(error = %other, "centre storage error");
+                Fail::new(StatusCode::SERVICE_UNAVAILABLE, "storage", other.to_string())
+            }
+        }
+    }
+}
+
+impl AppState {
+    pub fn new(store: Arc<CentreStore>) -> Arc<AppState> {
+        Arc::new(AppState {
+            store,
+            nonces: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn mint_nonce(&self, station: &str) -> String {
+        let mut bytes = [0u8; 32];
+        rand_core::OsRng.fill_bytes(&mut bytes);
+        let nonce = hex::encode(bytes);
+        let now = Instant::now();
+        let mut map = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_NONCES {
+            map.retain(|_, n| n.expires > now);
+            if map.len() >= MAX_NONCES {
+                map.clear();
+            }
+        }
+        map.insert(
+            nonce.clone(),
+            Nonce {
+                station: station.to_string(),
+                expires: now + NONCE_TTL,
+            },
+        );
+        nonce
+    }
+
+    /// Check station, nonce (single use) and signature; returns the station id.
+    async fn authenticate(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<String, Fail> {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .ok_or_else(|| Fail::new(StatusCode::UNAUTHORIZED, "unauthorized", format!("missing {name} header")))
+        };
+        let station = header(HEADER_STATION)?;
+        let nonce = header(HEADER_NONCE)?;
+        let sig = header(HEADER_SIGNATURE)?;
+        let store = self.store.clone();
+        let id = station.clone();
+        let key = blocking(move || store.station_key(&id)).await?.ok_or_else(|| {
+            Fail::new(StatusCode::FORBIDDEN, "unknown_station", format!("station {station} is not registered"))
+        })?;
+        let issued = self
+            .nonces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&nonce);
+        match issued {
+            Some(n) if n.station == station && n.expires > Instant::now() => {}
+            _ => {
+                return Err(Fail::new(
+                    StatusCode::UNAUTHORIZED,
+                    "bad_nonce",
+                    "nonce unknown, already used or expired: ask for a new challenge",
+                ))
+            }
+        }
+        let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        let msg = request_message(method.as_str(), path, &station, &nonce, body);
+        let ok = parse_signature(&sig).is_ok_and(|s| verify(&key, &msg, &s));
+        if !ok {
+            return Err(Fail::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_signature",
+                "request signature does not verify with the registered station key",
+            ));
+        }
+        Ok(station)
+    }
+
+    /// A JSON answer carrying the station's next nonce.
+    fn reply<T: Serialize>(&self, station: &str, value: &T) -> Response {
+        let mut resp = Json(value).into_response();
+        if let Ok(v) = HeaderValue::from_str(&self.mint_nonce(station)) {
+            resp.headers_mut().insert(HEADER_NEXT_NONCE, v);
+        }
+        resp
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, CentreError> + Send + 'static) -> Result<T, Fail> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", format!("worker failed: {e}")))?
+        .map_err(Fail::from)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Fail> {
+    serde_json::from_slice(body).map_err(|e| Fail::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
+}
+
+fn progress(sha256: &str, state: BlobState) -> BlobProgress {
+    let (have, complete) = match state {
+        BlobState::Absent => (0, false),
+        BlobState::Partial { have } => (have, false),
+        BlobState::Complete { len } => (len, true),
+    };
+    BlobProgress {
+        sha256: sha256.to_string(),
+        have,
+        complete,
+    }
+}
+
+async fn challenge(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, Fail> {
+    let req: ChallengeRequest = parse(&body)?;
+    let store = st.store.clone();
+    let id = req.station.clone();
+    if blocking(move || store.station_key(&id)).await?.is_none() {
+        return Err(Fail::new(
+            StatusCode::FORBIDDEN,
+            "unknown_station",
+            format!("station {} is not registered at this centre", req.station),
+        ));
+    }
+    Ok(Json(ChallengeResponse {
+        nonce: st.mint_nonce(&req.station),
+        ttl_s: NONCE_TTL.as_secs(),
+    })
+    .into_response())
+}
+
+async fn have(
+    State(st): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Fail> {
+    let station = st.authenticate(&method, &uri, &headers, &body).await?;
+    let req: HaveRequest = parse(&body)?;
+    let store = st.store.clone();
+    let who = station.clone();
+    let answer = blocking(move || {
+        let mut blobs = Vec::with_capacity(req.blobs.len());
+        for sha in &req.blobs {
+            blobs.push(progress(sha, store.blob_state(sha)?));
+        }
+        let (seq, hash) = store.head(&who)?;
+        Ok(HaveResponse {
+            blobs,
+            head: ChainHead { seq, hash },
+        })
+    })
+    .await?;
+    Ok(st.reply(&station, &answer))
+}
+
+#[derive(serde::Deserialize)]
+struct BlobQuery {
+    offset: u64,
+    total: u64,
+}
+
+async fn put_blob(
+    State(st): State<Arc<AppState>>,
+    Path(sha): Path<String>,
+    Query(q): Query<BlobQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Fail> {
+    let station = st.authenticate(&method, &uri, &headers, &body).await?;
+    let store = st.store.clone();
+    let key = sha.clone();
+    let state = blocking(move || store.put_blob_chunk(&key, q.offset, q.total, &body)).await;
+    match state {
+        Ok(s) => Ok(st.reply(&station, &progress(&sha, s))),
+        // A refusal still hands out the next nonce, so the station can carry on at once.
+        Err(fail) => {
+            let mut resp = fail.into_response();
+            if let Ok(v) = HeaderValue::from_str(&st.mint_nonce(&station)) {
+                resp.headers_mut().insert(HEADER_NEXT_NONCE, v);
+            }
+            Ok(resp)
+        }
+    }
+}
+
+async fn envelopes(
+    State(st): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Fail> {
+    let station = st.authenticate(&method, &uri, &headers, &body).await?;
+    let req: EnvelopesRequest = parse(&body)?;
+    let store = st.store.clone();
+    let who = station.clone();
+    let results = blocking(move || {
+        let now = crate::central::now_ms();
+        let mut out = Vec::with_capacity(req.envelopes.len());
+        for text in &req.envelopes {
+            // A station sends only its own envelopes.
+            let claimed = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| v["body"]["station"].as_str().map(str::to_string));
+            if claimed.as_deref() != Some(who.as_str()) {
+                out.push(EnvelopeResult {
+                    id: None,
+                    outcome: Outcome::Rejected,
+                    reason: Some(format!("envelope is not from station {who}")),
+                });
+                continue;
+            }
+            out.push(match store.ingest(text.as_bytes(), now)? {
+                Ingested::Stored { id, .. } => EnvelopeResult {
+                    id: Some(id),
+                    outcome: Outcome::Stored,
+                    reason: None,
+                },
+                Ingested::AlreadyHave { id } => EnvelopeResult {
+                    id: Some(id),
+                    outcome: Outcome::Already,
+                    reason: None,
+                },
+                Ingested::Rejected { id, reason, .. } => EnvelopeResult {
+                    id,
+                    outcome: Outcome::Rejected,
+                    reason: Some(reason),
+                },
+            });
+        }
+        Ok(EnvelopesResponse { results: out })
+    })
+    .await?;
+    Ok(st.reply(&station, &results))
+}
+
+async fn status(
+    State(st): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Fail> {
+    let station = st.authenticate(&method, &uri, &headers, &body).await?;
+    let req: StatusRequest = parse(&body)?;
+    let store = st.store.clone();
+    let who = station.clone();
+    let statuses = blocking(move || store.statuses(&who, &req.ids)).await?;
+    let answer = StatusResponse {
+        statuses: statuses
+            .into_iter()
+            .map(|s| crate::protocol::RecordStatus {
+                id: s.id,
+                status: s.status,
+                reason: s.reason,
+            })
+            .collect(),
+    };
+    Ok(st.reply(&station, &answer))
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/challenge", post(challenge))
+        .route("/v1/have", post(have))
+        .route("/v1/blobs/{sha}", put(put_blob))
+        .route("/v1/envelopes", post(envelopes))
+        .route("/v1/status", post(status))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Serve on an already bound listener until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<CentreStore>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(AppState::new(store)))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,273 @@
+//! The station's HTTP shell around [`crate::session::Session`]: performs each action with reqwest,
+//! signs every request with the station key, retries cuts with backoff, and re-challenges when a
+//! nonce is refused. Built with the `client` feature.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::keys::StationKey;
+use crate::protocol::{
+    request_message, ApiError, BlobProgress, ChallengeRequest, ChallengeResponse, HEADER_NEXT_NONCE, HEADER_NONCE,
+    HEADER_SIGNATURE, HEADER_STATION,
+};
+use crate::session::{Action, Session, Summary};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("the centre at {url} cannot be reached: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("the centre refused the request ({code}): {message}")]
+    Refused {
+        code: String,
+        message: String,
+        /// For "offset_mismatch": how many bytes of the blob the centre holds.
+        have: Option<u64>,
+    },
+    #[error("the centre answered something unexpected: {0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Local(String),
+}
+
+impl SyncError {
+    /// Worth retrying: the link, not the content, failed.
+    fn transient(&self) -> bool {
+        match self {
+            SyncError::Unreachable { .. } => true,
+            SyncError::Refused { code, .. } => matches!(code.as_str(), "bad_nonce" | "storage" | "hash_mismatch"),
+            _ => false,
+        }
+    }
+}
+
+/// How hard to try before giving up on this sync (the next one resumes where this stopped).
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 8,
+            first_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// An authenticated connection to the centre for one station.
+#[derive(Debug)]
+pub struct CentreClient {
+    http: reqwest::Client,
+    base: String,
+    station: String,
+    key: Arc<StationKey>,
+    nonce: Option<String>,
+    pub retry: RetryPolicy,
+}
+
+impl CentreClient {
+    pub fn new(base: &str, station: &str, key: Arc<StationKey>, retry: RetryPolicy) -> Result<Self, SyncError> {
+        let http = reqwest::Client::builder()
+            .timeout(retry.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| SyncError::Local(format!("cannot set up HTTP: {e}")))?;
+        Ok(CentreClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            station: station.to_string(),
+            key,
+            nonce: None,
+            retry,
+        })
+    }
+
+    fn unreachable(&self, e: impl std::fmt::Display) -> SyncError {
+        SyncError::Unreachable {
+            url: self.base.clone(),
+            detail: e.to_string(),
+        }
+    }
+
+    async fn challenge(&mut self) -> Result<String, SyncError> {
+        let body = serde_json::to_vec(&ChallengeRequest {
+            station: self.station.clone(),
+        })
+        .map_err(|e| SyncError::Local(e.to_string()))?;
+        let resp = self
+            .http
+            .post(format!("{}/v1/challenge", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let bytes = Self::read(resp).await.map_err(|e| match e {
+            SyncError::Protocol(d) => self.unreachable(d),
+            other => other,
+        })?;
+        let c: ChallengeResponse =
+            serde_json::from_slice(&bytes).map_err(|e| SyncError::Protocol(format!("bad challenge: {e}")))?;
+        Ok(c.nonce)
+    }
+
+    async fn read(resp: reqwest::Response) -> Result<Vec<u8>, SyncError> {
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| SyncError::Protocol(format!("answer cut short: {e}")))?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        let err: ApiError = serde_json::from_slice(&bytes).unwrap_or(ApiError {
+            code: format!("http_{}", status.as_u16()),
+            error: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            have: None,
+        });
+        Err(SyncError::Refused {
+            code: err.code,
+            message: err.error,
+            have: err.have,
+        })
+    }
+
+    /// One signed request. Takes the nonce for the next request from the answer.
+    pub async fn call(&mut self, method: Method, path_and_query: &str, body: Vec<u8>) -> Result<Vec<u8>, SyncError> {
+        let nonce = match self.nonce.take() {
+            Some(n) => n,
+            None => self.challenge().await?,
+        };
+        let msg = request_message(method.as_str(), path_and_query, &self.station, &nonce, &body);
+        let sig = hex::encode(self.key.sign(&msg).to_bytes());
+        let resp = self
+            .http
+            .request(method, format!("{}{}", self.base, path_and_query))
+            .header(HEADER_STATION, &self.station)
+            .header(HEADER_NONCE, &nonce)
+            .header(HEADER_SIGNATURE, sig)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.nonce = resp
+            .headers()
+            .get(HEADER_NEXT_NONCE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        match Self::read(resp).await {
+            Err(SyncError::Protocol(d)) => Err(self.unreachable(d)),
+            other => other,
+        }
+    }
+
+    async fn call_json<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        path: &str,
+        req: &Req,
+    ) -> Result<Resp, SyncError> {
+        let body = serde_json::to_vec(req).map_err(|e| SyncError::Local(e.to_string()))?;
+        let bytes = self.call(method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| SyncError::Protocol(format!("{path}: {e}")))
+    }
+
+    /// Perform one action of the session and feed the answer back.
+    async fn step(
+        &mut self,
+        session: &mut Session,
+        action: Action,
+        read_blob: &mut dyn FnMut(&str, u64, u64) -> Result<Vec<u8>, String>,
+    ) -> Result<(), SyncError> {
+        match action {
+            Action::Have(req) => {
+                let answer = self.call_json(Method::POST, "/v1/have", &req).await?;
+                session.on_have(answer);
+            }
+            Action::PutBlob {
+                sha256,
+                offset,
+                len,
+                total,
+            } => {
+                let bytes = read_blob(&sha256, offset, len).map_err(SyncError::Local)?;
+                let sent = bytes.len() as u64;
+                let path = format!("/v1/blobs/{sha256}?offset={offset}&total={total}");
+                match self.call(Method::PUT, &path, bytes).await {
+                    Ok(answer) => {
+                        let p: BlobProgress =
+                            serde_json::from_slice(&answer).map_err(|e| SyncError::Protocol(e.to_string()))?;
+                        session.on_blob(p, sent);
+                    }
+                    // The centre holds a different amount than we thought (an earlier answer was
+                    // lost): carry on from what it has.
+                    Err(SyncError::Refused {
+                        code, have: Some(have), ..
+                    }) if code == "offset_mismatch" => {
+                        session.on_blob(
+                            BlobProgress {
+                                sha256,
+                                have,
+                                complete: have == total,
+                            },
+                            0,
+                        );
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Action::Envelopes(req) => {
+                let answer = self.call_json(Method::POST, "/v1/envelopes", &req).await?;
+                session.on_envelopes(answer);
+            }
+            Action::Status(req) => {
+                let answer = self.call_json(Method::POST, "/v1/status", &req).await?;
+                session.on_status(answer);
+            }
+            Action::Done => {}
+        }
+        Ok(())
+    }
+
+    /// Run a session to the end, retrying transient failures with exponential backoff.
+    /// `progress` is called after every completed action.
+    pub async fn run(
+        &mut self,
+        mut session: Session,
+        read_blob: &mut dyn FnMut(&str, u64, u64) -> Result<Vec<u8>, String>,
+        progress: &mut dyn FnMut(&Summary),
+    ) -> Result<Summary, SyncError> {
+        let mut failures = 0u32;
+        let mut delay = self.retry.first_delay;
+        while !session.is_done() {
+            let action = session.next_action();
+            match self.step(&mut session, action, read_blob).await {
+                Ok(()) => {
+                    failures = 0;
+                    delay = self.retry.first_delay;
+                    progress(session.summary());
+                }
+                Err(e) if e.transient() && failures + 1 < self.retry.attempts => {
+                    failures += 1;
+                    tracing::info!(error = %e, failures, "sync step failed, retrying");
+                    self.nonce = None;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.retry.max_delay);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(session.summary().clone())
+    }
+}

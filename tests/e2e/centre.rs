@@ -1,0 +1,58 @@
+//! A real centre HTTP server on 127.0.0.1, in process, for the station binary to talk to.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use tasjil_sync::central::{server, CentreStore};
+
+pub struct TestCentre {
+    pub url: String,
+    pub store: Arc<CentreStore>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestCentre {
+    /// Serve on a fresh port.
+    pub fn start(dir: &Path) -> TestCentre {
+        Self::start_on(dir, "127.0.0.1:0".parse().unwrap())
+    }
+
+    pub fn start_on(dir: &Path, addr: SocketAddr) -> TestCentre {
+        let store = Arc::new(CentreStore::open(dir).unwrap());
+        let listener = std::net::TcpListener::bind(addr).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = store.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                server::serve(listener, served, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        TestCentre { url, store, stop: Some(stop), thread: Some(thread) }
+    }
+
+    pub fn register(&self, station_dir: &Path) {
+        let public = tasjil_sync::StationPublic::load(&station_dir.join("station.pub")).unwrap();
+        self.store.add_station(&public, 0).unwrap();
+    }
+}
+
+impl Drop for TestCentre {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

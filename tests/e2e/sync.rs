@@ -1,0 +1,177 @@
+//! Station ↔ centre over real HTTP on loopback.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tasjil_sync::protocol::{request_message, StatusRequest, HEADER_NONCE, HEADER_SIGNATURE, HEADER_STATION};
+
+use crate::centre::TestCentre;
+use crate::common::*;
+
+#[test]
+fn a_hundred_records_reach_the_centre_once_and_are_acknowledged() {
+    let s = Setup::new();
+    let centre = TestCentre::start(&s.tmp.path().join("centre"));
+    centre.register(&s.station);
+    s.enrol(100, 11);
+
+    let (code, first) = s.json(&["sync", "--central", &centre.url]);
+    assert_eq!(code, 0, "{first}");
+    assert_eq!(first["sent"], 100);
+    assert_eq!(first["acknowledged"], 100);
+    assert_eq!(first["blobs_uploaded"], 100);
+    assert!(first["payload_bytes_sent"].as_u64().unwrap() > 100 * 10_000);
+
+    let records = centre.store.list().unwrap();
+    assert_eq!(records.len(), 100);
+    assert!(records.iter().all(|r| r.status == "verified"));
+    let report = centre.store.verify_all().unwrap();
+    assert!(report.ok && report.valid == 100, "{report:?}");
+
+    let (code, second) = s.json(&["sync", "--central", &centre.url]);
+    assert_eq!(code, 0);
+    assert_eq!(second["records"], 0, "{second}");
+    assert_eq!(second["payload_bytes_sent"], 0);
+
+    let (_, status) = s.json(&["status"]);
+    assert_eq!(status["acknowledged"], 100);
+    assert_eq!(status["unsent"], 0);
+    assert!(status["centres"][0]["last_sync_ms"].as_i64().unwrap() > 0);
+    // The sync is in the audit chain, which still verifies.
+    assert_eq!(s.json(&["verify"]).0, 0);
+}
+
+#[test]
+fn an_unregistered_station_is_refused_and_loses_nothing() {
+    let s = Setup::new();
+    let centre = TestCentre::start(&s.tmp.path().join("centre"));
+    s.enrol(2, 1);
+    let (code, v) = s.json(&["sync", "--central", &centre.url]);
+    assert_eq!(code, 1);
+    assert!(v["error"].as_str().unwrap().contains("not registered"), "{v}");
+    assert_eq!(centre.store.list().unwrap().len(), 0);
+    let (_, status) = s.json(&["status"]);
+    assert_eq!((status["records"].clone(), status["unsent"].clone()), (Value::from(2), Value::from(2)));
+}
+
+#[test]
+fn a_tampered_record_is_rejected_with_its_reason_and_shown_at_the_station() {
+    let s = Setup::new();
+    let centre = TestCentre::start(&s.tmp.path().join("centre"));
+    centre.register(&s.station);
+    s.enrol(3, 5);
+    // Damage the station signature of record 3 (a valid-looking hex change).
+    let conn = rusqlite::Connection::open(s.station.join("station.db")).unwrap();
+    let env: Vec<u8> = conn.query_row("SELECT envelope FROM envelopes WHERE seq = 3", [], |r| r.get(0)).unwrap();
+    let text = String::from_utf8(env).unwrap();
+    let at = text.find("\"station_sig\":\"").unwrap() + 20;
+    let mut bytes = text.into_bytes();
+    bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+    conn.execute("UPDATE envelopes SET envelope = ?1 WHERE seq = 3", [bytes]).unwrap();
+    drop(conn);
+
+    let (code, v) = s.json(&["sync", "--central", &centre.url]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["acknowledged"], 2);
+    let rejected = v["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert!(rejected[0]["reason"].as_str().unwrap().contains("signature"), "{v}");
+    assert_eq!(centre.store.list().unwrap().len(), 2);
+    let (_, status) = s.json(&["status"]);
+    assert_eq!(status["rejected"], 1);
+    assert_eq!(status["acknowledged"], 2);
+}
+
+/// Hand-made requests: a replayed request and a forged signature are refused.
+#[test]
+fn replayed_and_forged_requests_are_refused() {
+    let s = Setup::new();
+    let centre = TestCentre::start(&s.tmp.path().join("centre"));
+    centre.register(&s.station);
+    let key = tasjil_sync::StationKey::load(&s.station.join("station.key")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let challenge = || async {
+            let r = http
+                .post(format!("{}/v1/challenge", centre.url))
+                .body(r#"{"station":"VAN-TEST"}"#)
+                .send()
+                .await
+                .unwrap();
+            let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            v["nonce"].as_str().unwrap().to_string()
+        };
+        let body = serde_json::to_vec(&StatusRequest { ids: vec![] }).unwrap();
+        let send = |nonce: String, sig: String| {
+            let http = http.clone();
+            let body = body.clone();
+            let url = format!("{}/v1/status", centre.url);
+            async move {
+                let r = http
+                    .post(url)
+                    .header(HEADER_STATION, "VAN-TEST")
+                    .header(HEADER_NONCE, nonce)
+                    .header(HEADER_SIGNATURE, sig)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null);
+                (status, v)
+            }
+        };
+        let nonce = challenge().await;
+        let sig = hex::encode(key.sign(&request_message("POST", "/v1/status", "VAN-TEST", &nonce, &body)).to_bytes());
+        let (ok, _) = send(nonce.clone(), sig.clone()).await;
+        assert_eq!(ok, 200);
+        let (replayed, v) = send(nonce, sig).await;
+        assert_eq!((replayed, v["code"].as_str()), (401, Some("bad_nonce")), "{v}");
+
+        let nonce = challenge().await;
+        let other = tasjil_sync::StationKey::generate();
+        let forged = hex::encode(other.sign(&request_message("POST", "/v1/status", "VAN-TEST", &nonce, &body)).to_bytes());
+        let (refused, v) = send(nonce, forged).await;
+        assert_eq!((refused, v["code"].as_str()), (401, Some("bad_signature")), "{v}");
+
+        // A signature over another body does not carry over.
+        let nonce = challenge().await;
+        let sig = hex::encode(key.sign(&request_message("POST", "/v1/status", "VAN-TEST", &nonce, b"{}")).to_bytes());
+        let (refused, _) = send(nonce, sig).await;
+        assert_eq!(refused, 401);
+    });
+}
+
+#[test]
+fn sync_watch_syncs_within_seconds_of_the_centre_starting() {
+    let s = Setup::new();
+    s.enrol(5, 8);
+    // A port with nothing listening yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = format!("http://{addr}");
+    let mut watch = Command::new(BIN)
+        .args(["--data-dir", s.station.to_str().unwrap(), "sync", "--watch", "--central", &url, "--interval", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let centre = TestCentre::start_on(&s.tmp.path().join("centre"), addr);
+    centre.register(&s.station);
+    let started = Instant::now();
+    let mut acknowledged = Value::Null;
+    while started.elapsed() < Duration::from_secs(30) {
+        acknowledged = s.json(&["status"]).1["acknowledged"].clone();
+        if acknowledged == 5 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = started.elapsed();
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    assert_eq!(acknowledged, 5, "watch did not sync after the centre came up");
+    eprintln!("sync --watch: acknowledged {:.1} s after the centre started", took.as_secs_f64());
+}
