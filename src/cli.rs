@@ -77,6 +77,12 @@ pub enum Command {
         /// With --watch: seconds between syncs while the link is up.
         #[arg(long, default_value_t = 30)]
         interval: u64,
+        /// Attempts per step before this sync gives up (the next sync resumes where it stopped).
+        #[arg(long, default_value_t = 8)]
+        retries: u32,
+        /// First pause after a failed step, in milliseconds (doubles up to 10 s).
+        #[arg(long, default_value_t = 200)]
+        retry_delay_ms: u64,
     },
     /// Measure commit latency (seal + sign + durable commit) in a temporary station.
     Bench {
@@ -199,7 +205,16 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             central,
             watch,
             interval,
-        } => sync(&dir, &central, watch, interval, cli.json),
+            retries,
+            retry_delay_ms,
+        } => {
+            let retry = tasjil_sync::client::RetryPolicy {
+                attempts: retries.max(1),
+                first_delay: std::time::Duration::from_millis(retry_delay_ms),
+                ..Default::default()
+            };
+            sync(&dir, &central, watch, interval, retry, cli.json)
+        }
         Command::Bench { count, seed } => {
             let report = crate::bench::run(count, seed)?;
             Ok(Output::ok(serde_json::to_value(&report)?, report.table()))
@@ -265,7 +280,14 @@ fn summary_text(s: &tasjil_sync::session::Summary) -> String {
     t
 }
 
-fn sync(dir: &DataDir, url: &str, watch: bool, interval: u64, json_out: bool) -> anyhow::Result<Output> {
+fn sync(
+    dir: &DataDir,
+    url: &str,
+    watch: bool,
+    interval: u64,
+    retry: tasjil_sync::client::RetryPolicy,
+    json_out: bool,
+) -> anyhow::Result<Output> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         bail!("--central must be an http:// or https:// URL, got {url:?}");
     }
@@ -285,7 +307,7 @@ fn sync(dir: &DataDir, url: &str, watch: bool, interval: u64, json_out: bool) ->
         return Ok(Output::ok(json!({}), String::new()));
     }
     let bar = indicatif::ProgressBar::new_spinner();
-    let summary = crate::sync::sync_once(&mut station, url, tasjil_sync::client::RetryPolicy::default(), &mut |s| {
+    let summary = crate::sync::sync_once(&mut station, url, retry, &mut |s| {
         bar.set_message(format!(
             "{} sent, {} already there, {:.1} MB of payload",
             s.sent,

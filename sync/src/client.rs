@@ -260,6 +260,9 @@ impl CentreClient {
                 }
                 Err(e) if e.transient() && failures + 1 < self.retry.attempts => {
                     failures += 1;
+                    if matches!(e, SyncError::Unreachable { .. }) {
+                        session.on_transport_failure();
+                    }
                     tracing::info!(error = %e, failures, "sync step failed, retrying");
                     self.nonce = None;
                     tokio::time::sleep(delay).await;

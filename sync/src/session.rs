@@ -69,7 +69,10 @@ enum Phase {
 #[derive(Debug)]
 pub struct Session {
     records: Vec<PendingRecord>,
+    /// Current upload chunk: halves when the link drops a request, grows back on success, so a
+    /// link that cannot carry a full chunk still makes progress.
     chunk: u64,
+    max_chunk: u64,
     batch: usize,
     phase: Phase,
     /// (sha256, bytes the centre has, total length)
@@ -89,6 +92,7 @@ impl Session {
             },
             records,
             chunk: chunk.max(1),
+            max_chunk: chunk.max(1),
             batch: batch.max(1),
             phase,
             blobs: VecDeque::new(),
@@ -144,6 +148,16 @@ impl Session {
         }
     }
 
+    /// Smallest upload chunk the session shrinks to.
+    pub const MIN_CHUNK: u64 = 16 * 1024;
+
+    /// The current action failed in transit (cut, timeout): try smaller pieces.
+    pub fn on_transport_failure(&mut self) {
+        if self.phase == Phase::Blobs {
+            self.chunk = (self.chunk / 2).max(Self::MIN_CHUNK.min(self.max_chunk));
+        }
+    }
+
     pub fn on_have(&mut self, answer: HaveResponse) {
         if self.phase != Phase::Have {
             return;
@@ -173,6 +187,9 @@ impl Session {
         let Some(front) = self.blobs.front_mut() else { return };
         if front.0 != progress.sha256 {
             return;
+        }
+        if bytes_sent > 0 {
+            self.chunk = (self.chunk * 2).min(self.max_chunk);
         }
         if progress.complete {
             self.blobs.pop_front();
@@ -231,6 +248,23 @@ mod tests {
             payload_sha256: format!("{i:064}"),
             payload_len: len,
         }
+    }
+
+    #[test]
+    fn chunks_shrink_on_cuts_and_grow_back() {
+        let mut s = Session::new(vec![rec(1, 1 << 20)], 256 * 1024, 1);
+        s.on_have(HaveResponse { blobs: vec![], head: ChainHead { seq: 0, hash: String::new() } });
+        let len = |s: &Session| match s.next_action() {
+            Action::PutBlob { len, .. } => len,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(len(&s), 256 * 1024);
+        for _ in 0..10 {
+            s.on_transport_failure();
+        }
+        assert_eq!(len(&s), Session::MIN_CHUNK);
+        s.on_blob(BlobProgress { sha256: format!("{:064}", 1), have: 16 * 1024, complete: false }, 16 * 1024);
+        assert_eq!(len(&s), 32 * 1024);
     }
 
     #[test]

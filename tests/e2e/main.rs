@@ -7,5 +7,6 @@ mod common;
 mod centre;
 mod crash;
 mod enrol;
+mod faults;
 mod sync;
 mod tamper;

@@ -82,6 +82,9 @@ impl From<CentreError> for Fail {
             CentreError::BlobHashMismatch { .. } => {
                 Fail::new(StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch", e.to_string())
             }
+            CentreError::BadAddress(..) | CentreError::ChunkPastEnd { .. } => {
+                Fail::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+            }
             CentreError::UnknownStation(_) => Fail::new(StatusCode::FORBIDDEN, "unknown_station", e.to_string()),
             other => {
                 tracing::error!(error = %other, "centre storage error");
