@@ -46,7 +46,14 @@ enum Command {
     Verify,
     /// Counts of stations and records.
     Stats,
-    // serve and import: added by the sync transport
+    /// Receive syncs from registered stations over HTTP until interrupted (Ctrl-C or SIGTERM).
+    /// Plain HTTP is meant for loopback or behind a TLS-terminating proxy.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8750")]
+        listen: std::net::SocketAddr,
+    },
+    // import: added by the USB bundle work
 }
 
 #[derive(Subcommand)]
@@ -148,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
         Command::Station {
             command: StationCommand::List,
         } => station_list(&dir),
+        Command::Serve { listen } => serve(&dir, listen),
         Command::List => list(&dir),
         Command::Verify => verify(&dir),
         Command::Stats => {
@@ -161,6 +169,36 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             ))
         }
     }
+}
+
+fn serve(dir: &Path, listen: std::net::SocketAddr) -> anyhow::Result<Output> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TASJIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let store = std::sync::Arc::new(open_store(dir)?);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the server runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        say(&format!("tasjil-central listening on http://{addr}"));
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        };
+        tasjil_sync::central::server::serve(listener, store, shutdown)
+            .await
+            .context("server failed")
+    })?;
+    Ok(Output::ok(json!({"stopped": true}), "stopped".into()))
 }
 
 fn init(dir: &Path) -> anyhow::Result<Output> {
