@@ -83,6 +83,10 @@ pub enum Command {
         /// First pause after a failed step, in milliseconds (doubles up to 10 s).
         #[arg(long, default_value_t = 200)]
         retry_delay_ms: u64,
+        /// Keep sealed payloads this many days after the centre acknowledged them, then free the
+        /// space (the signed envelope stays). 0 purges at once.
+        #[arg(long, default_value_t = 7)]
+        retention_days: u64,
     },
     /// Measure commit latency (seal + sign + durable commit) in a temporary station.
     Bench {
@@ -208,13 +212,15 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             interval,
             retries,
             retry_delay_ms,
+            retention_days,
         } => {
             let retry = tasjil_sync::client::RetryPolicy {
                 attempts: retries.max(1),
                 first_delay: std::time::Duration::from_millis(retry_delay_ms),
                 ..Default::default()
             };
-            sync(&dir, &central, watch, interval, retry, cli.json)
+            let retention = std::time::Duration::from_secs(retention_days * 24 * 3600);
+            sync(&dir, &central, watch, interval, retry, retention, cli.json)
         }
         Command::Bench { count, seed } => {
             let report = crate::bench::run(count, seed)?;
@@ -287,6 +293,7 @@ fn sync(
     watch: bool,
     interval: u64,
     retry: tasjil_sync::client::RetryPolicy,
+    retention: std::time::Duration,
     json_out: bool,
 ) -> anyhow::Result<Output> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -299,6 +306,7 @@ fn sync(
             url,
             std::time::Duration::from_secs(interval),
             std::time::Duration::from_secs(5),
+            retention,
             &mut |r| match r {
                 Ok(s) if json_out => say(&summary_json(s).to_string()),
                 Ok(s) => say(&summary_text(s)),
@@ -308,7 +316,7 @@ fn sync(
         return Ok(Output::ok(json!({}), String::new()));
     }
     let bar = indicatif::ProgressBar::new_spinner();
-    let summary = crate::sync::sync_once(&mut station, url, retry, &mut |s| {
+    let summary = crate::sync::sync_once(&mut station, url, retry, retention, &mut |s| {
         bar.set_message(format!(
             "{} sent, {} already there, {:.1} MB of payload",
             s.sent,

@@ -20,6 +20,7 @@ pub fn sync_once(
     station: &mut Station,
     url: &str,
     retry: RetryPolicy,
+    retention: Duration,
     progress: &mut dyn FnMut(&Summary),
 ) -> anyhow::Result<Summary> {
     let rows = station.store().pending_sync()?;
@@ -68,13 +69,14 @@ pub fn sync_once(
             let store = station.store();
             store.record_sync_outcome(&sent, &summary.acknowledged, &summary.rejected, now)?;
             store.record_peer(url, true, None, now)?;
+            let purged = store.purge_acknowledged(now - retention.as_millis() as i64, now)?;
             station.audit(
                 "sync",
                 &station_id,
                 serde_json::json!({
                     "centre": url, "sent": summary.sent, "already_there": summary.already_there,
                     "acknowledged": summary.acknowledged.len(), "rejected": summary.rejected.len(),
-                    "payload_bytes_sent": summary.payload_bytes_sent,
+                    "payload_bytes_sent": summary.payload_bytes_sent, "payloads_purged": purged,
                 }),
             )?;
             Ok(summary)
@@ -99,6 +101,7 @@ pub fn watch(
     url: &str,
     every: Duration,
     max_wait: Duration,
+    retention: Duration,
     report: &mut dyn FnMut(Result<&Summary, &anyhow::Error>),
 ) -> anyhow::Result<()> {
     let mut wait = Duration::from_millis(500);
@@ -107,7 +110,7 @@ pub fn watch(
             attempts: 2,
             ..RetryPolicy::default()
         };
-        match sync_once(station, url, retry, &mut |_| {}) {
+        match sync_once(station, url, retry, retention, &mut |_| {}) {
             Ok(summary) => {
                 report(Ok(&summary));
                 wait = Duration::from_millis(500);

@@ -17,7 +17,10 @@ use tasjil_sync::{sha256_hex, to_canonical, Envelope, Signed, StationKey, GENESI
 const AUDIT_DOMAIN: &[u8] = b"tasjil/audit/v1\0";
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("migrations/0001_init.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("migrations/0001_init.sql")),
+        M::up(include_str!("migrations/0002_retention.sql")),
+    ])
 }
 
 /// Store failures, worded for the operator.
@@ -339,6 +342,36 @@ impl Store {
             })
             .map_err(|e| self.sql(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Empty the sealed payloads of records the centre acknowledged before `acknowledged_before_ms`.
+    /// Freed pages are overwritten (`secure_delete`). Returns how many payloads were purged.
+    pub fn purge_acknowledged(&mut self, acknowledged_before_ms: i64, now_ms: i64) -> Result<usize, StoreError> {
+        self.conn.pragma_update(None, "secure_delete", "ON").map_err(|e| self.sql(e))?;
+        let n = self
+            .conn
+            .execute(
+                "UPDATE payloads SET sealed = X'', purged_ms = ?2
+                 WHERE purged_ms IS NULL AND sha256 IN (
+                     SELECT payload FROM envelopes
+                     WHERE acknowledged_ms IS NOT NULL AND acknowledged_ms <= ?1)",
+                params![acknowledged_before_ms, now_ms],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(n)
+    }
+
+    /// Whether a payload was purged after acknowledgement (so its absence is not damage).
+    pub fn payload_purged(&self, sha256: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT purged_ms IS NOT NULL FROM payloads WHERE sha256 = ?1",
+                [sha256],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(|v| v.unwrap_or(false))
+            .map_err(|e| self.sql(e))
     }
 
     /// The sealed payload with this address, if stored.

@@ -9,6 +9,7 @@ pub mod canonical;
 #[cfg(feature = "server")]
 pub mod central;
 pub mod keys;
+pub mod ledger;
 pub mod protocol;
 pub mod session;
 #[cfg(feature = "client")]

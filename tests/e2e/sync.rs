@@ -175,3 +175,63 @@ fn sync_watch_syncs_within_seconds_of_the_centre_starting() {
     assert_eq!(acknowledged, 5, "watch did not sync after the centre came up");
     eprintln!("sync --watch: acknowledged {:.1} s after the centre started", took.as_secs_f64());
 }
+
+/// Freshness comes from the centre's nonces, never from the van's clock: a station whose clock is
+/// three days behind (or ahead) still syncs. Uses libfaketime (Debian `faketime`, installed by
+/// scripts/install-deps) to move the station's clock.
+#[test]
+fn a_station_three_days_off_still_syncs() {
+    for offset in ["-3d", "+3d"] {
+        let s = Setup::new();
+        let centre = TestCentre::start(&s.tmp.path().join("centre"));
+        centre.register(&s.station);
+        let skewed = |args: &[&str]| {
+            Command::new("faketime")
+                .args(["-f", offset, BIN, "--data-dir", s.station.to_str().unwrap()])
+                .args(args)
+                .output()
+                .expect("faketime is required for this test: run scripts/install-deps")
+        };
+        let out = skewed(&["enrol", "--simulate", "--count", "3"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let out = skewed(&["sync", "--central", &centre.url, "--json"]);
+        assert!(out.status.success(), "{offset}: {}", text(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["acknowledged"], 3, "{v}");
+        // The van's clock really was off: its capture times are days away from the centre's.
+        let rec = &centre.store.list().unwrap()[0];
+        let envelope = tasjil::store::Store::open(&s.station.join("station.db")).unwrap().envelopes().unwrap()[0].clone();
+        let skew_ms = (rec.received_ms - envelope.created_ms).abs();
+        assert!(skew_ms > 2 * 24 * 3600 * 1000, "{offset}: clock was not moved ({skew_ms} ms)");
+    }
+}
+
+#[test]
+fn acknowledged_payloads_are_purged_after_the_retention_and_nothing_else() {
+    let s = Setup::new();
+    let centre = TestCentre::start(&s.tmp.path().join("centre"));
+    centre.register(&s.station);
+    s.enrol(3, 2);
+    // Default retention (7 days): nothing is purged yet.
+    assert_eq!(s.json(&["sync", "--central", &centre.url]).0, 0);
+    let sizes = || -> Vec<i64> {
+        let conn = rusqlite::Connection::open(s.station.join("station.db")).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT length(p.sealed) FROM envelopes e JOIN payloads p ON p.sha256 = e.payload ORDER BY e.seq")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert!(sizes().iter().all(|&n| n > 10_000));
+    s.enrol(1, 3);
+    // A centre that does not know this station: the sync fails and nothing may be purged.
+    let stranger = TestCentre::start(&s.tmp.path().join("other-centre"));
+    let (code, _) = s.json(&["sync", "--central", &stranger.url, "--retention-days", "0", "--retries", "1"]);
+    assert_eq!(code, 1, "an unregistered sync must fail");
+    assert!(sizes().iter().all(|&n| n > 10_000), "nothing may be purged by a failed sync");
+    let (code, v) = s.json(&["sync", "--central", &centre.url, "--retention-days", "0"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(sizes(), vec![0, 0, 0, 0]);
+    let (code, report) = s.json(&["verify"]);
+    assert_eq!(code, 0, "purged payloads of acknowledged records are not damage: {report}");
+    assert_eq!(s.json(&["status"]).1["acknowledged"], 4);
+}
