@@ -13,7 +13,12 @@ use crate::enrolment::{simulate, CapturePolicy, SimBadge};
 use crate::station::{self, DataDir, Station, View};
 
 #[derive(Debug, Parser)]
-#[command(name = "tasjil", version, about = "Tasjil enrolment station", propagate_version = true)]
+#[command(
+    name = "tasjil",
+    version,
+    about = "Tasjil enrolment station",
+    propagate_version = true
+)]
 pub struct Cli {
     /// Station data directory (default: $XDG_DATA_HOME/tasjil or ~/.local/share/tasjil).
     #[arg(long, global = true, env = "TASJIL_DATA_DIR", value_name = "DIR")]
@@ -106,7 +111,11 @@ struct Output {
 
 impl Output {
     fn ok(json: Value, human: String) -> Output {
-        Output { json, human, ok: true }
+        Output {
+            json,
+            human,
+            ok: true,
+        }
     }
 }
 
@@ -184,7 +193,17 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             kind,
             officer,
             pin_stdin,
-        } => enrol(&dir, simulate, count, seed, demographics, kind, &officer, pin_stdin, cli.json),
+        } => enrol(
+            &dir,
+            simulate,
+            count,
+            seed,
+            demographics,
+            kind,
+            &officer,
+            pin_stdin,
+            cli.json,
+        ),
         Command::List => list(&dir),
         Command::Verify => {
             let view = View::open(&dir)?;
@@ -244,13 +263,20 @@ fn status(dir: &DataDir) -> anyhow::Result<Output> {
         view.station_id, c.records, c.approved, c.unsent, c.acknowledged, c.rejected
     );
     for (peer, last, err) in &peers {
-        let ago = last.map_or("never".to_string(), |t| format!("{} s ago", (crate::now_ms() - t) / 1000));
+        let ago = last.map_or("never".to_string(), |t| {
+            format!("{} s ago", (crate::now_ms() - t) / 1000)
+        });
         human.push_str(&format!("\n  centre {peer}: last sync {ago}"));
         if let Some(e) = err {
             human.push_str(&format!(" (link down: {e})"));
         }
     }
-    for r in view.store.envelopes()?.iter().filter(|r| r.status == "rejected") {
+    for r in view
+        .store
+        .envelopes()?
+        .iter()
+        .filter(|r| r.status == "rejected")
+    {
         human.push_str(&format!(
             "\n  REJECTED {} seq {}: {}",
             r.id,
@@ -336,7 +362,10 @@ fn sync(
 fn list(dir: &DataDir) -> anyhow::Result<Output> {
     let view = View::open(dir)?;
     let rows = view.store.envelopes()?;
-    let mut human = format!("{:>6}  {:<26}  {:<11}  {:<12}  {}", "seq", "id", "kind", "status", "officer");
+    let mut human = format!(
+        "{:>6}  {:<26}  {:<11}  {:<12}  {}",
+        "seq", "id", "kind", "status", "officer"
+    );
     let records: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -360,7 +389,9 @@ fn read_pin(pin_stdin: bool) -> anyhow::Result<String> {
         bail!("a badge PIN is needed: pass --pin-stdin and write the PIN on standard input");
     }
     let mut pin = String::new();
-    std::io::stdin().read_line(&mut pin).context("cannot read the PIN from standard input")?;
+    std::io::stdin()
+        .read_line(&mut pin)
+        .context("cannot read the PIN from standard input")?;
     Ok(pin.trim_end_matches(['\r', '\n']).to_string())
 }
 
@@ -382,23 +413,32 @@ fn enrol(
     let overrides: Option<Map<String, Value>> = match &demographics {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Some(
-                serde_json::from_str(&text)
-                    .with_context(|| format!("{} must hold one JSON object of demographics", path.display()))?,
-            )
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Some(serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} must hold one JSON object of demographics",
+                    path.display()
+                )
+            })?)
         }
     };
     let mut station = Station::open(dir)?;
     // The simulated badge needs no PIN unless the operator wants to exercise the prompt.
-    let pin = if pin_stdin { read_pin(true)? } else { crate::enrolment::badge::SIM_PIN.to_string() };
+    let pin = if pin_stdin {
+        read_pin(true)?
+    } else {
+        crate::enrolment::badge::SIM_PIN.to_string()
+    };
     let mut badge = SimBadge::unlock(officer, &pin)?;
     station.login(&badge)?;
 
     let policy = CapturePolicy::default();
     let progress = indicatif::ProgressBar::new(count).with_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} enrolled  {elapsed} (eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} enrolled  {elapsed} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut committed = Vec::new();
     for i in 0..count {

@@ -33,7 +33,8 @@ impl DataDir {
         if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
             return Ok(DataDir(PathBuf::from(d).join("tasjil")));
         }
-        let home = std::env::var_os("HOME").context("neither --data-dir, XDG_DATA_HOME nor HOME is set")?;
+        let home = std::env::var_os("HOME")
+            .context("neither --data-dir, XDG_DATA_HOME nor HOME is set")?;
         Ok(DataDir(PathBuf::from(home).join(".local/share/tasjil")))
     }
     pub fn db(&self) -> PathBuf {
@@ -64,7 +65,12 @@ impl DataDir {
 
 /// Validate a station id: short, printable, safe in file names.
 fn check_station_id(id: &str) -> anyhow::Result<()> {
-    if id.is_empty() || id.len() > 40 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if id.is_empty()
+        || id.len() > 40
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         bail!("station id {id:?} must be 1-40 letters, digits, '-' or '_'");
     }
     Ok(())
@@ -94,7 +100,10 @@ pub fn init(dir: &DataDir, station_id: &str, central_key: &Path) -> anyhow::Resu
     let key = StationKey::generate();
     key.save(&dir.key())?;
     let public = StationPublic::new(station_id, &key);
-    write_synced(&dir.public(), format!("{}\n", serde_json::to_string_pretty(&public)?).as_bytes())?;
+    write_synced(
+        &dir.public(),
+        format!("{}\n", serde_json::to_string_pretty(&public)?).as_bytes(),
+    )?;
     write_synced(&dir.centre(), centre.to_json().as_bytes())?;
     let mut store = Store::open(&dir.db())?;
     store.set_config("station_id", station_id)?;
@@ -215,7 +224,8 @@ impl Station {
             .store
             .config("centre_public")?
             .context("the station database has no centre key")?;
-        let centre = CentrePublic::parse(&centre_text).map_err(|e| anyhow::anyhow!("stored centre key: {e}"))?;
+        let centre = CentrePublic::parse(&centre_text)
+            .map_err(|e| anyhow::anyhow!("stored centre key: {e}"))?;
         let recipients = centre.recipients().map_err(anyhow::Error::msg)?;
         Ok(Station {
             view,
@@ -235,8 +245,15 @@ impl Station {
     }
 
     /// Append to the audit chain.
-    pub fn audit(&mut self, action: &str, actor: &str, detail: serde_json::Value) -> anyhow::Result<()> {
-        self.view.store.audit(&self.key, action, actor, detail, crate::now_ms())?;
+    pub fn audit(
+        &mut self,
+        action: &str,
+        actor: &str,
+        detail: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        self.view
+            .store
+            .audit(&self.key, action, actor, detail, crate::now_ms())?;
         Ok(())
     }
 
@@ -248,18 +265,29 @@ impl Station {
     pub fn login(&mut self, badge: &dyn OfficerBadge) -> anyhow::Result<()> {
         let now = crate::now_ms();
         let id = badge.officer_id();
-        let new = self
-            .view
-            .store
-            .register_officer(&id, &badge.officer_name(), "officer", &badge.public_key_hex(), now)?;
-        self.view
-            .store
-            .audit(&self.key, "login", &id, serde_json::json!({"badge": badge.public_key_hex(), "first_use": new}), now)?;
+        let new = self.view.store.register_officer(
+            &id,
+            &badge.officer_name(),
+            "officer",
+            &badge.public_key_hex(),
+            now,
+        )?;
+        self.view.store.audit(
+            &self.key,
+            "login",
+            &id,
+            serde_json::json!({"badge": badge.public_key_hex(), "first_use": new}),
+            now,
+        )?;
         Ok(())
     }
 
     /// Seal, co-sign, sign and durably store one enrolment. Returns only after the commit is on disk.
-    pub fn commit(&mut self, done: &Completed, badge: &mut dyn OfficerBadge) -> anyhow::Result<Committed> {
+    pub fn commit(
+        &mut self,
+        done: &Completed,
+        badge: &mut dyn OfficerBadge,
+    ) -> anyhow::Result<Committed> {
         let (last_seq, prev) = self.view.store.chain_head()?;
         let at = ChainPosition {
             station: self.view.station_id.clone(),
@@ -273,7 +301,15 @@ impl Station {
             plain_len,
             seal_us,
             sign_us,
-        } = seal_and_sign(done, &id, &self.schema.id(), &at, &self.recipients, badge, &self.key)?;
+        } = seal_and_sign(
+            done,
+            &id,
+            &self.schema.id(),
+            &at,
+            &self.recipients,
+            badge,
+            &self.key,
+        )?;
         let t = std::time::Instant::now();
         self.view
             .store

@@ -27,8 +27,9 @@ pub fn sync_once(
     let pending: Vec<PendingRecord> = rows
         .iter()
         .map(|r| {
-            let envelope = String::from_utf8(r.envelope.clone())
-                .with_context(|| format!("stored envelope {} is not text: run tasjil verify", r.id))?;
+            let envelope = String::from_utf8(r.envelope.clone()).with_context(|| {
+                format!("stored envelope {} is not text: run tasjil verify", r.id)
+            })?;
             let len = tasjil_sync::Envelope::from_bytes(&r.envelope)
                 .with_context(|| format!("stored envelope {} is damaged: run tasjil verify", r.id))?
                 .body()
@@ -65,7 +66,11 @@ pub fn sync_once(
     match result {
         Ok(summary) => {
             let rejected_ids: Vec<&String> = summary.rejected.iter().map(|(id, _)| id).collect();
-            let sent: Vec<String> = ids.iter().filter(|id| !rejected_ids.contains(id)).cloned().collect();
+            let sent: Vec<String> = ids
+                .iter()
+                .filter(|id| !rejected_ids.contains(id))
+                .cloned()
+                .collect();
             let store = station.store();
             store.record_sync_outcome(&sent, &summary.acknowledged, &summary.rejected, now)?;
             store.record_peer(url, true, None, now)?;
@@ -82,7 +87,9 @@ pub fn sync_once(
             Ok(summary)
         }
         Err(e) => {
-            let _ = station.store().record_peer(url, false, Some(&e.to_string()), now);
+            let _ = station
+                .store()
+                .record_peer(url, false, Some(&e.to_string()), now);
             Err(e.into())
         }
     }
@@ -90,7 +97,10 @@ pub fn sync_once(
 
 /// Whether an error means "the centre is not reachable right now" (worth waiting for).
 pub fn is_unreachable(e: &anyhow::Error) -> bool {
-    matches!(e.downcast_ref::<SyncError>(), Some(SyncError::Unreachable { .. }))
+    matches!(
+        e.downcast_ref::<SyncError>(),
+        Some(SyncError::Unreachable { .. })
+    )
 }
 
 /// `sync --watch`: keep syncing; when the centre is unreachable, probe again with backoff capped

@@ -10,8 +10,8 @@ use serde::Serialize;
 use tasjil_sync::keys::parse_verifying_key;
 use tasjil_sync::{sha256_hex, Envelope, GENESIS};
 
-use crate::store::{check_audit_row, StoreError};
 use crate::station::View;
+use crate::store::{check_audit_row, StoreError};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Problem {
@@ -66,28 +66,41 @@ pub fn verify(view: &View) -> Result<Report, StoreError> {
                     reasons.push("stored index columns do not match the signed envelope".into());
                 }
                 if b.station != view.station_id {
-                    reasons.push(format!("envelope names station {}, this is {}", b.station, view.station_id));
+                    reasons.push(format!(
+                        "envelope names station {}, this is {}",
+                        b.station, view.station_id
+                    ));
                 }
                 if let Some(k) = &station_key {
                     if let Err(e) = env.verify_signature(k) {
                         reasons.push(e.to_string());
                     }
                 }
-                match store.officer_key(&b.officer)?.map(|k| parse_verifying_key(&k)) {
+                match store
+                    .officer_key(&b.officer)?
+                    .map(|k| parse_verifying_key(&k))
+                {
                     Some(Ok(badge)) => {
                         if let Err(e) = env.verify_officer(&badge) {
                             reasons.push(e.to_string());
                         }
                     }
-                    Some(Err(e)) => reasons.push(format!("badge key of officer {} is unreadable: {e}", b.officer)),
-                    None => reasons.push(format!("officer {} has no registered badge key", b.officer)),
+                    Some(Err(e)) => reasons.push(format!(
+                        "badge key of officer {} is unreadable: {e}",
+                        b.officer
+                    )),
+                    None => {
+                        reasons.push(format!("officer {} has no registered badge key", b.officer))
+                    }
                 }
                 if let Err(e) = env.verify_chain_link(expected_seq, &expected_prev) {
                     reasons.push(e.to_string());
                 }
                 match store.payload(&b.payload.sha256)? {
                     // Purged after the centre acknowledged it: the envelope still proves it.
-                    Some(_) if store.payload_purged(&b.payload.sha256)? && row.status == "acknowledged" => {}
+                    Some(_)
+                        if store.payload_purged(&b.payload.sha256)?
+                            && row.status == "acknowledged" => {}
                     Some(sealed) => {
                         if let Err(e) = env.verify_payload(&sealed) {
                             reasons.push(e.to_string());
@@ -99,7 +112,11 @@ pub fn verify(view: &View) -> Result<Report, StoreError> {
         }
         // A damaged record should not also make its successor look broken: carry the chain on
         // from the hash the successor was built on (the stored index) when this one failed.
-        expected_prev = if reasons.is_empty() { computed } else { row.hash.clone() };
+        expected_prev = if reasons.is_empty() {
+            computed
+        } else {
+            row.hash.clone()
+        };
         expected_seq = row.seq.max(0) as u64 + 1;
         if reasons.is_empty() {
             valid += 1;

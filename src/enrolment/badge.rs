@@ -36,7 +36,9 @@ impl SimBadge {
         if pin != SIM_PIN {
             anyhow::bail!("wrong PIN for badge {officer_id}");
         }
-        let seed = tasjil_sync::canonical::sha256(format!("tasjil simulated badge {officer_id}").as_bytes());
+        let seed = tasjil_sync::canonical::sha256(
+            format!("tasjil simulated badge {officer_id}").as_bytes(),
+        );
         Ok(SimBadge {
             id: officer_id.to_string(),
             key: StationKey::from_seed(seed),

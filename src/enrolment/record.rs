@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use tasjil_drivers::ExceptionReason;
 use tasjil_sync::record::{CaptureTimes, FingerQuality, QualitySummary};
+use tasjil_sync::record::{PayloadException, PayloadFinger, PayloadImage, PayloadSignature};
 use tasjil_sync::{
     sha256_hex, CoSignature, Envelope, EnvelopeBody, Payload, PayloadRef, Signed, StationKey,
     ENVELOPE_VERSION,
 };
-use tasjil_sync::record::{PayloadException, PayloadFinger, PayloadImage, PayloadSignature};
 
 use super::{Completed, OfficerBadge};
 
@@ -91,7 +91,14 @@ pub fn payload(done: &Completed, id: &str, schema_id: &str) -> anyhow::Result<Pa
                 .map(|s| {
                     s.points
                         .iter()
-                        .map(|p| [u32::from(p.x), u32::from(p.y), p.t_ms, u32::from(p.pressure)])
+                        .map(|p| {
+                            [
+                                u32::from(p.x),
+                                u32::from(p.y),
+                                p.t_ms,
+                                u32::from(p.pressure),
+                            ]
+                        })
                         .collect()
                 })
                 .collect(),
@@ -153,7 +160,11 @@ pub fn seal_and_sign(
                     score: f.quality,
                 })
                 .collect(),
-            finger_exceptions: done.exceptions.iter().map(|e| e.position.name().into()).collect(),
+            finger_exceptions: done
+                .exceptions
+                .iter()
+                .map(|e| e.position.name().into())
+                .collect(),
             below_threshold: done.below_threshold.clone(),
         },
         payload: PayloadRef {

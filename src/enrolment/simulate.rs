@@ -5,7 +5,8 @@
 use serde_json::{Map, Value};
 use tasjil_drivers::sim::{Defect, SimCamera, SimScanner, SimSignaturePad};
 use tasjil_drivers::{
-    Camera, CaptureError, ExceptionReason, FingerException, FingerPosition, FingerprintScanner, SignaturePad,
+    Camera, CaptureError, ExceptionReason, FingerException, FingerPosition, FingerprintScanner,
+    SignaturePad,
 };
 use tasjil_sync::EnrolmentKind;
 
@@ -14,7 +15,9 @@ use crate::schema::{simulated_demographics, Schema};
 
 /// Seed of the `index`-th enrolment of a run started with `seed`.
 pub fn enrolment_seed(seed: u64, index: u64) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(index.wrapping_mul(0xD1B5_4A32_D192_ED03)) ^ index
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(index.wrapping_mul(0xD1B5_4A32_D192_ED03))
+        ^ index
 }
 
 /// The simulated devices of one enrolment, with defects chosen from the seed.

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
-use tasjil_drivers::{ExceptionReason, FaceCapture, FingerCapture, FingerException, FingerPosition, SignatureCapture};
+use tasjil_drivers::{
+    ExceptionReason, FaceCapture, FingerCapture, FingerException, FingerPosition, SignatureCapture,
+};
 use tasjil_sync::EnrolmentKind;
 
 use crate::schema::{FieldError, Schema};
@@ -45,9 +47,14 @@ pub enum Step {
 pub enum Outcome {
     Accepted,
     /// Below the threshold: capture again.
-    Retry { quality: u8, attempts_left: u32 },
+    Retry {
+        quality: u8,
+        attempts_left: u32,
+    },
     /// Retries exhausted: the best capture so far is kept and flagged.
-    KeptBelowThreshold { quality: u8 },
+    KeptBelowThreshold {
+        quality: u8,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -149,10 +156,16 @@ impl Enrolment {
     }
 
     /// Validate against the schema for this enrolment's kind; nothing is kept when invalid.
-    pub fn set_demographics(&mut self, schema: &Schema, data: Map<String, Value>) -> Result<(), WorkflowError> {
+    pub fn set_demographics(
+        &mut self,
+        schema: &Schema,
+        data: Map<String, Value>,
+    ) -> Result<(), WorkflowError> {
         self.expect(Step::Demographics)?;
         let kind = self.kind.map_or("new", |k| k.as_str());
-        schema.validate(kind, &data).map_err(WorkflowError::Invalid)?;
+        schema
+            .validate(kind, &data)
+            .map_err(WorkflowError::Invalid)?;
         self.demographics = Some(data);
         Ok(())
     }
@@ -176,7 +189,11 @@ impl Enrolment {
     pub fn offer_face(&mut self, capture: FaceCapture) -> Result<Outcome, WorkflowError> {
         self.expect(Step::Face)?;
         self.face_attempts += 1;
-        if self.face.as_ref().is_none_or(|best| capture.quality > best.quality) {
+        if self
+            .face
+            .as_ref()
+            .is_none_or(|best| capture.quality > best.quality)
+        {
             self.face = Some(capture.clone());
         }
         let best = self.face.as_ref().map_or(0, |f| f.quality);
@@ -196,21 +213,27 @@ impl Enrolment {
 
     /// The next finger to capture, in ANSI/NIST position order.
     pub fn next_finger(&self) -> Option<FingerPosition> {
-        FingerPosition::ALL
-            .into_iter()
-            .find(|p| !self.finger_done.get(p).copied().unwrap_or(false) && !self.exceptions.contains_key(p))
+        FingerPosition::ALL.into_iter().find(|p| {
+            !self.finger_done.get(p).copied().unwrap_or(false) && !self.exceptions.contains_key(p)
+        })
     }
 
     pub fn offer_finger(&mut self, capture: FingerCapture) -> Result<Outcome, WorkflowError> {
         self.expect(Step::Fingers)?;
         let pos = capture.position;
-        if self.finger_done.get(&pos).copied().unwrap_or(false) || self.exceptions.contains_key(&pos) {
+        if self.finger_done.get(&pos).copied().unwrap_or(false)
+            || self.exceptions.contains_key(&pos)
+        {
             return Err(WorkflowError::FingerDone(pos.name()));
         }
         let attempts = self.finger_attempts.entry(pos).or_insert(0);
         *attempts += 1;
         let attempts = *attempts;
-        if self.fingers.get(&pos).is_none_or(|best| capture.quality > best.quality) {
+        if self
+            .fingers
+            .get(&pos)
+            .is_none_or(|best| capture.quality > best.quality)
+        {
             self.fingers.insert(pos, capture.clone());
         }
         let best = self.fingers.get(&pos).map_or(0, |f| f.quality);
@@ -232,7 +255,9 @@ impl Enrolment {
     pub fn finger_exception(&mut self, exception: FingerException) -> Result<(), WorkflowError> {
         self.expect(Step::Fingers)?;
         let pos = exception.position;
-        if self.finger_done.get(&pos).copied().unwrap_or(false) || self.exceptions.contains_key(&pos) {
+        if self.finger_done.get(&pos).copied().unwrap_or(false)
+            || self.exceptions.contains_key(&pos)
+        {
             return Err(WorkflowError::FingerDone(pos.name()));
         }
         self.fingers.remove(&pos);

@@ -106,6 +106,9 @@ pub struct EnvelopeRow {
     pub rejected_reason: Option<String>,
 }
 
+/// `(peer, last successful sync in Unix ms, last error)`.
+pub type PeerRow = (String, Option<i64>, Option<String>);
+
 /// Record counts for `tasjil status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
@@ -140,22 +143,34 @@ impl Store {
 
     fn setup(&mut self) -> Result<(), StoreError> {
         let sql = |e| StoreError::from_sqlite(&self.path, e);
-        self.conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
+        self.conn
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(sql)?;
         // Reading the schema first turns "not a database" into a clear error before anything writes.
         self.conn
-            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map_err(sql)?;
         let mode: String = self
             .conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(sql)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Migration(format!("journal mode is {mode}, expected wal")));
+            return Err(StoreError::Migration(format!(
+                "journal mode is {mode}, expected wal"
+            )));
         }
-        self.conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
-        self.conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
+        self.conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql)?;
         migrations().to_latest(&mut self.conn).map_err(|e| match e {
-            rusqlite_migration::Error::RusqliteError { err, .. } => StoreError::from_sqlite(&self.path, err),
+            rusqlite_migration::Error::RusqliteError { err, .. } => {
+                StoreError::from_sqlite(&self.path, err)
+            }
             other => StoreError::Migration(other.to_string()),
         })
     }
@@ -170,7 +185,9 @@ impl Store {
 
     pub fn config(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.conn
-            .query_row("SELECT value FROM config WHERE key = ?1", [key], |r| r.get(0))
+            .query_row("SELECT value FROM config WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.sql(e))
     }
@@ -197,7 +214,9 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let known: Option<String> = self
             .conn
-            .query_row("SELECT public_key FROM officers WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT public_key FROM officers WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.sql(e))?;
         match known {
@@ -219,7 +238,9 @@ impl Store {
 
     pub fn officer_key(&self, id: &str) -> Result<Option<String>, StoreError> {
         self.conn
-            .query_row("SELECT public_key FROM officers WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT public_key FROM officers WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.sql(e))
     }
@@ -228,9 +249,11 @@ impl Store {
     pub fn chain_head(&self) -> Result<(u64, String), StoreError> {
         let head: Option<(i64, String)> = self
             .conn
-            .query_row("SELECT seq, hash FROM envelopes ORDER BY seq DESC LIMIT 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT seq, hash FROM envelopes ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(|e| self.sql(e))?;
         Ok(head.map_or((0, GENESIS.to_string()), |(s, h)| (s as u64, h)))
@@ -246,9 +269,12 @@ impl Store {
         now_ms: i64,
     ) -> Result<u64, StoreError> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| StoreError::from_sqlite(&path, e))?;
-        let seq = append_audit(&tx, key, action, actor, detail, now_ms)
-            .map_err(|e| lift(&path, e))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| StoreError::from_sqlite(&path, e))?;
+        let seq =
+            append_audit(&tx, key, action, actor, detail, now_ms).map_err(|e| lift(&path, e))?;
         tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))?;
         Ok(seq)
     }
@@ -263,10 +289,15 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let body = envelope.body();
-        let bytes = envelope.to_bytes().map_err(|e| StoreError::Encode(e.to_string()))?;
+        let bytes = envelope
+            .to_bytes()
+            .map_err(|e| StoreError::Encode(e.to_string()))?;
         let hash = sha256_hex(&bytes);
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| StoreError::from_sqlite(&path, e))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| StoreError::from_sqlite(&path, e))?;
         let step = |tx: &Transaction| -> rusqlite::Result<()> {
             tx.execute(
                 "INSERT OR IGNORE INTO payloads (sha256, len, sealed) VALUES (?1, ?2, ?3)",
@@ -346,8 +377,14 @@ impl Store {
 
     /// Empty the sealed payloads of records the centre acknowledged before `acknowledged_before_ms`.
     /// Freed pages are overwritten (`secure_delete`). Returns how many payloads were purged.
-    pub fn purge_acknowledged(&mut self, acknowledged_before_ms: i64, now_ms: i64) -> Result<usize, StoreError> {
-        self.conn.pragma_update(None, "secure_delete", "ON").map_err(|e| self.sql(e))?;
+    pub fn purge_acknowledged(
+        &mut self,
+        acknowledged_before_ms: i64,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        self.conn
+            .pragma_update(None, "secure_delete", "ON")
+            .map_err(|e| self.sql(e))?;
         let n = self
             .conn
             .execute(
@@ -377,7 +414,11 @@ impl Store {
     /// The sealed payload with this address, if stored.
     pub fn payload(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.conn
-            .query_row("SELECT sealed FROM payloads WHERE sha256 = ?1", [sha256], |r| r.get(0))
+            .query_row(
+                "SELECT sealed FROM payloads WHERE sha256 = ?1",
+                [sha256],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|e| self.sql(e))
     }
@@ -432,7 +473,12 @@ impl Store {
     }
 
     /// `len` bytes of a sealed payload from `offset` (for resumable uploads).
-    pub fn payload_chunk(&self, sha256: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn payload_chunk(
+        &self,
+        sha256: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         self.conn
             .query_row(
                 "SELECT substr(sealed, ?2 + 1, ?3) FROM payloads WHERE sha256 = ?1",
@@ -452,10 +498,16 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| StoreError::from_sqlite(&path, e))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| StoreError::from_sqlite(&path, e))?;
         let apply = |tx: &Transaction| -> rusqlite::Result<()> {
             for id in sent {
-                tx.execute("UPDATE envelopes SET sent_ms = ?2 WHERE id = ?1 AND sent_ms IS NULL", params![id, now_ms])?;
+                tx.execute(
+                    "UPDATE envelopes SET sent_ms = ?2 WHERE id = ?1 AND sent_ms IS NULL",
+                    params![id, now_ms],
+                )?;
             }
             for id in acknowledged {
                 tx.execute(
@@ -478,7 +530,13 @@ impl Store {
     }
 
     /// Remember how the last sync with `peer` went.
-    pub fn record_peer(&mut self, peer: &str, ok: bool, error: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
+    pub fn record_peer(
+        &mut self,
+        peer: &str,
+        ok: bool,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "INSERT INTO sync_peers (peer, last_sync_ms, last_error) VALUES (?1, CASE WHEN ?2 THEN ?3 END, ?4)
@@ -492,7 +550,7 @@ impl Store {
     }
 
     /// `(peer, last successful sync, last error)` for every peer.
-    pub fn peers(&self) -> Result<Vec<(String, Option<i64>, Option<String>)>, StoreError> {
+    pub fn peers(&self) -> Result<Vec<PeerRow>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT peer, last_sync_ms, last_error FROM sync_peers ORDER BY peer")
@@ -505,11 +563,16 @@ impl Store {
 
     /// SQLite's own structural check; an empty list means the file is sound.
     pub fn quick_check(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.conn.prepare("PRAGMA quick_check").map_err(|e| self.sql(e))?;
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA quick_check")
+            .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map([], |r| r.get::<_, String>(0))
             .map_err(|e| self.sql(e))?;
-        let lines = rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))?;
+        let lines = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sql(e))?;
         Ok(lines.into_iter().filter(|l| l != "ok").collect())
     }
 }
@@ -535,9 +598,11 @@ fn append_audit(
     now_ms: i64,
 ) -> Result<u64, AuditFail> {
     let last: Option<(i64, Vec<u8>)> = tx
-        .query_row("SELECT seq, entry FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT seq, entry FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()
         .map_err(AuditFail::Sql)?;
     let (seq, prev) = match last {
@@ -581,11 +646,15 @@ pub fn check_audit_row(
         ));
     }
     if entry.prev != expected_prev {
-        return Err(format!("audit chain broken at entry {expected_seq}: previous hash does not match"));
+        return Err(format!(
+            "audit chain broken at entry {expected_seq}: previous hash does not match"
+        ));
     }
     let sig = parse_signature(&row.sig).map_err(|e| format!("audit signature unreadable: {e}"))?;
     if !verify(station, &AuditEntry::signing_message(&row.entry), &sig) {
-        return Err(format!("audit entry {expected_seq}: station signature does not verify"));
+        return Err(format!(
+            "audit entry {expected_seq}: station signature does not verify"
+        ));
     }
     Ok(sha256_hex(&row.entry))
 }
@@ -601,7 +670,13 @@ mod tests {
         let key = StationKey::generate();
         for i in 0..3 {
             store
-                .audit(&key, "login", "OFF-1", serde_json::json!({"i": i}), 1000 + i)
+                .audit(
+                    &key,
+                    "login",
+                    "OFF-1",
+                    serde_json::json!({"i": i}),
+                    1000 + i,
+                )
                 .unwrap();
         }
         let rows = store.audit_rows().unwrap();
@@ -611,7 +686,9 @@ mod tests {
         }
         let mut bad = rows[1].clone();
         bad.entry[5] ^= 1;
-        assert!(check_audit_row(&bad, 2, &sha256_hex(&rows[0].entry), &key.verifying_key()).is_err());
+        assert!(
+            check_audit_row(&bad, 2, &sha256_hex(&rows[0].entry), &key.verifying_key()).is_err()
+        );
     }
 
     #[test]
@@ -619,16 +696,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         std::fs::write(&path, vec![0x42; 8192]).unwrap();
-        assert!(matches!(Store::open(&path), Err(StoreError::Damaged { .. })));
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::Damaged { .. })
+        ));
     }
 
     #[test]
     fn pragmas_are_durable() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db")).unwrap();
-        let mode: String = store.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
-        let sync: i64 = store.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
-        let fk: i64 = store.conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        let mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        let sync: i64 = store
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        let fk: i64 = store
+            .conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
         assert_eq!((mode.as_str(), sync, fk), ("wal", 2, 1));
         assert!(migrations().validate().is_ok());
     }

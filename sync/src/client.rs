@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::keys::StationKey;
 use crate::protocol::{
-    request_message, ApiError, BlobProgress, ChallengeRequest, ChallengeResponse, HEADER_NEXT_NONCE, HEADER_NONCE,
-    HEADER_SIGNATURE, HEADER_STATION,
+    request_message, ApiError, BlobProgress, ChallengeRequest, ChallengeResponse,
+    HEADER_NEXT_NONCE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_STATION,
 };
 use crate::session::{Action, Session, Summary};
 
@@ -38,7 +38,9 @@ impl SyncError {
     fn transient(&self) -> bool {
         match self {
             SyncError::Unreachable { .. } => true,
-            SyncError::Refused { code, .. } => matches!(code.as_str(), "bad_nonce" | "storage" | "hash_mismatch"),
+            SyncError::Refused { code, .. } => {
+                matches!(code.as_str(), "bad_nonce" | "storage" | "hash_mismatch")
+            }
             _ => false,
         }
     }
@@ -64,6 +66,9 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Reads `len` bytes of the sealed payload `sha256` from `offset` (the station's store).
+pub type BlobReader<'a> = dyn FnMut(&str, u64, u64) -> Result<Vec<u8>, String> + 'a;
+
 /// An authenticated connection to the centre for one station.
 #[derive(Debug)]
 pub struct CentreClient {
@@ -76,7 +81,12 @@ pub struct CentreClient {
 }
 
 impl CentreClient {
-    pub fn new(base: &str, station: &str, key: Arc<StationKey>, retry: RetryPolicy) -> Result<Self, SyncError> {
+    pub fn new(
+        base: &str,
+        station: &str,
+        key: Arc<StationKey>,
+        retry: RetryPolicy,
+    ) -> Result<Self, SyncError> {
         let http = reqwest::Client::builder()
             .timeout(retry.timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -116,8 +126,8 @@ impl CentreClient {
             SyncError::Protocol(d) => self.unreachable(d),
             other => other,
         })?;
-        let c: ChallengeResponse =
-            serde_json::from_slice(&bytes).map_err(|e| SyncError::Protocol(format!("bad challenge: {e}")))?;
+        let c: ChallengeResponse = serde_json::from_slice(&bytes)
+            .map_err(|e| SyncError::Protocol(format!("bad challenge: {e}")))?;
         Ok(c.nonce)
     }
 
@@ -143,12 +153,23 @@ impl CentreClient {
     }
 
     /// One signed request. Takes the nonce for the next request from the answer.
-    pub async fn call(&mut self, method: Method, path_and_query: &str, body: Vec<u8>) -> Result<Vec<u8>, SyncError> {
+    pub async fn call(
+        &mut self,
+        method: Method,
+        path_and_query: &str,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, SyncError> {
         let nonce = match self.nonce.take() {
             Some(n) => n,
             None => self.challenge().await?,
         };
-        let msg = request_message(method.as_str(), path_and_query, &self.station, &nonce, &body);
+        let msg = request_message(
+            method.as_str(),
+            path_and_query,
+            &self.station,
+            &nonce,
+            &body,
+        );
         let sig = hex::encode(self.key.sign(&msg).to_bytes());
         let resp = self
             .http
@@ -188,7 +209,7 @@ impl CentreClient {
         &mut self,
         session: &mut Session,
         action: Action,
-        read_blob: &mut dyn FnMut(&str, u64, u64) -> Result<Vec<u8>, String>,
+        read_blob: &mut BlobReader<'_>,
     ) -> Result<(), SyncError> {
         match action {
             Action::Have(req) => {
@@ -206,14 +227,16 @@ impl CentreClient {
                 let path = format!("/v1/blobs/{sha256}?offset={offset}&total={total}");
                 match self.call(Method::PUT, &path, bytes).await {
                     Ok(answer) => {
-                        let p: BlobProgress =
-                            serde_json::from_slice(&answer).map_err(|e| SyncError::Protocol(e.to_string()))?;
+                        let p: BlobProgress = serde_json::from_slice(&answer)
+                            .map_err(|e| SyncError::Protocol(e.to_string()))?;
                         session.on_blob(p, sent);
                     }
                     // The centre holds a different amount than we thought (an earlier answer was
                     // lost): carry on from what it has.
                     Err(SyncError::Refused {
-                        code, have: Some(have), ..
+                        code,
+                        have: Some(have),
+                        ..
                     }) if code == "offset_mismatch" => {
                         session.on_blob(
                             BlobProgress {
@@ -245,7 +268,7 @@ impl CentreClient {
     pub async fn run(
         &mut self,
         mut session: Session,
-        read_blob: &mut dyn FnMut(&str, u64, u64) -> Result<Vec<u8>, String>,
+        read_blob: &mut BlobReader<'_>,
         progress: &mut dyn FnMut(&Summary),
     ) -> Result<Summary, SyncError> {
         let mut failures = 0u32;

@@ -176,7 +176,12 @@ pub struct StatusEntry {
 impl StatusEntry {
     /// The order of a record's status history; the last entry is the current status.
     fn order_key(&self) -> (i64, u8, &str, Option<&str>) {
-        (self.time_ms, self.status.precedence(), &self.by, self.reason.as_deref())
+        (
+            self.time_ms,
+            self.status.precedence(),
+            &self.by,
+            self.reason.as_deref(),
+        )
     }
 }
 
@@ -256,7 +261,12 @@ impl Ledger {
     }
 
     /// Open a saved replica, checking that it is this station-day's ledger.
-    pub fn load(station: &str, day: &str, actor: &[u8], bytes: &[u8]) -> Result<Ledger, LedgerError> {
+    pub fn load(
+        station: &str,
+        day: &str,
+        actor: &[u8],
+        bytes: &[u8],
+    ) -> Result<Ledger, LedgerError> {
         let name = doc_name(station, day);
         check_actor(&name, actor)?;
         let doc = Automerge::load(bytes).map_err(|e| LedgerError::Damaged(e.to_string()))?;
@@ -264,7 +274,9 @@ impl Ledger {
         ledger.check_root()?;
         let base = skeleton_hash(&ledger.name);
         if ledger.doc.get_change_by_hash(&base).is_none() {
-            return Err(LedgerError::Damaged("not built on the shared skeleton".into()));
+            return Err(LedgerError::Damaged(
+                "not built on the shared skeleton".into(),
+            ));
         }
         ledger.doc.set_actor(ActorId::from(actor));
         Ok(ledger)
@@ -280,7 +292,8 @@ impl Ledger {
 
     /// Number of record entries (not counting orphan statuses or approvals).
     pub fn record_count(&self) -> usize {
-        self.container(KEY_RECORDS).map_or(0, |o| self.doc.length(&o))
+        self.container(KEY_RECORDS)
+            .map_or(0, |o| self.doc.length(&o))
     }
 
     /// Announce an envelope. Adding the identical entry again is a no-op; the same id with a
@@ -295,7 +308,9 @@ impl Ledger {
             return if existing.iter().all(|e| e == entry) {
                 Ok(())
             } else {
-                Err(LedgerError::RecordConflict { id: entry.id.clone() })
+                Err(LedgerError::RecordConflict {
+                    id: entry.id.clone(),
+                })
             };
         }
         self.transact(entry.time_ms, |tx| {
@@ -316,7 +331,7 @@ impl Ledger {
         check_token("supervisor", &approval.supervisor)?;
         let approvals = self.container(KEY_APPROVALS)?;
         let key = format!("{id}{KEY_SEP}{}", approval.supervisor);
-        if min_int(&self.doc, &approvals, &key).is_some_and(|t| t == approval.time_ms) {
+        if min_int(&self.doc, &approvals, &key).is_some_and(|t| t <= approval.time_ms) {
             return Ok(());
         }
         self.transact(approval.time_ms, |tx| {
@@ -490,7 +505,9 @@ impl Ledger {
         ] {
             let all = self.doc.get_all(ROOT, key).map_err(damaged)?;
             if all.len() != 1 || all[0].0.as_objtype() != Some(kind) {
-                return Err(LedgerError::Damaged(format!("root `{key}` is not one {kind:?}")));
+                return Err(LedgerError::Damaged(format!(
+                    "root `{key}` is not one {kind:?}"
+                )));
             }
         }
         Ok(())
@@ -523,7 +540,11 @@ impl Ledger {
     }
 
     /// id → supervisor → earliest approval time.
-    fn approvals(&self, obj: &ObjId, only: Option<&str>) -> BTreeMap<String, BTreeMap<String, i64>> {
+    fn approvals(
+        &self,
+        obj: &ObjId,
+        only: Option<&str>,
+    ) -> BTreeMap<String, BTreeMap<String, i64>> {
         let mut out: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
         for key in self.doc.keys(obj) {
             let Some((id, supervisor)) = key.split_once(KEY_SEP) else {
@@ -594,7 +615,10 @@ impl Ledger {
                     .remove(&entry.id)
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|(supervisor, time_ms)| Approval { supervisor, time_ms })
+                    .map(|(supervisor, time_ms)| Approval {
+                        supervisor,
+                        time_ms,
+                    })
                     .collect();
                 let statuses = statuses.remove(&entry.id).unwrap_or_default();
                 RecordView {
@@ -698,7 +722,11 @@ fn check_token(what: &str, s: &str) -> Result<(), LedgerError> {
 }
 
 fn check_hash(s: &str) -> Result<(), LedgerError> {
-    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if s.len() != 64
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return Err(LedgerError::Invalid(
             "envelope hash must be 64 lowercase hex digits".into(),
         ));
@@ -811,7 +839,12 @@ mod tests {
     }
 
     fn status(status: Status, by: &str, time_ms: i64, reason: Option<&str>) -> StatusEntry {
-        StatusEntry { status, reason: reason.map(str::to_owned), by: by.into(), time_ms }
+        StatusEntry {
+            status,
+            reason: reason.map(str::to_owned),
+            by: by.into(),
+            time_ms,
+        }
     }
 
     fn replica(writer: &str) -> Ledger {
@@ -867,10 +900,18 @@ mod tests {
     #[test]
     fn round_trip_through_save_and_load() {
         let mut l = replica("station");
-        l.add_record(&entry("01J0000000000000000000000B", 2)).unwrap();
-        l.add_record(&entry("01J0000000000000000000000A", 1)).unwrap();
-        l.approve("01J0000000000000000000000A", &Approval { supervisor: "sup-1".into(), time_ms: 5 })
+        l.add_record(&entry("01J0000000000000000000000B", 2))
             .unwrap();
+        l.add_record(&entry("01J0000000000000000000000A", 1))
+            .unwrap();
+        l.approve(
+            "01J0000000000000000000000A",
+            &Approval {
+                supervisor: "sup-1".into(),
+                time_ms: 5,
+            },
+        )
+        .unwrap();
         l.add_status(
             "01J0000000000000000000000A",
             &status(Status::Rejected, "centre", 7, Some("chain gap")),
@@ -879,15 +920,30 @@ mod tests {
         let before = l.records();
         assert_eq!(before.len(), 2);
         assert_eq!(before[0].entry.seq, 1);
-        assert_eq!(before[0].approvals, vec![Approval { supervisor: "sup-1".into(), time_ms: 5 }]);
-        assert_eq!(before[0].current.as_ref().unwrap().reason.as_deref(), Some("chain gap"));
+        assert_eq!(
+            before[0].approvals,
+            vec![Approval {
+                supervisor: "sup-1".into(),
+                time_ms: 5
+            }]
+        );
+        assert_eq!(
+            before[0].current.as_ref().unwrap().reason.as_deref(),
+            Some("chain gap")
+        );
         assert!(before[1].current.is_none());
 
         let mut loaded = reload(&mut l, "station");
         assert_eq!(loaded.records(), before);
         assert_eq!(loaded.name(), "VAN-07-A/2026-11-27");
-        assert_eq!(format!("{loaded:?}"), "Ledger { name: \"VAN-07-A/2026-11-27\", records: 2 }");
-        assert_eq!(loaded.record("01J0000000000000000000000A"), Some(before[0].clone()));
+        assert_eq!(
+            format!("{loaded:?}"),
+            "Ledger { name: \"VAN-07-A/2026-11-27\", records: 2 }"
+        );
+        assert_eq!(
+            loaded.record("01J0000000000000000000000A"),
+            Some(before[0].clone())
+        );
         assert_eq!(loaded.record("nope"), None);
         // It keeps writing after the reload.
         loaded.add_record(&entry("C", 3)).unwrap();
@@ -920,7 +976,10 @@ mod tests {
         let mut other = automerge::AutoCommit::new();
         other.put(ROOT, "name", "VAN-07-A/2026-11-27").unwrap();
         garbage.push(other.save());
-        for err in garbage.iter().map(|g| Ledger::load(STATION, DAY, b"actor-x", g).unwrap_err()) {
+        for err in garbage
+            .iter()
+            .map(|g| Ledger::load(STATION, DAY, b"actor-x", g).unwrap_err())
+        {
             assert!(matches!(err, LedgerError::Damaged(_)), "{err:?}");
         }
         // Every single-byte corruption fails cleanly or (in a compressed column) still loads.
@@ -943,7 +1002,10 @@ mod tests {
         let b = replica("centre");
         assert_eq!(a.doc.get_heads(), b.doc.get_heads());
         assert_eq!(a.doc.get_heads(), vec![skeleton_hash(&a.name)]);
-        assert_ne!(replica("x").doc.get_heads(), Ledger::new("VAN-08", DAY, b"x").doc.get_heads());
+        assert_ne!(
+            replica("x").doc.get_heads(),
+            Ledger::new("VAN-08", DAY, b"x").doc.get_heads()
+        );
     }
 
     #[test]
@@ -953,7 +1015,15 @@ mod tests {
         station.add_record(&entry("A", 1)).unwrap();
         station.add_record(&entry("B", 2)).unwrap();
         kiosk.add_record(&entry("K", 3)).unwrap();
-        kiosk.approve("K", &Approval { supervisor: "sup-1".into(), time_ms: 9 }).unwrap();
+        kiosk
+            .approve(
+                "K",
+                &Approval {
+                    supervisor: "sup-1".into(),
+                    time_ms: 9,
+                },
+            )
+            .unwrap();
 
         let mut s2 = reload(&mut station, "station");
         let mut k2 = reload(&mut kiosk, "kiosk-2");
@@ -964,7 +1034,10 @@ mod tests {
         assert_eq!(station.record("K").unwrap().approvals.len(), 1);
 
         let mut elsewhere = Ledger::new("VAN-08-B", DAY, b"y");
-        assert!(matches!(station.merge(&mut elsewhere), Err(LedgerError::WrongDocument { .. })));
+        assert!(matches!(
+            station.merge(&mut elsewhere),
+            Err(LedgerError::WrongDocument { .. })
+        ));
     }
 
     #[test]
@@ -976,7 +1049,10 @@ mod tests {
         assert_eq!(l.doc.get_heads(), heads, "no new change");
         let mut other = entry("A", 1);
         other.envelope_hash = hash_of("B");
-        assert!(matches!(l.add_record(&other), Err(LedgerError::RecordConflict { .. })));
+        assert!(matches!(
+            l.add_record(&other),
+            Err(LedgerError::RecordConflict { .. })
+        ));
 
         // Concurrent identical adds are fine; different ones are flagged, the same everywhere.
         let mut a = replica("a");
@@ -991,7 +1067,10 @@ mod tests {
         assert_eq!(a.records(), b.records());
         assert_eq!(a.conflicting_ids(), vec!["Y".to_string()]);
         assert_eq!(b.conflicting_ids(), vec!["Y".to_string()]);
-        assert!(matches!(a.add_record(&y), Err(LedgerError::RecordConflict { .. })));
+        assert!(matches!(
+            a.add_record(&y),
+            Err(LedgerError::RecordConflict { .. })
+        ));
     }
 
     #[test]
@@ -1006,12 +1085,29 @@ mod tests {
         assert!(matches!(l.add_record(&e), Err(LedgerError::Invalid(_))));
         e.id = "x".repeat(MAX_TOKEN + 1);
         assert!(matches!(l.add_record(&e), Err(LedgerError::Invalid(_))));
-        let long = status(Status::Rejected, "centre", 1, Some(&"r".repeat(MAX_REASON + 1)));
-        assert!(matches!(l.add_status("A", &long), Err(LedgerError::Invalid(_))));
+        let long = status(
+            Status::Rejected,
+            "centre",
+            1,
+            Some(&"r".repeat(MAX_REASON + 1)),
+        );
+        assert!(matches!(
+            l.add_status("A", &long),
+            Err(LedgerError::Invalid(_))
+        ));
         let empty = status(Status::Rejected, "centre", 1, Some(""));
-        assert!(matches!(l.add_status("A", &empty), Err(LedgerError::Invalid(_))));
-        let nobody = Approval { supervisor: " ".into(), time_ms: 1 };
-        assert!(matches!(l.approve("A", &nobody), Err(LedgerError::Invalid(_))));
+        assert!(matches!(
+            l.add_status("A", &empty),
+            Err(LedgerError::Invalid(_))
+        ));
+        let nobody = Approval {
+            supervisor: " ".into(),
+            time_ms: 1,
+        };
+        assert!(matches!(
+            l.approve("A", &nobody),
+            Err(LedgerError::Invalid(_))
+        ));
         assert_eq!(l.records(), vec![]);
         assert_eq!(l.orphan_ids(), Vec::<String>::new());
     }
@@ -1022,23 +1118,76 @@ mod tests {
         station.add_record(&entry("A", 1)).unwrap();
         let mut sup1 = reload(&mut station, "sup-1");
         let mut sup2 = reload(&mut station, "sup-2");
-        sup1.approve("A", &Approval { supervisor: "sup-1".into(), time_ms: 20 }).unwrap();
-        sup2.approve("A", &Approval { supervisor: "sup-2".into(), time_ms: 10 }).unwrap();
+        sup1.approve(
+            "A",
+            &Approval {
+                supervisor: "sup-1".into(),
+                time_ms: 20,
+            },
+        )
+        .unwrap();
+        sup2.approve(
+            "A",
+            &Approval {
+                supervisor: "sup-2".into(),
+                time_ms: 10,
+            },
+        )
+        .unwrap();
         // The same supervisor approving on two devices at once: the earliest approval counts.
-        sup1.approve("A", &Approval { supervisor: "sup-3".into(), time_ms: 31 }).unwrap();
-        sup2.approve("A", &Approval { supervisor: "sup-3".into(), time_ms: 30 }).unwrap();
+        sup1.approve(
+            "A",
+            &Approval {
+                supervisor: "sup-3".into(),
+                time_ms: 31,
+            },
+        )
+        .unwrap();
+        sup2.approve(
+            "A",
+            &Approval {
+                supervisor: "sup-3".into(),
+                time_ms: 30,
+            },
+        )
+        .unwrap();
         station.merge(&mut sup1).unwrap();
         station.merge(&mut sup2).unwrap();
         let want = vec![
-            Approval { supervisor: "sup-1".into(), time_ms: 20 },
-            Approval { supervisor: "sup-2".into(), time_ms: 10 },
-            Approval { supervisor: "sup-3".into(), time_ms: 30 },
+            Approval {
+                supervisor: "sup-1".into(),
+                time_ms: 20,
+            },
+            Approval {
+                supervisor: "sup-2".into(),
+                time_ms: 10,
+            },
+            Approval {
+                supervisor: "sup-3".into(),
+                time_ms: 30,
+            },
         ];
         assert_eq!(station.record("A").unwrap().approvals, want);
         // A later approval by the same supervisor changes nothing; an earlier one wins.
-        station.approve("A", &Approval { supervisor: "sup-1".into(), time_ms: 25 }).unwrap();
+        station
+            .approve(
+                "A",
+                &Approval {
+                    supervisor: "sup-1".into(),
+                    time_ms: 25,
+                },
+            )
+            .unwrap();
         assert_eq!(station.record("A").unwrap().approvals, want);
-        station.approve("A", &Approval { supervisor: "sup-1".into(), time_ms: 15 }).unwrap();
+        station
+            .approve(
+                "A",
+                &Approval {
+                    supervisor: "sup-1".into(),
+                    time_ms: 15,
+                },
+            )
+            .unwrap();
         assert_eq!(station.record("A").unwrap().approvals[0].time_ms, 15);
     }
 
@@ -1048,11 +1197,21 @@ mod tests {
         station.add_record(&entry("A", 1)).unwrap();
         let mut centre = reload(&mut station, "centre");
         let mut sup = reload(&mut station, "sup-1");
-        centre.add_status("A", &status(Status::Received, "centre", 100, None)).unwrap();
-        sup.add_status("A", &status(Status::Rejected, "sup-1", 90, Some("blurred face"))).unwrap();
+        centre
+            .add_status("A", &status(Status::Received, "centre", 100, None))
+            .unwrap();
+        sup.add_status(
+            "A",
+            &status(Status::Rejected, "sup-1", 90, Some("blurred face")),
+        )
+        .unwrap();
         // A duplicate delivery of the same status is kept once.
-        station.add_status("A", &status(Status::Received, "centre", 100, None)).unwrap();
-        station.add_status("A", &status(Status::Received, "centre", 100, None)).unwrap();
+        station
+            .add_status("A", &status(Status::Received, "centre", 100, None))
+            .unwrap();
+        station
+            .add_status("A", &status(Status::Received, "centre", 100, None))
+            .unwrap();
         station.merge(&mut centre).unwrap();
         station.merge(&mut sup).unwrap();
         let view = station.record("A").unwrap();
@@ -1063,27 +1222,54 @@ mod tests {
                 status(Status::Received, "centre", 100, None),
             ]
         );
-        assert_eq!(view.current, Some(status(Status::Received, "centre", 100, None)));
+        assert_eq!(
+            view.current,
+            Some(status(Status::Received, "centre", 100, None))
+        );
     }
 
     #[test]
     fn current_status_is_the_latest_then_by_precedence() {
         let mut l = replica("centre");
         l.add_record(&entry("A", 1)).unwrap();
-        l.add_status("A", &status(Status::Received, "centre", 1, None)).unwrap();
-        l.add_status("A", &status(Status::Rejected, "centre", 2, Some("chain gap"))).unwrap();
-        l.add_status("A", &status(Status::Verified, "centre", 3, None)).unwrap();
-        assert_eq!(l.record("A").unwrap().current.unwrap().status, Status::Verified);
+        l.add_status("A", &status(Status::Received, "centre", 1, None))
+            .unwrap();
+        l.add_status(
+            "A",
+            &status(Status::Rejected, "centre", 2, Some("chain gap")),
+        )
+        .unwrap();
+        l.add_status("A", &status(Status::Verified, "centre", 3, None))
+            .unwrap();
+        assert_eq!(
+            l.record("A").unwrap().current.unwrap().status,
+            Status::Verified
+        );
         // Same millisecond: issued > rejected > verified > received.
-        l.add_status("A", &status(Status::Rejected, "centre", 5, Some("late check"))).unwrap();
-        l.add_status("A", &status(Status::Verified, "centre", 5, None)).unwrap();
-        assert_eq!(l.record("A").unwrap().current.unwrap().status, Status::Rejected);
-        l.add_status("A", &status(Status::Issued, "centre", 5, None)).unwrap();
-        assert_eq!(l.record("A").unwrap().current.unwrap().status, Status::Issued);
+        l.add_status(
+            "A",
+            &status(Status::Rejected, "centre", 5, Some("late check")),
+        )
+        .unwrap();
+        l.add_status("A", &status(Status::Verified, "centre", 5, None))
+            .unwrap();
+        assert_eq!(
+            l.record("A").unwrap().current.unwrap().status,
+            Status::Rejected
+        );
+        l.add_status("A", &status(Status::Issued, "centre", 5, None))
+            .unwrap();
+        assert_eq!(
+            l.record("A").unwrap().current.unwrap().status,
+            Status::Issued
+        );
         // Then by `by`, then by reason.
-        l.add_status("A", &status(Status::Issued, "centre-2", 5, None)).unwrap();
-        l.add_status("A", &status(Status::Issued, "centre-2", 5, Some("b"))).unwrap();
-        l.add_status("A", &status(Status::Issued, "centre-2", 5, Some("a"))).unwrap();
+        l.add_status("A", &status(Status::Issued, "centre-2", 5, None))
+            .unwrap();
+        l.add_status("A", &status(Status::Issued, "centre-2", 5, Some("b")))
+            .unwrap();
+        l.add_status("A", &status(Status::Issued, "centre-2", 5, Some("a")))
+            .unwrap();
         assert_eq!(
             l.record("A").unwrap().current.unwrap(),
             status(Status::Issued, "centre-2", 5, Some("b"))
@@ -1095,8 +1281,18 @@ mod tests {
     fn a_status_written_before_its_record_shows_once_the_record_is_added() {
         let mut station = replica("station");
         let mut centre = replica("centre");
-        centre.add_status("A", &status(Status::Verified, "centre", 50, None)).unwrap();
-        centre.approve("A", &Approval { supervisor: "sup-1".into(), time_ms: 40 }).unwrap();
+        centre
+            .add_status("A", &status(Status::Verified, "centre", 50, None))
+            .unwrap();
+        centre
+            .approve(
+                "A",
+                &Approval {
+                    supervisor: "sup-1".into(),
+                    time_ms: 40,
+                },
+            )
+            .unwrap();
         assert_eq!(centre.records(), vec![]);
         assert_eq!(centre.orphan_ids(), vec!["A".to_string()]);
         sync_fresh(&mut station, &mut centre);
@@ -1104,7 +1300,10 @@ mod tests {
         station.add_record(&entry("A", 1)).unwrap();
         assert_eq!(station.orphan_ids(), Vec::<String>::new());
         let view = station.record("A").unwrap();
-        assert_eq!(view.current, Some(status(Status::Verified, "centre", 50, None)));
+        assert_eq!(
+            view.current,
+            Some(status(Status::Verified, "centre", 50, None))
+        );
         assert_eq!(view.approvals.len(), 1);
         sync_fresh(&mut station, &mut centre);
         assert_eq!(centre.records(), station.records());
@@ -1115,7 +1314,9 @@ mod tests {
         let mut station = replica("station");
         let mut centre = replica("centre");
         for i in 0..200u64 {
-            station.add_record(&entry(&format!("01J{i:023}"), i + 1)).unwrap();
+            station
+                .add_record(&entry(&format!("01J{i:023}"), i + 1))
+                .unwrap();
         }
         let (mut at_station, mut at_centre) = (PeerState::new(), PeerState::new());
         let first = sync(&mut station, &mut at_station, &mut centre, &mut at_centre);
@@ -1134,13 +1335,23 @@ mod tests {
         let mut at_station = PeerState::decode(&at_station.encode()).unwrap();
         let mut at_centre = PeerState::decode(&at_centre.encode()).unwrap();
         for i in 200..210u64 {
-            station.add_record(&entry(&format!("01J{i:023}"), i + 1)).unwrap();
+            station
+                .add_record(&entry(&format!("01J{i:023}"), i + 1))
+                .unwrap();
         }
         for i in 0..10u64 {
             let id = format!("01J{i:023}");
-            centre.add_status(&id, &status(Status::Verified, "centre", 1000 + i as i64, None)).unwrap();
+            centre
+                .add_status(
+                    &id,
+                    &status(Status::Verified, "centre", 1000 + i as i64, None),
+                )
+                .unwrap();
         }
-        let (mut station2, mut centre2) = (reload(&mut station, "station"), reload(&mut centre, "centre"));
+        let (mut station2, mut centre2) = (
+            reload(&mut station, "station"),
+            reload(&mut centre, "centre"),
+        );
 
         let saved = sync(&mut station, &mut at_station, &mut centre, &mut at_centre);
         let fresh = sync_fresh(&mut station2, &mut centre2);
@@ -1153,13 +1364,19 @@ mod tests {
         assert_eq!(centre2.records(), station.records());
         assert_eq!(station.records().len(), 210);
         assert!(saved.round_trips <= 4, "{saved:?}");
-        assert!(saved.up + saved.down < fresh.up + fresh.down, "{saved:?} vs {fresh:?}");
+        assert!(
+            saved.up + saved.down < fresh.up + fresh.down,
+            "{saved:?} vs {fresh:?}"
+        );
 
         // Nothing new: a repeat sync is a single short exchange.
         let mut at_station = PeerState::decode(&at_station.encode()).unwrap();
         let mut at_centre = PeerState::decode(&at_centre.encode()).unwrap();
         let idle = sync(&mut station, &mut at_station, &mut centre, &mut at_centre);
-        println!("idle sync: {} round trips, {} B up, {} B down", idle.round_trips, idle.up, idle.down);
+        println!(
+            "idle sync: {} round trips, {} B up, {} B down",
+            idle.round_trips, idle.up, idle.down
+        );
         assert!(idle.round_trips <= 1, "{idle:?}");
     }
 
@@ -1170,7 +1387,9 @@ mod tests {
         station.add_record(&entry("A", 1)).unwrap();
         let (mut at_station, mut at_centre) = (PeerState::new(), PeerState::new());
         let request = station.generate_sync_message(&mut at_station).unwrap();
-        centre.receive_sync_message(&mut at_centre, &request).unwrap();
+        centre
+            .receive_sync_message(&mut at_centre, &request)
+            .unwrap();
         let _lost = centre.generate_sync_message(&mut at_centre);
         // The station waits for an answer that never comes ...
         assert!(station.generate_sync_message(&mut at_station).is_none());
@@ -1201,7 +1420,10 @@ mod tests {
                 other.receive_sync_message(&mut s2, &m).ok();
             }
         }
-        assert!(matches!(refused, Some(LedgerError::WrongDocument { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Some(LedgerError::WrongDocument { .. })),
+            "{refused:?}"
+        );
         assert_eq!(station.records(), before);
         station.check_root().unwrap();
         station.add_record(&entry("B", 2)).unwrap();
@@ -1219,7 +1441,10 @@ mod tests {
                 l.receive_sync_message(&mut peer, bad),
                 Err(LedgerError::BadMessage(_))
             ));
-            assert!(matches!(PeerState::decode(bad), Err(LedgerError::BadPeerState(_))));
+            assert!(matches!(
+                PeerState::decode(bad),
+                Err(LedgerError::BadPeerState(_))
+            ));
         }
         assert!(PeerState::decode(&PeerState::new().encode()).is_ok());
         assert!(format!("{:?}", PeerState::default()).starts_with("PeerState"));
@@ -1230,7 +1455,12 @@ mod tests {
     const IDS: [&str; 5] = ["R1", "R2", "R3", "R4", "R5"];
     const SUPERVISORS: [&str; 2] = ["sup-a", "sup-b"];
     const WRITERS: [&str; 3] = ["station", "supervisor", "centre"];
-    const STATUSES: [Status; 4] = [Status::Received, Status::Verified, Status::Issued, Status::Rejected];
+    const STATUSES: [Status; 4] = [
+        Status::Received,
+        Status::Verified,
+        Status::Issued,
+        Status::Rejected,
+    ];
     const REASONS: [Option<&str>; 3] = [None, Some("blurred face"), Some("chain gap")];
 
     #[derive(Debug, Clone)]

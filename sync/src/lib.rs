@@ -8,13 +8,13 @@
 pub mod canonical;
 #[cfg(feature = "server")]
 pub mod central;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod keys;
 pub mod ledger;
 pub mod protocol;
-pub mod session;
-#[cfg(feature = "client")]
-pub mod client;
 pub mod record;
+pub mod session;
 
 pub use canonical::{sha256_hex, to_canonical};
 pub use keys::{CentreKeys, CentrePublic, KeyError, StationKey, StationPublic};

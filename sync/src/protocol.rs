@@ -25,7 +25,13 @@ pub const HEADER_NEXT_NONCE: &str = "x-tasjil-next-nonce";
 const REQUEST_DOMAIN: &[u8] = b"tasjil/request/v1\0";
 
 /// The bytes a station signs for one request.
-pub fn request_message(method: &str, path_and_query: &str, station: &str, nonce: &str, body: &[u8]) -> Vec<u8> {
+pub fn request_message(
+    method: &str,
+    path_and_query: &str,
+    station: &str,
+    nonce: &str,
+    body: &[u8],
+) -> Vec<u8> {
     let mut m = REQUEST_DOMAIN.to_vec();
     for part in [method, path_and_query, station, nonce, &sha256_hex(body)] {
         m.extend_from_slice(part.as_bytes());

@@ -12,8 +12,8 @@ use std::collections::{BTreeSet, VecDeque};
 use serde::Serialize;
 
 use crate::protocol::{
-    BlobProgress, EnvelopesRequest, EnvelopesResponse, HaveRequest, HaveResponse, Outcome, StatusRequest,
-    StatusResponse,
+    BlobProgress, EnvelopesRequest, EnvelopesResponse, HaveRequest, HaveResponse, Outcome,
+    StatusRequest, StatusResponse,
 };
 
 /// A record the station has not yet had acknowledged.
@@ -84,7 +84,11 @@ pub struct Session {
 impl Session {
     /// `chunk`: bytes per blob upload request; `batch`: envelopes per request.
     pub fn new(records: Vec<PendingRecord>, chunk: u64, batch: usize) -> Session {
-        let phase = if records.is_empty() { Phase::Done } else { Phase::Have };
+        let phase = if records.is_empty() {
+            Phase::Done
+        } else {
+            Phase::Have
+        };
         Session {
             summary: Summary {
                 records: records.len(),
@@ -112,7 +116,8 @@ impl Session {
     pub fn next_action(&self) -> Action {
         match self.phase {
             Phase::Have => {
-                let unique: BTreeSet<&String> = self.records.iter().map(|r| &r.payload_sha256).collect();
+                let unique: BTreeSet<&String> =
+                    self.records.iter().map(|r| &r.payload_sha256).collect();
                 Action::Have(HaveRequest {
                     blobs: unique.into_iter().cloned().collect(),
                 })
@@ -170,8 +175,14 @@ impl Session {
             let progress = answer.blobs.iter().find(|b| b.sha256 == r.payload_sha256);
             match progress {
                 Some(p) if p.complete => self.summary.blobs_already_there += 1,
-                Some(p) => self.blobs.push_back((r.payload_sha256.clone(), p.have.min(r.payload_len), r.payload_len)),
-                None => self.blobs.push_back((r.payload_sha256.clone(), 0, r.payload_len)),
+                Some(p) => self.blobs.push_back((
+                    r.payload_sha256.clone(),
+                    p.have.min(r.payload_len),
+                    r.payload_len,
+                )),
+                None => self
+                    .blobs
+                    .push_back((r.payload_sha256.clone(), 0, r.payload_len)),
             }
         }
         self.phase = Phase::Blobs;
@@ -184,7 +195,9 @@ impl Session {
             return;
         }
         self.summary.payload_bytes_sent += bytes_sent;
-        let Some(front) = self.blobs.front_mut() else { return };
+        let Some(front) = self.blobs.front_mut() else {
+            return;
+        };
         if front.0 != progress.sha256 {
             return;
         }
@@ -253,7 +266,13 @@ mod tests {
     #[test]
     fn chunks_shrink_on_cuts_and_grow_back() {
         let mut s = Session::new(vec![rec(1, 1 << 20)], 256 * 1024, 1);
-        s.on_have(HaveResponse { blobs: vec![], head: ChainHead { seq: 0, hash: String::new() } });
+        s.on_have(HaveResponse {
+            blobs: vec![],
+            head: ChainHead {
+                seq: 0,
+                hash: String::new(),
+            },
+        });
         let len = |s: &Session| match s.next_action() {
             Action::PutBlob { len, .. } => len,
             other => panic!("{other:?}"),
@@ -263,7 +282,14 @@ mod tests {
             s.on_transport_failure();
         }
         assert_eq!(len(&s), Session::MIN_CHUNK);
-        s.on_blob(BlobProgress { sha256: format!("{:064}", 1), have: 16 * 1024, complete: false }, 16 * 1024);
+        s.on_blob(
+            BlobProgress {
+                sha256: format!("{:064}", 1),
+                have: 16 * 1024,
+                complete: false,
+            },
+            16 * 1024,
+        );
         assert_eq!(len(&s), 32 * 1024);
     }
 
@@ -278,41 +304,107 @@ mod tests {
         assert!(matches!(s.next_action(), Action::Have(h) if h.blobs.len() == 2));
         s.on_have(HaveResponse {
             blobs: vec![
-                BlobProgress { sha256: format!("{:064}", 1), have: 12, complete: false },
-                BlobProgress { sha256: format!("{:064}", 2), have: 7, complete: true },
+                BlobProgress {
+                    sha256: format!("{:064}", 1),
+                    have: 12,
+                    complete: false,
+                },
+                BlobProgress {
+                    sha256: format!("{:064}", 2),
+                    have: 7,
+                    complete: true,
+                },
             ],
-            head: ChainHead { seq: 0, hash: String::new() },
+            head: ChainHead {
+                seq: 0,
+                hash: String::new(),
+            },
         });
         assert_eq!(
             s.next_action(),
-            Action::PutBlob { sha256: format!("{:064}", 1), offset: 12, len: 10, total: 25 }
+            Action::PutBlob {
+                sha256: format!("{:064}", 1),
+                offset: 12,
+                len: 10,
+                total: 25
+            }
         );
         // The answer was lost and the centre got it anyway: a repeat is refused with what it has.
-        s.on_blob(BlobProgress { sha256: format!("{:064}", 1), have: 22, complete: false }, 10);
+        s.on_blob(
+            BlobProgress {
+                sha256: format!("{:064}", 1),
+                have: 22,
+                complete: false,
+            },
+            10,
+        );
         assert_eq!(
             s.next_action(),
-            Action::PutBlob { sha256: format!("{:064}", 1), offset: 22, len: 3, total: 25 }
+            Action::PutBlob {
+                sha256: format!("{:064}", 1),
+                offset: 22,
+                len: 3,
+                total: 25
+            }
         );
-        s.on_blob(BlobProgress { sha256: format!("{:064}", 1), have: 25, complete: true }, 3);
-        assert!(matches!(s.next_action(), Action::Envelopes(e) if e.envelopes == vec!["{\"n\":1}"]));
+        s.on_blob(
+            BlobProgress {
+                sha256: format!("{:064}", 1),
+                have: 25,
+                complete: true,
+            },
+            3,
+        );
+        assert!(
+            matches!(s.next_action(), Action::Envelopes(e) if e.envelopes == vec!["{\"n\":1}"])
+        );
         s.on_envelopes(EnvelopesResponse {
-            results: vec![EnvelopeResult { id: Some("id1".into()), outcome: Outcome::Stored, reason: None }],
+            results: vec![EnvelopeResult {
+                id: Some("id1".into()),
+                outcome: Outcome::Stored,
+                reason: None,
+            }],
         });
-        assert!(matches!(s.next_action(), Action::Envelopes(e) if e.envelopes == vec!["{\"n\":2}"]));
+        assert!(
+            matches!(s.next_action(), Action::Envelopes(e) if e.envelopes == vec!["{\"n\":2}"])
+        );
         s.on_envelopes(EnvelopesResponse {
-            results: vec![EnvelopeResult { id: Some("id2".into()), outcome: Outcome::Rejected, reason: Some("x".into()) }],
+            results: vec![EnvelopeResult {
+                id: Some("id2".into()),
+                outcome: Outcome::Rejected,
+                reason: Some("x".into()),
+            }],
         });
         assert!(matches!(s.next_action(), Action::Status(r) if r.ids.len() == 2));
         s.on_status(StatusResponse {
             statuses: vec![
-                RecordStatus { id: "id1".into(), status: "verified".into(), reason: None },
-                RecordStatus { id: "id2".into(), status: "rejected".into(), reason: Some("chain gap".into()) },
+                RecordStatus {
+                    id: "id1".into(),
+                    status: "verified".into(),
+                    reason: None,
+                },
+                RecordStatus {
+                    id: "id2".into(),
+                    status: "rejected".into(),
+                    reason: Some("chain gap".into()),
+                },
             ],
         });
         assert!(s.is_done());
         let sum = s.summary();
-        assert_eq!((sum.sent, sum.blobs_uploaded, sum.blobs_already_there, sum.payload_bytes_sent), (1, 1, 1, 13));
+        assert_eq!(
+            (
+                sum.sent,
+                sum.blobs_uploaded,
+                sum.blobs_already_there,
+                sum.payload_bytes_sent
+            ),
+            (1, 1, 1, 13)
+        );
         assert_eq!(sum.acknowledged, vec!["id1"]);
-        assert_eq!(sum.rejected, vec![("id2".to_string(), "chain gap".to_string())]);
+        assert_eq!(
+            sum.rejected,
+            vec![("id2".to_string(), "chain gap".to_string())]
+        );
     }
 }

@@ -27,7 +27,11 @@ impl TestCentre {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = store.clone();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 server::serve(listener, served, async move {
@@ -37,7 +41,12 @@ impl TestCentre {
                 .unwrap();
             });
         });
-        TestCentre { url, store, stop: Some(stop), thread: Some(thread) }
+        TestCentre {
+            url,
+            store,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 
     pub fn register(&self, station_dir: &Path) {

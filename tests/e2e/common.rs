@@ -21,9 +21,22 @@ impl Setup {
         let centre_pub = tmp.path().join("centre.pub");
         std::fs::write(&centre_pub, centre.public().to_json()).unwrap();
         let station = tmp.path().join("station");
-        let out = run(&station, &["init", "--station-id", "VAN-TEST", "--central-key", centre_pub.to_str().unwrap()]);
+        let out = run(
+            &station,
+            &[
+                "init",
+                "--station-id",
+                "VAN-TEST",
+                "--central-key",
+                centre_pub.to_str().unwrap(),
+            ],
+        );
         assert!(out.status.success(), "init failed: {}", text(&out));
-        Setup { tmp, station, centre }
+        Setup {
+            tmp,
+            station,
+            centre,
+        }
     }
 
     pub fn tasjil(&self, args: &[&str]) -> Output {
@@ -35,7 +48,14 @@ impl Setup {
     }
 
     pub fn enrol(&self, count: u32, seed: u64) {
-        let out = self.tasjil(&["enrol", "--simulate", "--count", &count.to_string(), "--seed", &seed.to_string()]);
+        let out = self.tasjil(&[
+            "enrol",
+            "--simulate",
+            "--count",
+            &count.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ]);
         assert!(out.status.success(), "enrol failed: {}", text(&out));
     }
 }

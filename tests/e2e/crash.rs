@@ -27,7 +27,14 @@ fn sigkill_at_random_moments_loses_no_committed_enrolment() {
     let mut promised: BTreeSet<String> = BTreeSet::new();
     for round in 0..kills {
         let mut child = Command::new(BIN)
-            .args(["--data-dir", s.station.to_str().unwrap(), "enrol", "--simulate", "--count", "1000"])
+            .args([
+                "--data-dir",
+                s.station.to_str().unwrap(),
+                "enrol",
+                "--simulate",
+                "--count",
+                "1000",
+            ])
             .args(["--seed", &round.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -38,7 +45,10 @@ fn sigkill_at_random_moments_loses_no_committed_enrolment() {
             BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
-                .filter_map(|l| l.strip_prefix("committed ").map(|r| r.split(' ').next().unwrap_or("").to_string()))
+                .filter_map(|l| {
+                    l.strip_prefix("committed ")
+                        .map(|r| r.split(' ').next().unwrap_or("").to_string())
+                })
                 .collect::<Vec<_>>()
         });
         // Between start-up and a few enrolments in: covers opening, sealing, mid-transaction and
@@ -66,10 +76,29 @@ fn sigkill_at_random_moments_loses_no_committed_enrolment() {
             .map(|r| r["id"].as_str().unwrap().to_string())
             .collect();
         let lost: Vec<_> = promised.difference(&stored).collect();
-        assert!(lost.is_empty(), "round {round}: reported committed but lost: {lost:?}");
-        let seqs: Vec<u64> = list["records"].as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()).collect();
-        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "round {round}: chain has holes");
+        assert!(
+            lost.is_empty(),
+            "round {round}: reported committed but lost: {lost:?}"
+        );
+        let seqs: Vec<u64> = list["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "round {round}: chain has holes"
+        );
     }
-    assert!(promised.len() >= kills / 2, "too few enrolments committed to mean anything: {}", promised.len());
-    eprintln!("crash test: {kills} kills, {} enrolments reported and all present", promised.len());
+    assert!(
+        promised.len() >= kills / 2,
+        "too few enrolments committed to mean anything: {}",
+        promised.len()
+    );
+    eprintln!(
+        "crash test: {kills} kills, {} enrolments reported and all present",
+        promised.len()
+    );
 }

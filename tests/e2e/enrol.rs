@@ -48,7 +48,16 @@ fn no_demographics_or_face_bytes_in_plaintext_at_rest() {
         json!({"family_name_latin": family, "family_name_ar": family_ar}).to_string(),
     )
     .unwrap();
-    let out = s.tasjil(&["enrol", "--simulate", "--count", "3", "--seed", "42", "--demographics", overrides.to_str().unwrap()]);
+    let out = s.tasjil(&[
+        "enrol",
+        "--simulate",
+        "--count",
+        "3",
+        "--seed",
+        "42",
+        "--demographics",
+        overrides.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
 
     // The face the simulated camera produced for the first enrolment (deterministic from its seed).
@@ -60,9 +69,21 @@ fn no_demographics_or_face_bytes_in_plaintext_at_rest() {
     assert!(files.iter().any(|f| f.ends_with("station.db")));
     for f in files {
         let bytes = std::fs::read(&f).unwrap();
-        assert!(!contains(&bytes, family.as_bytes()), "{} holds the family name", f.display());
-        assert!(!contains(&bytes, family_ar.as_bytes()), "{} holds the Arabic family name", f.display());
-        assert!(!contains(&bytes, probe), "{} holds face image bytes", f.display());
+        assert!(
+            !contains(&bytes, family.as_bytes()),
+            "{} holds the family name",
+            f.display()
+        );
+        assert!(
+            !contains(&bytes, family_ar.as_bytes()),
+            "{} holds the Arabic family name",
+            f.display()
+        );
+        assert!(
+            !contains(&bytes, probe),
+            "{} holds face image bytes",
+            f.display()
+        );
     }
     assert!(!contains(&out.stdout, family.as_bytes()) && !contains(&out.stderr, family.as_bytes()));
 }
@@ -103,18 +124,35 @@ fn the_centre_opens_exactly_what_was_captured() {
 fn invalid_demographics_are_refused_and_nothing_is_stored() {
     let s = Setup::new();
     let bad = s.tmp.path().join("bad.json");
-    std::fs::write(&bad, json!({"birth_date": "2023-02-30", "family_name_ar": "Latin"}).to_string()).unwrap();
-    let out = s.tasjil(&["enrol", "--simulate", "--count", "2", "--demographics", bad.to_str().unwrap()]);
+    std::fs::write(
+        &bad,
+        json!({"birth_date": "2023-02-30", "family_name_ar": "Latin"}).to_string(),
+    )
+    .unwrap();
+    let out = s.tasjil(&[
+        "enrol",
+        "--simulate",
+        "--count",
+        "2",
+        "--demographics",
+        bad.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("birth_date") && err.contains("family_name_ar"), "{err}");
+    assert!(
+        err.contains("birth_date") && err.contains("family_name_ar"),
+        "{err}"
+    );
     assert_eq!(s.json(&["status"]).1["records"], 0);
 }
 
 #[test]
 fn usage_errors_exit_2_and_missing_station_exits_1() {
     let tmp = tempfile::tempdir().unwrap();
-    assert_eq!(run(tmp.path(), &["enrol", "--count", "many"]).status.code(), Some(2));
+    assert_eq!(
+        run(tmp.path(), &["enrol", "--count", "many"]).status.code(),
+        Some(2)
+    );
     assert_eq!(run(tmp.path(), &["frobnicate"]).status.code(), Some(2));
     let (code, v) = json_of(&tmp.path().join("nothing"), &["verify"]);
     assert_eq!(code, 1);
@@ -125,7 +163,13 @@ fn usage_errors_exit_2_and_missing_station_exits_1() {
 fn init_refuses_to_overwrite_a_station() {
     let s = Setup::new();
     let centre_pub = s.tmp.path().join("centre.pub");
-    let out = s.tasjil(&["init", "--station-id", "OTHER", "--central-key", centre_pub.to_str().unwrap()]);
+    let out = s.tasjil(&[
+        "init",
+        "--station-id",
+        "OTHER",
+        "--central-key",
+        centre_pub.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to overwrite"));
     let key = std::fs::metadata(s.station.join("station.key")).unwrap();
@@ -138,19 +182,32 @@ fn a_second_writer_is_refused_while_one_enrols() {
     use std::io::BufRead;
     let s = Setup::new();
     let mut first = std::process::Command::new(BIN)
-        .args(["--data-dir", s.station.to_str().unwrap(), "enrol", "--simulate", "--count", "100000"])
+        .args([
+            "--data-dir",
+            s.station.to_str().unwrap(),
+            "enrol",
+            "--simulate",
+            "--count",
+            "100000",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufReader::new(first.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    std::io::BufReader::new(first.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert!(line.starts_with("committed "), "{line}");
     let second = s.tasjil(&["enrol", "--simulate", "--count", "1"]);
     first.kill().unwrap();
     first.wait().unwrap();
     assert_eq!(second.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&second.stderr).contains("another tasjil process"), "{}", text(&second));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another tasjil process"),
+        "{}",
+        text(&second)
+    );
     // Reading while a writer runs is fine, and the killed run left a sound store.
     assert_eq!(s.json(&["verify"]).0, 0);
 }

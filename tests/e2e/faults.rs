@@ -23,8 +23,14 @@ impl CutProxy {
     /// Forward to `target`; connection *i* is cut after `budgets[i]` bytes (both directions
     /// counted); once the budgets run out, connections are left alone.
     fn start(target: SocketAddr, budgets: Vec<u64>) -> CutProxy {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let budgets = Arc::new(Mutex::new(VecDeque::from(budgets)));
         let upstream_bytes = Arc::new(AtomicU64::new(0));
@@ -32,11 +38,15 @@ impl CutProxy {
         let (up, cuts) = (upstream_bytes.clone(), cuts_made.clone());
         rt.spawn(async move {
             loop {
-                let Ok((client, _)) = listener.accept().await else { return };
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
                 let budget = budgets.lock().unwrap().pop_front();
                 let (up, cuts) = (up.clone(), cuts.clone());
                 tokio::spawn(async move {
-                    let Ok(server) = tokio::net::TcpStream::connect(target).await else { return };
+                    let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
                     let left = Arc::new(AtomicU64::new(budget.unwrap_or(u64::MAX)));
                     let (mut cr, mut cw) = client.into_split();
                     let (mut sr, mut sw) = server.into_split();
@@ -48,7 +58,12 @@ impl CutProxy {
                                 Ok(0) | Err(_) => return,
                                 Ok(n) => n,
                             };
-                            let allowed = l1.fetch_sub((n as u64).min(l1.load(Ordering::SeqCst)), Ordering::SeqCst).min(n as u64) as usize;
+                            let allowed = l1
+                                .fetch_sub(
+                                    (n as u64).min(l1.load(Ordering::SeqCst)),
+                                    Ordering::SeqCst,
+                                )
+                                .min(n as u64) as usize;
                             if sw.write_all(&buf[..allowed]).await.is_err() {
                                 return;
                             }
@@ -68,7 +83,12 @@ impl CutProxy {
                                 Ok(0) | Err(_) => return,
                                 Ok(n) => n,
                             };
-                            let allowed = left.fetch_sub((n as u64).min(left.load(Ordering::SeqCst)), Ordering::SeqCst).min(n as u64) as usize;
+                            let allowed = left
+                                .fetch_sub(
+                                    (n as u64).min(left.load(Ordering::SeqCst)),
+                                    Ordering::SeqCst,
+                                )
+                                .min(n as u64) as usize;
                             if cw.write_all(&buf[..allowed]).await.is_err() || allowed < n {
                                 return;
                             }
@@ -84,7 +104,12 @@ impl CutProxy {
                 });
             }
         });
-        CutProxy { addr, upstream_bytes, cuts_made, _rt: rt }
+        CutProxy {
+            addr,
+            upstream_bytes,
+            cuts_made,
+            _rt: rt,
+        }
     }
 }
 
@@ -96,7 +121,12 @@ fn sync_survives_a_hundred_and_twenty_cuts_without_duplicates_or_waste() {
     s.enrol(20, 21);
     let payload_total: u64 = {
         let store = tasjil::store::Store::open(&s.station.join("station.db")).unwrap();
-        store.envelopes().unwrap().iter().map(|r| store.payload(&r.payload).unwrap().unwrap().len() as u64).sum()
+        store
+            .envelopes()
+            .unwrap()
+            .iter()
+            .map(|r| store.payload(&r.payload).unwrap().unwrap().len() as u64)
+            .sum()
     };
 
     let mut seed = 0x5EED_u64 ^ payload_total;
@@ -107,13 +137,27 @@ fn sync_survives_a_hundred_and_twenty_cuts_without_duplicates_or_waste() {
         seed
     };
     let budgets: Vec<u64> = (0..120)
-        .map(|i| if i % 4 == 0 { 1 + next() % 2_000 } else { 1 + next() % 300_000 })
+        .map(|i| {
+            if i % 4 == 0 {
+                1 + next() % 2_000
+            } else {
+                1 + next() % 300_000
+            }
+        })
         .collect();
     let target: SocketAddr = centre.url.trim_start_matches("http://").parse().unwrap();
     let proxy = CutProxy::start(target, budgets);
     let url = format!("http://{}", proxy.addr);
 
-    let (code, v) = s.json(&["sync", "--central", &url, "--retries", "1000", "--retry-delay-ms", "5"]);
+    let (code, v) = s.json(&[
+        "sync",
+        "--central",
+        &url,
+        "--retries",
+        "1000",
+        "--retry-delay-ms",
+        "5",
+    ]);
     assert_eq!(code, 0, "{v}");
     let cuts = proxy.cuts_made.load(Ordering::SeqCst);
     assert!(cuts >= 100, "only {cuts} connections were cut");
@@ -132,9 +176,16 @@ fn sync_survives_a_hundred_and_twenty_cuts_without_duplicates_or_waste() {
         "faults: {cuts} cuts, payload {payload_total} B, upstream {upstream} B, overhead/resent {extra} B ({:.1} %)",
         extra as f64 * 100.0 / payload_total as f64
     );
-    assert!(extra <= cuts * (256 * 1024 + 4096) + 200_000, "too much sent again: {extra} B over {cuts} cuts");
+    assert!(
+        extra <= cuts * (256 * 1024 + 4096) + 200_000,
+        "too much sent again: {extra} B over {cuts} cuts"
+    );
 
     // Nothing that was complete is sent again.
     let (code, again) = s.json(&["sync", "--central", &url]);
-    assert_eq!((code, again["payload_bytes_sent"].as_u64()), (0, Some(0)), "{again}");
+    assert_eq!(
+        (code, again["payload_bytes_sent"].as_u64()),
+        (0, Some(0)),
+        "{again}"
+    );
 }

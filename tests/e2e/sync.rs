@@ -4,7 +4,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tasjil_sync::protocol::{request_message, StatusRequest, HEADER_NONCE, HEADER_SIGNATURE, HEADER_STATION};
+use tasjil_sync::protocol::{
+    request_message, StatusRequest, HEADER_NONCE, HEADER_SIGNATURE, HEADER_STATION,
+};
 
 use crate::centre::TestCentre;
 use crate::common::*;
@@ -49,10 +51,16 @@ fn an_unregistered_station_is_refused_and_loses_nothing() {
     s.enrol(2, 1);
     let (code, v) = s.json(&["sync", "--central", &centre.url]);
     assert_eq!(code, 1);
-    assert!(v["error"].as_str().unwrap().contains("not registered"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("not registered"),
+        "{v}"
+    );
     assert_eq!(centre.store.list().unwrap().len(), 0);
     let (_, status) = s.json(&["status"]);
-    assert_eq!((status["records"].clone(), status["unsent"].clone()), (Value::from(2), Value::from(2)));
+    assert_eq!(
+        (status["records"].clone(), status["unsent"].clone()),
+        (Value::from(2), Value::from(2))
+    );
 }
 
 #[test]
@@ -63,12 +71,17 @@ fn a_tampered_record_is_rejected_with_its_reason_and_shown_at_the_station() {
     s.enrol(3, 5);
     // Damage the station signature of record 3 (a valid-looking hex change).
     let conn = rusqlite::Connection::open(s.station.join("station.db")).unwrap();
-    let env: Vec<u8> = conn.query_row("SELECT envelope FROM envelopes WHERE seq = 3", [], |r| r.get(0)).unwrap();
+    let env: Vec<u8> = conn
+        .query_row("SELECT envelope FROM envelopes WHERE seq = 3", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     let text = String::from_utf8(env).unwrap();
     let at = text.find("\"station_sig\":\"").unwrap() + 20;
     let mut bytes = text.into_bytes();
     bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
-    conn.execute("UPDATE envelopes SET envelope = ?1 WHERE seq = 3", [bytes]).unwrap();
+    conn.execute("UPDATE envelopes SET envelope = ?1 WHERE seq = 3", [bytes])
+        .unwrap();
     drop(conn);
 
     let (code, v) = s.json(&["sync", "--central", &centre.url]);
@@ -76,7 +89,13 @@ fn a_tampered_record_is_rejected_with_its_reason_and_shown_at_the_station() {
     assert_eq!(v["acknowledged"], 2);
     let rejected = v["rejected"].as_array().unwrap();
     assert_eq!(rejected.len(), 1);
-    assert!(rejected[0]["reason"].as_str().unwrap().contains("signature"), "{v}");
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("signature"),
+        "{v}"
+    );
     assert_eq!(centre.store.list().unwrap().len(), 2);
     let (_, status) = s.json(&["status"]);
     assert_eq!(status["rejected"], 1);
@@ -90,7 +109,10 @@ fn replayed_and_forged_requests_are_refused() {
     let centre = TestCentre::start(&s.tmp.path().join("centre"));
     centre.register(&s.station);
     let key = tasjil_sync::StationKey::load(&s.station.join("station.key")).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
         let challenge = || async {
@@ -119,26 +141,63 @@ fn replayed_and_forged_requests_are_refused() {
                     .await
                     .unwrap();
                 let status = r.status().as_u16();
-                let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null);
+                let v: Value =
+                    serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null);
                 (status, v)
             }
         };
         let nonce = challenge().await;
-        let sig = hex::encode(key.sign(&request_message("POST", "/v1/status", "VAN-TEST", &nonce, &body)).to_bytes());
+        let sig = hex::encode(
+            key.sign(&request_message(
+                "POST",
+                "/v1/status",
+                "VAN-TEST",
+                &nonce,
+                &body,
+            ))
+            .to_bytes(),
+        );
         let (ok, _) = send(nonce.clone(), sig.clone()).await;
         assert_eq!(ok, 200);
         let (replayed, v) = send(nonce, sig).await;
-        assert_eq!((replayed, v["code"].as_str()), (401, Some("bad_nonce")), "{v}");
+        assert_eq!(
+            (replayed, v["code"].as_str()),
+            (401, Some("bad_nonce")),
+            "{v}"
+        );
 
         let nonce = challenge().await;
         let other = tasjil_sync::StationKey::generate();
-        let forged = hex::encode(other.sign(&request_message("POST", "/v1/status", "VAN-TEST", &nonce, &body)).to_bytes());
+        let forged = hex::encode(
+            other
+                .sign(&request_message(
+                    "POST",
+                    "/v1/status",
+                    "VAN-TEST",
+                    &nonce,
+                    &body,
+                ))
+                .to_bytes(),
+        );
         let (refused, v) = send(nonce, forged).await;
-        assert_eq!((refused, v["code"].as_str()), (401, Some("bad_signature")), "{v}");
+        assert_eq!(
+            (refused, v["code"].as_str()),
+            (401, Some("bad_signature")),
+            "{v}"
+        );
 
         // A signature over another body does not carry over.
         let nonce = challenge().await;
-        let sig = hex::encode(key.sign(&request_message("POST", "/v1/status", "VAN-TEST", &nonce, b"{}")).to_bytes());
+        let sig = hex::encode(
+            key.sign(&request_message(
+                "POST",
+                "/v1/status",
+                "VAN-TEST",
+                &nonce,
+                b"{}",
+            ))
+            .to_bytes(),
+        );
         let (refused, _) = send(nonce, sig).await;
         assert_eq!(refused, 401);
     });
@@ -149,10 +208,22 @@ fn sync_watch_syncs_within_seconds_of_the_centre_starting() {
     let s = Setup::new();
     s.enrol(5, 8);
     // A port with nothing listening yet.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let url = format!("http://{addr}");
     let mut watch = Command::new(BIN)
-        .args(["--data-dir", s.station.to_str().unwrap(), "sync", "--watch", "--central", &url, "--interval", "1"])
+        .args([
+            "--data-dir",
+            s.station.to_str().unwrap(),
+            "sync",
+            "--watch",
+            "--central",
+            &url,
+            "--interval",
+            "1",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -172,8 +243,14 @@ fn sync_watch_syncs_within_seconds_of_the_centre_starting() {
     let took = started.elapsed();
     watch.kill().unwrap();
     watch.wait().unwrap();
-    assert_eq!(acknowledged, 5, "watch did not sync after the centre came up");
-    eprintln!("sync --watch: acknowledged {:.1} s after the centre started", took.as_secs_f64());
+    assert_eq!(
+        acknowledged, 5,
+        "watch did not sync after the centre came up"
+    );
+    eprintln!(
+        "sync --watch: acknowledged {:.1} s after the centre started",
+        took.as_secs_f64()
+    );
 }
 
 /// Freshness comes from the centre's nonces, never from the van's clock: a station whose clock is
@@ -200,9 +277,16 @@ fn a_station_three_days_off_still_syncs() {
         assert_eq!(v["acknowledged"], 3, "{v}");
         // The van's clock really was off: its capture times are days away from the centre's.
         let rec = &centre.store.list().unwrap()[0];
-        let envelope = tasjil::store::Store::open(&s.station.join("station.db")).unwrap().envelopes().unwrap()[0].clone();
+        let envelope = tasjil::store::Store::open(&s.station.join("station.db"))
+            .unwrap()
+            .envelopes()
+            .unwrap()[0]
+            .clone();
         let skew_ms = (rec.received_ms - envelope.created_ms).abs();
-        assert!(skew_ms > 2 * 24 * 3600 * 1000, "{offset}: clock was not moved ({skew_ms} ms)");
+        assert!(
+            skew_ms > 2 * 24 * 3600 * 1000,
+            "{offset}: clock was not moved ({skew_ms} ms)"
+        );
     }
 }
 
@@ -219,19 +303,36 @@ fn acknowledged_payloads_are_purged_after_the_retention_and_nothing_else() {
         let mut stmt = conn
             .prepare("SELECT length(p.sealed) FROM envelopes e JOIN payloads p ON p.sha256 = e.payload ORDER BY e.seq")
             .unwrap();
-        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     };
     assert!(sizes().iter().all(|&n| n > 10_000));
     s.enrol(1, 3);
     // A centre that does not know this station: the sync fails and nothing may be purged.
     let stranger = TestCentre::start(&s.tmp.path().join("other-centre"));
-    let (code, _) = s.json(&["sync", "--central", &stranger.url, "--retention-days", "0", "--retries", "1"]);
+    let (code, _) = s.json(&[
+        "sync",
+        "--central",
+        &stranger.url,
+        "--retention-days",
+        "0",
+        "--retries",
+        "1",
+    ]);
     assert_eq!(code, 1, "an unregistered sync must fail");
-    assert!(sizes().iter().all(|&n| n > 10_000), "nothing may be purged by a failed sync");
+    assert!(
+        sizes().iter().all(|&n| n > 10_000),
+        "nothing may be purged by a failed sync"
+    );
     let (code, v) = s.json(&["sync", "--central", &centre.url, "--retention-days", "0"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(sizes(), vec![0, 0, 0, 0]);
     let (code, report) = s.json(&["verify"]);
-    assert_eq!(code, 0, "purged payloads of acknowledged records are not damage: {report}");
+    assert_eq!(
+        code, 0,
+        "purged payloads of acknowledged records are not damage: {report}"
+    );
     assert_eq!(s.json(&["status"]).1["acknowledged"], 4);
 }

@@ -51,7 +51,12 @@ fn problems(dir: &Path) -> (i32, Vec<(String, String)>) {
         .as_array()
         .unwrap_or_else(|| panic!("no problems array: {v}"))
         .iter()
-        .map(|p: &Value| (p["id"].as_str().unwrap().to_string(), p["reason"].as_str().unwrap().to_string()))
+        .map(|p: &Value| {
+            (
+                p["id"].as_str().unwrap().to_string(),
+                p["reason"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     (code, list)
 }
@@ -63,35 +68,73 @@ fn changed_bytes_in_envelopes_payloads_and_audit_are_named() {
     assert_eq!((code, p.len()), (0, 0), "{p:?}");
 
     // Envelope of seq 3: several positions spread over the signed JSON.
-    for (n, at) in [0usize, 17, 101, 333, 640, 997, 1500, 2222].into_iter().enumerate() {
+    for (n, at) in [0usize, 17, 101, 333, 640, 997, 1500, 2222]
+        .into_iter()
+        .enumerate()
+    {
         let dir = fx.copy(&format!("env{n}"));
-        flip_in_table(&dir, "SELECT envelope FROM envelopes WHERE seq = ?1", "UPDATE envelopes SET envelope = ?1 WHERE seq = ?2", 3, at);
+        flip_in_table(
+            &dir,
+            "SELECT envelope FROM envelopes WHERE seq = ?1",
+            "UPDATE envelopes SET envelope = ?1 WHERE seq = ?2",
+            3,
+            at,
+        );
         let (code, p) = problems(&dir);
         assert_eq!(code, 1, "flip at {at}");
-        assert!(p.iter().any(|(id, _)| id == &fx.ids[2]), "flip at {at} not named: {p:?}");
-        assert!(!p.iter().any(|(id, _)| id == &fx.ids[3]), "the next record was blamed: {p:?}");
+        assert!(
+            p.iter().any(|(id, _)| id == &fx.ids[2]),
+            "flip at {at} not named: {p:?}"
+        );
+        assert!(
+            !p.iter().any(|(id, _)| id == &fx.ids[3]),
+            "the next record was blamed: {p:?}"
+        );
     }
 
     // Sealed payload of seq 2.
     for (n, at) in [5usize, 200, 40_000, 123_456].into_iter().enumerate() {
         let dir = fx.copy(&format!("payload{n}"));
         let conn = rusqlite::Connection::open(dir.join("station.db")).unwrap();
-        let sha: String = conn.query_row("SELECT payload FROM envelopes WHERE seq = 2", [], |r| r.get(0)).unwrap();
-        let mut blob: Vec<u8> = conn.query_row("SELECT sealed FROM payloads WHERE sha256 = ?1", [&sha], |r| r.get(0)).unwrap();
+        let sha: String = conn
+            .query_row("SELECT payload FROM envelopes WHERE seq = 2", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let mut blob: Vec<u8> = conn
+            .query_row(
+                "SELECT sealed FROM payloads WHERE sha256 = ?1",
+                [&sha],
+                |r| r.get(0),
+            )
+            .unwrap();
         let i = at % blob.len();
         blob[i] ^= 0x80;
-        conn.execute("UPDATE payloads SET sealed = ?1 WHERE sha256 = ?2", rusqlite::params![blob, sha]).unwrap();
+        conn.execute(
+            "UPDATE payloads SET sealed = ?1 WHERE sha256 = ?2",
+            rusqlite::params![blob, sha],
+        )
+        .unwrap();
         drop(conn);
         let (code, p) = problems(&dir);
         assert_eq!(code, 1);
-        let hit = p.iter().find(|(id, _)| id == &fx.ids[1]).unwrap_or_else(|| panic!("{p:?}"));
+        let hit = p
+            .iter()
+            .find(|(id, _)| id == &fx.ids[1])
+            .unwrap_or_else(|| panic!("{p:?}"));
         assert!(hit.1.contains("payload hash"), "{hit:?}");
     }
 
     // Audit entry 4 (init, login, then enrolments).
     for (n, at) in [1usize, 50, 150].into_iter().enumerate() {
         let dir = fx.copy(&format!("audit{n}"));
-        flip_in_table(&dir, "SELECT entry FROM audit WHERE seq = ?1", "UPDATE audit SET entry = ?1 WHERE seq = ?2", 4, at);
+        flip_in_table(
+            &dir,
+            "SELECT entry FROM audit WHERE seq = ?1",
+            "UPDATE audit SET entry = ?1 WHERE seq = ?2",
+            4,
+            at,
+        );
         let (code, p) = problems(&dir);
         assert_eq!(code, 1);
         assert!(p.iter().any(|(id, _)| id == "audit:4"), "{p:?}");
@@ -100,20 +143,33 @@ fn changed_bytes_in_envelopes_payloads_and_audit_are_named() {
     // Changed index column: the row claims another payload.
     let dir = fx.copy("index");
     let conn = rusqlite::Connection::open(dir.join("station.db")).unwrap();
-    conn.execute("UPDATE envelopes SET officer = 'SOMEONE-ELSE' WHERE seq = 4", []).unwrap();
+    conn.execute(
+        "UPDATE envelopes SET officer = 'SOMEONE-ELSE' WHERE seq = 4",
+        [],
+    )
+    .unwrap();
     drop(conn);
     let (code, p) = problems(&dir);
     assert_eq!(code, 1);
-    assert!(p.iter().any(|(id, r)| id == &fx.ids[3] && r.contains("index")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|(id, r)| id == &fx.ids[3] && r.contains("index")),
+        "{p:?}"
+    );
 
     // A deleted record is a chain gap on the next one.
     let dir = fx.copy("gap");
     let conn = rusqlite::Connection::open(dir.join("station.db")).unwrap();
-    conn.execute("DELETE FROM envelopes WHERE seq = 2", []).unwrap();
+    conn.execute("DELETE FROM envelopes WHERE seq = 2", [])
+        .unwrap();
     drop(conn);
     let (code, p) = problems(&dir);
     assert_eq!(code, 1);
-    assert!(p.iter().any(|(id, r)| id == &fx.ids[2] && r.contains("chain gap")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|(id, r)| id == &fx.ids[2] && r.contains("chain gap")),
+        "{p:?}"
+    );
 }
 
 /// The same, with the byte changed in the database file itself rather than through SQLite.
@@ -146,19 +202,29 @@ fn a_byte_changed_in_the_file_names_the_record() {
 #[test]
 fn a_damaged_database_gives_a_clear_error_not_a_panic() {
     let fx = Fixture::new();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Damage)> = vec![
         ("header", Box::new(|b: &mut Vec<u8>| b[..100].fill(0x5A))),
-        ("truncated", Box::new(|b: &mut Vec<u8>| b.truncate(b.len() / 3))),
-        ("zeroed pages", Box::new(|b: &mut Vec<u8>| {
-            let n = b.len();
-            b[4096..(4096 * 3).min(n)].fill(0);
-        })),
-        ("garbage", Box::new(|b: &mut Vec<u8>| {
-            let n = b.len();
-            for (i, x) in b[8192..n].iter_mut().enumerate().step_by(997) {
-                *x = (i % 251) as u8;
-            }
-        })),
+        (
+            "truncated",
+            Box::new(|b: &mut Vec<u8>| b.truncate(b.len() / 3)),
+        ),
+        (
+            "zeroed pages",
+            Box::new(|b: &mut Vec<u8>| {
+                let n = b.len();
+                b[4096..(4096 * 3).min(n)].fill(0);
+            }),
+        ),
+        (
+            "garbage",
+            Box::new(|b: &mut Vec<u8>| {
+                let n = b.len();
+                for (i, x) in b[8192..n].iter_mut().enumerate().step_by(997) {
+                    *x = (i % 251) as u8;
+                }
+            }),
+        ),
     ];
     for (name, damage) in cases {
         let dir = fx.copy(&format!("damaged-{}", name.replace(' ', "-")));

@@ -19,9 +19,10 @@ use serde::Serialize;
 use super::store::{BlobState, CentreError, CentreStore, Ingested};
 use crate::keys::{parse_signature, verify};
 use crate::protocol::{
-    request_message, ApiError, BlobProgress, ChainHead, ChallengeRequest, ChallengeResponse, EnvelopeResult,
-    EnvelopesRequest, EnvelopesResponse, HaveRequest, HaveResponse, Outcome, StatusRequest, StatusResponse,
-    HEADER_NEXT_NONCE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_STATION,
+    request_message, ApiError, BlobProgress, ChainHead, ChallengeRequest, ChallengeResponse,
+    EnvelopeResult, EnvelopesRequest, EnvelopesResponse, HaveRequest, HaveResponse, Outcome,
+    StatusRequest, StatusResponse, HEADER_NEXT_NONCE, HEADER_NONCE, HEADER_SIGNATURE,
+    HEADER_STATION,
 };
 
 /// How long a nonce stays good, on the centre's clock.
@@ -78,17 +79,27 @@ impl From<CentreError> for Fail {
                     have: Some(have),
                 },
             ),
-            CentreError::BlobTooLarge { .. } => Fail::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
-            CentreError::BlobHashMismatch { .. } => {
-                Fail::new(StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch", e.to_string())
+            CentreError::BlobTooLarge { .. } => {
+                Fail::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
             }
+            CentreError::BlobHashMismatch { .. } => Fail::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "hash_mismatch",
+                e.to_string(),
+            ),
             CentreError::BadAddress(..) | CentreError::ChunkPastEnd { .. } => {
                 Fail::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
             }
-            CentreError::UnknownStation(_) => Fail::new(StatusCode::FORBIDDEN, "unknown_station", e.to_string()),
+            CentreError::UnknownStation(_) => {
+                Fail::new(StatusCode::FORBIDDEN, "unknown_station", e.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "centre storage error");
-                Fail::new(StatusCode::SERVICE_UNAVAILABLE, "storage", other.to_string())
+                Fail::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage",
+                    other.to_string(),
+                )
             }
         }
     }
@@ -125,22 +136,40 @@ impl AppState {
     }
 
     /// Check station, nonce (single use) and signature; returns the station id.
-    async fn authenticate(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<String, Fail> {
+    async fn authenticate(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<String, Fail> {
         let header = |name: &str| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
-                .ok_or_else(|| Fail::new(StatusCode::UNAUTHORIZED, "unauthorized", format!("missing {name} header")))
+                .ok_or_else(|| {
+                    Fail::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        format!("missing {name} header"),
+                    )
+                })
         };
         let station = header(HEADER_STATION)?;
         let nonce = header(HEADER_NONCE)?;
         let sig = header(HEADER_SIGNATURE)?;
         let store = self.store.clone();
         let id = station.clone();
-        let key = blocking(move || store.station_key(&id)).await?.ok_or_else(|| {
-            Fail::new(StatusCode::FORBIDDEN, "unknown_station", format!("station {station} is not registered"))
-        })?;
+        let key = blocking(move || store.station_key(&id))
+            .await?
+            .ok_or_else(|| {
+                Fail::new(
+                    StatusCode::FORBIDDEN,
+                    "unknown_station",
+                    format!("station {station} is not registered"),
+                )
+            })?;
         let issued = self
             .nonces
             .lock()
@@ -179,15 +208,24 @@ impl AppState {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, CentreError> + Send + 'static) -> Result<T, Fail> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CentreError> + Send + 'static,
+) -> Result<T, Fail> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", format!("worker failed: {e}")))?
+        .map_err(|e| {
+            Fail::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage",
+                format!("worker failed: {e}"),
+            )
+        })?
         .map_err(Fail::from)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Fail> {
-    serde_json::from_slice(body).map_err(|e| Fail::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
+    serde_json::from_slice(body)
+        .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
 }
 
 fn progress(sha256: &str, state: BlobState) -> BlobProgress {

@@ -154,7 +154,9 @@ impl EnvelopeBody {
 /// Hex fields must be lower-case and of the exact length: one value, one spelling, one hash.
 fn check_hex(name: &str, h: &str, len: usize) -> Result<(), RecordError> {
     if h.len() != len || !h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(RecordError::Schema(format!("{name} is not {len} lower-case hex digits")));
+        return Err(RecordError::Schema(format!(
+            "{name} is not {len} lower-case hex digits"
+        )));
     }
     Ok(())
 }
