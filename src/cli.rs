@@ -294,6 +294,7 @@ fn summary_json(s: &tasjil_sync::session::Summary) -> Value {
         "rejected": s.rejected.iter().map(|(id, r)| json!({"id": id, "reason": r})).collect::<Vec<_>>(),
         "blobs_uploaded": s.blobs_uploaded, "blobs_already_there": s.blobs_already_there,
         "payload_bytes_sent": s.payload_bytes_sent,
+        "phase_ms": s.phase_ms,
     })
 }
 

@@ -275,7 +275,10 @@ impl CentreClient {
         let mut delay = self.retry.first_delay;
         while !session.is_done() {
             let action = session.next_action();
-            match self.step(&mut session, action, read_blob).await {
+            let started = std::time::Instant::now();
+            let result = self.step(&mut session, action.clone(), read_blob).await;
+            session.add_time(&action, started.elapsed().as_millis() as u64);
+            match result {
                 Ok(()) => {
                     failures = 0;
                     delay = self.retry.first_delay;

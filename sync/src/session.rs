@@ -55,6 +55,17 @@ pub struct Summary {
     pub acknowledged: Vec<String>,
     /// Records the centre refused, with its reason.
     pub rejected: Vec<(String, String)>,
+    /// Wall time per phase, filled in by the transport (the session itself keeps no clock).
+    pub phase_ms: PhaseTimes,
+}
+
+/// Milliseconds spent in each phase of a sync, retries included.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PhaseTimes {
+    pub have: u64,
+    pub blobs: u64,
+    pub envelopes: u64,
+    pub status: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +117,18 @@ impl Session {
 
     pub fn summary(&self) -> &Summary {
         &self.summary
+    }
+
+    /// Account `ms` of wall time to the phase of `action`.
+    pub fn add_time(&mut self, action: &Action, ms: u64) {
+        let t = &mut self.summary.phase_ms;
+        match action {
+            Action::Have(_) => t.have += ms,
+            Action::PutBlob { .. } => t.blobs += ms,
+            Action::Envelopes(_) => t.envelopes += ms,
+            Action::Status(_) => t.status += ms,
+            Action::Done => {}
+        }
     }
 
     pub fn is_done(&self) -> bool {
