@@ -65,6 +65,22 @@ pub enum Command {
         #[arg(long)]
         pin_stdin: bool,
     },
+    /// Supervisor approval of records, with the supervisor's badge and PIN (the simulated badge
+    /// until the PC/SC backend lands).
+    Approve {
+        /// Approve every record not yet approved.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// Record ids to approve.
+        #[arg(value_name = "ID", required_unless_present = "all")]
+        ids: Vec<String>,
+        /// Supervisor id of the badge.
+        #[arg(long, default_value = "SUP-SIM-1")]
+        supervisor: String,
+        /// Read the badge PIN from standard input instead of a prompt.
+        #[arg(long)]
+        pin_stdin: bool,
+    },
     /// List stored records (never demographics).
     List,
     /// Verify every stored envelope, payload and audit entry.
@@ -204,6 +220,12 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             pin_stdin,
             cli.json,
         ),
+        Command::Approve {
+            all: _,
+            ids,
+            supervisor,
+            pin_stdin,
+        } => approve(&dir, &ids, &supervisor, pin_stdin),
         Command::List => list(&dir),
         Command::Verify => {
             let view = View::open(&dir)?;
@@ -385,15 +407,58 @@ fn list(dir: &DataDir) -> anyhow::Result<Output> {
     Ok(Output::ok(json!({ "records": records }), human))
 }
 
+/// The badge PIN: from standard input with `--pin-stdin`, else asked at a terminal prompt.
 fn read_pin(pin_stdin: bool) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if !pin_stdin && !std::io::stdin().is_terminal() {
+        bail!("a badge PIN is needed: pass --pin-stdin and write the PIN on standard input, or run at a terminal");
+    }
     if !pin_stdin {
-        bail!("a badge PIN is needed: pass --pin-stdin and write the PIN on standard input");
+        eprint!("badge PIN: ");
     }
     let mut pin = String::new();
     std::io::stdin()
         .read_line(&mut pin)
-        .context("cannot read the PIN from standard input")?;
+        .context("cannot read the PIN")?;
     Ok(pin.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn approve(
+    dir: &DataDir,
+    ids: &[String],
+    supervisor: &str,
+    pin_stdin: bool,
+) -> anyhow::Result<Output> {
+    use crate::enrolment::OfficerBadge;
+    let mut station = Station::open(dir)?;
+    let pin = read_pin(pin_stdin)?;
+    let badge = std::cell::RefCell::new(SimBadge::unlock(supervisor, &pin)?);
+    let now = crate::now_ms();
+    let (name, public) = (
+        badge.borrow().officer_name(),
+        badge.borrow().public_key_hex(),
+    );
+    station
+        .store()
+        .register_officer(supervisor, &name, "supervisor", &public, now)?;
+    // The badge signs the list of envelope hashes it approves; the signature goes into the audit.
+    let sign = |hashes: &[String]| -> Result<String, String> {
+        let mut m = b"tasjil/approve/v1\0".to_vec();
+        let list = serde_json::to_vec(hashes).map_err(|e| e.to_string())?;
+        m.extend_from_slice(&tasjil_sync::canonical::sha256(&list));
+        let sig = badge.borrow_mut().sign(&m).map_err(|e| e.to_string())?;
+        Ok(hex::encode(sig))
+    };
+    let key = station.key();
+    let approved = station.store().approve(&key, ids, supervisor, &sign, now)?;
+    Ok(Output::ok(
+        json!({
+            "approved": approved.len(),
+            "ids": approved.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            "supervisor": supervisor,
+        }),
+        format!("{} records approved by {supervisor}", approved.len()),
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]

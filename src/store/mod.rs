@@ -463,6 +463,65 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// Mark records approved by a supervisor and audit it, in one transaction. `ids` empty means
+    /// every record not yet approved. Returns the ids approved; unknown ids are an error.
+    pub fn approve(
+        &mut self,
+        key: &StationKey,
+        ids: &[String],
+        supervisor: &str,
+        badge_signature: &dyn Fn(&[String]) -> Result<String, String>,
+        now_ms: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| StoreError::from_sqlite(&path, e))?;
+        let pick = |tx: &Transaction| -> rusqlite::Result<Vec<(String, String, bool)>> {
+            let mut stmt =
+                tx.prepare("SELECT id, hash, approved_ms IS NOT NULL FROM envelopes ORDER BY seq")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        };
+        let all = pick(&tx).map_err(|e| StoreError::from_sqlite(&path, e))?;
+        for id in ids {
+            if !all.iter().any(|(i, _, _)| i == id) {
+                return Err(StoreError::Encode(format!(
+                    "no record {id} on this station"
+                )));
+            }
+        }
+        let chosen: Vec<(String, String)> = all
+            .into_iter()
+            .filter(|(id, _, done)| !done && (ids.is_empty() || ids.contains(id)))
+            .map(|(id, hash, _)| (id, hash))
+            .collect();
+        if chosen.is_empty() {
+            return Ok(chosen);
+        }
+        let hashes: Vec<String> = chosen.iter().map(|(_, h)| h.clone()).collect();
+        let sig = badge_signature(&hashes).map_err(StoreError::Encode)?;
+        for (id, _) in &chosen {
+            tx.execute(
+                "UPDATE envelopes SET approved_ms = ?2, approved_by = ?3 WHERE id = ?1",
+                params![id, now_ms, supervisor],
+            )
+            .map_err(|e| StoreError::from_sqlite(&path, e))?;
+        }
+        append_audit(
+            &tx,
+            key,
+            "approve",
+            supervisor,
+            serde_json::json!({"envelopes": hashes, "badge_signature": sig}),
+            now_ms,
+        )
+        .map_err(|e| lift(&path, e))?;
+        tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))?;
+        Ok(chosen)
+    }
+
     /// Records the centre has not acknowledged yet, in chain order, for a sync or an export.
     pub fn pending_sync(&self) -> Result<Vec<EnvelopeRow>, StoreError> {
         Ok(self

@@ -14,7 +14,7 @@
 //! ROOT { format: "tasjil-ledger/1", name: "VAN-07-A/2026-11-27",
 //!        records:   { <id>: { hash, seq (uint), officer, time_ms (int) } },
 //!        approvals: { "<id>\u{1f}<supervisor>": time_ms (int) },
-//!        statuses:  [ { id, status, by, time_ms (int), reason? } ] }
+//!        statuses:  { <id>: [ { status, by, time_ms (int), reason? } ] } }
 //! ```
 //!
 //! Why this shape (each choice avoids a way Automerge can drop a write):
@@ -22,12 +22,14 @@
 //!   one of them disappears from view. So the root and its three containers are made by a
 //!   *skeleton* change that is byte-identical on every replica (fixed actor and time derived from
 //!   the document name): every replica of a (station, day) shares it, even one created offline.
-//! - Nothing below the root creates a container that someone else may create concurrently, except
-//!   a record's own map, which only its envelope's writer knows (identical re-adds are harmless).
-//!   Approvals are flat keys `(id, supervisor)` holding the approval time, so two supervisors
-//!   approving concurrently write different keys. Statuses are appended to one shared list, so
-//!   concurrent appends both survive, and a status can arrive before its record (the centre may
-//!   write first): it shows once the record is added; until then its id is in
+//! - Below the root, approvals are flat keys `(id, supervisor)` holding the approval time, so two
+//!   supervisors approving concurrently write different keys. A record's map is made only by the
+//!   writer of its envelope (identical concurrent re-adds are harmless).
+//! - A record's status list is made by whoever writes its first status, and two writers may do so
+//!   concurrently (the centre may write before the station's record arrives). Such lists are kept
+//!   as conflicting values of the same key and never overwritten: a writer appends to the list
+//!   that wins and readers take the union of all of them. Appends to one list all survive. A
+//!   status written before its record shows once the record is added; until then its id is in
 //!   [`Ledger::orphan_ids`].
 //!
 //! Replica identity: every writer must use its own actor id (16 random bytes per opened ledger is
@@ -62,6 +64,7 @@ const KEY_STATUSES: &str = "statuses";
 /// Separates record id and supervisor in an approval key. Tokens cannot contain it (control
 /// characters are refused), so the key is unambiguous.
 const KEY_SEP: char = '\u{1f}';
+const KEY_SEP_NEXT: char = '\u{20}';
 const SKELETON_DOMAIN: &[u8] = b"tasjil/ledger/skeleton/v1\0";
 const ACTOR_DOMAIN: &[u8] = b"tasjil/ledger/actor/v1\0";
 
@@ -347,18 +350,21 @@ impl Ledger {
         if let Some(reason) = &status.reason {
             check_reason(reason)?;
         }
-        let list = self.container(KEY_STATUSES)?;
-        let already = self
-            .statuses(&list, Some(id))
-            .get(id)
-            .is_some_and(|have| have.contains(status));
-        if already {
+        let statuses = self.container(KEY_STATUSES)?;
+        if self.history(&statuses, id).contains(status) {
             return Ok(());
         }
-        let end = self.doc.length(&list);
+        let list = match self.doc.get(&statuses, id).map_err(damaged)? {
+            Some((Value::Object(ObjType::List), list)) => Some(list),
+            _ => None,
+        };
         self.transact(status.time_ms, |tx| {
+            let list = match list {
+                Some(list) => list,
+                None => tx.put_object(&statuses, id, ObjType::List)?,
+            };
+            let end = tx.length(&list);
             let m = tx.insert_object(&list, end, ObjType::Map)?;
-            tx.put(&m, "id", id)?;
             tx.put(&m, "status", status.status.as_str())?;
             tx.put(&m, "by", status.by.as_str())?;
             tx.put(&m, "time_ms", ScalarValue::Int(status.time_ms))?;
@@ -389,7 +395,7 @@ impl Ledger {
             return Vec::new();
         };
         let mut ids: BTreeSet<String> = self.approvals(&approvals, None).into_keys().collect();
-        ids.extend(self.statuses(&statuses, None).into_keys());
+        ids.extend(self.doc.keys(&statuses));
         ids.retain(|id| self.entries(&records, id).is_empty());
         ids.into_iter().collect()
     }
@@ -501,7 +507,7 @@ impl Ledger {
         for (key, kind) in [
             (KEY_RECORDS, ObjType::Map),
             (KEY_APPROVALS, ObjType::Map),
-            (KEY_STATUSES, ObjType::List),
+            (KEY_STATUSES, ObjType::Map),
         ] {
             let all = self.doc.get_all(ROOT, key).map_err(damaged)?;
             if all.len() != 1 || all[0].0.as_objtype() != Some(kind) {
@@ -545,8 +551,17 @@ impl Ledger {
         obj: &ObjId,
         only: Option<&str>,
     ) -> BTreeMap<String, BTreeMap<String, i64>> {
+        let keys: Vec<String> = match only {
+            // Keys sort as strings, and `KEY_SEP` sorts below every character of a token.
+            Some(id) => self
+                .doc
+                .map_range(obj, format!("{id}{KEY_SEP}")..format!("{id}{KEY_SEP_NEXT}"))
+                .map(|item| item.key.into_owned())
+                .collect(),
+            None => self.doc.keys(obj).collect(),
+        };
         let mut out: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-        for key in self.doc.keys(obj) {
+        for key in keys {
             let Some((id, supervisor)) = key.split_once(KEY_SEP) else {
                 continue;
             };
@@ -562,28 +577,22 @@ impl Ledger {
         out
     }
 
-    /// id → status history, deduplicated and in order (the last is current).
-    fn statuses(&self, list: &ObjId, only: Option<&str>) -> BTreeMap<String, Vec<StatusEntry>> {
-        let mut out: BTreeMap<String, Vec<StatusEntry>> = BTreeMap::new();
-        for item in self.doc.list_range(list, ..) {
-            if !matches!(item.value, ValueRef::Object(ObjType::Map)) {
+    /// A record's status history: the union of every list stored under its id, deduplicated and
+    /// in order (the last is current).
+    fn history(&self, statuses: &ObjId, id: &str) -> Vec<StatusEntry> {
+        let mut out = Vec::new();
+        for (value, list) in self.doc.get_all(statuses, id).unwrap_or_default() {
+            if !matches!(value, Value::Object(ObjType::List)) {
                 continue;
             }
-            let obj = item.id();
-            let Some(id) = str_at(&self.doc, &obj, "id") else {
-                continue;
-            };
-            if only.is_some_and(|o| o != id) {
-                continue;
-            }
-            if let Some(entry) = read_status(&self.doc, &obj) {
-                out.entry(id).or_default().push(entry);
+            for item in self.doc.list_range(&list, ..) {
+                if matches!(item.value, ValueRef::Object(ObjType::Map)) {
+                    out.extend(read_status(&self.doc, &item.id()));
+                }
             }
         }
-        for history in out.values_mut() {
-            history.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-            history.dedup();
-        }
+        out.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        out.dedup();
         out
     }
 
@@ -607,7 +616,6 @@ impl Ledger {
             return Vec::new();
         }
         let mut approvals = self.approvals(&approvals, only);
-        let mut statuses = self.statuses(&statuses, only);
         let mut views: Vec<RecordView> = entries
             .into_iter()
             .map(|entry| {
@@ -620,7 +628,7 @@ impl Ledger {
                         time_ms,
                     })
                     .collect();
-                let statuses = statuses.remove(&entry.id).unwrap_or_default();
+                let statuses = self.history(&statuses, &entry.id);
                 RecordView {
                     current: statuses.last().cloned(),
                     entry,
@@ -650,7 +658,7 @@ fn skeleton(name: &str) -> Automerge {
             tx.put(ROOT, KEY_NAME, name)?;
             tx.put_object(ROOT, KEY_RECORDS, ObjType::Map)?;
             tx.put_object(ROOT, KEY_APPROVALS, ObjType::Map)?;
-            tx.put_object(ROOT, KEY_STATUSES, ObjType::List)?;
+            tx.put_object(ROOT, KEY_STATUSES, ObjType::Map)?;
             Ok(())
         },
     );
@@ -1168,6 +1176,18 @@ mod tests {
             },
         ];
         assert_eq!(station.record("A").unwrap().approvals, want);
+        // Ids sharing a prefix keep their own approvals.
+        for (i, id) in ["A B", "AB", "A!", "0"].into_iter().enumerate() {
+            station.add_record(&entry(id, 10 + i as u64)).unwrap();
+            let late = Approval {
+                supervisor: "sup-1".into(),
+                time_ms: 99,
+            };
+            station.approve(id, &late).unwrap();
+            assert_eq!(station.record(id).unwrap().approvals, vec![late]);
+        }
+        assert_eq!(station.record("A").unwrap().approvals, want);
+        assert_eq!(station.records()[0].approvals, want);
         // A later approval by the same supervisor changes nothing; an earlier one wins.
         station
             .approve(
@@ -1582,5 +1602,47 @@ mod tests {
                 prop_assert!(stats.round_trips <= 1);
             }
         }
+    }
+
+    #[test]
+    fn zz_scale() {
+        let t = std::time::Instant::now();
+        let mut l = replica("station");
+        for i in 0..1000u64 {
+            l.add_record(&entry(&format!("01J{i:023}"), i + 1)).unwrap();
+        }
+        let t1 = t.elapsed();
+        for k in 0..3i64 {
+            for i in 0..1000u64 {
+                l.add_status(
+                    &format!("01J{i:023}"),
+                    &status(Status::Received, "centre", k * 10 + i as i64, None),
+                )
+                .unwrap();
+            }
+        }
+        for i in 0..1000u64 {
+            l.approve(
+                &format!("01J{i:023}"),
+                &Approval {
+                    supervisor: "sup-1".into(),
+                    time_ms: 5,
+                },
+            )
+            .unwrap();
+        }
+        let t2 = t.elapsed();
+        let v = l.records();
+        let t3 = t.elapsed();
+        for i in 0..1000u64 {
+            l.record(&format!("01J{i:023}")).unwrap();
+        }
+        let t3b = t.elapsed();
+        let bytes = l.save();
+        let t4 = t.elapsed();
+        let l2 = Ledger::load(STATION, DAY, b"x", &bytes).unwrap();
+        let t5 = t.elapsed();
+        println!("1000 records {t1:?}, +3000 statuses +1000 approvals {:?}, records() {:?} ({}), 1000x record() {:?}, save {:?} {} B, load {:?}", t2 - t1, t3 - t2, v.len(), t3b - t3, t4 - t3b, bytes.len(), t5 - t4);
+        let _ = l2;
     }
 }

@@ -211,3 +211,74 @@ fn a_second_writer_is_refused_while_one_enrols() {
     // Reading while a writer runs is fine, and the killed run left a sound store.
     assert_eq!(s.json(&["verify"]).0, 0);
 }
+
+fn with_pin(s: &Setup, args: &[&str], pin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(BIN)
+        .args(["--data-dir", s.station.to_str().unwrap()])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{pin}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn supervisor_approves_with_badge_and_pin() {
+    let s = Setup::new();
+    s.enrol(5, 4);
+    let (_, list) = s.json(&["list"]);
+    let ids: Vec<String> = list["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+
+    let wrong = with_pin(&s, &["approve", "--all", "--pin-stdin"], "000000");
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("wrong PIN"),
+        "{}",
+        text(&wrong)
+    );
+    assert_eq!(s.json(&["status"]).1["approved"], 0);
+
+    let unknown = with_pin(
+        &s,
+        &["approve", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "--pin-stdin"],
+        "123456",
+    );
+    assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown));
+    assert_eq!(s.json(&["status"]).1["approved"], 0);
+
+    let two = with_pin(
+        &s,
+        &["approve", &ids[0], &ids[3], "--pin-stdin", "--json"],
+        "123456",
+    );
+    assert!(two.status.success(), "{}", text(&two));
+    let v: serde_json::Value = serde_json::from_slice(&two.stdout).unwrap();
+    assert_eq!(v["approved"], 2);
+    let rest = with_pin(&s, &["approve", "--all", "--pin-stdin", "--json"], "123456");
+    let v: serde_json::Value = serde_json::from_slice(&rest.stdout).unwrap();
+    assert_eq!(v["approved"], 3);
+    let (_, status) = s.json(&["status"]);
+    assert_eq!(status["approved"], 5);
+    let (_, list) = s.json(&["list"]);
+    assert!(list["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["status"] == "approved"));
+    // Both approvals are in the signed audit chain, which still verifies.
+    assert_eq!(s.json(&["verify"]).0, 0);
+    assert_eq!(
+        run(&s.station, &["approve"]).status.code(),
+        Some(2),
+        "approve needs --all or ids"
+    );
+}
