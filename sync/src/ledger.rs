@@ -38,8 +38,9 @@
 //! derives an actor from a writer name for writers that never lose their copy.
 //!
 //! Sync: the Automerge sync protocol, one message per HTTP request/response. Keep a [`PeerState`]
-//! per (peer, document) and persist [`PeerState::encode`] after each sync: a repeat sync with the
-//! saved state costs a fraction of the bytes of a fresh one.
+//! per (peer, document) and persist [`PeerState::encode`] after each sync: with the saved state a
+//! repeat sync summarises only the changes since the last one instead of the whole day (the saving
+//! grows with the document: ~5% of the bytes at 200 records here, ~3× at 10 k records in FACTS).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -204,7 +205,7 @@ pub struct RecordView {
 }
 
 /// Per-peer sync state. Persist [`Self::encode`] per (peer, document) after a sync and start the
-/// next sync from [`Self::decode`]: a fresh state makes the peers exchange much more (FACTS: ~3×).
+/// next sync from [`Self::decode`]: a fresh state makes each side describe its whole history.
 #[derive(Debug, Clone, Default)]
 pub struct PeerState(sync::State);
 
@@ -1468,6 +1469,10 @@ mod tests {
         }
         assert!(PeerState::decode(&PeerState::new().encode()).is_ok());
         assert!(format!("{:?}", PeerState::default()).starts_with("PeerState"));
+        // The centre keeps ledgers and states in shared server state.
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Ledger>();
+        send_sync::<PeerState>();
     }
 
     // ---- property: three writers, random operations, random syncs: no write is lost ----
@@ -1602,47 +1607,5 @@ mod tests {
                 prop_assert!(stats.round_trips <= 1);
             }
         }
-    }
-
-    #[test]
-    fn zz_scale() {
-        let t = std::time::Instant::now();
-        let mut l = replica("station");
-        for i in 0..1000u64 {
-            l.add_record(&entry(&format!("01J{i:023}"), i + 1)).unwrap();
-        }
-        let t1 = t.elapsed();
-        for k in 0..3i64 {
-            for i in 0..1000u64 {
-                l.add_status(
-                    &format!("01J{i:023}"),
-                    &status(Status::Received, "centre", k * 10 + i as i64, None),
-                )
-                .unwrap();
-            }
-        }
-        for i in 0..1000u64 {
-            l.approve(
-                &format!("01J{i:023}"),
-                &Approval {
-                    supervisor: "sup-1".into(),
-                    time_ms: 5,
-                },
-            )
-            .unwrap();
-        }
-        let t2 = t.elapsed();
-        let v = l.records();
-        let t3 = t.elapsed();
-        for i in 0..1000u64 {
-            l.record(&format!("01J{i:023}")).unwrap();
-        }
-        let t3b = t.elapsed();
-        let bytes = l.save();
-        let t4 = t.elapsed();
-        let l2 = Ledger::load(STATION, DAY, b"x", &bytes).unwrap();
-        let t5 = t.elapsed();
-        println!("1000 records {t1:?}, +3000 statuses +1000 approvals {:?}, records() {:?} ({}), 1000x record() {:?}, save {:?} {} B, load {:?}", t2 - t1, t3 - t2, v.len(), t3b - t3, t4 - t3b, bytes.len(), t5 - t4);
-        let _ = l2;
     }
 }
