@@ -52,19 +52,29 @@ pub fn sync_once(
         .enable_all()
         .build()
         .context("cannot start the network runtime")?;
-    let result = {
-        let store = station.store();
-        let mut read_blob = |sha: &str, offset: u64, len: u64| -> Result<Vec<u8>, String> {
-            store
-                .payload_chunk(sha, offset, len)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("payload {sha} is not in the store"))
-        };
-        runtime.block_on(client.run(session, &mut read_blob, progress))
-    };
     let now = crate::now_ms();
+    let result: anyhow::Result<(Summary, LedgerReport)> = runtime.block_on(async {
+        let summary = {
+            let store = station.store();
+            let mut read_blob = |sha: &str, offset: u64, len: u64| -> Result<Vec<u8>, String> {
+                store
+                    .payload_chunk(sha, offset, len)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("payload {sha} is not in the store"))
+            };
+            client.run(session, &mut read_blob, progress).await?
+        };
+        let names = station.store().ledgers_to_sync(now, 7)?;
+        let ledgers = sync_ledgers(&mut client, station.store(), url, &names).await?;
+        Ok((summary, ledgers))
+    });
     match result {
-        Ok(summary) => {
+        Ok((mut summary, ledgers)) => {
+            for id in ledgers.acknowledged {
+                if !summary.acknowledged.contains(&id) {
+                    summary.acknowledged.push(id);
+                }
+            }
             let rejected_ids: Vec<&String> = summary.rejected.iter().map(|(id, _)| id).collect();
             let sent: Vec<String> = ids
                 .iter()
@@ -93,6 +103,76 @@ pub fn sync_once(
             Err(e.into())
         }
     }
+}
+
+/// What the ledger exchange established.
+#[derive(Debug, Default)]
+pub struct LedgerReport {
+    pub ledgers: usize,
+    pub round_trips: usize,
+    /// Records whose current status in the ledger is "verified" by the centre.
+    pub acknowledged: Vec<String>,
+}
+
+/// Run the Automerge sync protocol with the centre on each ledger, one HTTP round trip per
+/// message pair, saving the document and the per-peer sync state after each ledger.
+async fn sync_ledgers(
+    client: &mut CentreClient,
+    store: &mut crate::store::Store,
+    peer: &str,
+    names: &[String],
+) -> anyhow::Result<LedgerReport> {
+    use base64::Engine;
+    use tasjil_sync::ledger::Status;
+    use tasjil_sync::protocol::{LedgerRequest, LedgerResponse};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut report = LedgerReport::default();
+    for name in names {
+        let (mut ledger, mut state) = store.ledger_for_sync(peer, name)?;
+        let mut quiet = false;
+        for _ in 0..16 {
+            let out = ledger.generate_sync_message(&mut state);
+            if out.is_none() && quiet {
+                break;
+            }
+            let request = LedgerRequest {
+                name: name.clone(),
+                message: out.as_ref().map(|m| b64.encode(m)),
+            };
+            let answer = client
+                .call(
+                    tasjil_sync::client::Method::POST,
+                    "/v1/ledger",
+                    serde_json::to_vec(&request)?,
+                )
+                .await
+                .inspect_err(|_| state.restart())?;
+            report.round_trips += 1;
+            let answer: LedgerResponse =
+                serde_json::from_slice(&answer).context("bad ledger answer")?;
+            match answer.message {
+                Some(m) => {
+                    let bytes = b64.decode(m).context("ledger answer is not base64")?;
+                    ledger.receive_sync_message(&mut state, &bytes)?;
+                    quiet = false;
+                }
+                None if out.is_none() => break,
+                None => quiet = true,
+            }
+        }
+        store.save_ledger_sync(peer, &mut ledger, &state)?;
+        report.ledgers += 1;
+        for view in ledger.records() {
+            if view
+                .current
+                .as_ref()
+                .is_some_and(|c| c.status == Status::Verified)
+            {
+                report.acknowledged.push(view.entry.id.clone());
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// Whether an error means "the centre is not reachable right now" (worth waiting for).

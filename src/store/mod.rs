@@ -12,6 +12,9 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use rusqlite_migration::{Migrations, M};
 use serde::{Deserialize, Serialize};
 use tasjil_sync::keys::{parse_signature, verify};
+use tasjil_sync::ledger::{
+    day_of_ms, doc_name, split_name, Approval, Ledger, PeerState, RecordEntry,
+};
 use tasjil_sync::{sha256_hex, to_canonical, Envelope, Signed, StationKey, GENESIS};
 
 const AUDIT_DOMAIN: &[u8] = b"tasjil/audit/v1\0";
@@ -20,6 +23,7 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("migrations/0001_init.sql")),
         M::up(include_str!("migrations/0002_retention.sql")),
+        M::up(include_str!("migrations/0003_ledgers.sql")),
     ])
 }
 
@@ -124,15 +128,20 @@ pub struct Counts {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// This process's Automerge actor for ledger writes: fresh at every open, never reused.
+    actor: [u8; 16],
 }
 
 impl Store {
     /// Open (creating if needed) and migrate the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let conn = Connection::open(path).map_err(|e| StoreError::from_sqlite(path, e))?;
+        let mut actor = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut actor);
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            actor,
         };
         store.setup().map_err(|e| match e {
             StoreError::Sqlite(e) => StoreError::from_sqlite(path, e),
@@ -320,6 +329,21 @@ impl Store {
             Ok(())
         };
         step(&tx).map_err(|e| StoreError::from_sqlite(&path, e))?;
+        let entry = RecordEntry {
+            id: body.id.clone(),
+            envelope_hash: hash.clone(),
+            seq: body.seq,
+            officer: body.officer.clone(),
+            time_ms: body.captured.finished_ms,
+        };
+        with_ledger(
+            &tx,
+            &path,
+            &self.actor,
+            &body.station,
+            &day_of_ms(body.captured.finished_ms),
+            |l| l.add_record(&entry),
+        )?;
         append_audit(
             &tx,
             key,
@@ -478,36 +502,56 @@ impl Store {
             .conn
             .transaction()
             .map_err(|e| StoreError::from_sqlite(&path, e))?;
-        let pick = |tx: &Transaction| -> rusqlite::Result<Vec<(String, String, bool)>> {
-            let mut stmt =
-                tx.prepare("SELECT id, hash, approved_ms IS NOT NULL FROM envelopes ORDER BY seq")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let pick = |tx: &Transaction| -> rusqlite::Result<Vec<(String, String, bool, i64)>> {
+            let mut stmt = tx.prepare(
+                "SELECT id, hash, approved_ms IS NOT NULL, created_ms FROM envelopes ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             rows.collect()
         };
         let all = pick(&tx).map_err(|e| StoreError::from_sqlite(&path, e))?;
         for id in ids {
-            if !all.iter().any(|(i, _, _)| i == id) {
+            if !all.iter().any(|(i, _, _, _)| i == id) {
                 return Err(StoreError::Encode(format!(
                     "no record {id} on this station"
                 )));
             }
         }
-        let chosen: Vec<(String, String)> = all
+        let chosen: Vec<(String, String, i64)> = all
             .into_iter()
-            .filter(|(id, _, done)| !done && (ids.is_empty() || ids.contains(id)))
-            .map(|(id, hash, _)| (id, hash))
+            .filter(|(id, _, done, _)| !done && (ids.is_empty() || ids.contains(id)))
+            .map(|(id, hash, _, created)| (id, hash, created))
             .collect();
         if chosen.is_empty() {
-            return Ok(chosen);
+            return Ok(Vec::new());
         }
-        let hashes: Vec<String> = chosen.iter().map(|(_, h)| h.clone()).collect();
+        let hashes: Vec<String> = chosen.iter().map(|(_, h, _)| h.clone()).collect();
         let sig = badge_signature(&hashes).map_err(StoreError::Encode)?;
-        for (id, _) in &chosen {
+        let station: String = tx
+            .query_row(
+                "SELECT value FROM config WHERE key = 'station_id'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| StoreError::from_sqlite(&path, e))?;
+        for (id, _, created) in &chosen {
             tx.execute(
                 "UPDATE envelopes SET approved_ms = ?2, approved_by = ?3 WHERE id = ?1",
                 params![id, now_ms, supervisor],
             )
             .map_err(|e| StoreError::from_sqlite(&path, e))?;
+            let approval = Approval {
+                supervisor: supervisor.to_string(),
+                time_ms: now_ms,
+            };
+            with_ledger(
+                &tx,
+                &path,
+                &self.actor,
+                &station,
+                &day_of_ms(*created),
+                |l| l.approve(id, &approval),
+            )?;
         }
         append_audit(
             &tx,
@@ -519,7 +563,105 @@ impl Store {
         )
         .map_err(|e| lift(&path, e))?;
         tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))?;
-        Ok(chosen)
+        Ok(chosen.into_iter().map(|(id, hash, _)| (id, hash)).collect())
+    }
+
+    /// Ledgers worth syncing: those holding a record the centre has not acknowledged, and those
+    /// of the last `recent_days` days (approvals and statuses may still change there).
+    pub fn ledgers_to_sync(
+        &self,
+        now_ms: i64,
+        recent_days: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let station = self.config("station_id")?.unwrap_or_default();
+        let mut names: Vec<String> = self
+            .envelopes()?
+            .iter()
+            .filter(|r| r.status != "acknowledged")
+            .map(|r| doc_name(&station, &day_of_ms(r.created_ms)))
+            .collect();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM ledgers")
+            .map_err(|e| self.sql(e))?;
+        let all = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.sql(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sql(e))?;
+        let since = day_of_ms(now_ms - recent_days * 86_400_000);
+        names.extend(
+            all.into_iter()
+                .filter(|n| split_name(n).is_some_and(|(_, day)| day >= since.as_str())),
+        );
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Load a ledger replica and its sync state with `peer` (fresh state when none was saved).
+    pub fn ledger_for_sync(
+        &self,
+        peer: &str,
+        name: &str,
+    ) -> Result<(Ledger, PeerState), StoreError> {
+        let (station, day) = split_name(name)
+            .ok_or_else(|| StoreError::Encode(format!("bad ledger name {name}")))?;
+        let doc: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT doc FROM ledgers WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        let ledger = match doc {
+            Some(b) => Ledger::load(station, day, &self.actor, &b)
+                .map_err(|e| StoreError::Encode(e.to_string()))?,
+            None => Ledger::new(station, day, &self.actor),
+        };
+        let state: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT state FROM ledger_peers WHERE peer = ?1 AND name = ?2",
+                [peer, name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        let state = state
+            .and_then(|b| PeerState::decode(&b).ok())
+            .unwrap_or_default();
+        Ok((ledger, state))
+    }
+
+    /// Save a ledger replica and its sync state with `peer` after a sync round trip.
+    pub fn save_ledger_sync(
+        &mut self,
+        peer: &str,
+        ledger: &mut Ledger,
+        state: &PeerState,
+    ) -> Result<(), StoreError> {
+        let name = ledger.name();
+        let doc = ledger.save();
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| StoreError::from_sqlite(&path, e))?;
+        let apply = |tx: &Transaction| -> rusqlite::Result<()> {
+            tx.execute(
+                "INSERT INTO ledgers (name, doc) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+                params![name, doc],
+            )?;
+            tx.execute(
+                "INSERT INTO ledger_peers (peer, name, state) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (peer, name) DO UPDATE SET state = excluded.state",
+                params![peer, name, state.encode()],
+            )?;
+            Ok(())
+        };
+        apply(&tx).map_err(|e| StoreError::from_sqlite(&path, e))?;
+        tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))
     }
 
     /// Records the centre has not acknowledged yet, in chain order, for a sync or an export.
@@ -646,6 +788,37 @@ fn lift(path: &Path, e: AuditFail) -> StoreError {
         AuditFail::Sql(e) => StoreError::from_sqlite(path, e),
         AuditFail::Encode(m) => StoreError::Encode(m),
     }
+}
+
+/// Load (or start) the station's replica of a ledger inside `tx`, change it, save it.
+fn with_ledger(
+    tx: &Transaction,
+    path: &Path,
+    actor: &[u8],
+    station: &str,
+    day: &str,
+    change: impl FnOnce(&mut Ledger) -> Result<(), tasjil_sync::ledger::LedgerError>,
+) -> Result<(), StoreError> {
+    let name = doc_name(station, day);
+    let doc: Option<Vec<u8>> = tx
+        .query_row("SELECT doc FROM ledgers WHERE name = ?1", [&name], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| StoreError::from_sqlite(path, e))?;
+    let fail =
+        |e: tasjil_sync::ledger::LedgerError| StoreError::Encode(format!("ledger {name}: {e}"));
+    let mut ledger = match doc {
+        Some(b) => Ledger::load(station, day, actor, &b).map_err(fail)?,
+        None => Ledger::new(station, day, actor),
+    };
+    change(&mut ledger).map_err(fail)?;
+    tx.execute(
+        "INSERT INTO ledgers (name, doc) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+        params![name, ledger.save()],
+    )
+    .map_err(|e| StoreError::from_sqlite(path, e))?;
+    Ok(())
 }
 
 fn append_audit(

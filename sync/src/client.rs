@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::Method;
+pub use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

@@ -696,6 +696,29 @@ fn skeleton_time(name: &str) -> i64 {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+/// The ledger day ("YYYY-MM-DD", UTC) of a record finished at `ms` Unix milliseconds. Station and
+/// centre both derive the document of a record from its envelope's `finished_ms` this way.
+pub fn day_of_ms(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    // Civil-from-days (proleptic Gregorian), the inverse of `days_from_civil`.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Split a document name into `(station, day)`.
+pub fn split_name(name: &str) -> Option<(&str, &str)> {
+    let (station, day) = name.rsplit_once('/')?;
+    (!station.is_empty() && day.len() == 10).then_some((station, day))
+}
+
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);

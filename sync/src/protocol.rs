@@ -12,6 +12,8 @@
 //! - `PUT /v1/blobs/{sha256}?offset=N&total=T` raw bytes → `{sha256, have, complete}`
 //! - `POST /v1/envelopes` `{envelopes: [canonical JSON text]}` → `{results: [{id, outcome, reason}]}`
 //! - `POST /v1/status` `{ids: [..]}` → `{statuses: [{id, status, reason}]}`
+//! - `POST /v1/ledger` `{name, message}` → `{message}`: one round of the Automerge sync protocol
+//!   on one of the station's ledgers (messages base64; `null` when a side has nothing to say)
 
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +119,17 @@ pub struct RecordStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusResponse {
     pub statuses: Vec<RecordStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerRequest {
+    pub name: String,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerResponse {
+    pub message: Option<String>,
 }
 
 /// Error body of every non-2xx answer.

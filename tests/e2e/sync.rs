@@ -336,3 +336,62 @@ fn acknowledged_payloads_are_purged_after_the_retention_and_nothing_else() {
     );
     assert_eq!(s.json(&["status"]).1["acknowledged"], 4);
 }
+
+/// The per-day Automerge ledger travels both ways: the centre learns the station's records and
+/// the supervisor's approvals, the station learns the centre's statuses.
+#[test]
+fn the_ledger_carries_approvals_up_and_statuses_down() {
+    use std::io::Write;
+    let s = Setup::new();
+    let centre = TestCentre::start(&s.tmp.path().join("centre"));
+    centre.register(&s.station);
+    s.enrol(4, 17);
+    let mut approve = Command::new(BIN)
+        .args([
+            "--data-dir",
+            s.station.to_str().unwrap(),
+            "approve",
+            "--all",
+            "--pin-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(approve.stdin.take().unwrap(), "123456").unwrap();
+    assert!(approve.wait().unwrap().success());
+
+    let (code, v) = s.json(&["sync", "--central", &centre.url]);
+    assert_eq!(code, 0, "{v}");
+
+    let store = tasjil::store::Store::open(&s.station.join("station.db")).unwrap();
+    let rows = store.envelopes().unwrap();
+    let name = tasjil_sync::ledger::doc_name(
+        "VAN-TEST",
+        &tasjil_sync::ledger::day_of_ms(rows[0].created_ms),
+    );
+    let at_centre = centre
+        .store
+        .ledger(&name)
+        .unwrap()
+        .expect("the centre holds the ledger");
+    let views = at_centre.records();
+    assert_eq!(views.len(), 4, "the centre sees every record of the day");
+    for v in &views {
+        assert_eq!(v.approvals.len(), 1, "approval reached the centre: {v:?}");
+        assert_eq!(v.approvals[0].supervisor, "SUP-SIM-1");
+        assert_eq!(
+            v.current.as_ref().map(|c| c.status),
+            Some(tasjil_sync::ledger::Status::Verified)
+        );
+        let row = rows.iter().find(|r| r.id == v.entry.id).unwrap();
+        assert_eq!(v.entry.envelope_hash, row.hash);
+    }
+    let (at_station, _) = store.ledger_for_sync("probe", &name).unwrap();
+    assert!(at_station
+        .records()
+        .iter()
+        .all(|v| v.current.as_ref().is_some_and(|c| c.status
+            == tasjil_sync::ledger::Status::Verified
+            && c.by == "centre")));
+}

@@ -18,11 +18,12 @@ use serde::Serialize;
 
 use super::store::{BlobState, CentreError, CentreStore, Ingested};
 use crate::keys::{parse_signature, verify};
+use crate::ledger::PeerState;
 use crate::protocol::{
     request_message, ApiError, BlobProgress, ChainHead, ChallengeRequest, ChallengeResponse,
-    EnvelopeResult, EnvelopesRequest, EnvelopesResponse, HaveRequest, HaveResponse, Outcome,
-    StatusRequest, StatusResponse, HEADER_NEXT_NONCE, HEADER_NONCE, HEADER_SIGNATURE,
-    HEADER_STATION,
+    EnvelopeResult, EnvelopesRequest, EnvelopesResponse, HaveRequest, HaveResponse, LedgerRequest,
+    LedgerResponse, Outcome, StatusRequest, StatusResponse, HEADER_NEXT_NONCE, HEADER_NONCE,
+    HEADER_SIGNATURE, HEADER_STATION,
 };
 
 /// How long a nonce stays good, on the centre's clock.
@@ -43,6 +44,9 @@ struct Nonce {
 pub struct AppState {
     store: Arc<CentreStore>,
     nonces: Mutex<HashMap<String, Nonce>>,
+    /// Automerge sync state per (station, ledger), kept while the server runs (losing it only
+    /// makes the next sync a little larger).
+    ledger_peers: Mutex<HashMap<String, PeerState>>,
 }
 
 /// A refusal: HTTP status + the JSON error body.
@@ -90,6 +94,9 @@ impl From<CentreError> for Fail {
             CentreError::BadAddress(..) | CentreError::ChunkPastEnd { .. } => {
                 Fail::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
             }
+            CentreError::Ledger { .. } => {
+                Fail::new(StatusCode::BAD_REQUEST, "bad_ledger", e.to_string())
+            }
             CentreError::UnknownStation(_) => {
                 Fail::new(StatusCode::FORBIDDEN, "unknown_station", e.to_string())
             }
@@ -110,6 +117,7 @@ impl AppState {
         Arc::new(AppState {
             store,
             nonces: Mutex::new(HashMap::new()),
+            ledger_peers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -393,6 +401,55 @@ async fn status(
     Ok(st.reply(&station, &answer))
 }
 
+async fn ledger(
+    State(st): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Fail> {
+    use base64::Engine;
+    let station = st.authenticate(&method, &uri, &headers, &body).await?;
+    let req: LedgerRequest = parse(&body)?;
+    let message = match &req.message {
+        Some(m) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(m)
+                .map_err(|e| {
+                    Fail::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        format!("message is not base64: {e}"),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let key = format!("{station}\n{}", req.name);
+    let mut peer = st
+        .ledger_peers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key)
+        .unwrap_or_default();
+    let store = st.store.clone();
+    let who = station.clone();
+    let name = req.name.clone();
+    let (answer, peer) = blocking(move || {
+        let answer = store.ledger_sync(&who, &name, message.as_deref(), &mut peer)?;
+        Ok((answer, peer))
+    })
+    .await?;
+    st.ledger_peers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, peer);
+    let response = LedgerResponse {
+        message: answer.map(|m| base64::engine::general_purpose::STANDARD.encode(m)),
+    };
+    Ok(st.reply(&station, &response))
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/challenge", post(challenge))
@@ -400,6 +457,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/blobs/{sha}", put(put_blob))
         .route("/v1/envelopes", post(envelopes))
         .route("/v1/status", post(status))
+        .route("/v1/ledger", post(ledger))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

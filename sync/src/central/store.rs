@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::keys::parse_verifying_key;
+use crate::ledger::{day_of_ms, doc_name, Ledger, LedgerError, PeerState, Status, StatusEntry};
 use crate::record::{Envelope, RecordError, Signed, GENESIS};
 use crate::{sha256_hex, StationPublic};
 
@@ -36,13 +37,18 @@ pub const MAX_BLOB: u64 = 64 << 20;
 pub const MAX_ENVELOPE: usize = 1 << 20;
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("migrations/0001_init.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("migrations/0001_init.sql")),
+        M::up(include_str!("migrations/0002_ledgers.sql")),
+    ])
 }
 
 /// Centre store failures, worded for central staff. A refused envelope is not an error: see
 /// [`Ingested::Rejected`].
 #[derive(Debug, thiserror::Error)]
 pub enum CentreError {
+    #[error("ledger {name}: {reason}")]
+    Ledger { name: String, reason: String },
     #[error("cannot read or write {path}: {source}")]
     Io {
         path: PathBuf,
@@ -216,6 +222,8 @@ pub struct CentreStore {
     partial: PathBuf,
     /// Serialises writers of partial payload files: two uploads of one payload must not interleave.
     blob_writer: Mutex<()>,
+    /// This process's Automerge actor: fresh at every start, so no two writers ever share one.
+    actor: [u8; 16],
 }
 
 impl std::fmt::Debug for CentreStore {
@@ -328,6 +336,12 @@ impl CentreStore {
             blobs,
             partial,
             blob_writer: Mutex::new(()),
+            actor: {
+                use rand_core::RngCore;
+                let mut a = [0u8; 16];
+                rand_core::OsRng.fill_bytes(&mut a);
+                a
+            },
         })
     }
 
@@ -536,6 +550,7 @@ impl CentreStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.sql(e))?;
         let outcome = self.decide(&tx, envelope_bytes, now_ms)?;
+        self.note_in_ledger(&tx, envelope_bytes, &outcome, now_ms)?;
         if let Ingested::Rejected {
             id: Some(id),
             station: Some(station),
@@ -562,6 +577,135 @@ impl CentreStore {
             } => tracing::warn!(?id, ?station, %reason, "envelope refused"),
         }
         Ok(outcome)
+    }
+
+    /// Write the outcome of an ingest into the station-day ledger as the centre's status, so it
+    /// reaches the van with the next ledger sync (or USB receipt). Envelopes that do not even parse
+    /// have no day: they are reported through `statuses` only.
+    fn note_in_ledger(
+        &self,
+        conn: &Connection,
+        envelope_bytes: &[u8],
+        outcome: &Ingested,
+        now_ms: i64,
+    ) -> Result<(), CentreError> {
+        let (id, status, reason) = match outcome {
+            Ingested::Stored { id, .. } => (id, Status::Verified, None),
+            Ingested::Rejected {
+                id: Some(id),
+                reason,
+                ..
+            } => (id, Status::Rejected, Some(reason.clone())),
+            _ => return Ok(()),
+        };
+        let Ok(env) = Envelope::<Signed>::from_bytes(envelope_bytes) else {
+            return Ok(());
+        };
+        let body = env.body();
+        if body.id != *id {
+            return Ok(());
+        }
+        let day = day_of_ms(body.captured.finished_ms);
+        let reason = reason.map(|r| r.chars().take(crate::ledger::MAX_REASON).collect());
+        self.with_ledger(conn, &body.station, &day, |ledger| {
+            ledger.add_status(
+                id,
+                &StatusEntry {
+                    status,
+                    reason,
+                    by: "centre".into(),
+                    time_ms: now_ms,
+                },
+            )
+        })
+    }
+
+    /// Load (or start) the centre's replica of a station-day ledger, change it, save it.
+    fn with_ledger(
+        &self,
+        conn: &Connection,
+        station: &str,
+        day: &str,
+        change: impl FnOnce(&mut Ledger) -> Result<(), LedgerError>,
+    ) -> Result<(), CentreError> {
+        let name = doc_name(station, day);
+        let fail = |e: LedgerError| CentreError::Ledger {
+            name: name.clone(),
+            reason: e.to_string(),
+        };
+        let stored: Option<Vec<u8>> = conn
+            .query_row("SELECT doc FROM ledgers WHERE name = ?1", [&name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        let mut ledger = match stored {
+            Some(bytes) => Ledger::load(station, day, &self.actor, &bytes).map_err(fail)?,
+            None => Ledger::new(station, day, &self.actor),
+        };
+        change(&mut ledger).map_err(fail)?;
+        conn.execute(
+            "INSERT INTO ledgers (name, station, doc) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+            params![name, station, ledger.save()],
+        )
+        .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
+    /// One round of the Automerge sync protocol on `station`'s ledger `name`: apply the station's
+    /// message (if any) and answer with the centre's (if any). A station may sync only its own
+    /// ledgers.
+    pub fn ledger_sync(
+        &self,
+        station: &str,
+        name: &str,
+        message: Option<&[u8]>,
+        peer: &mut PeerState,
+    ) -> Result<Option<Vec<u8>>, CentreError> {
+        let Some((owner, day)) = crate::ledger::split_name(name) else {
+            return Err(CentreError::Ledger {
+                name: name.into(),
+                reason: "not a ledger name".into(),
+            });
+        };
+        if owner != station {
+            return Err(CentreError::Ledger {
+                name: name.into(),
+                reason: format!("belongs to station {owner}, not {station}"),
+            });
+        }
+        let conn = lock(&self.conn);
+        let mut answer = None;
+        self.with_ledger(&conn, station, day, |ledger| {
+            if let Some(m) = message {
+                ledger.receive_sync_message(peer, m)?;
+            }
+            answer = ledger.generate_sync_message(peer);
+            Ok(())
+        })?;
+        Ok(answer)
+    }
+
+    /// The centre's replica of ledger `name`, if it has one.
+    pub fn ledger(&self, name: &str) -> Result<Option<Ledger>, CentreError> {
+        let Some((station, day)) = crate::ledger::split_name(name) else {
+            return Ok(None);
+        };
+        let conn = lock(&self.conn);
+        let stored: Option<Vec<u8>> = conn
+            .query_row("SELECT doc FROM ledgers WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        stored
+            .map(|b| Ledger::load(station, day, &self.actor, &b))
+            .transpose()
+            .map_err(|e| CentreError::Ledger {
+                name: name.into(),
+                reason: e.to_string(),
+            })
     }
 
     /// Every check of [`Self::ingest`], in order, and the insert when all pass.
