@@ -100,7 +100,7 @@ pub fn sync_once(
             let _ = station
                 .store()
                 .record_peer(url, false, Some(&e.to_string()), now);
-            Err(e.into())
+            Err(e)
         }
     }
 }
