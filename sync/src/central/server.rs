@@ -338,13 +338,28 @@ async fn envelopes(
     let who = station.clone();
     let results = blocking(move || {
         let now = crate::central::now_ms();
+        // A station sends only its own envelopes; the others are refused without a look.
+        let mine: Vec<bool> = req
+            .envelopes
+            .iter()
+            .map(|text| {
+                serde_json::from_str::<serde_json::Value>(text)
+                    .ok()
+                    .and_then(|v| v["body"]["station"].as_str().map(|s| s == who))
+                    .unwrap_or(false)
+            })
+            .collect();
+        let batch: Vec<&[u8]> = req
+            .envelopes
+            .iter()
+            .zip(&mine)
+            .filter(|(_, ok)| **ok)
+            .map(|(t, _)| t.as_bytes())
+            .collect();
+        let mut outcomes = store.ingest_batch(&batch, now)?.into_iter();
         let mut out = Vec::with_capacity(req.envelopes.len());
-        for text in &req.envelopes {
-            // A station sends only its own envelopes.
-            let claimed = serde_json::from_str::<serde_json::Value>(text)
-                .ok()
-                .and_then(|v| v["body"]["station"].as_str().map(str::to_string));
-            if claimed.as_deref() != Some(who.as_str()) {
+        for ok in mine {
+            if !ok {
                 out.push(EnvelopeResult {
                     id: None,
                     outcome: Outcome::Rejected,
@@ -352,7 +367,10 @@ async fn envelopes(
                 });
                 continue;
             }
-            out.push(match store.ingest(text.as_bytes(), now)? {
+            let Some(outcome) = outcomes.next() else {
+                break;
+            };
+            out.push(match outcome {
                 Ingested::Stored { id, .. } => EnvelopeResult {
                     id: Some(id),
                     outcome: Outcome::Stored,

@@ -14,6 +14,7 @@
 //! One `CentreStore` per process owns the writer connection; it is `Send + Sync` so the HTTP
 //! handlers share it through an `Arc` (call it from blocking threads: every method does disk I/O).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -542,41 +543,67 @@ impl CentreStore {
     /// Verify and store one envelope (canonical bytes as signed). A refusal is `Ok(Rejected)`,
     /// recorded for the station; `Err` means the centre itself failed (disk, database) and the
     /// envelope may be sent again.
-    #[tracing::instrument(skip_all, err)]
     pub fn ingest(&self, envelope_bytes: &[u8], now_ms: i64) -> Result<Ingested, CentreError> {
+        let mut outcomes = self.ingest_batch(&[envelope_bytes], now_ms)?;
+        outcomes
+            .pop()
+            .ok_or_else(|| CentreError::Migration("empty ingest batch".into()))
+    }
+
+    /// [`Self::ingest`] for several envelopes in order, in one transaction (one fsync, one ledger
+    /// load and save per station-day): what the sync endpoint uses for each batch. An `Err` rolls
+    /// the whole batch back; sending it again is harmless.
+    #[tracing::instrument(skip_all, err, fields(n = envelopes.len()))]
+    pub fn ingest_batch(
+        &self,
+        envelopes: &[&[u8]],
+        now_ms: i64,
+    ) -> Result<Vec<Ingested>, CentreError> {
         let mut conn = lock(&self.conn);
         // IMMEDIATE: the chain head read below must still be the head when the envelope commits.
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.sql(e))?;
-        let outcome = self.decide(&tx, envelope_bytes, now_ms)?;
-        self.note_in_ledger(&tx, envelope_bytes, &outcome, now_ms)?;
-        if let Ingested::Rejected {
-            id: Some(id),
-            station: Some(station),
-            reason,
-        } = &outcome
-        {
-            tx.execute(
-                "INSERT INTO rejections (id, station, reason, at_ms) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (station, id, reason) DO UPDATE SET at_ms = excluded.at_ms",
-                params![id, station, reason, now_ms],
-            )
-            .map_err(|e| self.sql(e))?;
+        let mut ledgers = BTreeMap::new();
+        let mut outcomes = Vec::with_capacity(envelopes.len());
+        for envelope_bytes in envelopes {
+            let outcome = self.decide(&tx, envelope_bytes, now_ms)?;
+            self.note_in_ledger(&tx, &mut ledgers, envelope_bytes, &outcome, now_ms)?;
+            if let Ingested::Rejected {
+                id: Some(id),
+                station: Some(station),
+                reason,
+            } = &outcome
+            {
+                tx.execute(
+                    "INSERT INTO rejections (id, station, reason, at_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (station, id, reason) DO UPDATE SET at_ms = excluded.at_ms",
+                    params![id, station, reason, now_ms],
+                )
+                .map_err(|e| self.sql(e))?;
+            }
+            outcomes.push(outcome);
+        }
+        for (name, (station, mut ledger)) in ledgers {
+            save_ledger(&tx, &name, &station, &mut ledger).map_err(|e| self.sql(e))?;
         }
         tx.commit().map_err(|e| self.sql(e))?;
-        match &outcome {
-            Ingested::Stored { id, station, seq } => {
-                tracing::info!(%id, %station, seq, "envelope stored")
+        for outcome in &outcomes {
+            match outcome {
+                Ingested::Stored { id, station, seq } => {
+                    tracing::info!(%id, %station, seq, "envelope stored")
+                }
+                Ingested::AlreadyHave { id } => tracing::debug!(%id, "envelope already stored"),
+                Ingested::Rejected {
+                    id,
+                    station,
+                    reason,
+                } => {
+                    tracing::warn!(?id, ?station, %reason, "envelope refused")
+                }
             }
-            Ingested::AlreadyHave { id } => tracing::debug!(%id, "envelope already stored"),
-            Ingested::Rejected {
-                id,
-                station,
-                reason,
-            } => tracing::warn!(?id, ?station, %reason, "envelope refused"),
         }
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     /// Write the outcome of an ingest into the station-day ledger as the centre's status, so it
@@ -585,6 +612,7 @@ impl CentreStore {
     fn note_in_ledger(
         &self,
         conn: &Connection,
+        ledgers: &mut BTreeMap<String, (String, Ledger)>,
         envelope_bytes: &[u8],
         outcome: &Ingested,
         now_ms: i64,
@@ -607,17 +635,51 @@ impl CentreStore {
         }
         let day = day_of_ms(body.captured.finished_ms);
         let reason = reason.map(|r| r.chars().take(crate::ledger::MAX_REASON).collect());
-        self.with_ledger(conn, &body.station, &day, |ledger| {
-            ledger.add_status(
-                id,
-                &StatusEntry {
-                    status,
-                    reason,
-                    by: "centre".into(),
-                    time_ms: now_ms,
-                },
-            )
-        })
+        let name = doc_name(&body.station, &day);
+        if !ledgers.contains_key(&name) {
+            let ledger = self.load_ledger(conn, &body.station, &day)?;
+            ledgers.insert(name.clone(), (body.station.clone(), ledger));
+        }
+        if let Some((_, ledger)) = ledgers.get_mut(&name) {
+            let entry = StatusEntry {
+                status,
+                reason,
+                by: "centre".into(),
+                time_ms: now_ms,
+            };
+            ledger
+                .add_status(id, &entry)
+                .map_err(|e| CentreError::Ledger {
+                    name,
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The centre's replica of a station-day ledger, or a new one.
+    fn load_ledger(
+        &self,
+        conn: &Connection,
+        station: &str,
+        day: &str,
+    ) -> Result<Ledger, CentreError> {
+        let name = doc_name(station, day);
+        let stored: Option<Vec<u8>> = conn
+            .query_row("SELECT doc FROM ledgers WHERE name = ?1", [&name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        match stored {
+            Some(bytes) => {
+                Ledger::load(station, day, &self.actor, &bytes).map_err(|e| CentreError::Ledger {
+                    name,
+                    reason: e.to_string(),
+                })
+            }
+            None => Ok(Ledger::new(station, day, &self.actor)),
+        }
     }
 
     /// Load (or start) the centre's replica of a station-day ledger, change it, save it.
@@ -629,28 +691,12 @@ impl CentreStore {
         change: impl FnOnce(&mut Ledger) -> Result<(), LedgerError>,
     ) -> Result<(), CentreError> {
         let name = doc_name(station, day);
-        let fail = |e: LedgerError| CentreError::Ledger {
+        let mut ledger = self.load_ledger(conn, station, day)?;
+        change(&mut ledger).map_err(|e| CentreError::Ledger {
             name: name.clone(),
             reason: e.to_string(),
-        };
-        let stored: Option<Vec<u8>> = conn
-            .query_row("SELECT doc FROM ledgers WHERE name = ?1", [&name], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| self.sql(e))?;
-        let mut ledger = match stored {
-            Some(bytes) => Ledger::load(station, day, &self.actor, &bytes).map_err(fail)?,
-            None => Ledger::new(station, day, &self.actor),
-        };
-        change(&mut ledger).map_err(fail)?;
-        conn.execute(
-            "INSERT INTO ledgers (name, station, doc) VALUES (?1, ?2, ?3)
-             ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
-            params![name, station, ledger.save()],
-        )
-        .map_err(|e| self.sql(e))?;
-        Ok(())
+        })?;
+        save_ledger(conn, &name, station, &mut ledger).map_err(|e| self.sql(e))
     }
 
     /// One round of the Automerge sync protocol on `station`'s ledger `name`: apply the station's
@@ -1082,6 +1128,20 @@ impl CentreStore {
         )
         .map_err(|e| self.sql(e))
     }
+}
+
+fn save_ledger(
+    conn: &Connection,
+    name: &str,
+    station: &str,
+    ledger: &mut Ledger,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO ledgers (name, station, doc) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+        params![name, station, ledger.save()],
+    )
+    .map(drop)
 }
 
 fn setup(conn: &mut Connection, path: &Path) -> Result<(), CentreError> {
