@@ -6,6 +6,73 @@ pub mod store;
 
 pub use store::{CentreError, CentreStore};
 
+use ed25519_dalek::VerifyingKey;
+use store::{BlobState, Ingested, RecordStatus};
+
+use crate::ledger::PeerState;
+
+/// What the HTTP server needs from the centre's storage. [`CentreStore`] (SQLite + a blob
+/// directory) is the embedded default; a backend for PostgreSQL + an S3-compatible object store
+/// implements the same trait. Every method is blocking: the server calls them on blocking threads.
+pub trait CentreBackend: Send + Sync + std::fmt::Debug + 'static {
+    fn station_key(&self, station: &str) -> Result<Option<VerifyingKey>, CentreError>;
+    fn blob_state(&self, sha256: &str) -> Result<BlobState, CentreError>;
+    fn put_blob_chunk(
+        &self,
+        sha256: &str,
+        offset: u64,
+        total_len: u64,
+        bytes: &[u8],
+    ) -> Result<BlobState, CentreError>;
+    /// Verify, then store, envelopes in order; refusals are outcomes, not errors.
+    fn ingest_batch(&self, envelopes: &[&[u8]], now_ms: i64) -> Result<Vec<Ingested>, CentreError>;
+    fn head(&self, station: &str) -> Result<(u64, String), CentreError>;
+    fn statuses(&self, station: &str, ids: &[String]) -> Result<Vec<RecordStatus>, CentreError>;
+    fn ledger_sync(
+        &self,
+        station: &str,
+        name: &str,
+        message: Option<&[u8]>,
+        peer: &mut PeerState,
+    ) -> Result<Option<Vec<u8>>, CentreError>;
+}
+
+impl CentreBackend for CentreStore {
+    fn station_key(&self, station: &str) -> Result<Option<VerifyingKey>, CentreError> {
+        CentreStore::station_key(self, station)
+    }
+    fn blob_state(&self, sha256: &str) -> Result<BlobState, CentreError> {
+        CentreStore::blob_state(self, sha256)
+    }
+    fn put_blob_chunk(
+        &self,
+        sha256: &str,
+        offset: u64,
+        total_len: u64,
+        bytes: &[u8],
+    ) -> Result<BlobState, CentreError> {
+        CentreStore::put_blob_chunk(self, sha256, offset, total_len, bytes)
+    }
+    fn ingest_batch(&self, envelopes: &[&[u8]], now_ms: i64) -> Result<Vec<Ingested>, CentreError> {
+        CentreStore::ingest_batch(self, envelopes, now_ms)
+    }
+    fn head(&self, station: &str) -> Result<(u64, String), CentreError> {
+        CentreStore::head(self, station)
+    }
+    fn statuses(&self, station: &str, ids: &[String]) -> Result<Vec<RecordStatus>, CentreError> {
+        CentreStore::statuses(self, station, ids)
+    }
+    fn ledger_sync(
+        &self,
+        station: &str,
+        name: &str,
+        message: Option<&[u8]>,
+        peer: &mut PeerState,
+    ) -> Result<Option<Vec<u8>>, CentreError> {
+        CentreStore::ledger_sync(self, station, name, message, peer)
+    }
+}
+
 /// The centre's clock in Unix milliseconds (the only clock the protocol trusts for freshness).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

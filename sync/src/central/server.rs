@@ -1,5 +1,5 @@
 //! The centre's HTTP server (axum): authenticates every request against the registered station
-//! key and a single-use nonce, and hands the work to [`CentreStore`] on blocking threads.
+//! key and a single-use nonce, and hands the work to a [`CentreBackend`] on blocking threads.
 //! See [`crate::protocol`] for the endpoints.
 
 use std::collections::HashMap;
@@ -16,7 +16,8 @@ use axum::{Json, Router};
 use rand_core::RngCore;
 use serde::Serialize;
 
-use super::store::{BlobState, CentreError, CentreStore, Ingested};
+use super::store::{BlobState, CentreError, Ingested};
+use super::CentreBackend;
 use crate::keys::{parse_signature, verify};
 use crate::ledger::PeerState;
 use crate::protocol::{
@@ -42,7 +43,7 @@ struct Nonce {
 /// Shared state of the server.
 #[derive(Debug)]
 pub struct AppState {
-    store: Arc<CentreStore>,
+    store: Arc<dyn CentreBackend>,
     nonces: Mutex<HashMap<String, Nonce>>,
     /// Automerge sync state per (station, ledger), kept while the server runs (losing it only
     /// makes the next sync a little larger).
@@ -113,7 +114,7 @@ impl From<CentreError> for Fail {
 }
 
 impl AppState {
-    pub fn new(store: Arc<CentreStore>) -> Arc<AppState> {
+    pub fn new(store: Arc<dyn CentreBackend>) -> Arc<AppState> {
         Arc::new(AppState {
             store,
             nonces: Mutex::new(HashMap::new()),
@@ -483,7 +484,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Serve on an already bound listener until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    store: Arc<CentreStore>,
+    store: Arc<dyn CentreBackend>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(AppState::new(store)))
