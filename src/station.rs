@@ -189,6 +189,7 @@ impl View {
 pub struct Station {
     pub view: View,
     key: std::sync::Arc<StationKey>,
+    centre: CentrePublic,
     recipients: Vec<age::x25519::Recipient>,
     pub schema: Schema,
     _lock: File,
@@ -230,6 +231,7 @@ impl Station {
         Ok(Station {
             view,
             key,
+            centre,
             recipients,
             schema: Schema::default_cnie(),
             _lock: lock,
@@ -238,6 +240,11 @@ impl Station {
 
     pub fn station_id(&self) -> &str {
         &self.view.station_id
+    }
+
+    /// The centre's public keys, as copied at `init`.
+    pub fn centre(&self) -> &CentrePublic {
+        &self.centre
     }
 
     pub fn key(&self) -> std::sync::Arc<StationKey> {

@@ -46,7 +46,8 @@ pub fn sync_once(
     let ids: Vec<String> = pending.iter().map(|p| p.id.clone()).collect();
     let session = Session::new(pending, CHUNK, BATCH);
     let station_id = station.station_id().to_string();
-    let mut client = CentreClient::new(url, &station_id, station.key(), retry)?;
+    let pin = station.centre().tls_cert_sha256.clone();
+    let mut client = CentreClient::new(url, &station_id, station.key(), retry, pin.as_deref())?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

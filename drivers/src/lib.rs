@@ -1,12 +1,13 @@
 //! Capture devices for the Tasjil enrolment station.
 //!
 //! This crate owns what a capture device hands over (face photo, fingerprints, signature), the
-//! device traits the station's controllers are written against, and their backends. It knows
-//! nothing of records, storage, sync or the UI, and it does not judge capture quality: the
-//! station's quality engine does that on whatever a backend returns.
+//! device traits the station's controllers are written against, their backends, and the
+//! station-side quality checks ([`quality`]) that judge whatever a backend returns — never the
+//! device's own score. It knows nothing of records, storage, sync or the UI.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod capture;
+pub mod quality;
 pub mod sim;
 
 pub use capture::*;

@@ -81,15 +81,44 @@ pub struct CentreClient {
 }
 
 impl CentreClient {
+    /// `tls_pin`: the centre certificate's SHA-256 from `centre.pub`, required for `https://`.
+    /// Plain `http://` is accepted for loopback addresses only.
     pub fn new(
         base: &str,
         station: &str,
         key: Arc<StationKey>,
         retry: RetryPolicy,
+        tls_pin: Option<&str>,
     ) -> Result<Self, SyncError> {
-        let http = reqwest::Client::builder()
+        // reqwest wants a process-wide rustls provider even for plain HTTP; ring is ours.
+        let _ = crate::tls::provider().as_ref().clone().install_default();
+        let builder = reqwest::Client::builder()
             .timeout(retry.timeout)
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(10));
+        let builder = if base.starts_with("https://") {
+            let pin = tls_pin.ok_or_else(|| {
+                SyncError::Local(
+                    "centre.pub has no TLS certificate fingerprint (tls_cert_sha256): initialise the centre with this version"
+                        .into(),
+                )
+            })?;
+            let config = crate::tls::client_config(pin)
+                .map_err(|e| SyncError::Local(format!("TLS set-up: {e}")))?;
+            builder.tls_backend_preconfigured(config)
+        } else {
+            let host = base
+                .strip_prefix("http://")
+                .and_then(|rest| rest.split('/').next())
+                .map(|hp| hp.rsplit_once(':').map_or(hp, |(h, _)| h))
+                .unwrap_or_default();
+            if !crate::tls::is_loopback_host(host) {
+                return Err(SyncError::Local(format!(
+                    "plain HTTP is allowed only on loopback; use https:// for {base}"
+                )));
+            }
+            builder
+        };
+        let http = builder
             .build()
             .map_err(|e| SyncError::Local(format!("cannot set up HTTP: {e}")))?;
         Ok(CentreClient {
@@ -102,10 +131,18 @@ impl CentreClient {
         })
     }
 
-    fn unreachable(&self, e: impl std::fmt::Display) -> SyncError {
+    fn unreachable(&self, e: impl std::error::Error) -> SyncError {
+        // reqwest's own message hides the cause (refused, reset, certificate...): spell it out.
+        let mut detail = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            source = s.source();
+        }
         SyncError::Unreachable {
             url: self.base.clone(),
-            detail: e.to_string(),
+            detail,
         }
     }
 
@@ -123,7 +160,10 @@ impl CentreClient {
             .await
             .map_err(|e| self.unreachable(e))?;
         let bytes = Self::read(resp).await.map_err(|e| match e {
-            SyncError::Protocol(d) => self.unreachable(d),
+            SyncError::Protocol(d) => SyncError::Unreachable {
+                url: self.base.clone(),
+                detail: d,
+            },
             other => other,
         })?;
         let c: ChallengeResponse = serde_json::from_slice(&bytes)
@@ -188,7 +228,10 @@ impl CentreClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         match Self::read(resp).await {
-            Err(SyncError::Protocol(d)) => Err(self.unreachable(d)),
+            Err(SyncError::Protocol(d)) => Err(SyncError::Unreachable {
+                url: self.base.clone(),
+                detail: d,
+            }),
             other => other,
         }
     }

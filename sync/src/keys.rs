@@ -190,6 +190,9 @@ pub struct CentrePublic {
     pub age_recipients: Vec<String>,
     /// Ed25519 key that signs receipts and statuses.
     pub ed25519: String,
+    /// SHA-256 of the centre's TLS certificate (DER); stations accept only that certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert_sha256: Option<String>,
 }
 
 impl CentrePublic {
@@ -256,6 +259,7 @@ impl CentreKeys {
             kind: CentrePublic::KIND.into(),
             age_recipients: vec![self.identity.to_public().to_string()],
             ed25519: hex::encode(self.signing.verifying_key().as_bytes()),
+            tls_cert_sha256: None,
         }
     }
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {

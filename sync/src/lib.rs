@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod protocol;
 pub mod record;
 pub mod session;
+pub mod tls;
 
 pub use canonical::{sha256_hex, to_canonical};
 pub use keys::{CentreKeys, CentrePublic, KeyError, StationKey, StationPublic};

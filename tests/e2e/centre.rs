@@ -20,10 +20,21 @@ impl TestCentre {
     }
 
     pub fn start_on(dir: &Path, addr: SocketAddr) -> TestCentre {
+        Self::start_with(dir, addr, None)
+    }
+
+    /// Serve TLS with the given certificate (DER) and key (PKCS#8 DER).
+    pub fn start_tls(dir: &Path, cert: Vec<u8>, key: Vec<u8>) -> TestCentre {
+        let config = tasjil_sync::tls::server_config(cert, key).unwrap();
+        Self::start_with(dir, "127.0.0.1:0".parse().unwrap(), Some(config))
+    }
+
+    fn start_with(dir: &Path, addr: SocketAddr, tls: Option<rustls::ServerConfig>) -> TestCentre {
         let store = Arc::new(CentreStore::open(dir).unwrap());
         let listener = std::net::TcpListener::bind(addr).unwrap();
         listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = store.clone();
         let thread = std::thread::spawn(move || {
@@ -34,11 +45,15 @@ impl TestCentre {
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                server::serve(listener, served, async move {
+                let shutdown = async move {
                     let _ = stopped.await;
-                })
-                .await
-                .unwrap();
+                };
+                match tls {
+                    Some(config) => server::serve_tls(listener, config, served, shutdown)
+                        .await
+                        .unwrap(),
+                    None => server::serve(listener, served, shutdown).await.unwrap(),
+                }
             });
         });
         TestCentre {

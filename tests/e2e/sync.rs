@@ -113,6 +113,7 @@ fn replayed_and_forged_requests_are_refused() {
         .enable_all()
         .build()
         .unwrap();
+    let _ = tasjil_sync::tls::provider().as_ref().clone().install_default();
     rt.block_on(async {
         let http = reqwest::Client::new();
         let challenge = || async {
@@ -394,4 +395,61 @@ fn the_ledger_carries_approvals_up_and_statuses_down() {
         .all(|v| v.current.as_ref().is_some_and(|c| c.status
             == tasjil_sync::ledger::Status::Verified
             && c.by == "centre")));
+}
+
+/// TLS with the centre's certificate pinned through centre.pub: the right centre is reached, an
+/// impostor with another certificate is refused, plain HTTP off loopback is refused.
+#[test]
+fn tls_to_the_pinned_centre_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tasjil_sync::CentreKeys::generate();
+    let (cert, key) = tasjil_sync::tls::self_signed().unwrap();
+    let mut public = keys.public();
+    public.tls_cert_sha256 = Some(tasjil_sync::tls::fingerprint(&cert));
+    std::fs::write(tmp.path().join("centre.pub"), public.to_json()).unwrap();
+    let station = tmp.path().join("station");
+    let out = run(
+        &station,
+        &[
+            "init",
+            "--station-id",
+            "VAN-TLS",
+            "--central-key",
+            tmp.path().join("centre.pub").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(run(&station, &["enrol", "--simulate", "--count", "2"])
+        .status
+        .success());
+
+    let centre = TestCentre::start_tls(&tmp.path().join("centre"), cert, key);
+    centre.register(&station);
+    assert!(centre.url.starts_with("https://"));
+    let (code, v) = json_of(&station, &["sync", "--central", &centre.url]);
+    assert_eq!((code, v["acknowledged"].as_u64()), (0, Some(2)), "{v}");
+
+    let (other_cert, other_key) = tasjil_sync::tls::self_signed().unwrap();
+    let impostor = TestCentre::start_tls(&tmp.path().join("impostor"), other_cert, other_key);
+    impostor.register(&station);
+    assert!(run(&station, &["enrol", "--simulate", "--count", "1"])
+        .status
+        .success());
+    let (code, v) = json_of(
+        &station,
+        &["sync", "--central", &impostor.url, "--retries", "1"],
+    );
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(
+        impostor.store.list().unwrap().len(),
+        0,
+        "nothing may reach an impostor"
+    );
+
+    let (code, v) = json_of(&station, &["sync", "--central", "http://192.0.2.7:8750"]);
+    assert_eq!(code, 1);
+    assert!(
+        v["error"].as_str().unwrap().contains("only on loopback"),
+        "{v}"
+    );
 }

@@ -52,6 +52,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8750")]
         listen: std::net::SocketAddr,
+        /// Serve plain HTTP instead of TLS; allowed on loopback addresses only (tests, the demo,
+        /// or behind a TLS-terminating proxy on this host).
+        #[arg(long)]
+        plain_http: bool,
     },
     // import: added by the USB bundle work
 }
@@ -155,7 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
         Command::Station {
             command: StationCommand::List,
         } => station_list(&dir),
-        Command::Serve { listen } => serve(&dir, listen),
+        Command::Serve { listen, plain_http } => serve(&dir, listen, plain_http),
         Command::List => list(&dir),
         Command::Verify => verify(&dir),
         Command::Stats => {
@@ -171,7 +175,26 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
     }
 }
 
-fn serve(dir: &Path, listen: std::net::SocketAddr) -> anyhow::Result<Output> {
+fn serve(dir: &Path, listen: std::net::SocketAddr, plain_http: bool) -> anyhow::Result<Output> {
+    if plain_http && !listen.ip().is_loopback() {
+        bail!("--plain-http is allowed on loopback addresses only; {listen} is not one (serve TLS instead)");
+    }
+    let tls = if plain_http {
+        None
+    } else {
+        let read = |name: &str| {
+            std::fs::read(dir.join(name)).with_context(|| {
+                format!(
+                    "cannot read {} (the centre's TLS certificate, made by tasjil-central init)",
+                    dir.join(name).display()
+                )
+            })
+        };
+        Some(tasjil_sync::tls::server_config(
+            read("tls-cert.der")?,
+            read("tls-key.der")?,
+        )?)
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TASJIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -186,7 +209,8 @@ fn serve(dir: &Path, listen: std::net::SocketAddr) -> anyhow::Result<Output> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
-        say(&format!("tasjil-central listening on http://{addr}"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        say(&format!("tasjil-central listening on {scheme}://{addr}"));
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
@@ -194,9 +218,11 @@ fn serve(dir: &Path, listen: std::net::SocketAddr) -> anyhow::Result<Output> {
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
             }
         };
-        tasjil_sync::central::server::serve(listener, store, shutdown)
-            .await
-            .context("server failed")
+        match tls {
+            Some(config) => tasjil_sync::central::server::serve_tls(listener, config, store, shutdown).await,
+            None => tasjil_sync::central::server::serve(listener, store, shutdown).await,
+        }
+        .context("server failed")
     })?;
     Ok(Output::ok(json!({"stopped": true}), "stopped".into()))
 }
@@ -206,8 +232,13 @@ fn init(dir: &Path) -> anyhow::Result<Output> {
     let keys = CentreKeys::generate();
     let secret = dir.join("centre.key");
     keys.save(&secret)?;
+    let (cert, tls_key) = tasjil_sync::tls::self_signed().map_err(anyhow::Error::msg)?;
+    tasjil_sync::keys::write_new_file(&dir.join("tls-key.der"), &tls_key, 0o600)?;
+    tasjil_sync::keys::write_new_file(&dir.join("tls-cert.der"), &cert, 0o644)?;
+    let mut centre_pub = keys.public();
+    centre_pub.tls_cert_sha256 = Some(tasjil_sync::tls::fingerprint(&cert));
     let public = dir.join("centre.pub");
-    std::fs::write(&public, keys.public().to_json())
+    std::fs::write(&public, centre_pub.to_json())
         .with_context(|| format!("cannot write {}", public.display()))?;
     let store = CentreStore::open(dir)?;
     Ok(Output::ok(

@@ -481,7 +481,87 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serve on an already bound listener until `shutdown` completes.
+/// A TCP listener that completes TLS handshakes off the accept path (a slow van on 3G does not
+/// hold up the others) and hands axum only finished TLS connections.
+struct TlsListener {
+    ready: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        std::net::SocketAddr,
+    )>,
+    addr: std::net::SocketAddr,
+}
+
+impl TlsListener {
+    fn new(
+        listener: tokio::net::TcpListener,
+        config: rustls::ServerConfig,
+    ) -> std::io::Result<TlsListener> {
+        let addr = listener.local_addr()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                let (acceptor, done) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(20), acceptor.accept(tcp)).await
+                    {
+                        Ok(Ok(tls)) => {
+                            let _ = done.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
+                        Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { ready, addr })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
+}
+
+/// Serve over TLS (the centre's pinned certificate) until `shutdown` completes.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    config: rustls::ServerConfig,
+    store: Arc<dyn CentreBackend>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        TlsListener::new(listener, config)?,
+        router(AppState::new(store)),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Serve plain HTTP on an already bound listener until `shutdown` completes (loopback only: tests,
+/// the demo, or behind a TLS-terminating proxy on the same host).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<dyn CentreBackend>,

@@ -1,0 +1,153 @@
+//! TLS between stations and the centre without a certificate authority.
+//!
+//! `tasjil-central init` makes a self-signed certificate; the SHA-256 of its DER goes into
+//! `centre.pub`, which every station already receives at `tasjil init`. The station accepts exactly
+//! that certificate: no CA to run in the field, no trust in whatever a captive portal presents, and
+//! no certificate-date check (a van's clock may be days off; the pin, not the date, is the trust).
+//! Plain HTTP remains for loopback (tests, demo) only.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use crate::canonical::sha256_hex;
+
+/// The crypto provider used on both sides (ring: builds without cmake or extra C toolchains).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Lower-case hex SHA-256 of a certificate's DER: what `centre.pub` pins.
+pub fn fingerprint(cert_der: &[u8]) -> String {
+    sha256_hex(cert_der)
+}
+
+/// Accepts only the certificate whose fingerprint is pinned.
+#[derive(Debug)]
+struct Pinned {
+    fingerprint: String,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if fingerprint(end_entity) == self.fingerprint {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "the server's certificate is not the centre's (see tls_cert_sha256 in centre.pub)"
+                    .into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Client configuration that trusts only the pinned centre certificate.
+pub fn client_config(pinned_fingerprint: &str) -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = provider();
+    Ok(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                fingerprint: pinned_fingerprint.to_string(),
+                provider,
+            }))
+            .with_no_client_auth(),
+    )
+}
+
+/// A new self-signed certificate: `(certificate DER, private key DER)`.
+#[cfg(feature = "server")]
+pub fn self_signed() -> Result<(Vec<u8>, Vec<u8>), String> {
+    let made = rcgen::generate_simple_self_signed(vec![
+        "tasjil-centre".to_string(),
+        "localhost".to_string(),
+    ])
+    .map_err(|e| e.to_string())?;
+    Ok((made.cert.der().to_vec(), made.signing_key.serialize_der()))
+}
+
+/// Server configuration presenting the centre's certificate.
+#[cfg(feature = "server")]
+pub fn server_config(
+    cert_der: Vec<u8>,
+    key_der: Vec<u8>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert_der)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der)),
+        )
+}
+
+/// Whether `host` (from a URL) is a loopback address, where plain HTTP is allowed.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in ["127.0.0.1", "127.5.5.5", "[::1]", "::1", "localhost"] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in ["10.0.0.1", "192.168.1.1", "centre.example", "[2001:db8::1]"] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+}
