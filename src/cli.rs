@@ -109,6 +109,12 @@ pub enum Command {
         #[arg(long, default_value_t = 7)]
         retention_days: u64,
     },
+    /// Judge a fingerprint image (PNG, 500 ppi) with the station's quality checks; exit 1 if any
+    /// check fails.
+    CheckFinger {
+        #[arg(value_name = "IMAGE")]
+        image: PathBuf,
+    },
     /// Measure commit latency (seal + sign + durable commit) in a temporary station.
     Bench {
         #[arg(long, default_value_t = 200)]
@@ -226,6 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             supervisor,
             pin_stdin,
         } => approve(&dir, &ids, &supervisor, pin_stdin),
+        Command::CheckFinger { image } => check_finger(&image),
         Command::List => list(&dir),
         Command::Verify => {
             let view = View::open(&dir)?;
@@ -379,6 +386,43 @@ fn sync(
         ok: summary.rejected.is_empty(),
         json: summary_json(&summary),
         human: summary_text(&summary),
+    })
+}
+
+fn check_finger(path: &std::path::Path) -> anyhow::Result<Output> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let image = tasjil_drivers::GreyImage::from_png(&bytes)
+        .with_context(|| format!("{} is not a readable PNG image", path.display()))?;
+    let q = tasjil_drivers::quality::finger_quality(&image);
+    let passed = q.checks.iter().all(|c| c.passed);
+    let mut human = format!(
+        "score {} / 100: {}",
+        q.score,
+        if passed { "passed" } else { "NOT passed" }
+    );
+    for c in &q.checks {
+        human.push_str(&format!(
+            "\n  {} {:<14} {:.2}{}",
+            if c.passed { "ok  " } else { "FAIL" },
+            c.name,
+            c.value,
+            if c.passed {
+                String::new()
+            } else {
+                format!("  -> {}", c.advice)
+            }
+        ));
+    }
+    Ok(Output {
+        ok: passed,
+        json: json!({
+            "score": q.score,
+            "passed": passed,
+            "checks": q.checks.iter().map(|c| json!({
+                "name": c.name, "passed": c.passed, "value": c.value, "advice": c.advice,
+            })).collect::<Vec<_>>(),
+        }),
+        human,
     })
 }
 

@@ -282,3 +282,70 @@ fn supervisor_approves_with_badge_and_pin() {
         "approve needs --all or ids"
     );
 }
+
+/// `check-finger` judges an image with the station's own checks: a clean simulated print passes,
+/// a smudged one fails with advice, garbage is a clear error.
+#[test]
+fn check_finger_passes_clean_prints_and_explains_bad_ones() {
+    use tasjil_drivers::sim::{Defect, SimScanner};
+    use tasjil_drivers::{FingerPosition, FingerprintScanner};
+    let tmp = tempfile::tempdir().unwrap();
+    let clean = SimScanner::new(3)
+        .capture(FingerPosition::RightIndex)
+        .unwrap()
+        .image
+        .to_png()
+        .unwrap();
+    let smudged = SimScanner::new(3)
+        .with_defect(FingerPosition::RightIndex, Defect::Smudged)
+        .capture(FingerPosition::RightIndex)
+        .unwrap()
+        .image
+        .to_png()
+        .unwrap();
+    std::fs::write(tmp.path().join("clean.png"), clean).unwrap();
+    std::fs::write(tmp.path().join("smudged.png"), smudged).unwrap();
+    std::fs::write(tmp.path().join("junk.png"), b"not a png").unwrap();
+
+    let (code, v) = json_of(
+        tmp.path(),
+        &[
+            "check-finger",
+            tmp.path().join("clean.png").to_str().unwrap(),
+        ],
+    );
+    assert_eq!((code, v["passed"].as_bool()), (0, Some(true)), "{v}");
+    assert!(v["score"].as_u64().unwrap() >= 70);
+    let (code, v) = json_of(
+        tmp.path(),
+        &[
+            "check-finger",
+            tmp.path().join("smudged.png").to_str().unwrap(),
+        ],
+    );
+    assert_eq!((code, v["passed"].as_bool()), (1, Some(false)), "{v}");
+    let failed: Vec<_> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .collect();
+    assert!(
+        !failed.is_empty()
+            && failed
+                .iter()
+                .all(|c| !c["advice"].as_str().unwrap().is_empty())
+    );
+    let (code, v) = json_of(
+        tmp.path(),
+        &[
+            "check-finger",
+            tmp.path().join("junk.png").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        v["error"].as_str().unwrap().contains("not a readable PNG"),
+        "{v}"
+    );
+}

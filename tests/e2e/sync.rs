@@ -113,7 +113,10 @@ fn replayed_and_forged_requests_are_refused() {
         .enable_all()
         .build()
         .unwrap();
-    let _ = tasjil_sync::tls::provider().as_ref().clone().install_default();
+    let _ = tasjil_sync::tls::provider()
+        .as_ref()
+        .clone()
+        .install_default();
     rt.block_on(async {
         let http = reqwest::Client::new();
         let challenge = || async {
