@@ -16,6 +16,11 @@ pub struct Setup {
 impl Setup {
     /// A centre key pair and an initialised station `VAN-TEST`.
     pub fn new() -> Setup {
+        Self::named("VAN-TEST")
+    }
+
+    /// The same with another station id.
+    pub fn named(station_id: &str) -> Setup {
         let tmp = tempfile::tempdir().unwrap();
         let centre = tasjil_sync::CentreKeys::generate();
         let centre_pub = tmp.path().join("centre.pub");
@@ -26,7 +31,7 @@ impl Setup {
             &[
                 "init",
                 "--station-id",
-                "VAN-TEST",
+                station_id,
                 "--central-key",
                 centre_pub.to_str().unwrap(),
             ],

@@ -456,3 +456,45 @@ fn tls_to_the_pinned_centre_only() {
         "{v}"
     );
 }
+
+/// A station may push only its own envelopes, even well-signed ones of another station.
+#[test]
+fn a_station_cannot_push_another_stations_envelopes() {
+    let a = Setup::new();
+    let b = Setup::named("VAN-OTHER");
+    let centre = TestCentre::start(&a.tmp.path().join("centre"));
+    centre.register(&a.station);
+    b.enrol(1, 2);
+    let theirs: Vec<u8> = rusqlite::Connection::open(b.station.join("station.db"))
+        .unwrap()
+        .query_row("SELECT envelope FROM envelopes WHERE seq = 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let key = tasjil_sync::StationKey::load(&a.station.join("station.key")).unwrap();
+    let mut client = tasjil_sync::client::CentreClient::new(
+        &centre.url,
+        "VAN-TEST",
+        std::sync::Arc::new(key),
+        tasjil_sync::client::RetryPolicy::default(),
+        None,
+    )
+    .unwrap();
+    let body =
+        serde_json::to_vec(&serde_json::json!({"envelopes": [String::from_utf8(theirs).unwrap()]}))
+            .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = rt
+        .block_on(client.call(tasjil_sync::client::Method::POST, "/v1/envelopes", body))
+        .unwrap();
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(v["results"][0]["outcome"], "rejected", "{v}");
+    assert!(v["results"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not from station VAN-TEST"));
+    assert_eq!(centre.store.list().unwrap().len(), 0);
+}

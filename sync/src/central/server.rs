@@ -268,6 +268,35 @@ async fn challenge(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Respo
     .into_response())
 }
 
+/// The shape of every authenticated JSON endpoint: check the request, parse its body, do `work`
+/// on a blocking thread with the server state and the station id, answer with the next nonce.
+async fn json_endpoint<Req, Resp>(
+    st: Arc<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    work: impl FnOnce(&AppState, &str, Req) -> Result<Resp, Fail> + Send + 'static,
+) -> Result<Response, Fail>
+where
+    Req: serde::de::DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    let station = st.authenticate(&method, &uri, &headers, &body).await?;
+    let req: Req = parse(&body)?;
+    let (state, who) = (st.clone(), station.clone());
+    let answer = tokio::task::spawn_blocking(move || work(&state, &who, req))
+        .await
+        .map_err(|e| {
+            Fail::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage",
+                format!("worker failed: {e}"),
+            )
+        })??;
+    Ok(st.reply(&station, &answer))
+}
+
 async fn have(
     State(st): State<Arc<AppState>>,
     method: Method,
@@ -275,23 +304,25 @@ async fn have(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Fail> {
-    let station = st.authenticate(&method, &uri, &headers, &body).await?;
-    let req: HaveRequest = parse(&body)?;
-    let store = st.store.clone();
-    let who = station.clone();
-    let answer = blocking(move || {
-        let mut blobs = Vec::with_capacity(req.blobs.len());
-        for sha in &req.blobs {
-            blobs.push(progress(sha, store.blob_state(sha)?));
-        }
-        let (seq, hash) = store.head(&who)?;
-        Ok(HaveResponse {
-            blobs,
-            head: ChainHead { seq, hash },
-        })
-    })
-    .await?;
-    Ok(st.reply(&station, &answer))
+    json_endpoint(
+        st,
+        method,
+        uri,
+        headers,
+        body,
+        |st, station, req: HaveRequest| {
+            let mut blobs = Vec::with_capacity(req.blobs.len());
+            for sha in &req.blobs {
+                blobs.push(progress(sha, st.store.blob_state(sha)?));
+            }
+            let (seq, hash) = st.store.head(station)?;
+            Ok(HaveResponse {
+                blobs,
+                head: ChainHead { seq, hash },
+            })
+        },
+    )
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -333,66 +364,64 @@ async fn envelopes(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Fail> {
-    let station = st.authenticate(&method, &uri, &headers, &body).await?;
-    let req: EnvelopesRequest = parse(&body)?;
-    let store = st.store.clone();
-    let who = station.clone();
-    let results = blocking(move || {
-        let now = crate::central::now_ms();
-        // A station sends only its own envelopes; the others are refused without a look.
-        let mine: Vec<bool> = req
-            .envelopes
-            .iter()
-            .map(|text| {
-                serde_json::from_str::<serde_json::Value>(text)
-                    .ok()
-                    .and_then(|v| v["body"]["station"].as_str().map(|s| s == who))
-                    .unwrap_or(false)
-            })
-            .collect();
-        let batch: Vec<&[u8]> = req
-            .envelopes
-            .iter()
-            .zip(&mine)
-            .filter(|(_, ok)| **ok)
-            .map(|(t, _)| t.as_bytes())
-            .collect();
-        let mut outcomes = store.ingest_batch(&batch, now)?.into_iter();
-        let mut out = Vec::with_capacity(req.envelopes.len());
-        for ok in mine {
-            if !ok {
-                out.push(EnvelopeResult {
-                    id: None,
-                    outcome: Outcome::Rejected,
-                    reason: Some(format!("envelope is not from station {who}")),
-                });
-                continue;
+    json_endpoint(
+        st,
+        method,
+        uri,
+        headers,
+        body,
+        |st, who, req: EnvelopesRequest| {
+            let now = crate::central::now_ms();
+            // A station sends only its own envelopes; the others are refused without a look.
+            let mine: Vec<bool> = req
+                .envelopes
+                .iter()
+                .map(|text| {
+                    serde_json::from_str::<serde_json::Value>(text)
+                        .ok()
+                        .and_then(|v| v["body"]["station"].as_str().map(|s| s == who))
+                        .unwrap_or(false)
+                })
+                .collect();
+            let batch: Vec<&[u8]> = req
+                .envelopes
+                .iter()
+                .zip(&mine)
+                .filter(|(_, ok)| **ok)
+                .map(|(t, _)| t.as_bytes())
+                .collect();
+            let mut outcomes = st.store.ingest_batch(&batch, now)?.into_iter();
+            let mut results = Vec::with_capacity(req.envelopes.len());
+            for ok in mine {
+                let outcome = if ok { outcomes.next() } else { None };
+                let result = match (ok, outcome) {
+                    (false, _) | (true, None) => EnvelopeResult {
+                        id: None,
+                        outcome: Outcome::Rejected,
+                        reason: Some(format!("envelope is not from station {who}")),
+                    },
+                    (true, Some(Ingested::Stored { id, .. })) => EnvelopeResult {
+                        id: Some(id),
+                        outcome: Outcome::Stored,
+                        reason: None,
+                    },
+                    (true, Some(Ingested::AlreadyHave { id })) => EnvelopeResult {
+                        id: Some(id),
+                        outcome: Outcome::Already,
+                        reason: None,
+                    },
+                    (true, Some(Ingested::Rejected { id, reason, .. })) => EnvelopeResult {
+                        id,
+                        outcome: Outcome::Rejected,
+                        reason: Some(reason),
+                    },
+                };
+                results.push(result);
             }
-            let Some(outcome) = outcomes.next() else {
-                break;
-            };
-            out.push(match outcome {
-                Ingested::Stored { id, .. } => EnvelopeResult {
-                    id: Some(id),
-                    outcome: Outcome::Stored,
-                    reason: None,
-                },
-                Ingested::AlreadyHave { id } => EnvelopeResult {
-                    id: Some(id),
-                    outcome: Outcome::Already,
-                    reason: None,
-                },
-                Ingested::Rejected { id, reason, .. } => EnvelopeResult {
-                    id,
-                    outcome: Outcome::Rejected,
-                    reason: Some(reason),
-                },
-            });
-        }
-        Ok(EnvelopesResponse { results: out })
-    })
-    .await?;
-    Ok(st.reply(&station, &results))
+            Ok(EnvelopesResponse { results })
+        },
+    )
+    .await
 }
 
 async fn status(
@@ -402,22 +431,19 @@ async fn status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Fail> {
-    let station = st.authenticate(&method, &uri, &headers, &body).await?;
-    let req: StatusRequest = parse(&body)?;
-    let store = st.store.clone();
-    let who = station.clone();
-    let statuses = blocking(move || store.statuses(&who, &req.ids)).await?;
-    let answer = StatusResponse {
-        statuses: statuses
-            .into_iter()
-            .map(|s| crate::protocol::RecordStatus {
-                id: s.id,
-                status: s.status,
-                reason: s.reason,
+    json_endpoint(
+        st,
+        method,
+        uri,
+        headers,
+        body,
+        |st, station, req: StatusRequest| {
+            Ok(StatusResponse {
+                statuses: st.store.statuses(station, &req.ids)?,
             })
-            .collect(),
-    };
-    Ok(st.reply(&station, &answer))
+        },
+    )
+    .await
 }
 
 async fn ledger(
@@ -427,46 +453,40 @@ async fn ledger(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Fail> {
-    use base64::Engine;
-    let station = st.authenticate(&method, &uri, &headers, &body).await?;
-    let req: LedgerRequest = parse(&body)?;
-    let message = match &req.message {
-        Some(m) => Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(m)
+    json_endpoint(
+        st,
+        method,
+        uri,
+        headers,
+        body,
+        |st, station, req: LedgerRequest| {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let message = req
+                .message
+                .as_deref()
+                .map(|m| b64.decode(m))
+                .transpose()
                 .map_err(|e| {
                     Fail::new(
                         StatusCode::BAD_REQUEST,
                         "bad_request",
                         format!("message is not base64: {e}"),
                     )
-                })?,
-        ),
-        None => None,
-    };
-    let key = format!("{station}\n{}", req.name);
-    let mut peer = st
-        .ledger_peers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&key)
-        .unwrap_or_default();
-    let store = st.store.clone();
-    let who = station.clone();
-    let name = req.name.clone();
-    let (answer, peer) = blocking(move || {
-        let answer = store.ledger_sync(&who, &name, message.as_deref(), &mut peer)?;
-        Ok((answer, peer))
-    })
-    .await?;
-    st.ledger_peers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key, peer);
-    let response = LedgerResponse {
-        message: answer.map(|m| base64::engine::general_purpose::STANDARD.encode(m)),
-    };
-    Ok(st.reply(&station, &response))
+                })?;
+            let key = format!("{station}\n{}", req.name);
+            let peers = || st.ledger_peers.lock().unwrap_or_else(|p| p.into_inner());
+            let mut peer = peers().remove(&key).unwrap_or_default();
+            let answer = st
+                .store
+                .ledger_sync(station, &req.name, message.as_deref(), &mut peer);
+            peers().insert(key, peer);
+            Ok(LedgerResponse {
+                message: answer?.map(|m| b64.encode(m)),
+            })
+        },
+    )
+    .await
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

@@ -168,14 +168,8 @@ pub struct StationInfo {
     pub last_seq: u64,
 }
 
-/// The centre's answer about one enrolment id of a station.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordStatus {
-    pub id: String,
-    /// "verified", "rejected" or "unknown".
-    pub status: String,
-    pub reason: Option<String>,
-}
+/// The centre's answer about one enrolment id of a station (the wire type itself).
+pub use crate::protocol::RecordStatus;
 
 /// One stored envelope, as listed (never demographics: the centre cannot even read them here).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
