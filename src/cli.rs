@@ -109,6 +109,8 @@ pub enum Command {
         #[arg(long, default_value_t = 7)]
         retention_days: u64,
     },
+    /// Capture devices this station can use.
+    Devices,
     /// Judge a fingerprint image (PNG, 500 ppi) with the station's quality checks; exit 1 if any
     /// check fails.
     CheckFinger {
@@ -233,6 +235,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             pin_stdin,
         } => approve(&dir, &ids, &supervisor, pin_stdin),
         Command::CheckFinger { image } => check_finger(&image),
+        Command::Devices => Ok(devices()),
         Command::List => list(&dir),
         Command::Verify => {
             let view = View::open(&dir)?;
@@ -387,6 +390,38 @@ fn sync(
         json: summary_json(&summary),
         human: summary_text(&summary),
     })
+}
+
+/// The simulated backends are the only ones in this build; real ones (V4L2, libfprint, PC/SC)
+/// will be listed next to them when present.
+fn devices() -> Output {
+    use tasjil_drivers::{Camera, FingerprintScanner, SignaturePad};
+    let list = [
+        ("camera", tasjil_drivers::sim::SimCamera::new(0).name()),
+        (
+            "fingerprint",
+            tasjil_drivers::sim::SimScanner::new(0).name(),
+        ),
+        (
+            "signature",
+            tasjil_drivers::sim::SimSignaturePad::new(0).name(),
+        ),
+        (
+            "card",
+            "simulated officer badge (OpenPGP card defaults, PIN 123456)".to_string(),
+        ),
+    ];
+    let mut human = String::from("kind         ready  device");
+    for (kind, name) in &list {
+        human.push_str(&format!("\n{kind:<12} yes    {name}"));
+    }
+    human.push_str("\nno real device backends in this build yet: only --simulate works");
+    Output::ok(
+        json!({"devices": list.iter().map(|(kind, name)| json!({
+            "kind": kind, "name": name, "simulated": true, "ready": true,
+        })).collect::<Vec<_>>()}),
+        human,
+    )
 }
 
 fn check_finger(path: &std::path::Path) -> anyhow::Result<Output> {

@@ -218,8 +218,11 @@ impl Enrolment {
         })
     }
 
-    pub fn offer_finger(&mut self, capture: FingerCapture) -> Result<Outcome, WorkflowError> {
+    /// Judge a fingerprint with the station's own quality engine — never the device's score,
+    /// which is replaced — and keep it, ask for a retry, or keep the best after the last try.
+    pub fn offer_finger(&mut self, mut capture: FingerCapture) -> Result<Outcome, WorkflowError> {
         self.expect(Step::Fingers)?;
+        capture.quality = tasjil_drivers::quality::finger_quality(&capture.image).score;
         let pos = capture.position;
         if self.finger_done.get(&pos).copied().unwrap_or(false)
             || self.exceptions.contains_key(&pos)
@@ -337,5 +340,122 @@ impl Enrolment {
             started_ms: self.started_ms,
             finished_ms: now_ms,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tasjil_drivers::sim::{Defect, SimCamera, SimScanner, SimSignaturePad};
+    use tasjil_drivers::{Camera, FingerprintScanner, GreyImage, SignaturePad};
+
+    fn schema() -> Schema {
+        Schema::default_cnie()
+    }
+
+    fn at_fingers() -> Enrolment {
+        let mut e = Enrolment::new(CapturePolicy::default(), 0);
+        e.identify(EnrolmentKind::New).unwrap();
+        e.set_demographics(&schema(), crate::schema::simulated_demographics(1, "new"))
+            .unwrap();
+        let mut camera = SimCamera::new(1);
+        while e.step() == Step::Face {
+            e.offer_face(camera.capture_still().unwrap()).unwrap();
+        }
+        e
+    }
+
+    #[test]
+    fn steps_come_in_order_and_out_of_order_actions_are_refused() {
+        let mut e = Enrolment::new(CapturePolicy::default(), 0);
+        assert_eq!(e.step(), Step::Identify);
+        let face = SimCamera::new(1).capture_still().unwrap();
+        assert_eq!(
+            e.offer_face(face),
+            Err(WorkflowError::WrongStep {
+                expected: Step::Face,
+                actual: Step::Identify
+            })
+        );
+        e.identify(EnrolmentKind::Renewal).unwrap();
+        // A renewal without the previous card number is refused, field named, nothing kept.
+        let mut data = crate::schema::simulated_demographics(1, "new");
+        data.remove("previous_card_number");
+        match e.set_demographics(&schema(), data) {
+            Err(WorkflowError::Invalid(errors)) => {
+                assert!(errors.iter().any(|f| f.field == "previous_card_number"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(e.step(), Step::Demographics);
+    }
+
+    #[test]
+    fn the_station_judges_prints_itself_and_keeps_the_best_after_the_last_try() {
+        let mut e = at_fingers();
+        assert_eq!(e.step(), Step::Fingers);
+        // A blank image that the "device" claims is perfect is still refused.
+        let blank = FingerCapture {
+            position: FingerPosition::RightThumb,
+            image: GreyImage {
+                width: 320,
+                height: 400,
+                ppi: 500,
+                pixels: vec![250; 320 * 400],
+            },
+            quality: 99,
+            captured_at_ms: 0,
+        };
+        assert!(matches!(
+            e.offer_finger(blank),
+            Ok(Outcome::Retry {
+                attempts_left: 2,
+                ..
+            })
+        ));
+        let mut dry = SimScanner::new(5).with_defect(FingerPosition::RightThumb, Defect::Dry);
+        assert!(matches!(
+            e.offer_finger(dry.capture(FingerPosition::RightThumb).unwrap()),
+            Ok(Outcome::Retry {
+                attempts_left: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            e.offer_finger(dry.capture(FingerPosition::RightThumb).unwrap()),
+            Ok(Outcome::KeptBelowThreshold { .. })
+        ));
+        assert_eq!(e.next_finger(), Some(FingerPosition::RightIndex));
+    }
+
+    #[test]
+    fn exceptions_retakes_and_finish() {
+        let mut e = at_fingers();
+        let mut scanner = SimScanner::new(2);
+        e.finger_exception(FingerException {
+            position: FingerPosition::LeftLittle,
+            reason: ExceptionReason::Missing,
+        })
+        .unwrap();
+        while let Some(p) = e.next_finger() {
+            e.offer_finger(scanner.capture(p).unwrap()).unwrap();
+        }
+        assert_eq!(e.step(), Step::Signature);
+        assert!(
+            e.clone().finish(1).is_err(),
+            "cannot finish before the review"
+        );
+        e.offer_signature(SimSignaturePad::new(2).capture().unwrap())
+            .unwrap();
+        assert_eq!(e.step(), Step::Review);
+        e.retake(Step::Face);
+        assert_eq!(e.step(), Step::Face);
+        e.offer_face(SimCamera::new(3).capture_still().unwrap())
+            .unwrap();
+        assert_eq!(e.step(), Step::Review, "the other captures are kept");
+        let done = e.finish(9).unwrap();
+        assert_eq!(done.fingers.len(), 9);
+        assert_eq!(done.exceptions.len(), 1);
+        assert_eq!(done.finished_ms, 9);
     }
 }

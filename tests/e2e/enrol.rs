@@ -154,6 +154,15 @@ fn usage_errors_exit_2_and_missing_station_exits_1() {
         Some(2)
     );
     assert_eq!(run(tmp.path(), &["frobnicate"]).status.code(), Some(2));
+    let (code, devices) = json_of(tmp.path(), &["devices"]);
+    assert_eq!(code, 0);
+    let kinds: Vec<&str> = devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["camera", "fingerprint", "signature", "card"]);
     let (code, v) = json_of(&tmp.path().join("nothing"), &["verify"]);
     assert_eq!(code, 1);
     assert!(v["error"].as_str().unwrap().contains("tasjil init"), "{v}");
