@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{json, Map, Value};
 use tasjil_sync::EnrolmentKind;
 
-use crate::enrolment::{simulate, CapturePolicy, SimBadge};
+use crate::enrolment::{simulate, SimBadge};
 use crate::station::{self, DataDir, Station, View};
 
 #[derive(Debug, Parser)]
@@ -568,6 +568,7 @@ fn enrol(
             })?)
         }
     };
+    let policy = crate::config::Config::load(&dir.0)?.capture;
     let mut station = Station::open(dir)?;
     // The simulated badge needs no PIN unless the operator wants to exercise the prompt.
     let pin = if pin_stdin {
@@ -578,7 +579,6 @@ fn enrol(
     let mut badge = SimBadge::unlock(officer, &pin)?;
     station.login(&badge)?;
 
-    let policy = CapturePolicy::default();
     let progress = indicatif::ProgressBar::new(count).with_style(
         indicatif::ProgressStyle::with_template(
             "{bar:40} {pos}/{len} enrolled  {elapsed} (eta {eta})",

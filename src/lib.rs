@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod config;
 pub mod enrolment;
 pub mod schema;
 pub mod station;

@@ -358,3 +358,33 @@ fn check_finger_passes_clean_prints_and_explains_bad_ones() {
         "{v}"
     );
 }
+
+#[test]
+fn capture_thresholds_come_from_the_configuration_file() {
+    let s = Setup::new();
+    std::fs::write(
+        s.station.join("config.toml"),
+        "[capture]\nfinger_min_quality = 101\n",
+    )
+    .unwrap();
+    let out = s.tasjil(&["enrol", "--simulate", "--count", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("quality thresholds 0-100"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(s.json(&["status"]).1["records"], 0);
+
+    // Nothing can pass 100: every print is kept below threshold after one try, and the envelope says so.
+    std::fs::write(
+        s.station.join("config.toml"),
+        "[capture]\nfinger_min_quality = 100\nfinger_max_attempts = 1\n",
+    )
+    .unwrap();
+    s.enrol(1, 9);
+    let store = tasjil::store::Store::open(&s.station.join("station.db")).unwrap();
+    let env = tasjil_sync::Envelope::from_bytes(&store.envelopes().unwrap()[0].envelope).unwrap();
+    let flagged = &env.body().quality.below_threshold;
+    assert!(flagged.len() >= 9, "{flagged:?}");
+}

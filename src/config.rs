@@ -1,0 +1,165 @@
+//! Station configuration: `assets/config/station.toml` is both the documentation and the built-in
+//! defaults (compiled in, so they cannot drift apart), then `DATA_DIR/config.toml`, then
+//! `TASJIL_<SECTION>_<KEY>` environment variables.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::enrolment::CapturePolicy;
+
+/// The documented defaults.
+pub const DEFAULTS: &str = include_str!("../assets/config/station.toml");
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct Capture {
+    face_min_quality: u8,
+    face_max_attempts: u32,
+    finger_min_quality: u8,
+    finger_max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct File {
+    capture: Capture,
+}
+
+/// The station's effective configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub capture: CapturePolicy,
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then `data_dir/config.toml` if present, then the environment.
+    pub fn load(data_dir: &Path) -> anyhow::Result<Config> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with(data_dir, &env)
+    }
+
+    fn load_with(data_dir: &Path, env: &[(String, String)]) -> anyhow::Result<Config> {
+        let mut table: toml::Table = DEFAULTS.parse().context("built-in configuration")?;
+        let path = data_dir.join("config.toml");
+        if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let over: toml::Table = text
+                .parse()
+                .with_context(|| format!("{} is not valid TOML", path.display()))?;
+            merge(&mut table, over);
+        }
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("TASJIL_CAPTURE_") else {
+                continue;
+            };
+            let key = rest.to_ascii_lowercase();
+            let number: i64 = value
+                .parse()
+                .with_context(|| format!("{name}={value:?}: a whole number is expected"))?;
+            let capture = table
+                .get_mut("capture")
+                .and_then(toml::Value::as_table_mut)
+                .context("built-in configuration has no [capture]")?;
+            if !capture.contains_key(&key) {
+                anyhow::bail!("{name}: there is no setting capture.{key}");
+            }
+            capture.insert(key, toml::Value::Integer(number));
+        }
+        let file: File = toml::Value::Table(table).try_into().with_context(|| {
+            format!(
+                "configuration (defaults + {} + environment) is not valid",
+                path.display()
+            )
+        })?;
+        let c = file.capture;
+        if c.face_max_attempts == 0
+            || c.finger_max_attempts == 0
+            || c.face_min_quality > 100
+            || c.finger_min_quality > 100
+        {
+            anyhow::bail!("capture: attempts must be at least 1 and quality thresholds 0-100");
+        }
+        Ok(Config {
+            capture: CapturePolicy {
+                face_min_quality: c.face_min_quality,
+                face_max_attempts: c.face_max_attempts,
+                finger_min_quality: c.finger_min_quality,
+                finger_max_attempts: c.finger_max_attempts,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_defaults_are_the_code_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            Config::load_with(dir.path(), &[]).unwrap().capture,
+            CapturePolicy::default()
+        );
+    }
+
+    #[test]
+    fn file_then_environment_override_and_mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[capture]\nfinger_min_quality = 55\n",
+        )
+        .unwrap();
+        let env = vec![(
+            "TASJIL_CAPTURE_FACE_MAX_ATTEMPTS".to_string(),
+            "5".to_string(),
+        )];
+        let c = Config::load_with(dir.path(), &env).unwrap().capture;
+        assert_eq!(
+            (
+                c.finger_min_quality,
+                c.face_max_attempts,
+                c.face_min_quality
+            ),
+            (55, 5, 50)
+        );
+
+        let bad_env = vec![(
+            "TASJIL_CAPTURE_FINGER_MIN_QUALTY".to_string(),
+            "5".to_string(),
+        )];
+        let err = format!("{:#}", Config::load_with(dir.path(), &bad_env).unwrap_err());
+        assert!(
+            err.contains("no setting capture.finger_min_qualty"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[capture]\nfinger_min_qualty = 55\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Config::load_with(dir.path(), &[]).unwrap_err());
+        assert!(err.contains("finger_min_qualty"), "{err}");
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[capture]\nface_max_attempts = 0\n",
+        )
+        .unwrap();
+        assert!(Config::load_with(dir.path(), &[]).is_err());
+    }
+}
