@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Map, Value};
+use tasjil_sync::output::{finish, say, Output};
 use tasjil_sync::EnrolmentKind;
 
 use crate::enrolment::{simulate, SimBadge};
@@ -126,57 +127,12 @@ pub enum Command {
     },
 }
 
-/// What a command produced: the JSON object, the human text, and whether it found a problem.
-struct Output {
-    json: Value,
-    human: String,
-    ok: bool,
-}
-
-impl Output {
-    fn ok(json: Value, human: String) -> Output {
-        Output {
-            json,
-            human,
-            ok: true,
-        }
-    }
-}
-
 /// Parse arguments, run, print, and give the exit code. The binary's only entry point.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let json = cli.json;
-    match run(cli) {
-        Ok(out) => {
-            if json {
-                say(&out.json.to_string());
-            } else if !out.human.is_empty() {
-                say(&out.human);
-            }
-            if out.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-        Err(e) => {
-            if json {
-                say(&json!({"ok": false, "error": format!("{e:#}")}).to_string());
-            }
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// Print a line to standard output. A closed pipe (`tasjil list | head`) is not an error worth a
-/// panic: whatever was committed stays committed.
-fn say(line: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    finish(run(cli), json)
 }
 
 fn init_logging() {

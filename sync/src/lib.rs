@@ -12,6 +12,7 @@ pub mod central;
 pub mod client;
 pub mod keys;
 pub mod ledger;
+pub mod output;
 pub mod protocol;
 pub mod record;
 pub mod session;

@@ -41,29 +41,41 @@ fn sigkill_at_random_moments_loses_no_committed_enrolment() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (seen, committed) = std::sync::mpsc::channel::<String>();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| {
-                    l.strip_prefix("committed ")
-                        .map(|r| r.split(' ').next().unwrap_or("").to_string())
-                })
-                .collect::<Vec<_>>()
-        });
-        // Between start-up and a few enrolments in: covers opening, sealing, mid-transaction and
-        // just-after-commit moments.
-        let delay = Duration::from_millis(next() % 400);
-        let start = Instant::now();
-        while start.elapsed() < delay {
-            if child.try_wait().unwrap().is_some() {
-                break;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("committed ") {
+                    let _ = seen.send(rest.split(' ').next().unwrap_or("").to_string());
+                }
             }
-            std::thread::sleep(Duration::from_millis(2));
+        });
+        // Every fifth round dies during start-up or the first enrolment; the others after 1-3
+        // commits plus 0-40 ms, i.e. while sealing, inside a transaction, or just after a commit.
+        // Waiting for commits (not wall time) keeps the test meaningful on a slow or busy machine.
+        let mut got = Vec::new();
+        if round % 5 == 0 {
+            std::thread::sleep(Duration::from_millis(next() % 150));
+        } else {
+            let need = 1 + (next() % 3) as usize;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while got.len() < need && Instant::now() < deadline {
+                match committed.recv_timeout(Duration::from_millis(100)) {
+                    Ok(id) => got.push(id),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        if child.try_wait().unwrap().is_some() {
+                            break;
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            std::thread::sleep(Duration::from_millis(next() % 40));
         }
         child.kill().unwrap();
         child.wait().unwrap();
-        promised.extend(reader.join().unwrap());
+        reader.join().unwrap();
+        got.extend(committed.try_iter());
+        promised.extend(got);
 
         let (code, v) = s.json(&["verify"]);
         assert_eq!(code, 0, "round {round}: verify failed after SIGKILL: {v}");
