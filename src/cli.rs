@@ -82,6 +82,30 @@ pub enum Command {
         #[arg(long)]
         pin_stdin: bool,
     },
+    /// Write the approved records the centre has not acknowledged to a bundle file on a USB
+    /// stick, countersigned with the supervisor's badge and PIN.
+    Export {
+        /// Directory to write the bundle into (the mounted stick).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Only records created on or after this day (UTC, YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Only records created on or before this day (UTC, YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+        /// Supervisor id of the badge.
+        #[arg(long, default_value = "SUP-SIM-1")]
+        supervisor: String,
+        /// Read the badge PIN from standard input instead of a prompt.
+        #[arg(long)]
+        pin_stdin: bool,
+    },
+    /// Receipts the centre signed for USB bundles.
+    Receipt {
+        #[command(subcommand)]
+        command: ReceiptCommand,
+    },
     /// List stored records (never demographics).
     List,
     /// Verify every stored envelope, payload and audit entry.
@@ -124,6 +148,16 @@ pub enum Command {
         count: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReceiptCommand {
+    /// Take in the receipt the centre wrote for a bundle (`<bundle>.receipt`): check the centre's
+    /// signature and mark the records it verified as acknowledged.
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
 }
 
@@ -190,6 +224,22 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             supervisor,
             pin_stdin,
         } => approve(&dir, &ids, &supervisor, pin_stdin),
+        Command::Export {
+            to,
+            since,
+            until,
+            supervisor,
+            pin_stdin,
+        } => export(
+            &dir,
+            &to,
+            crate::bundle::Range { since, until },
+            &supervisor,
+            pin_stdin,
+        ),
+        Command::Receipt {
+            command: ReceiptCommand::Import { file },
+        } => receipt_import(&dir, &file),
         Command::CheckFinger { image } => check_finger(&image),
         Command::Devices => Ok(devices()),
         Command::List => list(&dir),
@@ -247,8 +297,8 @@ fn status(dir: &DataDir) -> anyhow::Result<Output> {
         .map(|(peer, last, err)| json!({"url": peer, "last_sync_ms": last, "last_error": err}))
         .collect::<Vec<_>>());
     let mut human = format!(
-        "station {}\n  records:      {}\n  approved:     {}\n  unsent:       {}\n  acknowledged: {}\n  rejected:     {}",
-        view.station_id, c.records, c.approved, c.unsent, c.acknowledged, c.rejected
+        "station {}\n  records:      {}\n  approved:     {}\n  unsent:       {}\n  exported:     {}\n  acknowledged: {}\n  rejected:     {}",
+        view.station_id, c.records, c.approved, c.unsent, c.exported, c.acknowledged, c.rejected
     );
     for (peer, last, err) in &peers {
         let ago = last.map_or("never".to_string(), |t| {
@@ -456,6 +506,94 @@ fn read_pin(pin_stdin: bool) -> anyhow::Result<String> {
         .read_line(&mut pin)
         .context("cannot read the PIN")?;
     Ok(pin.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn export(
+    dir: &DataDir,
+    to: &std::path::Path,
+    range: crate::bundle::Range,
+    supervisor: &str,
+    pin_stdin: bool,
+) -> anyhow::Result<Output> {
+    use crate::enrolment::OfficerBadge;
+    range.check()?;
+    let mut station = Station::open(dir)?;
+    let pin = read_pin(pin_stdin)?;
+    let mut badge = SimBadge::unlock(supervisor, &pin)?;
+    station.store().register_officer(
+        supervisor,
+        &badge.officer_name(),
+        "supervisor",
+        &badge.public_key_hex(),
+        crate::now_ms(),
+    )?;
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("writing bundle [{bar:30}] {bytes}/{total_bytes} ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = crate::bundle::export(&mut station, &mut badge, to, &range, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    let mut human = match &report.file {
+        Some(file) => format!(
+            "{}\n  {} records (sequences {} to {}), {:.1} MB, countersigned by {supervisor}\n  take it to the centre: tasjil-central import {}",
+            file.display(),
+            report.records,
+            report.first_seq,
+            report.last_seq,
+            report.bytes as f64 / 1e6,
+            file.display()
+        ),
+        None => "nothing to export: no approved record is waiting for the centre".to_string(),
+    };
+    if let Some(why) = &report.held_back {
+        human.push_str(&format!(
+            "\n  {} records held back: {why}",
+            report.held_back_records
+        ));
+    }
+    // No bundle while records wait for approval is a problem for the supervisor to act on.
+    let ok = report.file.is_some() || report.held_back.is_none();
+    Ok(Output {
+        ok,
+        json: serde_json::to_value(&report)?,
+        human,
+    })
+}
+
+fn receipt_import(dir: &DataDir, file: &std::path::Path) -> anyhow::Result<Output> {
+    let mut station = Station::open(dir)?;
+    let report = crate::bundle::import_receipt(&mut station, file)?;
+    let counts = station.store().counts()?;
+    let o = &report.outcome;
+    let mut human = format!(
+        "receipt for bundle {}: {} verified, {} rejected by the centre{}\n  now acknowledged: {} of {} records ({} still waiting for the centre)",
+        report.bundle_id,
+        o.verified,
+        o.rejected.len(),
+        if o.already_imported { " (this receipt was imported before: nothing new)" } else { "" },
+        counts.acknowledged,
+        counts.records,
+        counts.records - counts.acknowledged
+    );
+    for (id, reason) in &o.rejected {
+        human.push_str(&format!("\n  REJECTED {id}: {reason}"));
+    }
+    if !o.unknown.is_empty() {
+        human.push_str(&format!(
+            "\n  {} records in the receipt are not on this station (or differ) and were ignored",
+            o.unknown.len()
+        ));
+    }
+    let mut j = serde_json::to_value(&report)?;
+    j["status"] = serde_json::to_value(&counts)?;
+    Ok(Output {
+        ok: o.rejected.is_empty() && o.unknown.is_empty(),
+        json: j,
+        human,
+    })
 }
 
 fn approve(

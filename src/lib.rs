@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod bench;
+pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod enrolment;

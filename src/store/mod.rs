@@ -24,6 +24,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0001_init.sql")),
         M::up(include_str!("migrations/0002_retention.sql")),
         M::up(include_str!("migrations/0003_ledgers.sql")),
+        M::up(include_str!("migrations/0004_bundles.sql")),
     ])
 }
 
@@ -106,12 +107,41 @@ pub struct EnvelopeRow {
     pub created_ms: i64,
     pub payload: String,
     pub envelope: Vec<u8>,
+    pub approved: bool,
+    pub exported: bool,
     pub status: &'static str,
     pub rejected_reason: Option<String>,
 }
 
 /// `(peer, last successful sync in Unix ms, last error)`.
 pub type PeerRow = (String, Option<i64>, Option<String>);
+
+/// A bundle written to a stick, as [`Store::record_export`] keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExportRow {
+    pub bundle_id: String,
+    pub file: String,
+    pub manifest_sha256: String,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub bytes: u64,
+    pub supervisor: String,
+}
+
+/// What applying a receipt changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReceiptOutcome {
+    /// Records the centre verified (acknowledged here now, or before).
+    pub verified: u64,
+    /// Records the centre rejected, with its reason.
+    pub rejected: Vec<(String, String)>,
+    /// Records named by the receipt that this station does not hold (with that envelope).
+    pub unknown: Vec<String>,
+    /// Rows whose state changed.
+    pub changed: u64,
+    /// The very same receipt was imported before.
+    pub already_imported: bool,
+}
 
 /// Record counts for `tasjil status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -121,6 +151,8 @@ pub struct Counts {
     pub unsent: u64,
     pub acknowledged: u64,
     pub rejected: u64,
+    /// Exported to a USB bundle and not acknowledged yet.
+    pub exported: u64,
 }
 
 /// The open store. Exactly one per process; the station's lock file keeps it to one writer process.
@@ -361,7 +393,7 @@ impl Store {
             .conn
             .prepare(
                 "SELECT seq, id, hash, officer, kind, created_ms, payload, envelope,
-                        approved_ms, sent_ms, acknowledged_ms, rejected_reason
+                        approved_ms, sent_ms, acknowledged_ms, rejected_reason, exported_ms
                  FROM envelopes ORDER BY seq",
             )
             .map_err(|e| self.sql(e))?;
@@ -391,6 +423,8 @@ impl Store {
                     created_ms: r.get(5)?,
                     payload: r.get(6)?,
                     envelope: r.get(7)?,
+                    approved: approved.is_some(),
+                    exported: r.get::<_, Option<i64>>(12)?.is_some(),
                     status,
                     rejected_reason,
                 })
@@ -471,7 +505,8 @@ impl Store {
                         count(approved_ms),
                         count(*) FILTER (WHERE sent_ms IS NULL AND acknowledged_ms IS NULL),
                         count(acknowledged_ms),
-                        count(rejected_reason)
+                        count(rejected_reason),
+                        count(*) FILTER (WHERE exported_ms IS NOT NULL AND acknowledged_ms IS NULL)
                  FROM envelopes",
                 [],
                 |r| {
@@ -481,6 +516,7 @@ impl Store {
                         unsent: r.get::<_, i64>(2)? as u64,
                         acknowledged: r.get::<_, i64>(3)? as u64,
                         rejected: r.get::<_, i64>(4)? as u64,
+                        exported: r.get::<_, i64>(5)? as u64,
                     })
                 },
             )
@@ -760,6 +796,188 @@ impl Store {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(|e| self.sql(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// The station's saved replica of ledger `name`, if any.
+    pub fn ledger_doc(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row("SELECT doc FROM ledgers WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Remember a bundle written to a stick: mark its records exported and audit it, in one
+    /// transaction.
+    pub fn record_export(
+        &mut self,
+        key: &StationKey,
+        export: &ExportRow,
+        ids: &[String],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| StoreError::from_sqlite(&path, e))?;
+        let apply = |tx: &Transaction| -> rusqlite::Result<()> {
+            tx.execute(
+                "INSERT INTO exports (bundle_id, file, manifest_sha256, first_seq, last_seq, records,
+                                      bytes, supervisor, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    export.bundle_id,
+                    export.file,
+                    export.manifest_sha256,
+                    export.first_seq as i64,
+                    export.last_seq as i64,
+                    ids.len() as i64,
+                    export.bytes as i64,
+                    export.supervisor,
+                    now_ms
+                ],
+            )?;
+            for id in ids {
+                tx.execute(
+                    "UPDATE envelopes SET exported_ms = ?2 WHERE id = ?1",
+                    params![id, now_ms],
+                )?;
+            }
+            Ok(())
+        };
+        apply(&tx).map_err(|e| StoreError::from_sqlite(&path, e))?;
+        append_audit(
+            &tx,
+            key,
+            "export",
+            &export.supervisor,
+            serde_json::json!({
+                "bundle_id": export.bundle_id, "file": export.file,
+                "manifest_sha256": export.manifest_sha256, "first_seq": export.first_seq,
+                "last_seq": export.last_seq, "records": ids.len(), "bytes": export.bytes,
+            }),
+            now_ms,
+        )
+        .map_err(|e| lift(&path, e))?;
+        tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))
+    }
+
+    /// Apply a receipt whose signature was checked: merge the centre's ledgers into ours, mark
+    /// the records it verified acknowledged and those it rejected rejected (never un-acknowledging
+    /// one), remember the receipt, audit it — one transaction. Records the receipt names that
+    /// this station does not hold with the same envelope hash are returned, untouched.
+    pub fn apply_receipt(
+        &mut self,
+        key: &StationKey,
+        receipt: &tasjil_sync::bundle::Receipt,
+        receipt_sha256: &str,
+        now_ms: i64,
+    ) -> Result<ReceiptOutcome, StoreError> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let body = &receipt.receipt;
+        let path = self.path.clone();
+        let actor = self.actor;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| StoreError::from_sqlite(&path, e))?;
+        let mut outcome = ReceiptOutcome::default();
+        outcome.already_imported = tx
+            .query_row(
+                "SELECT 1 FROM receipts WHERE receipt_sha256 = ?1",
+                [receipt_sha256],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(|e| StoreError::from_sqlite(&path, e))?
+            .is_some();
+        for ledger in &body.ledgers {
+            let Some((station, day)) = split_name(&ledger.name) else {
+                return Err(StoreError::Encode(format!(
+                    "receipt ledger {:?} is not a ledger name",
+                    ledger.name
+                )));
+            };
+            if station != body.station {
+                return Err(StoreError::Encode(format!(
+                    "receipt ledger {} is not a ledger of station {}",
+                    ledger.name, body.station
+                )));
+            }
+            let bytes = b64.decode(&ledger.doc).map_err(|e| {
+                StoreError::Encode(format!("receipt ledger {}: {e}", ledger.name))
+            })?;
+            let fail = |e: tasjil_sync::ledger::LedgerError| {
+                StoreError::Encode(format!("receipt ledger {}: {e}", ledger.name))
+            };
+            let mut theirs = Ledger::load(station, day, &actor, &bytes).map_err(fail)?;
+            with_ledger(&tx, &path, &actor, station, day, |ours| {
+                ours.merge(&mut theirs)
+            })?;
+        }
+        for r in &body.records {
+            let hash: Option<String> = tx
+                .query_row("SELECT hash FROM envelopes WHERE id = ?1", [&r.id], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(|e| StoreError::from_sqlite(&path, e))?;
+            if hash.as_deref() != Some(r.envelope_sha256.as_str()) {
+                outcome.unknown.push(r.id.clone());
+                continue;
+            }
+            let changed = if r.status == "verified" {
+                outcome.verified += 1;
+                tx.execute(
+                    "UPDATE envelopes SET acknowledged_ms = ?2, sent_ms = coalesce(sent_ms, ?2),
+                            rejected_reason = NULL
+                     WHERE id = ?1 AND acknowledged_ms IS NULL",
+                    params![r.id, now_ms],
+                )
+            } else {
+                outcome.rejected.push((r.id.clone(), r.reason.clone().unwrap_or_default()));
+                tx.execute(
+                    "UPDATE envelopes SET rejected_reason = ?2, sent_ms = coalesce(sent_ms, ?3)
+                     WHERE id = ?1 AND acknowledged_ms IS NULL
+                       AND rejected_reason IS NOT ?2",
+                    params![r.id, r.reason.clone().unwrap_or_default(), now_ms],
+                )
+            }
+            .map_err(|e| StoreError::from_sqlite(&path, e))?;
+            outcome.changed += changed as u64;
+        }
+        tx.execute(
+            "INSERT INTO receipts (receipt_sha256, bundle_id, issued_ms, imported_ms, verified, rejected)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (receipt_sha256) DO NOTHING",
+            params![
+                receipt_sha256,
+                body.bundle_id,
+                body.issued_ms,
+                now_ms,
+                outcome.verified as i64,
+                outcome.rejected.len() as i64
+            ],
+        )
+        .map_err(|e| StoreError::from_sqlite(&path, e))?;
+        append_audit(
+            &tx,
+            key,
+            "receipt",
+            "centre",
+            serde_json::json!({
+                "bundle_id": body.bundle_id, "receipt_sha256": receipt_sha256,
+                "issued_ms": body.issued_ms, "verified": outcome.verified,
+                "rejected": outcome.rejected.len(), "unknown": outcome.unknown.len(),
+                "changed": outcome.changed,
+            }),
+            now_ms,
+        )
+        .map_err(|e| lift(&path, e))?;
+        tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))?;
+        Ok(outcome)
     }
 
     /// SQLite's own structural check; an empty list means the file is sound.

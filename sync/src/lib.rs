@@ -5,6 +5,7 @@
 //! captures into [`record::Payload`] before sealing.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod bundle;
 pub mod canonical;
 #[cfg(feature = "server")]
 pub mod central;

@@ -58,7 +58,17 @@ enum Command {
         #[arg(long)]
         plain_http: bool,
     },
-    // import: added by the USB bundle work
+    /// Import a USB bundle a supervisor brought: verify everything in it, then store what is new,
+    /// and write the signed receipt the supervisor takes back (`tasjil receipt import`). Importing
+    /// the same bundle again changes nothing and writes the receipt again.
+    Import {
+        /// The bundle file (`<station>-<first>-<last>.tasjil`).
+        #[arg(value_name = "BUNDLE")]
+        bundle: PathBuf,
+        /// Where to write the receipt (default: next to the bundle, `<bundle>.receipt`).
+        #[arg(long, value_name = "FILE")]
+        receipt_out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -116,6 +126,10 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             command: StationCommand::List,
         } => station_list(&dir),
         Command::Serve { listen, plain_http } => serve(&dir, listen, plain_http),
+        Command::Import {
+            bundle,
+            receipt_out,
+        } => import(&dir, &bundle, receipt_out),
         Command::List => list(&dir),
         Command::Verify => verify(&dir),
         Command::Stats => {
@@ -248,6 +262,101 @@ fn station_list(dir: &Path) -> anyhow::Result<Output> {
     }
     human.push_str(&format!("\n{} stations", stations.len()));
     Ok(Output::ok(json!({ "stations": stations }), human))
+}
+
+fn import(dir: &Path, bundle: &Path, receipt_out: Option<PathBuf>) -> anyhow::Result<Output> {
+    use tasjil_sync::central::import::{import, Step};
+    let store = open_store(dir)?;
+    let keys = CentreKeys::load(&dir.join("centre.key"))?;
+    let bar = progress_bar();
+    let result = import(&store, &keys.signing, bundle, now_ms(), &mut |step, done, total| {
+        if let Some(bar) = &bar {
+            bar.set_length(total);
+            bar.set_position(done);
+            bar.set_message(match step {
+                Step::Verify => "verifying",
+                Step::Copy => "storing payloads",
+            });
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => match e.code() {
+            Some(code) => {
+                return Ok(Output {
+                    ok: false,
+                    json: json!({"imported": false, "check": code, "reason": e.to_string()}),
+                    human: format!("{e}\nnothing was stored"),
+                })
+            }
+            None => return Err(e.into()),
+        },
+    };
+    let receipt_path = receipt_out.unwrap_or_else(|| {
+        let mut name = bundle.as_os_str().to_owned();
+        name.push(".receipt");
+        PathBuf::from(name)
+    });
+    if let Some(receipt) = &report.receipt {
+        tasjil_sync::bundle::write_atomically(&receipt_path, &receipt.to_bytes()?).with_context(
+            || {
+                format!(
+                    "the bundle was imported, but the receipt could not be written to {} (read-only stick? pass --receipt-out FILE; importing again rewrites it)",
+                    receipt_path.display()
+                )
+            },
+        )?;
+    }
+    let mut human = match report.replay_of_ms {
+        Some(_) => format!(
+            "bundle {} from station {} was already imported: nothing new",
+            report.bundle_id, report.station
+        ),
+        None => format!(
+            "bundle {} from station {} (sequences {} to {}, countersigned by {})",
+            report.bundle_id, report.station, report.first_seq, report.last_seq, report.supervisor
+        ),
+    };
+    human.push_str(&format!(
+        "\n  records:  {}\n  new:      {}\n  already:  {}\n  verified: {}\n  rejected: {}",
+        report.records,
+        report.stored,
+        report.already,
+        report.verified,
+        report.rejected.len()
+    ));
+    for p in &report.rejected {
+        human.push_str(&format!("\n  REJECTED {}: {}", p.id, p.reason));
+    }
+    human.push_str(&format!(
+        "\nreceipt: {} (take it back to the station: tasjil receipt import FILE)",
+        receipt_path.display()
+    ));
+    let mut value = serde_json::to_value(&report)?;
+    value["imported"] = json!(true);
+    value["replay"] = json!(report.replay_of_ms.is_some());
+    value["receipt"] = json!(receipt_path);
+    Ok(Output {
+        ok: report.rejected.is_empty(),
+        json: value,
+        human,
+    })
+}
+
+/// A progress bar on a terminal, none otherwise.
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>18} [{bar:30}] {bytes}/{total_bytes}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
 }
 
 fn list(dir: &Path) -> anyhow::Result<Output> {
