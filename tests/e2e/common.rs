@@ -112,3 +112,119 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// The centre's binary, `tasjil-central`, next to the station's (it belongs to the tasjil-sync
+/// package, so cargo gives no path for it here): built on first use if missing.
+pub fn central_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let path = Path::new(BIN).with_file_name("tasjil-central");
+            if !path.exists() {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                let status = Command::new(cargo)
+                    .args(["build", "-p", "tasjil-sync", "--bin", "tasjil-central"])
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "cannot build tasjil-central");
+            }
+            assert!(path.exists(), "{} is missing", path.display());
+            path
+        })
+        .clone()
+}
+
+/// A centre made by `tasjil-central init` in `dir`, driven through its command line.
+pub struct Central {
+    pub dir: PathBuf,
+}
+
+impl Central {
+    pub fn init(dir: &Path) -> Central {
+        let c = Central {
+            dir: dir.to_path_buf(),
+        };
+        let out = c.run(&["init"]);
+        assert!(out.status.success(), "centre init: {}", text(&out));
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(central_bin())
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .env_remove("TASJIL_CENTRAL_DATA_DIR")
+            .output()
+            .unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> (i32, Value) {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.run(&a);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}): {}", text(&out)));
+        (out.status.code().unwrap_or(-1), value)
+    }
+
+    pub fn register(&self, station_dir: &Path) {
+        let public = tasjil_sync::StationPublic::load(&station_dir.join("station.pub")).unwrap();
+        let key = station_dir.join("station.pub");
+        let out = self.run(&[
+            "station",
+            "add",
+            "--id",
+            &public.station,
+            "--key",
+            key.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "station add: {}", text(&out));
+    }
+
+    /// What the centre holds, for before/after comparisons: stats and the record list.
+    pub fn snapshot(&self) -> (Value, Value) {
+        (self.json(&["stats"]).1, self.json(&["list"]).1)
+    }
+}
+
+/// A station whose centre public key comes from a real `tasjil-central init`.
+pub fn station_for(central: &Central, dir: &Path, station_id: &str) -> PathBuf {
+    let centre_pub = central.dir.join("centre.pub");
+    let out = run(
+        dir,
+        &[
+            "init",
+            "--station-id",
+            station_id,
+            "--central-key",
+            centre_pub.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "init failed: {}", text(&out));
+    central.register(dir);
+    dir.to_path_buf()
+}
+
+/// Run the station binary with `stdin` as standard input.
+pub fn run_with_input(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("TASJIL_DATA_DIR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}

@@ -222,17 +222,7 @@ fn a_second_writer_is_refused_while_one_enrols() {
 }
 
 fn with_pin(s: &Setup, args: &[&str], pin: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = std::process::Command::new(BIN)
-        .args(["--data-dir", s.station.to_str().unwrap()])
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{pin}").unwrap();
-    child.wait_with_output().unwrap()
+    run_with_input(&s.station, args, &format!("{pin}\n"))
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod bundle;
 mod centre;
 mod crash;
 mod enrol;
