@@ -403,12 +403,15 @@ impl Store {
                 let sent: Option<i64> = r.get(9)?;
                 let acknowledged: Option<i64> = r.get(10)?;
                 let rejected_reason: Option<String> = r.get(11)?;
+                let exported: Option<i64> = r.get(12)?;
                 let status = if rejected_reason.is_some() {
                     "rejected"
                 } else if acknowledged.is_some() {
                     "acknowledged"
                 } else if sent.is_some() {
                     "sent"
+                } else if exported.is_some() {
+                    "exported"
                 } else if approved.is_some() {
                     "approved"
                 } else {
@@ -424,7 +427,7 @@ impl Store {
                     payload: r.get(6)?,
                     envelope: r.get(7)?,
                     approved: approved.is_some(),
-                    exported: r.get::<_, Option<i64>>(12)?.is_some(),
+                    exported: exported.is_some(),
                     status,
                     rejected_reason,
                 })

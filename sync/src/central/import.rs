@@ -22,9 +22,6 @@ use crate::bundle::{
 use crate::ledger::{day_of_ms, doc_name};
 use crate::record::{Envelope, Signed};
 
-/// Bytes per blob-store write when copying a payload out of a bundle.
-const COPY_CHUNK: usize = 1 << 20;
-
 /// Why an import did not happen. Nothing was stored in either case.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -103,9 +100,11 @@ pub fn import(
             if matches!(store.blob_state(sha)?, BlobState::Complete { .. }) {
                 continue;
             }
-            copy_payload(store, &mut reader, *index, sha, *len)?;
+            let bytes = reader.read_part(*index)?;
+            store.put_blob_whole(sha, &bytes)?;
             progress(Step::Copy, payload_bytes, payload_total);
         }
+        store.sync_blobs()?;
     }
 
     let envelopes: Vec<&[u8]> = verified.envelopes.iter().map(Vec::as_slice).collect();
@@ -165,51 +164,6 @@ pub fn import(
         payload_bytes,
         receipt: Some(receipt),
     })
-}
-
-/// Copy payload part `index` into the blob store in chunks; the store checks the hash at the end.
-fn copy_payload(
-    store: &CentreStore,
-    reader: &mut BundleReader,
-    index: usize,
-    sha: &str,
-    len: u64,
-) -> Result<(), ImportError> {
-    let mut offset = 0u64;
-    let mut pending: Vec<u8> = Vec::with_capacity(COPY_CHUNK.min(len as usize));
-    let mut failure: Option<CentreError> = None;
-    let mut flush = |bytes: &[u8], offset: &mut u64| -> Result<(), String> {
-        match store.put_blob_chunk(sha, *offset, len, bytes) {
-            Ok(_) => {
-                *offset += bytes.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                let text = e.to_string();
-                failure = Some(e);
-                Err(text)
-            }
-        }
-    };
-    let streamed = reader.stream_part(index, &mut |chunk| {
-        pending.extend_from_slice(chunk);
-        if pending.len() >= COPY_CHUNK {
-            flush(&pending, &mut offset)?;
-            pending.clear();
-        }
-        Ok(())
-    });
-    let last = if streamed.is_ok() && !pending.is_empty() {
-        flush(&pending, &mut offset)
-    } else {
-        Ok(())
-    };
-    if let Some(e) = failure {
-        return Err(e.into());
-    }
-    streamed?;
-    last.map_err(|e| ImportError::Centre(CentreError::Migration(e)))?;
-    Ok(())
 }
 
 /// The centre's signed answer for a bundle: each record's status as the centre holds it now, and

@@ -531,6 +531,43 @@ impl CentreStore {
         Ok(BlobState::Complete { len: have })
     }
 
+    /// Store a whole payload at once (a USB import): written to `partial/`, checked against its
+    /// address, fsynced and renamed into place. The directory is *not* fsynced here: call
+    /// [`Self::sync_blobs`] once after a batch, before ingesting any envelope that names these
+    /// payloads. A payload already complete is left alone.
+    pub fn put_blob_whole(&self, sha256: &str, bytes: &[u8]) -> Result<BlobState, CentreError> {
+        check_address(sha256)?;
+        let len = bytes.len() as u64;
+        if len > MAX_BLOB {
+            return Err(CentreError::BlobTooLarge { len, max: MAX_BLOB });
+        }
+        let _writer = lock(&self.blob_writer);
+        let complete = self.complete_path(sha256);
+        if let Some(len) = file_len(&complete)? {
+            return Ok(BlobState::Complete { len });
+        }
+        let found = crate::sha256_hex(bytes);
+        if found != sha256 {
+            return Err(CentreError::BlobHashMismatch {
+                expected: sha256.to_string(),
+                found,
+            });
+        }
+        let partial = self.partial_path(sha256);
+        let mut file = File::create(&partial).map_err(|e| CentreError::io(&partial, e))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| CentreError::io(&partial, e))?;
+        drop(file);
+        fs::rename(&partial, &complete).map_err(|e| CentreError::io(&complete, e))?;
+        Ok(BlobState::Complete { len })
+    }
+
+    /// Make payloads stored by [`Self::put_blob_whole`] durable under their names.
+    pub fn sync_blobs(&self) -> Result<(), CentreError> {
+        sync_dir(&self.blobs)
+    }
+
     /// The complete payload with this address. Its hash is checked by whoever uses it against the
     /// envelope that names it ([`Envelope::verify_payload`]), and by [`Self::verify_all`].
     pub fn read_blob(&self, sha256: &str) -> Result<Vec<u8>, CentreError> {
