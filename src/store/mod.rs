@@ -887,8 +887,7 @@ impl Store {
             .conn
             .transaction()
             .map_err(|e| StoreError::from_sqlite(&path, e))?;
-        let mut outcome = ReceiptOutcome::default();
-        outcome.already_imported = tx
+        let already_imported = tx
             .query_row(
                 "SELECT 1 FROM receipts WHERE receipt_sha256 = ?1",
                 [receipt_sha256],
@@ -897,6 +896,10 @@ impl Store {
             .optional()
             .map_err(|e| StoreError::from_sqlite(&path, e))?
             .is_some();
+        let mut outcome = ReceiptOutcome {
+            already_imported,
+            ..ReceiptOutcome::default()
+        };
         for ledger in &body.ledgers {
             let Some((station, day)) = split_name(&ledger.name) else {
                 return Err(StoreError::Encode(format!(
