@@ -258,6 +258,90 @@ impl SignatureCapture {
     }
 }
 
+/// Why a signature is refused: the officer asks the citizen to sign again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureProblem {
+    #[error("the signature is empty: ask the citizen to sign")]
+    Empty,
+    #[error("the signature is too short ({ink_px} px of ink, {span_pct}% of the pad's width): ask the citizen to sign in full")]
+    TooShort { ink_px: u32, span_pct: u32 },
+    #[error("the signature was drawn in {duration_ms} ms, too fast to be handwritten: ask the citizen to sign again")]
+    TooFast { duration_ms: u32 },
+}
+
+/// Figures of a signature's pen trace, for the check and the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureStats {
+    pub strokes: u32,
+    pub points: u32,
+    /// Total pen travel while down, in pad pixels.
+    pub ink_px: u32,
+    /// Width of the bounding box of all points, in percent of the pad's width.
+    pub span_pct: u32,
+    /// From the first to the last sample.
+    pub duration_ms: u32,
+}
+
+impl SignatureCapture {
+    /// Least pen travel, in percent of the pad's width, of an acceptable signature.
+    pub const MIN_INK_PCT: u32 = 25;
+    /// Least width of an acceptable signature, in percent of the pad's width.
+    pub const MIN_SPAN_PCT: u32 = 10;
+    /// A trace drawn faster than this is a tap or a swipe, not handwriting.
+    pub const MIN_DURATION_MS: u32 = 150;
+
+    pub fn stats(&self) -> SignatureStats {
+        let points: Vec<&PenPoint> = self.strokes.iter().flat_map(|s| &s.points).collect();
+        let ink: f64 = self
+            .strokes
+            .iter()
+            .flat_map(|s| s.points.windows(2))
+            .map(|w| {
+                let (dx, dy) = (
+                    f64::from(w[1].x) - f64::from(w[0].x),
+                    f64::from(w[1].y) - f64::from(w[0].y),
+                );
+                dx.hypot(dy)
+            })
+            .sum();
+        let (lo, hi) = points.iter().fold((u16::MAX, 0u16), |(lo, hi), p| {
+            (lo.min(p.x), hi.max(p.x))
+        });
+        let span = if points.is_empty() { 0 } else { hi - lo };
+        let (t0, t1) = points.iter().fold((u32::MAX, 0u32), |(a, b), p| {
+            (a.min(p.t_ms), b.max(p.t_ms))
+        });
+        SignatureStats {
+            strokes: self.strokes.iter().filter(|s| !s.points.is_empty()).count() as u32,
+            points: points.len() as u32,
+            ink_px: ink.round() as u32,
+            span_pct: u32::from(span) * 100 / u32::from(self.width.max(1)),
+            duration_ms: if points.is_empty() { 0 } else { t1 - t0 },
+        }
+    }
+
+    /// Refuse an empty or trivially short signature (a dot, a tick, a swipe).
+    pub fn check(&self) -> Result<SignatureStats, SignatureProblem> {
+        let s = self.stats();
+        if s.points == 0 {
+            return Err(SignatureProblem::Empty);
+        }
+        let min_ink = u32::from(self.width) * Self::MIN_INK_PCT / 100;
+        if s.ink_px < min_ink || s.span_pct < Self::MIN_SPAN_PCT {
+            return Err(SignatureProblem::TooShort {
+                ink_px: s.ink_px,
+                span_pct: s.span_pct,
+            });
+        }
+        if s.duration_ms < Self::MIN_DURATION_MS {
+            return Err(SignatureProblem::TooFast {
+                duration_ms: s.duration_ms,
+            });
+        }
+        Ok(s)
+    }
+}
+
 impl fmt::Debug for SignatureCapture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SignatureCapture")
@@ -445,6 +529,66 @@ mod tests {
         assert_eq!(json, r#"{"position":"left_ring","reason":"bandaged"}"#);
         let back: ExceptionReason = serde_json::from_str(r#"{"other":"x"}"#).unwrap();
         assert_eq!(back, ExceptionReason::Other("x".into()));
+    }
+
+    fn stroke(points: &[(u16, u16, u32)]) -> Stroke {
+        Stroke {
+            points: points
+                .iter()
+                .map(|&(x, y, t_ms)| PenPoint {
+                    x,
+                    y,
+                    t_ms,
+                    pressure: 128,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn empty_dotted_swiped_and_real_signatures_are_told_apart() {
+        let pad = |strokes| SignatureCapture::render(600, 200, strokes, 0).unwrap();
+        assert_eq!(pad(vec![]).check(), Err(SignatureProblem::Empty));
+        assert_eq!(pad(vec![stroke(&[])]).check(), Err(SignatureProblem::Empty));
+        assert!(matches!(
+            pad(vec![stroke(&[(300, 100, 0), (302, 101, 40)])]).check(),
+            Err(SignatureProblem::TooShort { .. })
+        ));
+        // A tall zigzag in one place: ink enough, but no width.
+        let zig: Vec<(u16, u16, u32)> = (0u16..40)
+            .map(|i| {
+                let y = if i % 2 == 0 { 20 } else { 180 };
+                (300 + (i % 2) * 8, y, u32::from(i) * 30)
+            })
+            .collect();
+        assert!(matches!(
+            pad(vec![stroke(&zig)]).check(),
+            Err(SignatureProblem::TooShort { .. })
+        ));
+        assert!(matches!(
+            pad(vec![stroke(&[(20, 100, 0), (580, 110, 60)])]).check(),
+            Err(SignatureProblem::TooFast { duration_ms: 60 })
+        ));
+        let real: Vec<(u16, u16, u32)> = (0u16..120)
+            .map(|i| {
+                let y = (100.0 + 30.0 * (f32::from(i) / 5.0).sin()) as u16;
+                (40 + i * 4, y, u32::from(i) * 12)
+            })
+            .collect();
+        let s = pad(vec![stroke(&real)]).check().unwrap();
+        assert_eq!(s.points, 120);
+        assert!(s.span_pct >= 75, "{s:?}");
+    }
+
+    #[test]
+    fn simulated_signatures_pass_the_check() {
+        use crate::SignaturePad;
+        for seed in 0..40 {
+            let sig = crate::sim::SimSignaturePad::new(seed).capture().unwrap();
+            if let Err(e) = sig.check() {
+                panic!("seed {seed}: {e} ({:?})", sig.stats());
+            }
+        }
     }
 
     #[test]

@@ -65,8 +65,8 @@ pub enum WorkflowError {
     Invalid(Vec<FieldError>),
     #[error("{0} was already captured or excepted")]
     FingerDone(&'static str),
-    #[error("the signature is empty: ask the citizen to sign")]
-    EmptySignature,
+    #[error("{0}")]
+    Signature(tasjil_drivers::SignatureProblem),
 }
 
 /// A finished enrolment, ready to be sealed and signed.
@@ -270,9 +270,7 @@ impl Enrolment {
 
     pub fn offer_signature(&mut self, capture: SignatureCapture) -> Result<(), WorkflowError> {
         self.expect(Step::Signature)?;
-        if capture.strokes.iter().all(|s| s.points.is_empty()) {
-            return Err(WorkflowError::EmptySignature);
-        }
+        capture.check().map_err(WorkflowError::Signature)?;
         self.signature = Some(capture);
         Ok(())
     }
