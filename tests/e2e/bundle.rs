@@ -13,18 +13,7 @@ use crate::common::*;
 const PIN: &str = "123456\n";
 
 fn enrol(station: &Path, count: u32, seed: u64) {
-    let out = run(
-        station,
-        &[
-            "enrol",
-            "--simulate",
-            "--count",
-            &count.to_string(),
-            "--seed",
-            &seed.to_string(),
-        ],
-    );
-    assert!(out.status.success(), "enrol: {}", text(&out));
+    enrol_in(station, count, seed);
 }
 
 fn approve_all(station: &Path) {

@@ -26,17 +26,7 @@ impl Setup {
         let centre_pub = tmp.path().join("centre.pub");
         std::fs::write(&centre_pub, centre.public().to_json()).unwrap();
         let station = tmp.path().join("station");
-        let out = run(
-            &station,
-            &[
-                "init",
-                "--station-id",
-                station_id,
-                "--central-key",
-                centre_pub.to_str().unwrap(),
-            ],
-        );
-        assert!(out.status.success(), "init failed: {}", text(&out));
+        init_station(&station, station_id, &centre_pub);
         Setup {
             tmp,
             station,
@@ -53,16 +43,39 @@ impl Setup {
     }
 
     pub fn enrol(&self, count: u32, seed: u64) {
-        let out = self.tasjil(&[
+        enrol_in(&self.station, count, seed);
+    }
+}
+
+/// `tasjil init` of station `station_id` in `dir` for the centre whose keys are `centre_pub`.
+pub fn init_station(dir: &Path, station_id: &str, centre_pub: &Path) {
+    let out = run(
+        dir,
+        &[
+            "init",
+            "--station-id",
+            station_id,
+            "--central-key",
+            centre_pub.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "init failed: {}", text(&out));
+}
+
+/// `tasjil enrol --simulate` of `count` citizens in the station at `dir`.
+pub fn enrol_in(dir: &Path, count: u32, seed: u64) {
+    let out = run(
+        dir,
+        &[
             "enrol",
             "--simulate",
             "--count",
             &count.to_string(),
             "--seed",
             &seed.to_string(),
-        ]);
-        assert!(out.status.success(), "enrol failed: {}", text(&out));
-    }
+        ],
+    );
+    assert!(out.status.success(), "enrol failed: {}", text(&out));
 }
 
 pub fn run(data_dir: &Path, args: &[&str]) -> Output {
@@ -191,18 +204,7 @@ impl Central {
 
 /// A station whose centre public key comes from a real `tasjil-central init`.
 pub fn station_for(central: &Central, dir: &Path, station_id: &str) -> PathBuf {
-    let centre_pub = central.dir.join("centre.pub");
-    let out = run(
-        dir,
-        &[
-            "init",
-            "--station-id",
-            station_id,
-            "--central-key",
-            centre_pub.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "init failed: {}", text(&out));
+    init_station(dir, station_id, &central.dir.join("centre.pub"));
     central.register(dir);
     dir.to_path_buf()
 }
