@@ -8,5 +8,6 @@ mod centre;
 mod crash;
 mod enrol;
 mod faults;
+mod nist;
 mod sync;
 mod tamper;

@@ -1,6 +1,7 @@
 //! The issuance centre: registry of station keys, verification and storage of what stations send,
 //! and the HTTP server. Built only with the `server` feature; the station never links it.
 
+pub mod nist;
 pub mod server;
 pub mod store;
 
