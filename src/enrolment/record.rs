@@ -157,6 +157,7 @@ pub fn new_id(now_ms: i64) -> String {
 
 /// Seal the payload to the centre, build the envelope, have the badge co-sign it and the station
 /// sign it.
+#[allow(clippy::too_many_arguments)]
 pub fn seal_and_sign(
     done: &Completed,
     id: &str,

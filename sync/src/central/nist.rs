@@ -245,6 +245,51 @@ pub fn export(
 mod tests {
     use super::*;
 
+    fn payload(demographics: serde_json::Value) -> Payload {
+        let image = |format: &str| crate::record::PayloadImage {
+            format: format.into(),
+            width: 1,
+            height: 1,
+            bytes: vec![],
+        };
+        Payload {
+            enrolment_id: "01JDX3YV7T0000000000000000".into(),
+            demographics_schema: "cnie-v1".into(),
+            demographics: demographics.as_object().unwrap().clone(),
+            face: image("jpeg"),
+            fingers: vec![],
+            exceptions: vec![],
+            signature: crate::record::PayloadSignature {
+                image: image("png"),
+                strokes: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn type2_follows_the_documented_mapping() {
+        let p = payload(serde_json::json!({
+            "family_name_latin": "EL AMRANI", "given_names_latin": "Fatima",
+            "birth_date": "1990", "birth_date_unknown": true, "sex": "F", "consent": true
+        }));
+        let f: std::collections::BTreeMap<u16, String> =
+            type2_fields(&p).unwrap().into_iter().collect();
+        assert_eq!(f[&18], "EL AMRANI,Fatima");
+        assert_eq!(
+            f[&22], "19900000",
+            "a year-only birth date has 00 month and day"
+        );
+        assert_eq!(
+            (f[&24].as_str(), f[&205].as_str(), f[&206].as_str()),
+            ("F", "F", "Y")
+        );
+        assert_eq!((f[&207].as_str(), f[&222].as_str()), ("1990", "Y"));
+        assert_eq!(f[&TYPE2_ENROLMENT_ID], p.enrolment_id);
+        let unknown = payload(serde_json::json!({"shoe_size": "42"}));
+        let err = type2_fields(&unknown).unwrap_err().to_string();
+        assert!(err.contains("shoe_size"), "{err}");
+    }
+
     #[test]
     fn dates_are_utc_civil_dates() {
         assert_eq!(
