@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::enrolment::record::FingerFormat;
 use crate::enrolment::CapturePolicy;
 
 /// The documented defaults.
@@ -19,6 +20,7 @@ struct Capture {
     face_max_attempts: u32,
     finger_min_quality: u8,
     finger_max_attempts: u32,
+    finger_format: FingerFormat,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -31,6 +33,7 @@ struct File {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub capture: CapturePolicy,
+    pub finger_format: FingerFormat,
 }
 
 fn merge(base: &mut toml::Table, over: toml::Table) {
@@ -67,17 +70,20 @@ impl Config {
                 continue;
             };
             let key = rest.to_ascii_lowercase();
-            let number: i64 = value
-                .parse()
-                .with_context(|| format!("{name}={value:?}: a whole number is expected"))?;
             let capture = table
                 .get_mut("capture")
                 .and_then(toml::Value::as_table_mut)
                 .context("built-in configuration has no [capture]")?;
-            if !capture.contains_key(&key) {
-                anyhow::bail!("{name}: there is no setting capture.{key}");
-            }
-            capture.insert(key, toml::Value::Integer(number));
+            let setting =
+                match capture.get(&key) {
+                    None => anyhow::bail!("{name}: there is no setting capture.{key}"),
+                    // Text settings take the value as it is; the others are whole numbers.
+                    Some(toml::Value::String(_)) => toml::Value::String(value.clone()),
+                    Some(_) => toml::Value::Integer(value.parse().with_context(|| {
+                        format!("{name}={value:?}: a whole number is expected")
+                    })?),
+                };
+            capture.insert(key, setting);
         }
         let file: File = toml::Value::Table(table).try_into().with_context(|| {
             format!(
@@ -100,6 +106,7 @@ impl Config {
                 finger_min_quality: c.finger_min_quality,
                 finger_max_attempts: c.finger_max_attempts,
             },
+            finger_format: c.finger_format,
         })
     }
 }
@@ -161,5 +168,19 @@ mod tests {
         )
         .unwrap();
         assert!(Config::load_with(dir.path(), &[]).is_err());
+    }
+
+    #[test]
+    fn finger_format_defaults_to_wsq_and_takes_text_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |env: &[(String, String)]| Config::load_with(dir.path(), env);
+        assert_eq!(load(&[]).unwrap().finger_format, FingerFormat::Wsq);
+        let env = |v: &str| vec![("TASJIL_CAPTURE_FINGER_FORMAT".to_string(), v.to_string())];
+        assert_eq!(load(&env("png")).unwrap().finger_format, FingerFormat::Png);
+        let err = format!("{:#}", load(&env("jpeg2000")).unwrap_err());
+        assert!(
+            err.contains("finger_format") || err.contains("jpeg2000"),
+            "{err}"
+        );
     }
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use tasjil_sync::{CentrePublic, StationKey, StationPublic};
 
-use crate::enrolment::record::{new_id, seal_and_sign, ChainPosition, Sealed};
+use crate::enrolment::record::{new_id, seal_and_sign, ChainPosition, FingerFormat, Sealed};
 use crate::enrolment::{Completed, OfficerBadge};
 use crate::schema::Schema;
 use crate::store::Store;
@@ -192,6 +192,8 @@ pub struct Station {
     centre: CentrePublic,
     recipients: Vec<age::x25519::Recipient>,
     pub schema: Schema,
+    /// How finger images are encoded in payloads (`[capture] finger_format`).
+    pub finger_format: FingerFormat,
     _lock: File,
 }
 
@@ -228,12 +230,14 @@ impl Station {
         let centre = CentrePublic::parse(&centre_text)
             .map_err(|e| anyhow::anyhow!("stored centre key: {e}"))?;
         let recipients = centre.recipients().map_err(anyhow::Error::msg)?;
+        let finger_format = crate::config::Config::load(&dir.0)?.finger_format;
         Ok(Station {
             view,
             key,
             centre,
             recipients,
             schema: Schema::default_cnie(),
+            finger_format,
             _lock: lock,
         })
     }
@@ -316,6 +320,7 @@ impl Station {
             &self.recipients,
             badge,
             &self.key,
+            self.finger_format,
         )?;
         let t = std::time::Instant::now();
         self.view

@@ -114,10 +114,57 @@ fn the_centre_opens_exactly_what_was_captured() {
     assert_eq!(payload.fingers.len() + payload.exceptions.len(), 10);
     for (got, want) in payload.fingers.iter().zip(&again.fingers) {
         assert_eq!(got.position, want.position.name());
+        // Fingers are WSQ by default: lossy, so the print must come back within the codec's
+        // measured fidelity on these prints (37–38 dB PSNR; see wsq/tests/nbis.rs).
+        assert_eq!(got.image.format, "wsq");
+        let decoded = tasjil_wsq::decode(&got.image.bytes).unwrap();
+        assert_eq!(
+            (decoded.width, decoded.height, decoded.ppi),
+            (want.image.width, want.image.height, Some(want.image.ppi))
+        );
+        let psnr = psnr(&decoded.pixels, &want.image.pixels);
+        assert!(psnr > 32.0, "{}: PSNR {psnr:.1} dB", got.position);
+    }
+    assert_eq!(payload.signature.image.bytes, again.signature.png);
+}
+
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let se: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
+    10.0 * (255.0f64.powi(2) / (se / a.len() as f64).max(1e-9)).log10()
+}
+
+/// `[capture] finger_format = "png"` keeps prints lossless, pixel for pixel.
+#[test]
+fn png_finger_format_keeps_prints_exact() {
+    let s = Setup::new();
+    std::fs::write(
+        s.station.join("config.toml"),
+        "[capture]\nfinger_format = \"png\"\n",
+    )
+    .unwrap();
+    s.enrol(1, 99);
+    let store = tasjil::store::Store::open(&s.station.join("station.db")).unwrap();
+    let rows = store.envelopes().unwrap();
+    let sealed = store.payload(&rows[0].payload).unwrap().unwrap();
+    let payload = Payload::open(&sealed, &s.centre.identity).unwrap();
+    let again = simulate::run(
+        simulate::enrolment_seed(99, 0),
+        EnrolmentKind::New,
+        &Schema::default_cnie(),
+        None,
+        &CapturePolicy::default(),
+        || 0,
+    )
+    .unwrap();
+    for (got, want) in payload.fingers.iter().zip(&again.fingers) {
+        assert_eq!(got.image.format, "png");
         let decoded = tasjil_drivers::GreyImage::from_png(&got.image.bytes).unwrap();
         assert_eq!(decoded.pixels, want.image.pixels);
     }
-    assert_eq!(payload.signature.image.bytes, again.signature.png);
 }
 
 #[test]

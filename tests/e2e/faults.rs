@@ -118,6 +118,13 @@ fn sync_survives_a_hundred_and_twenty_cuts_without_duplicates_or_waste() {
     let s = Setup::new();
     let centre = TestCentre::start(&s.tmp.path().join("centre"));
     centre.register(&s.station);
+    // Lossless prints (≈ 900 KB a record, 18 MB in all) so the 120 budgets below are all spent
+    // before the sync can finish; WSQ records (≈ 130 KB) would complete after ~30 cuts.
+    std::fs::write(
+        s.station.join("config.toml"),
+        "[capture]\nfinger_format = \"png\"\n",
+    )
+    .unwrap();
     s.enrol(20, 21);
     let payload_total: u64 = {
         let store = tasjil::store::Store::open(&s.station.join("station.db")).unwrap();

@@ -9,5 +9,6 @@ mod centre;
 mod crash;
 mod enrol;
 mod faults;
+mod nist;
 mod sync;
 mod tamper;

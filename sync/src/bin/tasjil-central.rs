@@ -69,6 +69,22 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         receipt_out: Option<PathBuf>,
     },
+    /// Write one enrolment as an ANSI/NIST-ITL 1-2011 transaction (traditional encoding) for the
+    /// AFIS: Type-1, Type-2 demographics, Type-10 face, Type-14 fingers (WSQ), Type-8 signature.
+    /// Opens the sealed payload with the centre's key.
+    ExportNist {
+        /// Enrolment ID, as `tasjil-central list` shows it.
+        id: String,
+        /// File to write (conventionally .an2 or .eft).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Type of transaction (1.004 TOT), per the receiving AFIS's profile.
+        #[arg(long, default_value = "NFUF")]
+        tot: String,
+        /// Destination agency (1.007 DAI).
+        #[arg(long, default_value = "AFIS")]
+        dai: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,6 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             receipt_out,
         } => import(&dir, &bundle, receipt_out),
         Command::List => list(&dir),
+        Command::ExportNist { id, out, tot, dai } => export_nist(&dir, &id, &out, &tot, &dai),
         Command::Verify => verify(&dir),
         Command::Stats => {
             let stats = open_store(&dir)?.stats()?;
@@ -389,4 +406,27 @@ fn verify(dir: &Path) -> anyhow::Result<Output> {
         json: serde_json::to_value(&report)?,
         human,
     })
+}
+
+fn export_nist(dir: &Path, id: &str, out: &Path, tot: &str, dai: &str) -> anyhow::Result<Output> {
+    let store = open_store(dir)?;
+    let keys = CentreKeys::load(&dir.join("centre.key"))?;
+    let (bytes, payload) =
+        tasjil_sync::central::nist::export(&store, &keys, id, tot, dai, now_ms())?;
+    std::fs::write(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(Output::ok(
+        json!({
+            "id": id,
+            "out": out,
+            "bytes": bytes.len(),
+            "fingers": payload.fingers.len(),
+            "finger_format": payload.fingers.first().map(|f| f.image.format.clone()),
+        }),
+        format!(
+            "wrote {} ({} bytes): Type-1, Type-2, Type-10, {} Type-14, Type-8",
+            out.display(),
+            bytes.len(),
+            payload.fingers.len()
+        ),
+    ))
 }

@@ -2,6 +2,7 @@
 //! and the HTTP server. Built only with the `server` feature; the station never links it.
 
 pub mod import;
+pub mod nist;
 pub mod server;
 pub mod store;
 

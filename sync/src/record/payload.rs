@@ -16,7 +16,7 @@ const MAGIC: &[u8; 8] = b"TASJILP1";
 /// Refuse headers larger than this when unpacking (a real one is a few KB).
 const MAX_HEADER: usize = 4 << 20;
 
-/// An encoded image and its format ("jpeg", "png", later "wsq").
+/// An encoded image and its format: "jpeg" (face), "wsq" or "png" (fingers), "png" (signature).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PayloadImage {
