@@ -524,7 +524,7 @@ fn a_full_or_read_only_stick_gets_a_clear_message_and_loses_nothing() {
     approve_all(&station);
 
     let full_dir = tmp.path().join("full");
-    let Some(_full) = small_mount(&full_dir, "size=2m") else {
+    let Some(_full) = small_mount(&full_dir, "size=256k") else {
         eprintln!(
             "\n\n*** SKIPPED full/read-only stick test: this machine does not let the test mount a tmpfs (needs root) ***\n"
         );
