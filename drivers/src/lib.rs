@@ -6,8 +6,12 @@
 //! device's own score. It knows nothing of records, storage, sync or the UI.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod badge;
 pub mod capture;
+#[cfg(feature = "pcsc")]
+pub mod card;
 pub mod quality;
 pub mod sim;
 
+pub use badge::{BadgeError, OfficerBadge};
 pub use capture::*;
