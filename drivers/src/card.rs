@@ -208,21 +208,47 @@ fn connect(reader: &str) -> Result<Card<Open>, BadgeError> {
     Card::new(backend).map_err(|e| classify(reader, e))
 }
 
-/// Turn a card-library error into what happened to the officer. Transmission failures are
-/// checked against the reader: an absent card means it was pulled out.
+/// Turn a card-library error into what happened to the officer. A failure that is not the
+/// card's own answer (no response, a broken one, a transport error) is checked against the
+/// reader: if the card is gone — or goes within a moment, as vpcd and pcscd notice a removal a
+/// little after the transmission failed — it was pulled out.
 fn classify(reader: &str, e: openpgp_card::Error) -> BadgeError {
     use openpgp_card::Error as E;
     match e {
-        E::CardStatus(StatusBytes::PasswordNotChecked(n)) if n == 0 => BadgeError::Blocked,
+        E::CardStatus(StatusBytes::PasswordNotChecked(0)) => BadgeError::Blocked,
         E::CardStatus(StatusBytes::PasswordNotChecked(n)) => BadgeError::WrongPin { retries_left: n },
         E::CardStatus(StatusBytes::AuthenticationMethodBlocked) => BadgeError::Blocked,
         E::CardStatus(StatusBytes::SecurityStatusNotSatisfied) => BadgeError::PinNotVerified,
-        E::Smartcard(s) => match context().and_then(|ctx| card_in(&ctx, reader)) {
-            Ok(false) => BadgeError::Removed,
-            Ok(true) => BadgeError::Card(s.to_string()),
+        E::CardStatus(s) => BadgeError::Card(s.to_string()),
+        other => match removed_within(reader, REMOVAL_SETTLE) {
+            Ok(true) => BadgeError::Removed,
+            Ok(false) => BadgeError::Card(other.to_string()),
             Err(service) => service,
         },
-        other => BadgeError::Card(other.to_string()),
+    }
+}
+
+/// How long a failed transmission waits for the reader to report a removal.
+const REMOVAL_SETTLE: Duration = Duration::from_millis(1500);
+
+fn removed_within(reader: &str, settle: Duration) -> Result<bool, BadgeError> {
+    let ctx = context()?;
+    let deadline = Instant::now() + settle;
+    let name = CString::new(reader).map_err(|e| BadgeError::Card(e.to_string()))?;
+    loop {
+        if !card_in(&ctx, reader)? {
+            return Ok(true);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let mut s = [pcsc::ReaderState::new(name.clone(), pcsc::State::PRESENT)];
+        match ctx.get_status_change(left, &mut s) {
+            Ok(()) | Err(pcsc::Error::Timeout) => {}
+            Err(pcsc::Error::UnknownReader) => return Ok(true),
+            Err(e) => return Err(BadgeError::NoService(e.to_string())),
+        }
     }
 }
 

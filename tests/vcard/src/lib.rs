@@ -40,7 +40,13 @@ pub struct Stack {
 pub fn require_stack(test: &str) -> Option<Stack> {
     let slot = SLOT.lock().unwrap_or_else(|p| p.into_inner());
     match STACK.get_or_init(ensure_pcscd) {
-        Ok(()) => Some(Stack { _slot: slot }),
+        Ok(()) => {
+            // The previous test's card may still be on its way out of pcscd's view.
+            if let Err(e) = card::wait_for_removal(READER, Duration::from_secs(10)) {
+                panic!("the virtual reader still holds a card: {e}");
+            }
+            Some(Stack { _slot: slot })
+        }
         Err(why) => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("CI=true and the PC/SC test stack is missing: {why}");
