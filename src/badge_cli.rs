@@ -80,6 +80,7 @@ pub fn run(command: BadgeCommand) -> anyhow::Result<Output> {
             name,
             reader,
         } => personalise(&officer_id, &name, reader),
+        BadgeCommand::Bench { count } => bench(count),
     }
 }
 
@@ -150,6 +151,47 @@ fn personalise(officer_id: &str, name: &str, reader: Option<String>) -> anyhow::
              the station registers it at the officer's first login; check it against this line"
         ),
     ))
+}
+
+/// PIN verification + signature of a 50-byte message (domain tag + SHA-256 digest, as for an
+/// envelope co-signature), `count` times, each verified with the card's public key.
+#[cfg(feature = "pcsc")]
+fn bench(count: u32) -> anyhow::Result<Output> {
+    use ed25519_dalek::Verifier;
+    use tasjil_drivers::card::{self, PcscBadge};
+    let reader = card::wait_for_card(None, std::time::Duration::from_secs(30))?;
+    let mut badge = PcscBadge::open(&reader)?;
+    badge.verify_pin(&read_pin(true)?)?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&badge.info().public_key)?;
+    let mut message = b"tasjil/bench/v1\0".to_vec();
+    message.extend_from_slice(&tasjil_sync::canonical::sha256(b"bench"));
+    let mut ms = Vec::with_capacity(count as usize);
+    for _ in 0..count.max(1) {
+        let t = std::time::Instant::now();
+        let sig = badge.sign(&message)?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        key.verify(&message, &ed25519_dalek::Signature::from_bytes(&sig))
+            .context("the card's signature does not verify")?;
+    }
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+    Ok(Output::ok(
+        json!({"reader": reader, "count": ms.len(), "mean_ms": mean, "p50_ms": at(0.5),
+               "p95_ms": at(0.95), "max_ms": at(1.0)}),
+        format!(
+            "PIN + sign through pcscd ({reader}), {} signatures, all verified\n  mean {mean:.1} ms  p50 {:.1} ms  p95 {:.1} ms  max {:.1} ms",
+            ms.len(),
+            at(0.5),
+            at(0.95),
+            at(1.0)
+        ),
+    ))
+}
+
+#[cfg(not(feature = "pcsc"))]
+fn bench(_: u32) -> anyhow::Result<Output> {
+    anyhow::bail!("this build has no PC/SC support (feature `pcsc`)")
 }
 
 #[cfg(not(feature = "pcsc"))]

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use tasjil_sync::output::{finish, say, Output};
 use tasjil_sync::EnrolmentKind;
 
-use crate::enrolment::{simulate, OfficerBadge};
+use crate::enrolment::simulate;
 use crate::station::{self, DataDir, Station, View};
 
 #[derive(Debug, Parser)]
@@ -170,6 +170,11 @@ pub enum BadgeCommand {
         /// Reader holding the card (default: the first with a card).
         #[arg(long)]
         reader: Option<String>,
+    },
+    /// Measure PIN verification + on-card signature through pcscd (user PIN on standard input).
+    Bench {
+        #[arg(long, default_value_t = 100)]
+        count: u32,
     },
 }
 
@@ -447,6 +452,17 @@ fn devices() -> Output {
     }
     #[cfg(not(feature = "pcsc"))]
     notes.push("PC/SC badges: not in this build (feature `pcsc`)".to_string());
+    #[cfg(feature = "libfprint")]
+    match tasjil_drivers::fprint::sensors() {
+        Ok(sensors) if sensors.is_empty() => notes.push("libfprint: no fingerprint sensor attached".to_string()),
+        Ok(sensors) => {
+            for s in sensors {
+                let name = format!("{} (libfprint {}, {})", s.name, s.driver, s.device_id);
+                list.push(("fingerprint", name, false, s.can_capture));
+            }
+        }
+        Err(e) => notes.push(format!("libfprint: {e}")),
+    }
     let mut human = String::from("kind         ready  device");
     for (kind, name, _, ready) in &list {
         let ready = if *ready { "yes" } else { "no" };

@@ -8,10 +8,13 @@
 
 pub mod badge;
 pub mod capture;
+#[cfg(feature = "libfprint")]
+pub mod fprint;
 #[cfg(feature = "pcsc")]
 pub mod card;
 pub mod quality;
 pub mod sim;
+pub mod slap;
 
 pub use badge::{BadgeError, OfficerBadge};
 pub use capture::*;

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod badge;
 mod centre;
 mod crash;
 mod enrol;
