@@ -147,7 +147,13 @@ pub enum BadgeKind {
 #[derive(Debug, clap::Args)]
 pub struct BadgeArgs {
     /// Officer badge to use.
-    #[arg(long = "badge", value_enum, default_value = "auto", env = "TASJIL_BADGE")]
+    #[arg(
+        long = "badge",
+        id = "badge",
+        value_enum,
+        default_value = "auto",
+        env = "TASJIL_BADGE"
+    )]
     pub kind: BadgeKind,
     /// With a card badge: seconds to wait for it to be inserted.
     #[arg(long, default_value_t = 30)]
@@ -408,7 +414,12 @@ fn devices() -> Output {
     use tasjil_drivers::{Camera, FingerprintScanner, SignaturePad};
     // (kind, name, simulated, ready)
     let mut list: Vec<(&str, String, bool, bool)> = vec![
-        ("camera", tasjil_drivers::sim::SimCamera::new(0).name(), true, true),
+        (
+            "camera",
+            tasjil_drivers::sim::SimCamera::new(0).name(),
+            true,
+            true,
+        ),
         (
             "fingerprint",
             tasjil_drivers::sim::SimScanner::new(0).name(),
@@ -431,10 +442,15 @@ fn devices() -> Output {
     let mut notes = Vec::new();
     #[cfg(feature = "pcsc")]
     match tasjil_drivers::card::readers() {
-        Ok(readers) if readers.is_empty() => notes.push("PC/SC: no card reader attached".to_string()),
+        Ok(readers) if readers.is_empty() => {
+            notes.push("PC/SC: no card reader attached".to_string())
+        }
         Ok(readers) => {
             for r in readers {
-                let name = match (r.card_present, tasjil_drivers::card::PcscBadge::open(&r.name)) {
+                let name = match (
+                    r.card_present,
+                    tasjil_drivers::card::PcscBadge::open(&r.name),
+                ) {
                     (false, _) => format!("{} (no badge inserted)", r.name),
                     (true, Ok(b)) => format!(
                         "{}: badge {} ({}), {} PIN attempts left",
@@ -454,7 +470,9 @@ fn devices() -> Output {
     notes.push("PC/SC badges: not in this build (feature `pcsc`)".to_string());
     #[cfg(feature = "libfprint")]
     match tasjil_drivers::fprint::sensors() {
-        Ok(sensors) if sensors.is_empty() => notes.push("libfprint: no fingerprint sensor attached".to_string()),
+        Ok(sensors) if sensors.is_empty() => {
+            notes.push("libfprint: no fingerprint sensor attached".to_string())
+        }
         Ok(sensors) => {
             for s in sensors {
                 let name = format!("{} (libfprint {}, {})", s.name, s.driver, s.device_id);
@@ -632,8 +650,11 @@ fn enrol(
     let policy = crate::config::Config::load(&dir.0)?.capture;
     let mut station = Station::open(dir)?;
     // The simulated badge needs no PIN unless the operator wants to exercise the prompt.
-    let mut badge =
-        crate::badge_cli::unlock(badge_args, officer, if pin_stdin { Some(true) } else { None })?;
+    let mut badge = crate::badge_cli::unlock(
+        badge_args,
+        officer,
+        if pin_stdin { Some(true) } else { None },
+    )?;
     station.login(badge.as_ref())?;
 
     let progress = indicatif::ProgressBar::new(count).with_style(

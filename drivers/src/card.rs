@@ -216,7 +216,9 @@ fn classify(reader: &str, e: openpgp_card::Error) -> BadgeError {
     use openpgp_card::Error as E;
     match e {
         E::CardStatus(StatusBytes::PasswordNotChecked(0)) => BadgeError::Blocked,
-        E::CardStatus(StatusBytes::PasswordNotChecked(n)) => BadgeError::WrongPin { retries_left: n },
+        E::CardStatus(StatusBytes::PasswordNotChecked(n)) => {
+            BadgeError::WrongPin { retries_left: n }
+        }
         E::CardStatus(StatusBytes::AuthenticationMethodBlocked) => BadgeError::Blocked,
         E::CardStatus(StatusBytes::SecurityStatusNotSatisfied) => BadgeError::PinNotVerified,
         E::CardStatus(s) => BadgeError::Card(s.to_string()),
@@ -337,8 +339,9 @@ fn read_info(card: &mut Card<Open>, reader: &str) -> Result<BadgeInfo, BadgeErro
     let ident = tx.application_identifier().map_err(err)?.ident();
     let officer_name = tx.cardholder_name().map_err(err)?;
     let login = tx.login_data().map_err(err)?;
-    let officer_id = String::from_utf8(login)
-        .map_err(|_| BadgeError::NotPersonalised("its officer id (login data) is not text".into()))?;
+    let officer_id = String::from_utf8(login).map_err(|_| {
+        BadgeError::NotPersonalised("its officer id (login data) is not text".into())
+    })?;
     if officer_id.is_empty() {
         return Err(BadgeError::NotPersonalised(format!(
             "card {ident} has no officer id in its login data"
@@ -416,7 +419,9 @@ pub fn personalise(
     p: &Personalisation<'_>,
 ) -> Result<[u8; 32], BadgeError> {
     if p.officer_id.is_empty() || !p.officer_id.is_ascii() {
-        return Err(BadgeError::Card("the officer id must be non-empty ASCII".into()));
+        return Err(BadgeError::Card(
+            "the officer id must be non-empty ASCII".into(),
+        ));
     }
     if !p.officer_name.chars().all(|c| (c as u32) < 0x100) || p.officer_name.len() > 39 {
         return Err(BadgeError::Card(
@@ -448,8 +453,8 @@ fn openpgp_v4_fingerprint(
     _slot: KeyType,
 ) -> Result<Fingerprint, openpgp_card::Error> {
     use sha1::Digest;
-    let key = ed25519_key(material)
-        .map_err(|e| openpgp_card::Error::UnsupportedAlgo(e.to_string()))?;
+    let key =
+        ed25519_key(material).map_err(|e| openpgp_card::Error::UnsupportedAlgo(e.to_string()))?;
     // OID 1.3.6.1.4.1.11591.15.1 (Ed25519), then the point as an MPI: 0x40 prefix + 32 bytes
     // = 263 significant bits.
     const OID: [u8; 9] = [0x2B, 0x06, 0x01, 0x04, 0x01, 0xDA, 0x47, 0x0F, 0x01];

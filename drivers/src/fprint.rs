@@ -164,7 +164,9 @@ fn context() -> Result<std::sync::MutexGuard<'static, Context>, CaptureError> {
     });
     let ctx = m.lock().unwrap_or_else(|p| p.into_inner());
     if ctx.0 .0.is_null() {
-        return Err(CaptureError::Disconnected("libfprint could not start".into()));
+        return Err(CaptureError::Disconnected(
+            "libfprint could not start".into(),
+        ));
     }
     Ok(ctx)
 }
@@ -244,7 +246,10 @@ impl FprintScanner {
         };
         if !ok {
             let (msg, _) = take_error(err);
-            return Err(CaptureError::Disconnected(format!("{}: {msg}", sensor.name)));
+            return Err(CaptureError::Disconnected(format!(
+                "{}: {msg}",
+                sensor.name
+            )));
         }
         Ok(FprintScanner {
             device,
@@ -279,7 +284,8 @@ impl FprintScanner {
         };
         let mut err: *mut GError = ptr::null_mut();
         // SAFETY: open device, live cancellable, error out-pointer initialised to null.
-        let image = Object(unsafe { fp_device_capture_sync(self.device.0, 1, cancellable.0, &mut err) });
+        let image =
+            Object(unsafe { fp_device_capture_sync(self.device.0, 1, cancellable.0, &mut err) });
         let _ = done.send(());
         let timed_out = watchdog.join().unwrap_or(false);
         drop(cancellable);
@@ -301,11 +307,7 @@ impl FprintScanner {
             let mut len = 0usize;
             let data = fp_image_get_data(image.0, &mut len);
             if data.is_null() || len != width as usize * height as usize {
-                return Err(CaptureError::PixelCount {
-                    width,
-                    height,
-                    len,
-                });
+                return Err(CaptureError::PixelCount { width, height, len });
             }
             Ok(GreyImage {
                 width,

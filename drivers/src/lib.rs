@@ -8,10 +8,10 @@
 
 pub mod badge;
 pub mod capture;
-#[cfg(feature = "libfprint")]
-pub mod fprint;
 #[cfg(feature = "pcsc")]
 pub mod card;
+#[cfg(feature = "libfprint")]
+pub mod fprint;
 pub mod quality;
 pub mod sim;
 pub mod slap;

@@ -228,8 +228,14 @@ mod tests {
                 // most of it.
                 let left = 60 + i as u32 * (SimScanner::WIDTH + 40);
                 assert!(b.x + 16 >= left, "seed {seed} box {i}: {b:?}");
-                assert!(b.x + b.width <= left + SimScanner::WIDTH + 16, "seed {seed} box {i}: {b:?}");
-                assert!(b.width >= SimScanner::WIDTH / 2, "seed {seed} box {i}: {b:?}");
+                assert!(
+                    b.x + b.width <= left + SimScanner::WIDTH + 16,
+                    "seed {seed} box {i}: {b:?}"
+                );
+                assert!(
+                    b.width >= SimScanner::WIDTH / 2,
+                    "seed {seed} box {i}: {b:?}"
+                );
                 let cropped = crop(&slap, *b);
                 assert_eq!(cropped.pixels.len(), (b.width * b.height) as usize);
             }
@@ -249,7 +255,9 @@ mod tests {
                 found: 3
             }
         );
-        assert!(err.to_string().contains("3 finger(s) where 4 were expected"));
+        assert!(err
+            .to_string()
+            .contains("3 finger(s) where 4 were expected"));
         assert_eq!(segment(&slap, 3).unwrap().len(), 3);
     }
 
@@ -308,6 +316,9 @@ mod tests {
             ppi: 500,
             pixels: vec![0; 10],
         };
-        assert!(matches!(find_fingers(&bad), Err(SlapError::PixelCount { .. })));
+        assert!(matches!(
+            find_fingers(&bad),
+            Err(SlapError::PixelCount { .. })
+        ));
     }
 }

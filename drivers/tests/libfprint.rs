@@ -50,23 +50,39 @@ fn captures_through_libfprints_virtual_image_sensor() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("CI=true: {why}");
         }
-        eprintln!("\n{0}\n!! SKIPPED libfprint test: {why}\n{0}\n", "!".repeat(78));
+        eprintln!(
+            "\n{0}\n!! SKIPPED libfprint test: {why}\n{0}\n",
+            "!".repeat(78)
+        );
         return;
     }
     let t = Instant::now();
     let mut scanner = FprintScanner::open(Some("virtual_image")).unwrap();
     let open_ms = t.elapsed().as_millis();
-    assert!(scanner.name().contains("virtual_image"), "{}", scanner.name());
+    assert!(
+        scanner.name().contains("virtual_image"),
+        "{}",
+        scanner.name()
+    );
 
     // A simulated print goes in; the same pixels come out of libfprint.
-    let print = SimScanner::new(11).capture(FingerPosition::RightIndex).unwrap().image;
+    let print = SimScanner::new(11)
+        .capture(FingerPosition::RightIndex)
+        .unwrap()
+        .image;
     let sender = send_image(&socket, &print);
     let t = Instant::now();
     let got = scanner.capture(FingerPosition::RightIndex).unwrap();
     let capture_ms = t.elapsed().as_millis();
     sender.join().unwrap();
-    assert_eq!((got.image.width, got.image.height), (print.width, print.height));
-    assert_eq!(got.image.pixels, print.pixels, "libfprint handed back other pixels");
+    assert_eq!(
+        (got.image.width, got.image.height),
+        (print.width, print.height)
+    );
+    assert_eq!(
+        got.image.pixels, print.pixels,
+        "libfprint handed back other pixels"
+    );
     assert_eq!(got.position, FingerPosition::RightIndex);
     eprintln!("libfprint virtual_image: open {open_ms} ms, capture {capture_ms} ms (incl. 300 ms test delay)");
 
@@ -80,7 +96,10 @@ fn captures_through_libfprints_virtual_image_sensor() {
     assert!(t.elapsed() < Duration::from_secs(5));
 
     scanner.timeout = Duration::from_secs(20);
-    let other = SimScanner::new(12).capture(FingerPosition::RightMiddle).unwrap().image;
+    let other = SimScanner::new(12)
+        .capture(FingerPosition::RightMiddle)
+        .unwrap()
+        .image;
     let sender = send_image(&socket, &other);
     let got = scanner.capture(FingerPosition::RightMiddle).unwrap();
     sender.join().unwrap();

@@ -48,7 +48,9 @@ fn officer_enrols_and_supervisor_approves_with_a_card_badge() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("CI=true: {why}");
         }
-        eprintln!("\n!!!!!!!! SKIPPED officer_enrols_and_supervisor_approves_with_a_card_badge: {why}\n");
+        eprintln!(
+            "\n!!!!!!!! SKIPPED officer_enrols_and_supervisor_approves_with_a_card_badge: {why}\n"
+        );
         return;
     };
     let s = Setup::new();
@@ -56,7 +58,15 @@ fn officer_enrols_and_supervisor_approves_with_a_card_badge() {
 
     let out = with_stdin(
         &s,
-        &["badge", "personalise", "--officer-id", "OFF-0042", "--name", "Haddad<<Amina", "--json"],
+        &[
+            "badge",
+            "personalise",
+            "--officer-id",
+            "OFF-0042",
+            "--name",
+            "Haddad<<Amina",
+            "--json",
+        ],
         ADMIN_PIN,
     );
     assert!(out.status.success(), "{}", text(&out));
@@ -78,7 +88,15 @@ fn officer_enrols_and_supervisor_approves_with_a_card_badge() {
     // A wrong PIN: refused, and the card's counter shows it.
     let out = with_stdin(
         &s,
-        &["enrol", "--simulate", "--badge", "pcsc", "--pin-stdin", "--count", "1"],
+        &[
+            "enrol",
+            "--simulate",
+            "--badge",
+            "pcsc",
+            "--pin-stdin",
+            "--count",
+            "1",
+        ],
         "654321",
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -91,7 +109,16 @@ fn officer_enrols_and_supervisor_approves_with_a_card_badge() {
     // The right PIN: two enrolments co-signed on the card.
     let out = with_stdin(
         &s,
-        &["enrol", "--simulate", "--badge", "pcsc", "--pin-stdin", "--count", "2", "--json"],
+        &[
+            "enrol",
+            "--simulate",
+            "--badge",
+            "pcsc",
+            "--pin-stdin",
+            "--count",
+            "2",
+            "--json",
+        ],
         USER_PIN,
     );
     assert!(out.status.success(), "{}", text(&out));

@@ -193,6 +193,7 @@ fn a_second_writer_is_refused_while_one_enrols() {
     use std::io::BufRead;
     let s = Setup::new();
     let mut first = std::process::Command::new(BIN)
+        .env("TASJIL_BADGE", "sim") // the simulated badge, even while the card-badge test has a card in the reader
         .args([
             "--data-dir",
             s.station.to_str().unwrap(),
@@ -226,6 +227,7 @@ fn a_second_writer_is_refused_while_one_enrols() {
 fn with_pin(s: &Setup, args: &[&str], pin: &str) -> std::process::Output {
     use std::io::Write;
     let mut child = std::process::Command::new(BIN)
+        .env("TASJIL_BADGE", "sim") // the simulated badge, even while the card-badge test has a card in the reader
         .args(["--data-dir", s.station.to_str().unwrap()])
         .args(args)
         .stdin(std::process::Stdio::piped())

@@ -41,9 +41,20 @@ pub fn require_stack(test: &str) -> Option<Stack> {
     let slot = SLOT.lock().unwrap_or_else(|p| p.into_inner());
     match STACK.get_or_init(ensure_pcscd) {
         Ok(()) => {
-            // The previous test's card may still be on its way out of pcscd's view.
-            if let Err(e) = card::wait_for_removal(READER, Duration::from_secs(10)) {
-                panic!("the virtual reader still holds a card: {e}");
+            // The previous test's card may still be on its way out of pcscd's view; a pcscd
+            // that has just started may refuse a client for a moment.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match card::wait_for_removal(READER, Duration::from_secs(10)) {
+                    Ok(()) => break,
+                    Err(e) if Instant::now() > deadline => {
+                        panic!(
+                            "the virtual reader is not free: {e} (pcscd log: {})",
+                            log_path().display()
+                        )
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
             }
             Some(Stack { _slot: slot })
         }
@@ -59,6 +70,11 @@ pub fn require_stack(test: &str) -> Option<Stack> {
             None
         }
     }
+}
+
+/// Where the pcscd started by the harness writes its log.
+pub fn log_path() -> PathBuf {
+    std::env::temp_dir().join("tasjil-test-pcscd.log")
 }
 
 fn has_virtual_reader() -> Result<bool, String> {
@@ -82,11 +98,14 @@ fn ensure_pcscd() -> Result<(), String> {
     }
     // Detached from the test: it must outlive this process's other tests, and exits by itself
     // 60 s after its last client (--auto-exit).
+    let log = std::fs::File::create(log_path())
+        .map_err(|e| format!("cannot write {}: {e}", log_path().display()))?;
+    let err_log = log.try_clone().map_err(|e| e.to_string())?;
     Command::new(&pcscd)
         .args(["--foreground", "--auto-exit"])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log)
+        .stderr(err_log)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", pcscd.display()))?;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -118,7 +137,12 @@ impl VirtualCard {
             panic!("the virtual reader still holds a card: {e}");
         }
         let child = Command::new(bin)
-            .args(["--port", &VPCD_PORT.to_string(), "--serial", &format!("{serial:08x}")])
+            .args([
+                "--port",
+                &VPCD_PORT.to_string(),
+                "--serial",
+                &format!("{serial:08x}"),
+            ])
             .stdin(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
@@ -128,7 +152,10 @@ impl VirtualCard {
             Ok(_) => {}
             Err(e) => {
                 let status = card.child.try_wait();
-                panic!("virtual card not seen in {READER} after {:?}: {e} (process: {status:?})", t.elapsed());
+                panic!(
+                    "virtual card not seen in {READER} after {:?}: {e} (process: {status:?})",
+                    t.elapsed()
+                );
             }
         }
         card

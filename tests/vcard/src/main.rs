@@ -137,8 +137,9 @@ fn quickack(stream: &TcpStream) {
 }
 
 fn serve<C: opcard::Client>(card: &mut opcard::Card<C>, port: u16) -> Result<(), String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
-        .map_err(|e| format!("cannot reach vpcd on 127.0.0.1:{port} (is pcscd running with vpcd?): {e}"))?;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| {
+        format!("cannot reach vpcd on 127.0.0.1:{port} (is pcscd running with vpcd?): {e}")
+    })?;
     let _ = stream.set_nodelay(true);
     eprintln!("card ready");
     let mut apdu = Apdu::default();
@@ -185,7 +186,10 @@ impl Apdu {
         if view.class().chain() == iso7816::command::class::Chain::NotTheLast {
             let r = match &mut self.chained {
                 Some(c) => c.extend_from_command_view(view).map_err(|_| ()),
-                None => view.to_owned().map(|c| self.chained = Some(c)).map_err(|_| ()),
+                None => view
+                    .to_owned()
+                    .map(|c| self.chained = Some(c))
+                    .map_err(|_| ()),
             };
             return match r {
                 Ok(()) => status(Status::Success),

@@ -114,15 +114,15 @@ impl ExtensionDispatch for Backends {
                     resources,
                 )
             }
-            (Backend::Staging, Extension::WrapKeyToFile) => {
-                <StagingBackend as ExtensionImpl<WrapKeyToFileExtension>>::extension_request_serialized(
-                    &mut self.staging,
-                    core,
-                    &mut ctx.backends.staging,
-                    request,
-                    resources,
-                )
-            }
+            (Backend::Staging, Extension::WrapKeyToFile) => <StagingBackend as ExtensionImpl<
+                WrapKeyToFileExtension,
+            >>::extension_request_serialized(
+                &mut self.staging,
+                core,
+                &mut ctx.backends.staging,
+                request,
+                resources,
+            ),
             (Backend::Staging, Extension::Chunked) => {
                 <StagingBackend as ExtensionImpl<ChunkedExtension>>::extension_request_serialized(
                     &mut self.staging,

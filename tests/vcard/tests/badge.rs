@@ -35,9 +35,10 @@ fn badge_reads_name_officer_id_and_key() {
     };
     let (_card, key) = badge_card(0x7A51_0001, "OFF-0042", "Haddad<<Amina");
     let readers = card::readers().expect("readers");
-    assert!(readers
-        .iter()
-        .any(|r| r.name == READER && r.card_present), "{readers:?}");
+    assert!(
+        readers.iter().any(|r| r.name == READER && r.card_present),
+        "{readers:?}"
+    );
     let badge = PcscBadge::open(READER).expect("open badge");
     let info = badge.info();
     assert_eq!(info.officer_id, "OFF-0042");
@@ -74,7 +75,11 @@ fn wrong_pin_decrements_the_counter_and_right_pin_restores_it() {
         Err(BadgeError::PinNotVerified)
     ));
     badge.verify_pin(USER_PIN).expect("right PIN");
-    assert_eq!(badge.pin_retries().expect("retries"), 3, "a right PIN resets the counter");
+    assert_eq!(
+        badge.pin_retries().expect("retries"),
+        3,
+        "a right PIN resets the counter"
+    );
 }
 
 #[test]
@@ -90,9 +95,15 @@ fn pin_blocks_after_three_wrong_attempts() {
             Err(BadgeError::WrongPin { retries_left }) if retries_left == left
         ));
     }
-    assert!(matches!(badge.verify_pin("111111"), Err(BadgeError::Blocked)));
+    assert!(matches!(
+        badge.verify_pin("111111"),
+        Err(BadgeError::Blocked)
+    ));
     // Even the right PIN no longer opens it.
-    assert!(matches!(badge.verify_pin(USER_PIN), Err(BadgeError::Blocked)));
+    assert!(matches!(
+        badge.verify_pin(USER_PIN),
+        Err(BadgeError::Blocked)
+    ));
 }
 
 #[test]
@@ -120,7 +131,11 @@ fn on_card_signature_verifies_with_the_cards_public_key() {
         assert!(public.verify(&other, &Signature::from_bytes(&sig)).is_err());
     }
     let again = PcscBadge::open(READER).expect("reopen");
-    assert_eq!(again.info().signatures, 2, "the card counted both signatures");
+    assert_eq!(
+        again.info().signatures,
+        2,
+        "the card counted both signatures"
+    );
     assert_eq!(badge.public_key_hex().len(), 64);
 }
 
@@ -158,7 +173,10 @@ fn card_pulled_out_during_a_transaction_gives_a_clean_error() {
     vc.pull();
     let (signed, err, mut badge) = worker.join().expect("no panic in the signing thread");
     assert!(signed >= 5);
-    assert!(matches!(err, BadgeError::Removed), "expected Removed, got {err:?}: {err}");
+    assert!(
+        matches!(err, BadgeError::Removed),
+        "expected Removed, got {err:?}: {err}"
+    );
     assert!(err.to_string().contains("insert it again"));
     // After the card is gone every call fails cleanly, never hangs.
     assert!(matches!(badge.sign(b"after"), Err(BadgeError::Removed)));
