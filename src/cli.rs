@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use tasjil_sync::output::{finish, say, Output};
 use tasjil_sync::EnrolmentKind;
 
-use crate::enrolment::{simulate, SimBadge};
+use crate::enrolment::simulate;
 use crate::station::{self, DataDir, Station, View};
 
 #[derive(Debug, Parser)]
@@ -59,15 +59,16 @@ pub enum Command {
         /// Enrolment kind: new, renewal, replacement or correction.
         #[arg(long, default_value = "new")]
         kind: EnrolmentKind,
-        /// Officer id of the (simulated) badge.
+        /// Officer id of the simulated badge (a card badge carries its own).
         #[arg(long, default_value = "OFF-SIM-1")]
         officer: String,
         /// Read the badge PIN from standard input instead of a prompt.
         #[arg(long)]
         pin_stdin: bool,
+        #[command(flatten)]
+        badge: BadgeArgs,
     },
-    /// Supervisor approval of records, with the supervisor's badge and PIN (the simulated badge
-    /// until the PC/SC backend lands).
+    /// Supervisor approval of records, with the supervisor's badge and PIN.
     Approve {
         /// Approve every record not yet approved.
         #[arg(long, conflicts_with = "ids")]
@@ -75,13 +76,18 @@ pub enum Command {
         /// Record ids to approve.
         #[arg(value_name = "ID", required_unless_present = "all")]
         ids: Vec<String>,
-        /// Supervisor id of the badge.
+        /// Supervisor id of the simulated badge (a card badge carries its own).
         #[arg(long, default_value = "SUP-SIM-1")]
         supervisor: String,
         /// Read the badge PIN from standard input instead of a prompt.
         #[arg(long)]
         pin_stdin: bool,
+        #[command(flatten)]
+        badge: BadgeArgs,
     },
+    /// Officer badges (OpenPGP smart cards) in the PC/SC readers.
+    #[command(subcommand)]
+    Badge(BadgeCommand),
     /// Write the approved records the centre has not acknowledged to a bundle file on a USB
     /// stick, countersigned with the supervisor's badge and PIN.
     Export {
@@ -94,12 +100,14 @@ pub enum Command {
         /// Only records created on or before this day (UTC, YYYY-MM-DD).
         #[arg(long, value_name = "DATE")]
         until: Option<String>,
-        /// Supervisor id of the badge.
+        /// Supervisor id of the simulated badge (a card badge carries its own).
         #[arg(long, default_value = "SUP-SIM-1")]
         supervisor: String,
         /// Read the badge PIN from standard input instead of a prompt.
         #[arg(long)]
         pin_stdin: bool,
+        #[command(flatten)]
+        badge: BadgeArgs,
     },
     /// Receipts the centre signed for USB bundles.
     Receipt {
@@ -161,6 +169,57 @@ pub enum ReceiptCommand {
     },
 }
 
+/// Which officer badge a command uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BadgeKind {
+    /// The card in a PC/SC reader when one is inserted, else the simulated badge.
+    Auto,
+    /// An OpenPGP card in a PC/SC reader (waits for it to be inserted).
+    Pcsc,
+    /// The simulated badge (PIN 123456).
+    Sim,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BadgeArgs {
+    /// Officer badge to use.
+    #[arg(
+        long = "badge",
+        id = "badge",
+        value_enum,
+        default_value = "auto",
+        env = "TASJIL_BADGE"
+    )]
+    pub kind: BadgeKind,
+    /// With a card badge: seconds to wait for it to be inserted.
+    #[arg(long, default_value_t = 30)]
+    pub badge_wait: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BadgeCommand {
+    /// Readers, and the badge in each: name, officer id, public key, PIN attempts left.
+    Status,
+    /// Make a blank OpenPGP card an officer badge: name, officer id, and an Ed25519 signing key
+    /// generated on the card. Needs the card's admin PIN (read from standard input).
+    Personalise {
+        /// Officer id to write on the badge (OpenPGP login data), e.g. OFF-0042.
+        #[arg(long)]
+        officer_id: String,
+        /// Cardholder name (Latin-1, at most 39 characters), e.g. "Haddad<<Amina".
+        #[arg(long)]
+        name: String,
+        /// Reader holding the card (default: the first with a card).
+        #[arg(long)]
+        reader: Option<String>,
+    },
+    /// Measure PIN verification + on-card signature through pcscd (user PIN on standard input).
+    Bench {
+        #[arg(long, default_value_t = 100)]
+        count: u32,
+    },
+}
+
 /// Parse arguments, run, print, and give the exit code. The binary's only entry point.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -207,6 +266,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             kind,
             officer,
             pin_stdin,
+            badge,
         } => enrol(
             &dir,
             simulate,
@@ -216,6 +276,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             kind,
             &officer,
             pin_stdin,
+            &badge,
             cli.json,
         ),
         Command::Approve {
@@ -223,19 +284,23 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             ids,
             supervisor,
             pin_stdin,
-        } => approve(&dir, &ids, &supervisor, pin_stdin),
+            badge,
+        } => approve(&dir, &ids, &supervisor, pin_stdin, &badge),
+        Command::Badge(c) => crate::badge_cli::run(c),
         Command::Export {
             to,
             since,
             until,
             supervisor,
             pin_stdin,
+            badge,
         } => export(
             &dir,
             &to,
             crate::bundle::Range { since, until },
             &supervisor,
             pin_stdin,
+            &badge,
         ),
         Command::Receipt {
             command: ReceiptCommand::Import { file },
@@ -398,34 +463,91 @@ fn sync(
     })
 }
 
-/// The simulated backends are the only ones in this build; real ones (V4L2, libfprint, PC/SC)
-/// will be listed next to them when present.
+/// The simulated backends, and the real devices this build can drive when they are attached.
 fn devices() -> Output {
     use tasjil_drivers::{Camera, FingerprintScanner, SignaturePad};
-    let list = [
-        ("camera", tasjil_drivers::sim::SimCamera::new(0).name()),
+    // (kind, name, simulated, ready)
+    let mut list: Vec<(&str, String, bool, bool)> = vec![
+        (
+            "camera",
+            tasjil_drivers::sim::SimCamera::new(0).name(),
+            true,
+            true,
+        ),
         (
             "fingerprint",
             tasjil_drivers::sim::SimScanner::new(0).name(),
+            true,
+            true,
         ),
         (
             "signature",
             tasjil_drivers::sim::SimSignaturePad::new(0).name(),
+            true,
+            true,
         ),
         (
             "card",
             "simulated officer badge (OpenPGP card defaults, PIN 123456)".to_string(),
+            true,
+            true,
         ),
     ];
-    let mut human = String::from("kind         ready  device");
-    for (kind, name) in &list {
-        human.push_str(&format!("\n{kind:<12} yes    {name}"));
+    let mut notes = Vec::new();
+    #[cfg(feature = "pcsc")]
+    match tasjil_drivers::card::readers() {
+        Ok(readers) if readers.is_empty() => {
+            notes.push("PC/SC: no card reader attached".to_string())
+        }
+        Ok(readers) => {
+            for r in readers {
+                let name = match (
+                    r.card_present,
+                    tasjil_drivers::card::PcscBadge::open(&r.name),
+                ) {
+                    (false, _) => format!("{} (no badge inserted)", r.name),
+                    (true, Ok(b)) => format!(
+                        "{}: badge {} ({}), {} PIN attempts left",
+                        r.name,
+                        b.info().officer_id,
+                        b.info().officer_name,
+                        b.info().pin_retries
+                    ),
+                    (true, Err(e)) => format!("{}: card not usable as a badge: {e}", r.name),
+                };
+                list.push(("card", name, false, r.card_present));
+            }
+        }
+        Err(e) => notes.push(format!("PC/SC: {e}")),
     }
-    human.push_str("\nno real device backends in this build yet: only --simulate works");
+    #[cfg(not(feature = "pcsc"))]
+    notes.push("PC/SC badges: not in this build (feature `pcsc`)".to_string());
+    #[cfg(feature = "libfprint")]
+    match tasjil_drivers::fprint::sensors() {
+        Ok(sensors) if sensors.is_empty() => {
+            notes.push("libfprint: no fingerprint sensor attached".to_string())
+        }
+        Ok(sensors) => {
+            for s in sensors {
+                let name = format!("{} (libfprint {}, {})", s.name, s.driver, s.device_id);
+                list.push(("fingerprint", name, false, s.can_capture));
+            }
+        }
+        Err(e) => notes.push(format!("libfprint: {e}")),
+    }
+    let mut human = String::from("kind         ready  device");
+    for (kind, name, _, ready) in &list {
+        let ready = if *ready { "yes" } else { "no" };
+        human.push_str(&format!("\n{kind:<12} {ready:<6} {name}"));
+    }
+    for n in &notes {
+        human.push_str(&format!("\n{n}"));
+    }
+    human.push_str("\ncapture devices: only the simulated ones in this build (--simulate)");
     Output::ok(
-        json!({"devices": list.iter().map(|(kind, name)| json!({
-            "kind": kind, "name": name, "simulated": true, "ready": true,
-        })).collect::<Vec<_>>()}),
+        json!({"devices": list.iter().map(|(kind, name, simulated, ready)| json!({
+            "kind": kind, "name": name, "simulated": simulated, "ready": ready,
+        })).collect::<Vec<_>>(), "notes": notes}),
         human,
     )
 }
@@ -493,7 +615,7 @@ fn list(dir: &DataDir) -> anyhow::Result<Output> {
 }
 
 /// The badge PIN: from standard input with `--pin-stdin`, else asked at a terminal prompt.
-fn read_pin(pin_stdin: bool) -> anyhow::Result<String> {
+pub(crate) fn read_pin(pin_stdin: bool) -> anyhow::Result<String> {
     use std::io::IsTerminal;
     if !pin_stdin && !std::io::stdin().is_terminal() {
         bail!("a badge PIN is needed: pass --pin-stdin and write the PIN on standard input, or run at a terminal");
@@ -514,12 +636,12 @@ fn export(
     range: crate::bundle::Range,
     supervisor: &str,
     pin_stdin: bool,
+    badge_args: &BadgeArgs,
 ) -> anyhow::Result<Output> {
-    use crate::enrolment::OfficerBadge;
     range.check()?;
     let mut station = Station::open(dir)?;
-    let pin = read_pin(pin_stdin)?;
-    let mut badge = SimBadge::unlock(supervisor, &pin)?;
+    let mut badge = crate::badge_cli::unlock(badge_args, supervisor, Some(pin_stdin))?;
+    let supervisor = &badge.officer_id();
     station.store().register_officer(
         supervisor,
         &badge.officer_name(),
@@ -531,7 +653,7 @@ fn export(
         indicatif::ProgressStyle::with_template("writing bundle [{bar:30}] {bytes}/{total_bytes} ({eta})")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let report = crate::bundle::export(&mut station, &mut badge, to, &range, &mut |done, total| {
+    let report = crate::bundle::export(&mut station, badge.as_mut(), to, &range, &mut |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })?;
@@ -601,11 +723,15 @@ fn approve(
     ids: &[String],
     supervisor: &str,
     pin_stdin: bool,
+    badge_args: &BadgeArgs,
 ) -> anyhow::Result<Output> {
-    use crate::enrolment::OfficerBadge;
     let mut station = Station::open(dir)?;
-    let pin = read_pin(pin_stdin)?;
-    let badge = std::cell::RefCell::new(SimBadge::unlock(supervisor, &pin)?);
+    let badge = std::cell::RefCell::new(crate::badge_cli::unlock(
+        badge_args,
+        supervisor,
+        Some(pin_stdin),
+    )?);
+    let supervisor = &badge.borrow().officer_id();
     let now = crate::now_ms();
     let (name, public) = (
         badge.borrow().officer_name(),
@@ -644,6 +770,7 @@ fn enrol(
     kind: EnrolmentKind,
     officer: &str,
     pin_stdin: bool,
+    badge_args: &BadgeArgs,
     json_out: bool,
 ) -> anyhow::Result<Output> {
     if !simulate_devices {
@@ -665,13 +792,12 @@ fn enrol(
     let policy = crate::config::Config::load(&dir.0)?.capture;
     let mut station = Station::open(dir)?;
     // The simulated badge needs no PIN unless the operator wants to exercise the prompt.
-    let pin = if pin_stdin {
-        read_pin(true)?
-    } else {
-        crate::enrolment::badge::SIM_PIN.to_string()
-    };
-    let mut badge = SimBadge::unlock(officer, &pin)?;
-    station.login(&badge)?;
+    let mut badge = crate::badge_cli::unlock(
+        badge_args,
+        officer,
+        if pin_stdin { Some(true) } else { None },
+    )?;
+    station.login(badge.as_ref())?;
 
     let progress = indicatif::ProgressBar::new(count).with_style(
         indicatif::ProgressStyle::with_template(
@@ -691,7 +817,7 @@ fn enrol(
         )
         .with_context(|| format!("enrolment {} of {count} was not saved", i + 1))?;
         let c = station
-            .commit(&done, &mut badge)
+            .commit(&done, badge.as_mut())
             .with_context(|| format!("enrolment {} of {count} was not saved", i + 1))?;
         // Printed only once the commit is durable: a line here is a promise.
         if !json_out {

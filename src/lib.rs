@@ -5,6 +5,7 @@
 //! everything stored. Devices come from `tasjil-drivers`, records from `tasjil-sync`.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod badge_cli;
 pub mod bench;
 pub mod bundle;
 pub mod cli;

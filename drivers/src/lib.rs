@@ -6,8 +6,15 @@
 //! device's own score. It knows nothing of records, storage, sync or the UI.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod badge;
 pub mod capture;
+#[cfg(feature = "pcsc")]
+pub mod card;
+#[cfg(feature = "libfprint")]
+pub mod fprint;
 pub mod quality;
 pub mod sim;
+pub mod slap;
 
+pub use badge::{BadgeError, OfficerBadge};
 pub use capture::*;

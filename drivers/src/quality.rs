@@ -70,7 +70,7 @@ pub const RIDGE_CLARITY: &str = "ridge clarity";
 pub const CONTRAST: &str = "contrast";
 
 /// Default thresholds and constants. See the module documentation: these belong to configuration.
-mod defaults {
+pub(crate) mod defaults {
     /// Block side at 500 ppi.
     pub const BLOCK_500PPI: u32 = 16;
     /// A block whose grey variance exceeds this shows ridges (background noise is ~3).

@@ -1,18 +1,8 @@
-//! The officer's badge as the workflow sees it: an identity and a key that co-signs envelopes.
-//! The PC/SC OpenPGP-card backend implements the same trait in the drivers work; [`SimBadge`] is
-//! the simulated badge used by `--simulate`, the demo and tests.
+//! The simulated officer badge used by `--simulate`, the demo and tests. The badge trait and the
+//! PC/SC OpenPGP-card backend live in `tasjil-drivers` (`badge`, `card`).
 
+pub use tasjil_drivers::{BadgeError, OfficerBadge};
 use tasjil_sync::StationKey;
-
-/// A badge that can co-sign an envelope digest after its PIN was verified.
-pub trait OfficerBadge {
-    fn officer_id(&self) -> String;
-    fn officer_name(&self) -> String;
-    /// Hex Ed25519 public key of the badge's signing key.
-    fn public_key_hex(&self) -> String;
-    /// Sign `message` on the badge. Returns the 64-byte Ed25519 signature.
-    fn sign(&mut self, message: &[u8]) -> anyhow::Result<[u8; 64]>;
-}
 
 /// The OpenPGP-card default user PIN, which the simulated badge accepts.
 pub const SIM_PIN: &str = "123456";
@@ -56,7 +46,7 @@ impl OfficerBadge for SimBadge {
     fn public_key_hex(&self) -> String {
         self.key.public_hex()
     }
-    fn sign(&mut self, message: &[u8]) -> anyhow::Result<[u8; 64]> {
+    fn sign(&mut self, message: &[u8]) -> Result<[u8; 64], BadgeError> {
         Ok(self.key.sign(message).to_bytes())
     }
 }

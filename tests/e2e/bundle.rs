@@ -446,6 +446,7 @@ fn sigkill_during_export_leaves_no_valid_looking_partial() {
         let usb = tmp.path().join(format!("usb-{round}"));
         std::fs::create_dir_all(&usb).unwrap();
         let mut child = std::process::Command::new(BIN)
+            .env("TASJIL_BADGE", "sim")
             .args(["--data-dir", station.to_str().unwrap()])
             .args(["export", "--to", usb.to_str().unwrap(), "--pin-stdin"])
             .stdin(std::process::Stdio::piped())

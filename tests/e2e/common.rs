@@ -84,6 +84,8 @@ pub fn run(data_dir: &Path, args: &[&str]) -> Output {
         .arg(data_dir)
         .args(args)
         .env_remove("TASJIL_DATA_DIR")
+        // A badge in a reader on the test machine must not change what these tests sign with.
+        .env("TASJIL_BADGE", "sim")
         .output()
         .unwrap()
 }
@@ -217,6 +219,8 @@ pub fn run_with_input(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
         .arg(data_dir)
         .args(args)
         .env_remove("TASJIL_DATA_DIR")
+        // The simulated badge, even while the card-badge test has a card in the reader.
+        .env("TASJIL_BADGE", "sim")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -27,6 +27,7 @@ fn sigkill_at_random_moments_loses_no_committed_enrolment() {
     let mut promised: BTreeSet<String> = BTreeSet::new();
     for round in 0..kills {
         let mut child = Command::new(BIN)
+            .env("TASJIL_BADGE", "sim") // the simulated badge, even while the card-badge test has a card in the reader
             .args([
                 "--data-dir",
                 s.station.to_str().unwrap(),

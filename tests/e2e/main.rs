@@ -4,6 +4,7 @@
 
 mod common;
 
+mod badge;
 mod bundle;
 mod centre;
 mod crash;

@@ -218,6 +218,7 @@ fn sync_watch_syncs_within_seconds_of_the_centre_starting() {
         .unwrap();
     let url = format!("http://{addr}");
     let mut watch = Command::new(BIN)
+        .env("TASJIL_BADGE", "sim") // the simulated badge, even while the card-badge test has a card in the reader
         .args([
             "--data-dir",
             s.station.to_str().unwrap(),
@@ -268,6 +269,7 @@ fn a_station_three_days_off_still_syncs() {
         centre.register(&s.station);
         let skewed = |args: &[&str]| {
             Command::new("faketime")
+                .env("TASJIL_BADGE", "sim")
                 .args(["-f", offset, BIN, "--data-dir", s.station.to_str().unwrap()])
                 .args(args)
                 .output()
@@ -351,6 +353,7 @@ fn the_ledger_carries_approvals_up_and_statuses_down() {
     centre.register(&s.station);
     s.enrol(4, 17);
     let mut approve = Command::new(BIN)
+        .env("TASJIL_BADGE", "sim") // the simulated badge, even while the card-badge test has a card in the reader
         .args([
             "--data-dir",
             s.station.to_str().unwrap(),

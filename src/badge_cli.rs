@@ -1,0 +1,205 @@
+//! Choosing and unlocking the officer badge for a command (`--badge auto|pcsc|sim`), and the
+//! `tasjil badge` commands. The card protocol itself is `tasjil_drivers::card`; this module only
+//! talks to the operator (prompts, messages) and never touches the store.
+
+use anyhow::Context;
+use serde_json::json;
+use tasjil_sync::output::Output;
+
+use crate::cli::{read_pin, BadgeArgs, BadgeCommand, BadgeKind};
+use crate::enrolment::badge::SIM_PIN;
+use crate::enrolment::{OfficerBadge, SimBadge};
+
+/// The badge a command signs with, PIN verified. `pin_stdin`: `Some(true)` reads the PIN from
+/// standard input, `Some(false)` prompts at the terminal, `None` lets the simulated badge use its
+/// known PIN (a card badge then prompts).
+pub fn unlock(
+    args: &BadgeArgs,
+    sim_officer: &str,
+    pin_stdin: Option<bool>,
+) -> anyhow::Result<Box<dyn OfficerBadge>> {
+    let kind = match args.kind {
+        BadgeKind::Auto if card_inserted() => BadgeKind::Pcsc,
+        BadgeKind::Auto => BadgeKind::Sim,
+        k => k,
+    };
+    match kind {
+        BadgeKind::Pcsc => unlock_card(args, pin_stdin.unwrap_or(false)),
+        _ => {
+            let pin = match pin_stdin {
+                Some(from_stdin) => read_pin(from_stdin)?,
+                None => SIM_PIN.to_string(),
+            };
+            Ok(Box::new(SimBadge::unlock(sim_officer, &pin)?))
+        }
+    }
+}
+
+#[cfg(feature = "pcsc")]
+fn card_inserted() -> bool {
+    tasjil_drivers::card::readers().is_ok_and(|r| r.iter().any(|r| r.card_present))
+}
+
+#[cfg(not(feature = "pcsc"))]
+fn card_inserted() -> bool {
+    false
+}
+
+#[cfg(feature = "pcsc")]
+fn unlock_card(args: &BadgeArgs, pin_stdin: bool) -> anyhow::Result<Box<dyn OfficerBadge>> {
+    use tasjil_drivers::card::{self, PcscBadge};
+    let wait = std::time::Duration::from_secs(args.badge_wait);
+    if !card_inserted() {
+        eprintln!("insert the badge in the reader ({} s)", args.badge_wait);
+    }
+    let reader = card::wait_for_card(None, wait)?;
+    let mut badge = PcscBadge::open(&reader).with_context(|| format!("badge in {reader}"))?;
+    let info = badge.info().clone();
+    eprintln!(
+        "badge {} ({}) in {}: {} PIN attempts left",
+        info.officer_id, info.officer_name, info.reader, info.pin_retries
+    );
+    let pin = read_pin(pin_stdin)?;
+    badge
+        .verify_pin(&pin)
+        .with_context(|| format!("badge {}", info.officer_id))?;
+    Ok(Box::new(badge))
+}
+
+#[cfg(not(feature = "pcsc"))]
+fn unlock_card(_: &BadgeArgs, _: bool) -> anyhow::Result<Box<dyn OfficerBadge>> {
+    anyhow::bail!("this build has no PC/SC support (feature `pcsc`): use --badge sim")
+}
+
+/// `tasjil badge ...`
+pub fn run(command: BadgeCommand) -> anyhow::Result<Output> {
+    match command {
+        BadgeCommand::Status => status(),
+        BadgeCommand::Personalise {
+            officer_id,
+            name,
+            reader,
+        } => personalise(&officer_id, &name, reader),
+        BadgeCommand::Bench { count } => bench(count),
+    }
+}
+
+#[cfg(feature = "pcsc")]
+fn status() -> anyhow::Result<Output> {
+    use tasjil_drivers::card::{self, PcscBadge};
+    let readers = card::readers()?;
+    let mut human = format!("{} PC/SC readers", readers.len());
+    let mut list = Vec::new();
+    for r in &readers {
+        let mut j = json!({"reader": r.name, "card_present": r.card_present});
+        human.push_str(&format!("\n{}: ", r.name));
+        if !r.card_present {
+            human.push_str("no card");
+        } else {
+            match PcscBadge::open(&r.name) {
+                Ok(b) => {
+                    let i = b.info();
+                    human.push_str(&format!(
+                        "badge {} ({}), card {}, key {}, {} PIN attempts left, {} signatures",
+                        i.officer_id,
+                        i.officer_name,
+                        i.ident,
+                        b.public_key_hex(),
+                        i.pin_retries,
+                        i.signatures
+                    ));
+                    j["badge"] = json!({
+                        "officer_id": i.officer_id, "officer_name": i.officer_name,
+                        "card": i.ident, "public_key": b.public_key_hex(),
+                        "pin_retries": i.pin_retries, "signatures": i.signatures,
+                    });
+                }
+                Err(e) => {
+                    human.push_str(&format!("card not usable as a badge: {e}"));
+                    j["error"] = json!(e.to_string());
+                }
+            }
+        }
+        list.push(j);
+    }
+    Ok(Output::ok(json!({ "readers": list }), human))
+}
+
+#[cfg(feature = "pcsc")]
+fn personalise(officer_id: &str, name: &str, reader: Option<String>) -> anyhow::Result<Output> {
+    use tasjil_drivers::card::{self, Personalisation};
+    let reader = match reader {
+        Some(r) => r,
+        None => card::wait_for_card(None, std::time::Duration::from_secs(30))?,
+    };
+    eprintln!("admin PIN of the card in {reader}:");
+    let admin_pin = read_pin(!std::io::IsTerminal::is_terminal(&std::io::stdin()))?;
+    let key = card::personalise(
+        &reader,
+        &admin_pin,
+        &Personalisation {
+            officer_id,
+            officer_name: name,
+        },
+    )
+    .with_context(|| format!("personalising the card in {reader}"))?;
+    let key = hex::encode(key);
+    Ok(Output::ok(
+        json!({"reader": reader, "officer_id": officer_id, "officer_name": name, "public_key": key}),
+        format!(
+            "badge {officer_id} ({name}) personalised in {reader}\n  signing key (Ed25519, generated on the card): {key}\n  \
+             the station registers it at the officer's first login; check it against this line"
+        ),
+    ))
+}
+
+/// PIN verification + signature of a 50-byte message (domain tag + SHA-256 digest, as for an
+/// envelope co-signature), `count` times, each verified with the card's public key.
+#[cfg(feature = "pcsc")]
+fn bench(count: u32) -> anyhow::Result<Output> {
+    use ed25519_dalek::Verifier;
+    use tasjil_drivers::card::{self, PcscBadge};
+    let reader = card::wait_for_card(None, std::time::Duration::from_secs(30))?;
+    let mut badge = PcscBadge::open(&reader)?;
+    badge.verify_pin(&read_pin(true)?)?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&badge.info().public_key)?;
+    let mut message = b"tasjil/bench/v1\0".to_vec();
+    message.extend_from_slice(&tasjil_sync::canonical::sha256(b"bench"));
+    let mut ms = Vec::with_capacity(count as usize);
+    for _ in 0..count.max(1) {
+        let t = std::time::Instant::now();
+        let sig = badge.sign(&message)?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        key.verify(&message, &ed25519_dalek::Signature::from_bytes(&sig))
+            .context("the card's signature does not verify")?;
+    }
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+    Ok(Output::ok(
+        json!({"reader": reader, "count": ms.len(), "mean_ms": mean, "p50_ms": at(0.5),
+               "p95_ms": at(0.95), "max_ms": at(1.0)}),
+        format!(
+            "PIN + sign through pcscd ({reader}), {} signatures, all verified\n  mean {mean:.1} ms  p50 {:.1} ms  p95 {:.1} ms  max {:.1} ms",
+            ms.len(),
+            at(0.5),
+            at(0.95),
+            at(1.0)
+        ),
+    ))
+}
+
+#[cfg(not(feature = "pcsc"))]
+fn bench(_: u32) -> anyhow::Result<Output> {
+    anyhow::bail!("this build has no PC/SC support (feature `pcsc`)")
+}
+
+#[cfg(not(feature = "pcsc"))]
+fn status() -> anyhow::Result<Output> {
+    anyhow::bail!("this build has no PC/SC support (feature `pcsc`)")
+}
+
+#[cfg(not(feature = "pcsc"))]
+fn personalise(_: &str, _: &str, _: Option<String>) -> anyhow::Result<Output> {
+    anyhow::bail!("this build has no PC/SC support (feature `pcsc`)")
+}

@@ -1,0 +1,142 @@
+//! The station with a real officer badge: pcscd, vsmartcard's virtual reader and the test-only
+//! OpenPGP card (`tasjil-vcard`). Personalise the card, enrol and approve with it, verify.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use tasjil_vcard::{require_stack, VirtualCard, ADMIN_PIN, READER, USER_PIN};
+
+use crate::common::{text, Setup, BIN};
+
+/// The card binary, built next to this test by `cargo test --workspace`.
+fn vcard_bin() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("tasjil-vcard");
+    bin.exists().then_some(bin)
+}
+
+fn with_stdin(s: &Setup, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&s.station)
+        .args(args)
+        .env_remove("TASJIL_DATA_DIR")
+        .env_remove("TASJIL_BADGE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{input}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("not JSON: {}", text(out)))
+}
+
+#[test]
+fn officer_enrols_and_supervisor_approves_with_a_card_badge() {
+    let Some(_stack) = require_stack("officer_enrols_and_supervisor_approves_with_a_card_badge")
+    else {
+        return;
+    };
+    let Some(bin) = vcard_bin() else {
+        let why = "tasjil-vcard is not built: run `cargo test --workspace`";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true: {why}");
+        }
+        eprintln!(
+            "\n!!!!!!!! SKIPPED officer_enrols_and_supervisor_approves_with_a_card_badge: {why}\n"
+        );
+        return;
+    };
+    let s = Setup::new();
+    let _card = VirtualCard::insert(&bin, 0x7A51_00E2);
+
+    let out = with_stdin(
+        &s,
+        &[
+            "badge",
+            "personalise",
+            "--officer-id",
+            "OFF-0042",
+            "--name",
+            "Haddad<<Amina",
+            "--json",
+        ],
+        ADMIN_PIN,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let key = json(&out)["public_key"].as_str().unwrap().to_string();
+    assert_eq!(key.len(), 64);
+
+    let out = with_stdin(&s, &["badge", "status", "--json"], "");
+    let status = json(&out);
+    let ours = status["readers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["reader"] == READER)
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(ours["badge"]["officer_id"], "OFF-0042");
+    assert_eq!(ours["badge"]["public_key"], key.as_str());
+    assert_eq!(ours["badge"]["pin_retries"], 3);
+
+    // A wrong PIN: refused, and the card's counter shows it.
+    let out = with_stdin(
+        &s,
+        &[
+            "enrol",
+            "--simulate",
+            "--badge",
+            "pcsc",
+            "--pin-stdin",
+            "--count",
+            "1",
+        ],
+        "654321",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrong PIN: 2 attempts left"),
+        "{}",
+        text(&out)
+    );
+
+    // The right PIN: two enrolments co-signed on the card.
+    let out = with_stdin(
+        &s,
+        &[
+            "enrol",
+            "--simulate",
+            "--badge",
+            "pcsc",
+            "--pin-stdin",
+            "--count",
+            "2",
+            "--json",
+        ],
+        USER_PIN,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(json(&out)["committed"], 2);
+
+    let (_, list) = s.json(&["list"]);
+    let records = list["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r["officer"] == "OFF-0042"), "{list}");
+
+    // Approval with the card (`auto` finds it in the reader).
+    let out = with_stdin(&s, &["approve", "--all", "--pin-stdin", "--json"], USER_PIN);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(json(&out)["approved"], 2);
+    assert_eq!(json(&out)["supervisor"], "OFF-0042");
+
+    // Every co-signature verifies against the badge key registered at first login.
+    let (code, report) = s.json(&["verify"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["valid"], 2);
+}

@@ -1,0 +1,175 @@
+//! Test harness for the PC/SC badge tests: makes sure a pcscd with vsmartcard's virtual reader
+//! is running, and inserts / pulls out virtual badges (`tasjil-vcard` processes).
+//!
+//! - pcscd: used if one already answers with a "Virtual PCD" reader; otherwise started here as
+//!   `pcscd --foreground --auto-exit` (it quits by itself a minute after its last client).
+//! - Readiness is always asked of PC/SC (is the card in the reader?), never by connecting to
+//!   vpcd's port: vpcd takes any connection there for a card insertion.
+//! - When the stack is missing, [`require_stack`] prints a loud SKIPPED banner, or panics when
+//!   `CI=true` so that a CI machine without pcscd fails instead of passing silently.
+//!
+//! This library does not link opcard; only the `tasjil-vcard` binary does.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use tasjil_drivers::card;
+
+/// vpcd's first reader; a card process connecting to port 35963 appears in it.
+pub const READER: &str = "Virtual PCD 00 00";
+pub const VPCD_PORT: u16 = 35963;
+
+/// Admin PIN (PW3) and user PIN (PW1) of a fresh OpenPGP card.
+pub const ADMIN_PIN: &str = "12345678";
+pub const USER_PIN: &str = "123456";
+
+/// One virtual reader slot: card tests take turns.
+static SLOT: Mutex<()> = Mutex::new(());
+static STACK: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Exclusive use of the virtual reader while a test runs.
+#[derive(Debug)]
+pub struct Stack {
+    _slot: MutexGuard<'static, ()>,
+}
+
+/// The PC/SC stack for one test, or `None` (after a loud banner) when this machine has no
+/// pcscd/vpcd. With `CI=true` a missing stack is a failure, not a skip.
+pub fn require_stack(test: &str) -> Option<Stack> {
+    let slot = SLOT.lock().unwrap_or_else(|p| p.into_inner());
+    match STACK.get_or_init(ensure_pcscd) {
+        Ok(()) => {
+            // The previous test's card may still be on its way out of pcscd's view; a pcscd
+            // that has just started may refuse a client for a moment.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match card::wait_for_removal(READER, Duration::from_secs(10)) {
+                    Ok(()) => break,
+                    Err(e) if Instant::now() > deadline => {
+                        panic!(
+                            "the virtual reader is not free: {e} (pcscd log: {})",
+                            log_path().display()
+                        )
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+            Some(Stack { _slot: slot })
+        }
+        Err(why) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI=true and the PC/SC test stack is missing: {why}");
+            }
+            eprintln!(
+                "\n{bar}\n!! SKIPPED {test}: PC/SC tests need pcscd and vsmartcard-vpcd\n!! ({why})\n\
+                 !! install them with scripts/install-deps; CI=true turns this skip into a failure\n{bar}\n",
+                bar = "!".repeat(78)
+            );
+            None
+        }
+    }
+}
+
+/// Where the pcscd started by the harness writes its log.
+pub fn log_path() -> PathBuf {
+    std::env::temp_dir().join("tasjil-test-pcscd.log")
+}
+
+fn has_virtual_reader() -> Result<bool, String> {
+    match card::readers() {
+        Ok(r) => Ok(r.iter().any(|r| r.name == READER)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn ensure_pcscd() -> Result<(), String> {
+    if has_virtual_reader() == Ok(true) {
+        return Ok(());
+    }
+    let pcscd = ["/usr/sbin/pcscd", "/sbin/pcscd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or("pcscd is not installed")?;
+    if !Path::new("/usr/lib/pcsc/drivers/serial/libifdvpcd.so").exists() {
+        return Err("vsmartcard-vpcd (the virtual reader driver) is not installed".into());
+    }
+    // Detached from the test: it must outlive this process's other tests, and exits by itself
+    // 60 s after its last client (--auto-exit).
+    let log = std::fs::File::create(log_path())
+        .map_err(|e| format!("cannot write {}: {e}", log_path().display()))?;
+    let err_log = log.try_clone().map_err(|e| e.to_string())?;
+    Command::new(&pcscd)
+        .args(["--foreground", "--auto-exit"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err_log)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", pcscd.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match has_virtual_reader() {
+            Ok(true) => return Ok(()),
+            Ok(false) if Instant::now() > deadline => {
+                return Err(format!("pcscd runs but shows no {READER:?} reader"))
+            }
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!("pcscd did not come up: {e}"))
+            }
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// A virtual badge in the reader: one `tasjil-vcard` process. Dropping it pulls it out.
+#[derive(Debug)]
+pub struct VirtualCard {
+    child: Child,
+}
+
+impl VirtualCard {
+    /// Start the card process `bin` and wait (through PC/SC) until the card is in the reader.
+    pub fn insert(bin: &Path, serial: u32) -> VirtualCard {
+        // A card left by an earlier test must be gone first, or the new one cannot connect.
+        if let Err(e) = card::wait_for_removal(READER, Duration::from_secs(10)) {
+            panic!("the virtual reader still holds a card: {e}");
+        }
+        let child = Command::new(bin)
+            .args([
+                "--port",
+                &VPCD_PORT.to_string(),
+                "--serial",
+                &format!("{serial:08x}"),
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut card = VirtualCard { child };
+        let t = Instant::now();
+        match card::wait_for_card(Some(READER), Duration::from_secs(15)) {
+            Ok(_) => {}
+            Err(e) => {
+                let status = card.child.try_wait();
+                panic!(
+                    "virtual card not seen in {READER} after {:?}: {e} (process: {status:?})",
+                    t.elapsed()
+                );
+            }
+        }
+        card
+    }
+
+    /// Pull the card out: kill its process (vpcd sees the connection drop).
+    pub fn pull(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for VirtualCard {
+    fn drop(&mut self) {
+        self.pull();
+    }
+}
