@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod enrolment;
+pub mod kiosk;
 pub mod schema;
 pub mod station;
 pub mod store;
