@@ -437,11 +437,10 @@ impl Kiosk {
         let k = Rc::downgrade(self);
         a.on_edited(move |text| {
             let Some(k) = k.upgrade() else { return };
-            let mut st = k.st.borrow_mut();
-            if let Some(f) = st.form.as_mut() {
+            k.with_form(|f| {
                 let i = f.current();
                 f.set(i, &text);
-            }
+            });
         });
         let k = Rc::downgrade(self);
         a.on_choose(move |value| {
