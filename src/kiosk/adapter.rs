@@ -699,7 +699,7 @@ impl Kiosk {
         a.set_left(ModelRc::new(VecModel::from(left)));
         a.set_done(st.next_finger.is_none());
         if let Some(p) = st.next_finger {
-            a.set_current(tr.invoke_finger(i32::from(p.code())));
+            a.set_current(i32::from(p.code()));
         }
     }
 
@@ -1089,11 +1089,6 @@ impl Kiosk {
                 a.set_min_quality(i32::from(min_quality));
                 a.set_good_frames(good_frames as i32);
                 a.set_fps(s(format!("{fps:.0} fps")));
-                a.set_guidance(ui.global::<Tr>().invoke_guidance(
-                    i32::from(frame.quality),
-                    i32::from(min_quality),
-                    good_frames as i32,
-                ));
                 if !a.get_camera_ok() {
                     a.set_camera_ok(true);
                     self.st.borrow_mut().camera_lost = false;
@@ -1113,22 +1108,19 @@ impl Kiosk {
             Event::Face { outcome, step } => {
                 self.st.borrow_mut().step = step;
                 let a = ui.global::<FaceAdapter>();
-                a.set_result(outcome_text(&ui, &outcome));
+                let (kind, q, left) = outcome_parts(&outcome);
+                a.set_result(s(kind));
+                a.set_result_quality(q);
+                a.set_result_left(left);
                 a.set_captured(step != Step::Face);
             }
             Event::Finger { result, next, step } => {
-                let tr = ui.global::<Tr>();
                 let i = usize::from(result.position.code() - 1);
-                let (text, status, bad) = match result.outcome {
-                    Outcome::Accepted => (tr.invoke_accepted(i32::from(result.quality)), FingerStatus::Ok(result.quality), false),
-                    Outcome::Retry { quality, attempts_left } => (
-                        tr.invoke_retry(i32::from(quality), attempts_left as i32),
-                        FingerStatus::Todo,
-                        true,
-                    ),
-                    Outcome::KeptBelowThreshold { quality } => {
-                        (tr.invoke_kept(i32::from(quality)), FingerStatus::Low(quality), true)
-                    }
+                let (kind, _, left) = outcome_parts(&result.outcome);
+                let status = match result.outcome {
+                    Outcome::Accepted => FingerStatus::Ok(result.quality),
+                    Outcome::Retry { .. } => FingerStatus::Todo,
+                    Outcome::KeptBelowThreshold { quality } => FingerStatus::Low(quality),
                 };
                 {
                     let mut st = self.st.borrow_mut();
@@ -1138,8 +1130,11 @@ impl Kiosk {
                 }
                 let a = ui.global::<FingersAdapter>();
                 a.set_busy(false);
-                a.set_result(s(format!("{}: {text}", tr.invoke_finger(i32::from(result.position.code())))));
-                a.set_result_bad(bad);
+                a.set_result_finger(i32::from(result.position.code()));
+                a.set_result(s(kind));
+                a.set_result_quality(i32::from(result.quality));
+                a.set_result_left(left);
+                a.set_result_bad(kind != "accepted");
                 let (w, h, px) = &result.thumb;
                 let rgb: Vec<u8> = px.iter().flat_map(|&g| [g, g, g]).collect();
                 a.set_thumb(Image::from_rgb8(SharedPixelBuffer::<Rgb8Pixel>::clone_from_slice(&rgb, *w, *h)));
@@ -1153,9 +1148,9 @@ impl Kiosk {
                     st.next_finger = next;
                     st.step = step;
                 }
-                let tr = ui.global::<Tr>();
                 let a = ui.global::<FingersAdapter>();
-                a.set_result(tr.invoke_excepted(tr.invoke_finger(i32::from(position.code()))));
+                a.set_result_finger(i32::from(position.code()));
+                a.set_result(s("exception"));
                 a.set_result_bad(true);
                 self.refresh_fingers(&ui);
             }
@@ -1198,12 +1193,12 @@ impl Kiosk {
     }
 }
 
-fn outcome_text(ui: &AppWindow, outcome: &Outcome) -> SharedString {
-    let tr = ui.global::<Tr>();
+/// An outcome as the views show it: kind, quality, tries left.
+fn outcome_parts(outcome: &Outcome) -> (&'static str, i32, i32) {
     match *outcome {
-        Outcome::Accepted => tr.invoke_message(s("face-accepted")),
-        Outcome::Retry { quality, attempts_left } => tr.invoke_retry(i32::from(quality), attempts_left as i32),
-        Outcome::KeptBelowThreshold { quality } => tr.invoke_kept(i32::from(quality)),
+        Outcome::Accepted => ("accepted", 0, 0),
+        Outcome::Retry { quality, attempts_left } => ("retry", i32::from(quality), attempts_left as i32),
+        Outcome::KeptBelowThreshold { quality } => ("kept", i32::from(quality), 0),
     }
 }
 
