@@ -150,6 +150,24 @@ pub enum Command {
         #[arg(value_name = "IMAGE")]
         image: PathBuf,
     },
+    /// Open the touch-screen kiosk (Slint window; needs DISPLAY).
+    Kiosk {
+        /// Use simulated camera, scanner and badge (PIN 123456).
+        #[arg(long)]
+        simulate: bool,
+        /// Seed of the simulated devices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Fill the whole screen.
+        #[arg(long)]
+        fullscreen: bool,
+        /// Close after this many seconds (smoke tests).
+        #[arg(long, value_name = "SECS")]
+        exit_after: Option<u64>,
+        /// Measure the face preview (frames per second, memory) with simulated devices, then close.
+        #[arg(long, requires = "simulate")]
+        bench: bool,
+    },
     /// Measure commit latency (seal + sign + durable commit) in a temporary station.
     Bench {
         #[arg(long, default_value_t = 200)]
@@ -306,6 +324,23 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             command: ReceiptCommand::Import { file },
         } => receipt_import(&dir, &file),
         Command::CheckFinger { image } => check_finger(&image),
+        Command::Kiosk {
+            simulate,
+            seed,
+            fullscreen,
+            exit_after,
+            bench,
+        } => {
+            let options = crate::kiosk::Options {
+                simulate,
+                seed,
+                fullscreen,
+                exit_after: exit_after.map(std::time::Duration::from_secs),
+                bench,
+            };
+            crate::kiosk::run(&dir, &options)?;
+            Ok(Output::ok(json!({"kiosk": "closed"}), "kiosk closed".into()))
+        }
         Command::Devices => Ok(devices()),
         Command::List => list(&dir),
         Command::Verify => {

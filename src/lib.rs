@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod enrolment;
+pub mod kiosk;
 pub mod schema;
 pub mod station;
 pub mod store;

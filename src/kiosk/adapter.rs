@@ -1,0 +1,1261 @@
+//! Binds the Slint views (`ui/views/*.slint`, one `global` adapter each) to the controllers and
+//! the worker. Runs on the UI thread only; never does I/O: everything slow is a [`Command`] to
+//! the worker, whose [`Event`]s come back through [`Kiosk::drain`].
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+use slint::{ComponentHandle, Image, Model, ModelRc, Rgb8Pixel, Rgba8Pixel, SharedPixelBuffer, SharedString, VecModel};
+use tasjil_drivers::{ExceptionReason, FingerPosition};
+use tasjil_sync::EnrolmentKind;
+
+use super::form::{Editor, Form};
+use super::i18n::{font_for_text, Lang, ARABIC_FONT, LATIN_FONT, TIFINAGH_FONT};
+use super::keyboard;
+use super::login::{Login, LoginState};
+use super::session::{Receipt, Review};
+use super::ui::*;
+use super::worker::{Command, Event, Outbox, FRAMES_NEEDED};
+use crate::enrolment::{Outcome, Step};
+use crate::schema::{Keyboard, Schema};
+
+/// Officer logged out after this long without a touch.
+pub const IDLE_LOGOUT_MS: i64 = 5 * 60 * 1000;
+/// The simulated badge's officer.
+pub const SIM_OFFICER: &str = "OFF-SIM-1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FingerStatus {
+    Todo,
+    Ok(u8),
+    Low(u8),
+    Exception,
+}
+
+struct State {
+    lang: Lang,
+    login: Login,
+    schema: Schema,
+    form: Option<Form>,
+    layout: Keyboard,
+    shift: bool,
+    step: Step,
+    fingers: [FingerStatus; 10],
+    next_finger: Option<FingerPosition>,
+    strokes: Vec<Vec<(u16, u16)>>,
+    confirm_pin: String,
+    review: Option<Box<Review>>,
+    receipt: Option<Receipt>,
+    camera_lost: bool,
+    log: VecDeque<String>,
+    station: String,
+    devices: Vec<String>,
+}
+
+/// The kiosk's UI side: owns the UI-thread controllers and the line to the worker.
+pub struct Kiosk {
+    ui: slint::Weak<AppWindow>,
+    tx: Sender<Command>,
+    outbox: Arc<Outbox>,
+    frame_free: Arc<AtomicBool>,
+    camera_plug: Option<Arc<AtomicBool>>,
+    st: RefCell<State>,
+    frames_shown: std::cell::Cell<u64>,
+}
+
+impl std::fmt::Debug for Kiosk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kiosk").finish_non_exhaustive()
+    }
+}
+
+fn s(text: impl AsRef<str>) -> SharedString {
+    SharedString::from(text.as_ref())
+}
+
+fn now_ms() -> i64 {
+    crate::now_ms()
+}
+
+impl Kiosk {
+    /// Bind every view of `ui`. `camera_plug` is the simulated camera's cable, if any.
+    pub fn bind(
+        ui: &AppWindow,
+        tx: Sender<Command>,
+        outbox: Arc<Outbox>,
+        frame_free: Arc<AtomicBool>,
+        camera_plug: Option<Arc<AtomicBool>>,
+    ) -> Rc<Kiosk> {
+        let kiosk = Rc::new(Kiosk {
+            ui: ui.as_weak(),
+            tx,
+            outbox,
+            frame_free,
+            camera_plug,
+            st: RefCell::new(State {
+                lang: Lang::Fr,
+                login: Login::new(IDLE_LOGOUT_MS),
+                schema: Schema::default_cnie(),
+                form: None,
+                layout: Keyboard::Latin,
+                shift: true,
+                step: Step::Identify,
+                fingers: [FingerStatus::Todo; 10],
+                next_finger: None,
+                strokes: Vec::new(),
+                confirm_pin: String::new(),
+                review: None,
+                receipt: None,
+                camera_lost: false,
+                log: VecDeque::new(),
+                station: String::new(),
+                devices: Vec::new(),
+            }),
+            frames_shown: std::cell::Cell::new(0),
+        });
+        ui.global::<App>()
+            .set_simulate(kiosk.camera_plug.is_some());
+        kiosk.bind_app(ui);
+        kiosk.bind_login(ui);
+        kiosk.bind_home(ui);
+        kiosk.bind_kind(ui);
+        kiosk.bind_form(ui);
+        kiosk.bind_face(ui);
+        kiosk.bind_fingers(ui);
+        kiosk.bind_signature(ui);
+        kiosk.bind_review(ui);
+        kiosk.bind_receipt(ui);
+        kiosk.bind_diagnostics(ui);
+        kiosk.set_lang(ui, Lang::Fr);
+        kiosk.show_login(ui);
+        kiosk
+    }
+
+    fn send(&self, command: Command) {
+        if self.tx.send(command).is_err() {
+            if let Some(ui) = self.ui.upgrade() {
+                self.status(&ui, "the kiosk worker has stopped: restart the kiosk", true);
+            }
+        }
+    }
+
+    /// Show a status line and keep it in the log tail.
+    fn status(&self, ui: &AppWindow, text: &str, error: bool) {
+        let app = ui.global::<App>();
+        app.set_status(s(text));
+        app.set_status_error(error);
+        let mut st = self.st.borrow_mut();
+        let secs = now_ms() / 1000 % 86_400;
+        st.log.push_back(format!(
+            "{:02}:{:02}:{:02} {}{text}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            if error { "ERROR " } else { "" }
+        ));
+        while st.log.len() > 12 {
+            st.log.pop_front();
+        }
+        if error {
+            tracing::warn!("{text}");
+        } else {
+            tracing::info!("{text}");
+        }
+    }
+
+    fn msg(ui: &AppWindow, key: &str) -> String {
+        ui.global::<Tr>().invoke_message(s(key)).to_string()
+    }
+
+    fn go(&self, ui: &AppWindow, view: &str) {
+        let app = ui.global::<App>();
+        if app.get_view() == "face" && view != "face" {
+            self.send(Command::Preview(false));
+        }
+        app.set_view(s(view));
+    }
+
+    // ---- app-wide ----------------------------------------------------------------------------
+
+    fn bind_app(self: &Rc<Self>, ui: &AppWindow) {
+        let app = ui.global::<App>();
+        let k = Rc::downgrade(self);
+        app.on_set_lang(move |code| {
+            if let (Some(k), Some(lang)) = (k.upgrade(), Lang::from_code(&code)) {
+                if let Some(ui) = k.ui.upgrade() {
+                    k.set_lang(&ui, lang);
+                }
+            }
+        });
+        let k = Rc::downgrade(self);
+        app.on_touched(move || {
+            if let Some(k) = k.upgrade() {
+                k.st.borrow_mut().login.touch(now_ms());
+            }
+        });
+        let k = Rc::downgrade(self);
+        app.on_drain(move || {
+            if let Some(k) = k.upgrade() {
+                k.drain();
+            }
+        });
+        let k = Rc::downgrade(self);
+        app.on_go(move |view| {
+            if let (Some(k), Some(ui)) = (k.upgrade(), k.upgrade().and_then(|k| k.ui.upgrade())) {
+                if view == "diagnostics" {
+                    k.fill_diagnostics(&ui);
+                }
+                k.go(&ui, &view);
+            }
+        });
+        let k = Rc::downgrade(self);
+        app.on_remove_badge(move || {
+            if let Some(k) = k.upgrade() {
+                k.remove_badge();
+            }
+        });
+    }
+
+    /// Switch language live: translations, direction, font, and every text composed in Rust.
+    pub fn set_lang(&self, ui: &AppWindow, lang: Lang) {
+        if let Err(e) = slint::select_bundled_translation(lang.code()) {
+            tracing::warn!("no bundled translation for {}: {e}", lang.code());
+        }
+        self.st.borrow_mut().lang = lang;
+        let app = ui.global::<App>();
+        app.set_lang(s(lang.code()));
+        app.set_rtl(lang.is_rtl());
+        app.set_font(s(lang.font_family()));
+        self.refresh_form(ui);
+        self.refresh_fingers(ui);
+        self.refresh_review(ui);
+    }
+
+    /// The badge left the reader.
+    pub fn remove_badge(&self) {
+        let was = self.st.borrow_mut().login.remove_badge();
+        self.send(Command::Logout);
+        if let Some(ui) = self.ui.upgrade() {
+            ui.global::<App>().set_officer(s(""));
+            self.reset_enrolment(&ui);
+            self.show_login(&ui);
+            if was {
+                self.status(&ui, &Self::msg(&ui, "logged-out"), false);
+            }
+        }
+    }
+
+    /// Preview frames put on screen so far (for `tasjil kiosk --bench`).
+    pub fn frames_shown(&self) -> u64 {
+        self.frames_shown.get()
+    }
+
+    /// For measurements: log in with the simulated badge, fill the form with sample data and
+    /// open the face preview with automatic capture off, as fast as the worker answers.
+    pub fn bench_to_face_preview(&self) {
+        let data = crate::schema::simulated_demographics(1, "new");
+        let mut form = Form::new(&self.st.borrow().schema, "new");
+        form.fill(&data);
+        self.st.borrow_mut().form = Some(form);
+        self.send(Command::Login {
+            officer: SIM_OFFICER.into(),
+            pin: crate::enrolment::badge::SIM_PIN.into(),
+        });
+        self.send(Command::Start);
+        self.send(Command::AutoCapture(false));
+        self.send(Command::Identify(EnrolmentKind::New));
+        self.send(Command::Demographics(data));
+    }
+
+    /// Called every second by the kiosk's timer (and by tests with their own clock).
+    pub fn tick(&self, now_ms: i64) {
+        if self.st.borrow_mut().login.idle_check(now_ms) {
+            self.send(Command::Logout);
+            if let Some(ui) = self.ui.upgrade() {
+                ui.global::<App>().set_officer(s(""));
+                self.reset_enrolment(&ui);
+                self.show_login(&ui);
+                self.status(&ui, &Self::msg(&ui, "idle"), false);
+            }
+        }
+    }
+
+    fn reset_enrolment(&self, ui: &AppWindow) {
+        let mut st = self.st.borrow_mut();
+        st.form = None;
+        st.fingers = [FingerStatus::Todo; 10];
+        st.strokes.clear();
+        st.confirm_pin.clear();
+        st.review = None;
+        drop(st);
+        let face = ui.global::<FaceAdapter>();
+        face.set_captured(false);
+        face.set_result(s(""));
+        face.set_has_frame(false);
+        ui.global::<SignatureAdapter>().set_ink(s(""));
+        ui.global::<SignatureAdapter>().set_has_ink(false);
+        ui.global::<FingersAdapter>().set_result(s(""));
+        ui.global::<FingersAdapter>().set_has_thumb(false);
+    }
+
+    // ---- login -------------------------------------------------------------------------------
+
+    fn bind_login(self: &Rc<Self>, ui: &AppWindow) {
+        let a = ui.global::<LoginAdapter>();
+        let k = Rc::downgrade(self);
+        a.on_insert_badge(move || {
+            if let Some(k) = k.upgrade() {
+                k.st.borrow_mut().login.insert_badge(SIM_OFFICER, now_ms());
+                if let Some(ui) = k.ui.upgrade() {
+                    k.show_login(&ui);
+                }
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_digit(move |d| {
+            let Some(k) = k.upgrade() else { return };
+            let complete = k.st.borrow_mut().login.digit(d.chars().next().unwrap_or(' '), now_ms());
+            if let Some((officer, pin)) = complete {
+                k.send(Command::Login { officer, pin });
+            }
+            if let Some(ui) = k.ui.upgrade() {
+                k.show_login(&ui);
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_erase(move || {
+            let Some(k) = k.upgrade() else { return };
+            k.st.borrow_mut().login.backspace();
+            if let Some(ui) = k.ui.upgrade() {
+                k.show_login(&ui);
+            }
+        });
+    }
+
+    fn show_login(&self, ui: &AppWindow) {
+        let st = self.st.borrow();
+        let a = ui.global::<LoginAdapter>();
+        a.set_pin_filled(st.login.pin_len() as i32);
+        let state = match st.login.state() {
+            LoginState::NoBadge => "no-badge",
+            LoginState::EnterPin { officer, tries_left } => {
+                a.set_officer(s(officer));
+                a.set_tries_left(i32::from(*tries_left));
+                "pin"
+            }
+            LoginState::Checking { .. } => "checking",
+            LoginState::Blocked { .. } => "blocked",
+            LoginState::LoggedIn { .. } => return,
+        };
+        a.set_state(s(state));
+        drop(st);
+        if ui.global::<App>().get_view() != "login" {
+            self.go(ui, "login");
+        }
+    }
+
+    // ---- home --------------------------------------------------------------------------------
+
+    fn bind_home(self: &Rc<Self>, ui: &AppWindow) {
+        let a = ui.global::<HomeAdapter>();
+        let k = Rc::downgrade(self);
+        a.on_start(move || {
+            if let Some(k) = k.upgrade() {
+                k.send(Command::Start);
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_refresh(move || {
+            if let Some(k) = k.upgrade() {
+                k.send(Command::Home);
+            }
+        });
+    }
+
+    // ---- kind --------------------------------------------------------------------------------
+
+    fn bind_kind(self: &Rc<Self>, ui: &AppWindow) {
+        let a = ui.global::<KindAdapter>();
+        let k = Rc::downgrade(self);
+        a.on_choose(move |kind| {
+            let Some(k) = k.upgrade() else { return };
+            match kind.parse::<EnrolmentKind>() {
+                Ok(kind) => {
+                    let schema = k.st.borrow().schema.clone();
+                    let mut form = Form::new(&schema, kind.as_str());
+                    if let Some(old) = k.st.borrow().form.as_ref() {
+                        form.fill(&old.data());
+                    }
+                    k.st.borrow_mut().form = Some(form);
+                    k.send(Command::Identify(kind));
+                }
+                Err(e) => {
+                    if let Some(ui) = k.ui.upgrade() {
+                        k.status(&ui, &format!("{e}"), true);
+                    }
+                }
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_cancel(move || {
+            let Some(k) = k.upgrade() else { return };
+            k.send(Command::Cancel);
+            k.send(Command::Home);
+            if let Some(ui) = k.ui.upgrade() {
+                k.reset_enrolment(&ui);
+                k.go(&ui, "home");
+            }
+        });
+    }
+
+    // ---- demographics form -------------------------------------------------------------------
+
+    fn bind_form(self: &Rc<Self>, ui: &AppWindow) {
+        let a = ui.global::<FormAdapter>();
+        let k = Rc::downgrade(self);
+        a.on_select(move |i| {
+            let Some(k) = k.upgrade() else { return };
+            k.with_form(|f| f.select(i.max(0) as usize));
+        });
+        let k = Rc::downgrade(self);
+        a.on_key(move |key| {
+            let Some(k) = k.upgrade() else { return };
+            let shifted = k.st.borrow().shift;
+            k.with_form(|f| f.key(&key));
+            // One capital, then small letters, as phones do.
+            if shifted && key.chars().any(char::is_alphabetic) {
+                k.st.borrow_mut().shift = false;
+                if let Some(ui) = k.ui.upgrade() {
+                    k.refresh_form(&ui);
+                }
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_edited(move |text| {
+            let Some(k) = k.upgrade() else { return };
+            k.with_form(|f| {
+                let i = f.current();
+                f.set(i, &text);
+            });
+        });
+        let k = Rc::downgrade(self);
+        a.on_choose(move |value| {
+            let Some(k) = k.upgrade() else { return };
+            k.with_form(|f| {
+                let i = f.current();
+                f.set(i, &value);
+                if i + 1 < f.len() {
+                    f.select(i + 1);
+                }
+            });
+        });
+        let k = Rc::downgrade(self);
+        a.on_shift(move || {
+            let Some(k) = k.upgrade() else { return };
+            let shift = !k.st.borrow().shift;
+            k.st.borrow_mut().shift = shift;
+            k.with_form(|_| {});
+        });
+        let k = Rc::downgrade(self);
+        a.on_next_layout(move || {
+            let Some(k) = k.upgrade() else { return };
+            let next = match k.st.borrow().layout {
+                Keyboard::Latin => Keyboard::Arabic,
+                Keyboard::Arabic => Keyboard::Tifinagh,
+                Keyboard::Tifinagh => Keyboard::Digits,
+                Keyboard::Digits => Keyboard::Latin,
+            };
+            k.st.borrow_mut().layout = next;
+            if let Some(ui) = k.ui.upgrade() {
+                k.show_keyboard(&ui);
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_next(move || {
+            let Some(k) = k.upgrade() else { return };
+            let data = k.st.borrow().form.as_ref().map(Form::data);
+            if let Some(data) = data {
+                k.send(Command::Demographics(data));
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_back(move || {
+            if let Some(k) = k.upgrade() {
+                k.send(Command::Retake(Step::Identify));
+            }
+        });
+    }
+
+    /// Change the form and show it again.
+    fn with_form(&self, change: impl FnOnce(&mut Form)) {
+        let changed_field = {
+            let mut st = self.st.borrow_mut();
+            let Some(f) = st.form.as_mut() else { return };
+            let before = f.current();
+            change(f);
+            f.current() != before
+        };
+        if let Some(ui) = self.ui.upgrade() {
+            if changed_field {
+                self.st.borrow_mut().layout = Keyboard::Latin; // replaced below by the field's own
+            }
+            self.refresh_form_with(&ui, changed_field);
+        }
+    }
+
+    fn refresh_form(&self, ui: &AppWindow) {
+        self.refresh_form_with(ui, false);
+    }
+
+    fn refresh_form_with(&self, ui: &AppWindow, field_changed: bool) {
+        let tr = ui.global::<Tr>();
+        let yes_no = (tr.invoke_yes().to_string(), tr.invoke_no().to_string());
+        let mut st = self.st.borrow_mut();
+        let lang = st.lang;
+        let Some(form) = st.form.as_ref() else { return };
+        let rows = form.rows(lang.code(), (&yes_no.0, &yes_no.1));
+        let current = form.current();
+        let choices = form.choices(current, lang.code(), (&yes_no.0, &yes_no.1));
+        let a = ui.global::<FormAdapter>();
+        let errors = rows.iter().filter(|r| !r.error.is_empty()).count();
+        let model: Vec<FormRow> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| FormRow {
+                name: s(&r.name),
+                label: s(&r.label),
+                shown: s(&r.shown),
+                required: r.required,
+                error: s(&r.error),
+                value_font: s(if r.arabic_value { ARABIC_FONT } else { font_for_text(&r.shown) }),
+                current: i == current,
+            })
+            .collect();
+        a.set_rows(ModelRc::new(VecModel::from(model)));
+        a.set_errors(errors as i32);
+        if let Some(row) = rows.get(current) {
+            a.set_current(current as i32);
+            a.set_current_label(s(&row.label));
+            a.set_current_example(s(&row.example));
+            a.set_current_value(s(&row.value));
+            let arabic = row.arabic_value;
+            a.set_current_rtl(arabic);
+            a.set_current_font(s(if arabic { ARABIC_FONT } else { font_for_text(&row.value) }));
+            match row.editor {
+                Editor::Choice => {
+                    a.set_choice(true);
+                    let mut c: Vec<Choice> = choices
+                        .into_iter()
+                        .map(|(value, label)| Choice {
+                            value: s(value),
+                            label: s(label),
+                        })
+                        .collect();
+                    if lang.is_rtl() {
+                        c.reverse();
+                    }
+                    a.set_choices(ModelRc::new(VecModel::from(c)));
+                }
+                Editor::Text(layout) => {
+                    a.set_choice(false);
+                    if field_changed || a.get_keys().row_count() == 0 {
+                        st.layout = layout;
+                        st.shift = layout == Keyboard::Latin;
+                    }
+                }
+            }
+        }
+        drop(st);
+        self.show_keyboard(ui);
+    }
+
+    fn show_keyboard(&self, ui: &AppWindow) {
+        let st = self.st.borrow();
+        let a = ui.global::<FormAdapter>();
+        let rows: Vec<KeyRow> = keyboard::rows(st.layout, st.shift)
+            .into_iter()
+            .map(|r| KeyRow {
+                keys: ModelRc::new(VecModel::from(r.into_iter().map(SharedString::from).collect::<Vec<_>>())),
+            })
+            .collect();
+        a.set_keys(ModelRc::new(VecModel::from(rows)));
+        a.set_layout_name(s(keyboard::layout_name(st.layout)));
+        let font = match st.layout {
+            Keyboard::Arabic => ARABIC_FONT,
+            Keyboard::Tifinagh => TIFINAGH_FONT,
+            _ => LATIN_FONT,
+        };
+        a.set_layout_font(s(font));
+        if !a.get_choice() {
+            a.set_current_font(s(match st.layout {
+                Keyboard::Arabic => ARABIC_FONT,
+                Keyboard::Tifinagh => TIFINAGH_FONT,
+                _ => font_for_text(&a.get_current_value()),
+            }));
+        }
+    }
+
+    // ---- face --------------------------------------------------------------------------------
+
+    fn bind_face(self: &Rc<Self>, ui: &AppWindow) {
+        let a = ui.global::<FaceAdapter>();
+        a.set_frames_needed(FRAMES_NEEDED as i32);
+        let k = Rc::downgrade(self);
+        a.on_capture(move || {
+            if let Some(k) = k.upgrade() {
+                k.send(Command::CaptureFace);
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_retake(move || {
+            if let Some(k) = k.upgrade() {
+                k.send(Command::Retake(Step::Face));
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_next(move || {
+            if let Some(k) = k.upgrade() {
+                let step = k.st.borrow().step;
+                k.show_step(step);
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_back(move || {
+            if let Some(k) = k.upgrade() {
+                k.send(Command::Retake(Step::Demographics));
+            }
+        });
+    }
+
+    // ---- fingers -----------------------------------------------------------------------------
+
+    fn bind_fingers(self: &Rc<Self>, ui: &AppWindow) {
+        let a = ui.global::<FingersAdapter>();
+        let k = Rc::downgrade(self);
+        a.on_capture(move || {
+            if let Some(k) = k.upgrade() {
+                if let Some(ui) = k.ui.upgrade() {
+                    ui.global::<FingersAdapter>().set_busy(true);
+                }
+                k.send(Command::CaptureFinger);
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_exception(move |reason| {
+            let Some(k) = k.upgrade() else { return };
+            let reason = match reason.as_str() {
+                "missing" => ExceptionReason::Missing,
+                "injured" => ExceptionReason::Injured,
+                "bandaged" => ExceptionReason::Bandaged,
+                "unusable" => ExceptionReason::Unusable,
+                other => ExceptionReason::Other(other.to_string()),
+            };
+            k.send(Command::FingerException(reason));
+        });
+        let k = Rc::downgrade(self);
+        a.on_next(move || {
+            if let Some(k) = k.upgrade() {
+                let step = k.st.borrow().step;
+                k.show_step(step);
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_back(move || {
+            if let Some(k) = k.upgrade() {
+                k.st.borrow_mut().fingers = [FingerStatus::Todo; 10];
+                k.send(Command::Retake(Step::Face));
+            }
+        });
+    }
+
+    fn refresh_fingers(&self, ui: &AppWindow) {
+        let st = self.st.borrow();
+        let tr = ui.global::<Tr>();
+        let tile = |p: FingerPosition| {
+            let (status, score) = match st.fingers[usize::from(p.code() - 1)] {
+                FingerStatus::Todo if st.next_finger == Some(p) => ("current", 0),
+                FingerStatus::Todo => ("todo", 0),
+                FingerStatus::Ok(q) => ("ok", q),
+                FingerStatus::Low(q) => ("low", q),
+                FingerStatus::Exception => ("exception", 0),
+            };
+            Finger {
+                code: i32::from(p.code()),
+                label: tr.invoke_finger_short(i32::from(p.code())),
+                status: s(status),
+                score: i32::from(score),
+            }
+        };
+        // Palms down on the scanner: right hand thumb to little finger from left to right,
+        // left hand little finger to thumb.
+        let right: Vec<Finger> = FingerPosition::ALL[..5].iter().map(|&p| tile(p)).collect();
+        let left: Vec<Finger> = FingerPosition::ALL[5..].iter().rev().map(|&p| tile(p)).collect();
+        let a = ui.global::<FingersAdapter>();
+        a.set_right(ModelRc::new(VecModel::from(right)));
+        a.set_left(ModelRc::new(VecModel::from(left)));
+        a.set_done(st.next_finger.is_none());
+        if let Some(p) = st.next_finger {
+            a.set_current(i32::from(p.code()));
+        }
+    }
+
+    // ---- signature ---------------------------------------------------------------------------
+
+    fn bind_signature(self: &Rc<Self>, ui: &AppWindow) {
+        let a = ui.global::<SignatureAdapter>();
+        let point = |x: f32, y: f32| (x.max(0.0).round() as u16, y.max(0.0).round() as u16);
+        let k = Rc::downgrade(self);
+        a.on_down(move |x, y| {
+            if let Some(k) = k.upgrade() {
+                k.st.borrow_mut().strokes.push(vec![point(x, y)]);
+                k.show_ink();
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_move(move |x, y| {
+            if let Some(k) = k.upgrade() {
+                if let Some(stroke) = k.st.borrow_mut().strokes.last_mut() {
+                    stroke.push(point(x, y));
+                }
+                k.show_ink();
+            }
+        });
+        a.on_up(|| {});
+        let k = Rc::downgrade(self);
+        a.on_clear(move || {
+            if let Some(k) = k.upgrade() {
+                k.st.borrow_mut().strokes.clear();
+                k.show_ink();
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_accept(move || {
+            let Some(k) = k.upgrade() else { return };
+            let Some(ui) = k.ui.upgrade() else { return };
+            let a = ui.global::<SignatureAdapter>();
+            let (width, height) = (a.get_pad_width() as u16, a.get_pad_height() as u16);
+            let strokes = k.st.borrow().strokes.clone();
+            if strokes.is_empty() {
+                k.status(&ui, &Self::msg(&ui, "signature-empty"), true);
+                return;
+            }
+            k.send(Command::Signature {
+                width,
+                height,
+                strokes,
+            });
+        });
+        let k = Rc::downgrade(self);
+        a.on_back(move || {
+            if let Some(k) = k.upgrade() {
+                k.st.borrow_mut().fingers = [FingerStatus::Todo; 10];
+                k.send(Command::Retake(Step::Fingers));
+            }
+        });
+    }
+
+    fn show_ink(&self) {
+        let Some(ui) = self.ui.upgrade() else { return };
+        let st = self.st.borrow();
+        let mut path = String::new();
+        for stroke in &st.strokes {
+            for (i, (x, y)) in stroke.iter().enumerate() {
+                path.push_str(&format!("{} {x} {y} ", if i == 0 { "M" } else { "L" }));
+            }
+            if let [(x, y)] = stroke.as_slice() {
+                path.push_str(&format!("L {x} {y} "));
+            }
+        }
+        let a = ui.global::<SignatureAdapter>();
+        a.set_has_ink(!st.strokes.is_empty());
+        a.set_ink(s(path.trim_end()));
+    }
+
+    // ---- review and confirmation -------------------------------------------------------------
+
+    fn bind_review(self: &Rc<Self>, ui: &AppWindow) {
+        let a = ui.global::<ReviewAdapter>();
+        let k = Rc::downgrade(self);
+        a.on_retake(move |what| {
+            let Some(k) = k.upgrade() else { return };
+            let step = match what.as_str() {
+                "face" => Step::Face,
+                "fingers" => {
+                    k.st.borrow_mut().fingers = [FingerStatus::Todo; 10];
+                    Step::Fingers
+                }
+                "signature" => {
+                    k.st.borrow_mut().strokes.clear();
+                    k.show_ink();
+                    Step::Signature
+                }
+                _ => Step::Demographics,
+            };
+            k.send(Command::Retake(step));
+        });
+        let k = Rc::downgrade(self);
+        a.on_confirm(move || {
+            let Some(k) = k.upgrade() else { return };
+            k.st.borrow_mut().confirm_pin.clear();
+            if let Some(ui) = k.ui.upgrade() {
+                let c = ui.global::<ConfirmAdapter>();
+                c.set_pin_filled(0);
+                c.set_message(s(""));
+                c.set_busy(false);
+                k.go(&ui, "confirm");
+            }
+        });
+        let c = ui.global::<ConfirmAdapter>();
+        let k = Rc::downgrade(self);
+        c.on_digit(move |d| {
+            let Some(k) = k.upgrade() else { return };
+            let Some(ui) = k.ui.upgrade() else { return };
+            let c = ui.global::<ConfirmAdapter>();
+            if c.get_busy() {
+                return;
+            }
+            let pin = {
+                let mut st = k.st.borrow_mut();
+                st.confirm_pin.push_str(&d);
+                c.set_pin_filled(st.confirm_pin.len() as i32);
+                (st.confirm_pin.len() >= super::login::PIN_LEN)
+                    .then(|| std::mem::take(&mut st.confirm_pin))
+            };
+            if let Some(pin) = pin {
+                c.set_busy(true);
+                k.send(Command::Confirm { pin });
+            }
+        });
+        let k = Rc::downgrade(self);
+        c.on_erase(move || {
+            let Some(k) = k.upgrade() else { return };
+            let mut st = k.st.borrow_mut();
+            st.confirm_pin.pop();
+            if let Some(ui) = k.ui.upgrade() {
+                ui.global::<ConfirmAdapter>().set_pin_filled(st.confirm_pin.len() as i32);
+            }
+        });
+        let k = Rc::downgrade(self);
+        c.on_cancel(move || {
+            let Some(k) = k.upgrade() else { return };
+            k.st.borrow_mut().confirm_pin.clear();
+            if let Some(ui) = k.ui.upgrade() {
+                k.go(&ui, "review");
+            }
+        });
+    }
+
+    fn refresh_review(&self, ui: &AppWindow) {
+        let st = self.st.borrow();
+        let Some(review) = st.review.as_ref() else { return };
+        let tr = ui.global::<Tr>();
+        let lang = st.lang.code();
+        let rows: Vec<ReviewRow> = st
+            .schema
+            .fields
+            .iter()
+            .filter_map(|f| {
+                let value = review.demographics.get(&f.name)?;
+                let text = match value {
+                    serde_json::Value::Bool(true) => tr.invoke_yes().to_string(),
+                    serde_json::Value::Bool(false) => tr.invoke_no().to_string(),
+                    serde_json::Value::String(v) => f
+                        .values
+                        .iter()
+                        .find(|e| &e.value == v)
+                        .map_or(v.clone(), |e| e.label.get(lang).to_string()),
+                    other => other.to_string(),
+                };
+                Some(ReviewRow {
+                    label: s(f.label.get(lang)),
+                    value_font: s(font_for_text(&text)),
+                    value: s(text),
+                })
+            })
+            .collect();
+        let a = ui.global::<ReviewAdapter>();
+        a.set_rows(ModelRc::new(VecModel::from(rows)));
+        a.set_kind(tr.invoke_kind(s(review.kind.as_str())));
+        let fingers: Vec<String> = review
+            .fingers
+            .iter()
+            .map(|(p, q)| format!("{} {q}", tr.invoke_finger(i32::from(p.code()))))
+            .chain(review.exceptions.iter().map(|(p, _)| {
+                tr.invoke_excepted(tr.invoke_finger(i32::from(p.code()))).to_string()
+            }))
+            .collect();
+        a.set_fingers(s(fingers.join(" · ")));
+        a.set_flags(s(review.below_threshold.join(", ")));
+    }
+
+    // ---- receipt -----------------------------------------------------------------------------
+
+    fn bind_receipt(self: &Rc<Self>, ui: &AppWindow) {
+        let a = ui.global::<ReceiptAdapter>();
+        let k = Rc::downgrade(self);
+        a.on_save(move || {
+            let Some(k) = k.upgrade() else { return };
+            let Some(ui) = k.ui.upgrade() else { return };
+            let id = ui.global::<ReceiptAdapter>().get_id().to_string();
+            match ui.window().take_snapshot() {
+                Ok(shot) => k.send(Command::SaveReceipt {
+                    id,
+                    width: shot.width(),
+                    height: shot.height(),
+                    rgba: shot.as_bytes().to_vec(),
+                }),
+                Err(e) => k.status(&ui, &format!("cannot render the receipt: {e}"), true),
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_done(move || {
+            let Some(k) = k.upgrade() else { return };
+            if let Some(ui) = k.ui.upgrade() {
+                k.reset_enrolment(&ui);
+                k.go(&ui, "home");
+            }
+            k.send(Command::Home);
+        });
+    }
+
+    fn show_receipt(&self, ui: &AppWindow, receipt: &Receipt) {
+        let a = ui.global::<ReceiptAdapter>();
+        a.set_id(s(&receipt.committed.id));
+        a.set_seq(receipt.committed.seq as i32);
+        a.set_centre(s(&receipt.station));
+        a.set_officer(s(&receipt.officer));
+        a.set_date(s(format_utc(receipt.at_ms)));
+        a.set_saved(s(""));
+        match qr_image(&format!("TASJIL:{}:{}:{}", receipt.station, receipt.committed.seq, receipt.committed.id)) {
+            Ok(img) => a.set_qr(img),
+            Err(e) => self.status(ui, &format!("cannot draw the QR code: {e}"), true),
+        }
+    }
+
+    // ---- diagnostics -------------------------------------------------------------------------
+
+    fn bind_diagnostics(self: &Rc<Self>, ui: &AppWindow) {
+        let a = ui.global::<DiagnosticsAdapter>();
+        a.set_version(s(env!("CARGO_PKG_VERSION")));
+        let k = Rc::downgrade(self);
+        a.on_toggle_camera(move || {
+            let Some(k) = k.upgrade() else { return };
+            if let Some(plug) = &k.camera_plug {
+                let now = !plug.load(Ordering::SeqCst);
+                plug.store(now, Ordering::SeqCst);
+                if let Some(ui) = k.ui.upgrade() {
+                    ui.global::<DiagnosticsAdapter>().set_camera_plugged(now);
+                }
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_back(move || {
+            if let Some(k) = k.upgrade() {
+                if let Some(ui) = k.ui.upgrade() {
+                    k.go(&ui, "home");
+                }
+            }
+        });
+    }
+
+    fn fill_diagnostics(&self, ui: &AppWindow) {
+        let st = self.st.borrow();
+        let a = ui.global::<DiagnosticsAdapter>();
+        a.set_station(s(&st.station));
+        a.set_devices(ModelRc::new(VecModel::from(
+            st.devices.iter().map(s).collect::<Vec<_>>(),
+        )));
+        let home = ui.global::<HomeAdapter>();
+        a.set_free_disk(home.get_free_disk());
+        a.set_last_sync(home.get_last_sync());
+        a.set_log_tail(s(st.log.iter().cloned().collect::<Vec<_>>().join("\n")));
+    }
+
+    // ---- worker results ----------------------------------------------------------------------
+
+    /// Show the view of a workflow step (the workflow decides which step comes next).
+    fn show_step(&self, step: Step) {
+        let Some(ui) = self.ui.upgrade() else { return };
+        self.st.borrow_mut().step = step;
+        match step {
+            Step::Identify => self.go(&ui, "kind"),
+            Step::Demographics => {
+                self.refresh_form_with(&ui, true);
+                self.go(&ui, "form");
+            }
+            Step::Face => {
+                let f = ui.global::<FaceAdapter>();
+                f.set_captured(false);
+                f.set_result(s(""));
+                f.set_min_quality(50);
+                self.frame_free.store(true, Ordering::Release);
+                self.go(&ui, "face");
+                self.send(Command::Preview(true));
+            }
+            Step::Fingers => {
+                {
+                    let mut st = self.st.borrow_mut();
+                    st.next_finger = st.fingers.iter().position(|f| *f == FingerStatus::Todo)
+                        .map(|i| FingerPosition::ALL[i]);
+                }
+                ui.global::<FingersAdapter>().set_result(s(""));
+                self.refresh_fingers(&ui);
+                self.go(&ui, "fingers");
+            }
+            Step::Signature => self.go(&ui, "signature"),
+            Step::Review => self.send(Command::Review),
+        }
+    }
+
+    /// Apply what the worker sent. Called on the UI thread.
+    pub fn drain(&self) {
+        for event in self.outbox.take() {
+            self.apply(event);
+        }
+    }
+
+    fn apply(&self, event: Event) {
+        let Some(ui) = self.ui.upgrade() else { return };
+        match event {
+            Event::Fatal(e) => self.status(&ui, &e, true),
+            Event::Ready { station, devices } => {
+                let mut st = self.st.borrow_mut();
+                st.station = station;
+                st.devices = devices;
+            }
+            Event::LoggedIn { name } => {
+                self.st.borrow_mut().login.pin_result(true, now_ms());
+                let officer = self.st.borrow().login.officer().unwrap_or_default().to_string();
+                ui.global::<App>().set_officer(s(&officer));
+                ui.global::<LoginAdapter>().set_wrong_pin(false);
+                self.status(&ui, &format!("{name} ({officer})"), false);
+                self.send(Command::Home);
+                self.go(&ui, "home");
+            }
+            Event::LoginRefused(e) => {
+                self.st.borrow_mut().login.pin_result(false, now_ms());
+                ui.global::<LoginAdapter>().set_wrong_pin(true);
+                self.show_login(&ui);
+                self.status(&ui, &e, true);
+            }
+            Event::Home(h) => {
+                let a = ui.global::<HomeAdapter>();
+                a.set_today(h.today as i32);
+                a.set_records(h.records as i32);
+                a.set_unsent(h.unsent as i32);
+                a.set_unacknowledged(h.unacknowledged as i32);
+                a.set_link(s(if h
+                    .last_sync_ms
+                    .is_some_and(|t| now_ms() - t < 10 * 60 * 1000)
+                {
+                    "online"
+                } else {
+                    "offline"
+                }));
+                a.set_last_sync(s(h.last_sync_ms.map_or("—".into(), format_utc)));
+                a.set_free_disk(s(h
+                    .free_disk_mb
+                    .map_or("?".into(), |mb| format!("{:.1} GB", mb as f64 / 1024.0))));
+            }
+            Event::Step(step) => self.show_step(step),
+            Event::FormErrors(errors) => {
+                if let Some(f) = self.st.borrow_mut().form.as_mut() {
+                    f.show_errors(&errors);
+                }
+                self.refresh_form_with(&ui, true);
+                let names: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                tracing::info!("form refused: {}", names.join("; "));
+                self.status(&ui, &Self::msg(&ui, "form-invalid"), true);
+            }
+            Event::Frame {
+                frame,
+                good_frames,
+                min_quality,
+                fps,
+            } => {
+                let a = ui.global::<FaceAdapter>();
+                let buffer = SharedPixelBuffer::<Rgb8Pixel>::clone_from_slice(
+                    &frame.rgb,
+                    frame.width,
+                    frame.height,
+                );
+                a.set_frame(Image::from_rgb8(buffer));
+                a.set_has_frame(true);
+                a.set_quality(i32::from(frame.quality));
+                a.set_min_quality(i32::from(min_quality));
+                a.set_good_frames(good_frames as i32);
+                a.set_fps(s(format!("{fps:.0} fps")));
+                if !a.get_camera_ok() {
+                    a.set_camera_ok(true);
+                    self.st.borrow_mut().camera_lost = false;
+                    self.status(&ui, &Self::msg(&ui, "camera-back"), false);
+                }
+                self.frame_free.store(true, Ordering::Release);
+                self.frames_shown.set(self.frames_shown.get() + 1);
+            }
+            Event::CameraLost(e) => {
+                let a = ui.global::<FaceAdapter>();
+                a.set_camera_ok(false);
+                let first = !std::mem::replace(&mut self.st.borrow_mut().camera_lost, true);
+                if first {
+                    self.status(&ui, &format!("{} ({e})", Self::msg(&ui, "camera-lost")), true);
+                }
+            }
+            Event::Face { outcome, step } => {
+                self.st.borrow_mut().step = step;
+                let a = ui.global::<FaceAdapter>();
+                let (kind, q, left) = outcome_parts(&outcome);
+                a.set_result(s(kind));
+                a.set_result_quality(q);
+                a.set_result_left(left);
+                a.set_captured(step != Step::Face);
+            }
+            Event::Finger { result, next, step } => {
+                let i = usize::from(result.position.code() - 1);
+                let (kind, _, left) = outcome_parts(&result.outcome);
+                let status = match result.outcome {
+                    Outcome::Accepted => FingerStatus::Ok(result.quality),
+                    Outcome::Retry { .. } => FingerStatus::Todo,
+                    Outcome::KeptBelowThreshold { quality } => FingerStatus::Low(quality),
+                };
+                {
+                    let mut st = self.st.borrow_mut();
+                    st.fingers[i] = status;
+                    st.next_finger = next;
+                    st.step = step;
+                }
+                let a = ui.global::<FingersAdapter>();
+                a.set_busy(false);
+                a.set_result_finger(i32::from(result.position.code()));
+                a.set_result(s(kind));
+                a.set_result_quality(i32::from(result.quality));
+                a.set_result_left(left);
+                a.set_result_bad(kind != "accepted");
+                let (w, h, px) = &result.thumb;
+                let rgb: Vec<u8> = px.iter().flat_map(|&g| [g, g, g]).collect();
+                a.set_thumb(Image::from_rgb8(SharedPixelBuffer::<Rgb8Pixel>::clone_from_slice(&rgb, *w, *h)));
+                a.set_has_thumb(true);
+                self.refresh_fingers(&ui);
+            }
+            Event::FingerExcepted { position, next, step } => {
+                {
+                    let mut st = self.st.borrow_mut();
+                    st.fingers[usize::from(position.code() - 1)] = FingerStatus::Exception;
+                    st.next_finger = next;
+                    st.step = step;
+                }
+                let a = ui.global::<FingersAdapter>();
+                a.set_result_finger(i32::from(position.code()));
+                a.set_result(s("exception"));
+                a.set_result_bad(true);
+                self.refresh_fingers(&ui);
+            }
+            Event::Review(review) => {
+                let a = ui.global::<ReviewAdapter>();
+                match decode_rgb(&review.face_jpeg, image::ImageFormat::Jpeg) {
+                    Ok(img) => a.set_face(img),
+                    Err(e) => self.status(&ui, &format!("cannot show the photo: {e}"), true),
+                }
+                match decode_rgb(&review.signature_png, image::ImageFormat::Png) {
+                    Ok(img) => a.set_signature(img),
+                    Err(e) => self.status(&ui, &format!("cannot show the signature: {e}"), true),
+                }
+                self.st.borrow_mut().review = Some(review);
+                self.refresh_review(&ui);
+                self.go(&ui, "review");
+            }
+            Event::Committed(receipt) => {
+                self.show_receipt(&ui, &receipt);
+                self.status(&ui, &format!("{} {} (seq {})", Self::msg(&ui, "committed"), receipt.committed.id, receipt.committed.seq), false);
+                self.st.borrow_mut().receipt = Some(receipt);
+                self.go(&ui, "receipt");
+            }
+            Event::ConfirmRefused(e) => {
+                let c = ui.global::<ConfirmAdapter>();
+                c.set_busy(false);
+                c.set_pin_filled(0);
+                c.set_message(s(&e));
+                self.status(&ui, &e, true);
+            }
+            Event::ReceiptSaved(path) => {
+                ui.global::<ReceiptAdapter>().set_saved(s(&path));
+                self.status(&ui, &format!("{}: {path}", Self::msg(&ui, "receipt-saved")), false);
+            }
+            Event::Error(e) => {
+                ui.global::<FingersAdapter>().set_busy(false);
+                self.status(&ui, &e, true);
+            }
+        }
+    }
+}
+
+/// An outcome as the views show it: kind, quality, tries left.
+fn outcome_parts(outcome: &Outcome) -> (&'static str, i32, i32) {
+    match *outcome {
+        Outcome::Accepted => ("accepted", 0, 0),
+        Outcome::Retry { quality, attempts_left } => ("retry", i32::from(quality), attempts_left as i32),
+        Outcome::KeptBelowThreshold { quality } => ("kept", i32::from(quality), 0),
+    }
+}
+
+fn decode_rgb(bytes: &[u8], format: image::ImageFormat) -> anyhow::Result<Image> {
+    let rgb = image::load_from_memory_with_format(bytes, format)?.into_rgb8();
+    Ok(Image::from_rgb8(SharedPixelBuffer::<Rgb8Pixel>::clone_from_slice(
+        rgb.as_raw(),
+        rgb.width(),
+        rgb.height(),
+    )))
+}
+
+/// A QR code as an image: black modules on white, 4 modules of quiet zone.
+pub fn qr_image(text: &str) -> anyhow::Result<Image> {
+    let code = qrcode::QrCode::new(text.as_bytes())?;
+    let n = code.width();
+    let colors = code.to_colors();
+    let (quiet, scale) = (4usize, 4usize);
+    let side = (n + 2 * quiet) * scale;
+    let mut buffer = SharedPixelBuffer::<Rgba8Pixel>::new(side as u32, side as u32);
+    for (i, px) in buffer.make_mut_slice().iter_mut().enumerate() {
+        let (x, y) = (i % side / scale, i / side / scale);
+        let dark = x >= quiet
+            && y >= quiet
+            && x < n + quiet
+            && y < n + quiet
+            && colors[(y - quiet) * n + (x - quiet)] == qrcode::Color::Dark;
+        let v = if dark { 0 } else { 255 };
+        *px = Rgba8Pixel { r: v, g: v, b: v, a: 255 };
+    }
+    Ok(Image::from_rgba8(buffer))
+}
+
+/// `YYYY-MM-DD HH:MM UTC` from Unix milliseconds (civil-from-days, proleptic Gregorian).
+pub fn format_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem / 60 % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_printed_in_utc() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_utc(1_796_204_580_000), "2026-12-02 09:43 UTC");
+        assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00 UTC");
+    }
+}

@@ -1,0 +1,546 @@
+//! The kiosk's controller of one station session: it owns the [`Station`] writer, the capture
+//! devices, the officer's badge and the enrolment in progress, and drives the workflow
+//! (`crate::enrolment::Enrolment`) step by step as the officer taps through the wizard.
+//!
+//! No Slint types and no threads: the worker calls it, the tests call it directly. It never
+//! decides what is valid or what a capture is worth: the workflow and the schema do.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use tasjil_drivers::{
+    Camera, CaptureError, ExceptionReason, FaceCapture, FingerException, FingerPosition,
+    FingerprintScanner, PenPoint, SignatureCapture, Stroke,
+};
+use tasjil_sync::EnrolmentKind;
+
+use crate::enrolment::{
+    CapturePolicy, Enrolment, OfficerBadge, Outcome, SimBadge, Step, WorkflowError,
+};
+use crate::schema::FieldError;
+use crate::station::{Committed, DataDir, Station};
+
+/// A camera whose cable can be pulled: while unplugged every capture fails as the real
+/// driver's would ([`CaptureError::Disconnected`]). Simulation and tests use it to rehearse a
+/// camera lost in the middle of a capture.
+#[derive(Debug)]
+pub struct Pluggable<C> {
+    inner: C,
+    plugged: Arc<AtomicBool>,
+}
+
+impl<C: Camera> Pluggable<C> {
+    pub fn new(inner: C) -> (Self, Arc<AtomicBool>) {
+        let plugged = Arc::new(AtomicBool::new(true));
+        (
+            Pluggable {
+                inner,
+                plugged: plugged.clone(),
+            },
+            plugged,
+        )
+    }
+}
+
+impl<C: Camera> Camera for Pluggable<C> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn capture_still(&mut self) -> Result<FaceCapture, CaptureError> {
+        if !self.plugged.load(Ordering::SeqCst) {
+            return Err(CaptureError::Disconnected(self.inner.name()));
+        }
+        self.inner.capture_still()
+    }
+}
+
+/// The capture devices of the station.
+pub struct Devices {
+    pub camera: Box<dyn Camera>,
+    pub scanner: Box<dyn FingerprintScanner>,
+}
+
+impl std::fmt::Debug for Devices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Devices")
+            .field("camera", &self.camera.name())
+            .field("scanner", &self.scanner.name())
+            .finish()
+    }
+}
+
+/// A decoded preview frame, RGB 8-bit.
+#[derive(Clone)]
+pub struct Frame {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+    pub quality: u8,
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Frame({}x{}, q{})", self.width, self.height, self.quality)
+    }
+}
+
+/// Figures for the home screen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HomeStats {
+    pub today: u64,
+    pub records: u64,
+    pub unsent: u64,
+    pub unacknowledged: u64,
+    pub last_sync_ms: Option<i64>,
+    pub free_disk_mb: Option<u64>,
+}
+
+/// What a finger capture gave.
+#[derive(Debug, Clone)]
+pub struct FingerResult {
+    pub position: FingerPosition,
+    pub outcome: Outcome,
+    pub quality: u8,
+    /// Grey thumbnail for the screen (width, height, pixels).
+    pub thumb: (u32, u32, Vec<u8>),
+}
+
+/// What the officer reviews before confirming.
+#[derive(Debug, Clone)]
+pub struct Review {
+    pub kind: EnrolmentKind,
+    pub demographics: serde_json::Map<String, serde_json::Value>,
+    pub face_jpeg: Vec<u8>,
+    pub fingers: Vec<(FingerPosition, u8)>,
+    pub exceptions: Vec<(FingerPosition, String)>,
+    pub below_threshold: Vec<String>,
+    pub signature_png: Vec<u8>,
+}
+
+/// The receipt handed to the citizen.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub committed: Committed,
+    pub station: String,
+    pub officer: String,
+    pub at_ms: i64,
+}
+
+pub struct Session {
+    station: Station,
+    dir: DataDir,
+    devices: Devices,
+    policy: CapturePolicy,
+    badge: Option<SimBadge>,
+    enrolment: Option<Enrolment>,
+    last_frame: Option<FaceCapture>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("station", &self.station.station_id())
+            .field("devices", &self.devices)
+            .field("officer", &self.badge.as_ref().map(|b| b.officer_id()))
+            .field("step", &self.enrolment.as_ref().map(Enrolment::step))
+            .finish()
+    }
+}
+
+impl Session {
+    /// Open the station's data directory as its one writer.
+    pub fn open(dir: &DataDir, devices: Devices) -> anyhow::Result<Session> {
+        let policy = crate::config::Config::load(&dir.0)?.capture;
+        let station = Station::open(dir)?;
+        Ok(Session {
+            station,
+            dir: dir.clone(),
+            devices,
+            policy,
+            badge: None,
+            enrolment: None,
+            last_frame: None,
+        })
+    }
+
+    pub fn station_id(&self) -> &str {
+        self.station.station_id()
+    }
+
+    pub fn device_names(&self) -> Vec<String> {
+        vec![self.devices.camera.name(), self.devices.scanner.name()]
+    }
+
+    /// Unlock the officer's badge with `pin`, register it and audit the login.
+    pub fn login(&mut self, officer: &str, pin: &str) -> anyhow::Result<String> {
+        let badge = SimBadge::unlock(officer, pin)?;
+        self.station.login(&badge)?;
+        let name = badge.officer_name();
+        self.badge = Some(badge);
+        Ok(name)
+    }
+
+    /// Badge removed or idle: forget the badge and drop any unfinished enrolment.
+    pub fn logout(&mut self) {
+        self.badge = None;
+        self.enrolment = None;
+        self.last_frame = None;
+    }
+
+    pub fn home(&self) -> anyhow::Result<HomeStats> {
+        let store = &self.station.view.store;
+        let counts = store.counts()?;
+        let day_start = crate::now_ms() / 86_400_000 * 86_400_000;
+        let today = store
+            .envelopes()?
+            .iter()
+            .filter(|e| e.created_ms >= day_start)
+            .count() as u64;
+        let last_sync_ms = store.peers()?.iter().filter_map(|p| p.1).max();
+        Ok(HomeStats {
+            today,
+            records: counts.records,
+            unsent: counts.unsent,
+            unacknowledged: counts.records - counts.acknowledged,
+            last_sync_ms,
+            free_disk_mb: free_disk_mb(&self.dir.0),
+        })
+    }
+
+    fn enrolment(&mut self) -> anyhow::Result<&mut Enrolment> {
+        self.enrolment
+            .as_mut()
+            .context("no enrolment in progress: start one from the home screen")
+    }
+
+    pub fn step(&self) -> Option<Step> {
+        self.enrolment.as_ref().map(Enrolment::step)
+    }
+
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        if self.badge.is_none() {
+            bail!("log in with your badge first");
+        }
+        self.enrolment = Some(Enrolment::new(self.policy.clone(), crate::now_ms()));
+        self.last_frame = None;
+        Ok(())
+    }
+
+    pub fn cancel(&mut self) {
+        self.enrolment = None;
+        self.last_frame = None;
+    }
+
+    pub fn identify(&mut self, kind: EnrolmentKind) -> anyhow::Result<Step> {
+        let e = self.enrolment()?;
+        e.identify(kind)?;
+        Ok(e.step())
+    }
+
+    /// Hand the form's data to the workflow; the schema's complaints come back field by field.
+    pub fn demographics(
+        &mut self,
+        data: serde_json::Map<String, serde_json::Value>,
+    ) -> anyhow::Result<Result<Step, Vec<FieldError>>> {
+        let schema = self.station.schema.clone();
+        let e = self.enrolment()?;
+        match e.set_demographics(&schema, data) {
+            Ok(()) => Ok(Ok(e.step())),
+            Err(WorkflowError::Invalid(errors)) => Ok(Err(errors)),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// One preview frame from the camera (also kept as the candidate for capture).
+    pub fn preview(&mut self) -> Result<Frame, CaptureError> {
+        let capture = self.devices.camera.capture_still()?;
+        let rgb = image::load_from_memory_with_format(&capture.image.jpeg, image::ImageFormat::Jpeg)
+            .map_err(|e| CaptureError::Image(e.to_string()))?
+            .into_rgb8();
+        let frame = Frame {
+            width: rgb.width(),
+            height: rgb.height(),
+            rgb: rgb.into_raw(),
+            quality: capture.quality,
+        };
+        self.last_frame = Some(capture);
+        Ok(frame)
+    }
+
+    pub fn face_min_quality(&self) -> u8 {
+        self.policy.face_min_quality
+    }
+
+    /// Offer the last preview frame as the face photo.
+    pub fn capture_face(&mut self) -> anyhow::Result<(Outcome, Step)> {
+        let frame = self
+            .last_frame
+            .take()
+            .context("no camera picture yet: wait for the preview")?;
+        let e = self.enrolment()?;
+        let outcome = e.offer_face(frame)?;
+        Ok((outcome, e.step()))
+    }
+
+    pub fn next_finger(&self) -> Option<FingerPosition> {
+        self.enrolment.as_ref().and_then(Enrolment::next_finger)
+    }
+
+    /// Capture the next finger the workflow asks for.
+    pub fn capture_finger(&mut self) -> anyhow::Result<FingerResult> {
+        let position = self.next_finger().context("no finger left to capture")?;
+        let capture = self.devices.scanner.capture(position)?;
+        let thumb = thumbnail(&capture.image, 4);
+        // The same judgement the workflow makes, to show the score of this very attempt.
+        let quality = tasjil_drivers::quality::finger_quality(&capture.image).score;
+        let outcome = self.enrolment()?.offer_finger(capture)?;
+        Ok(FingerResult {
+            position,
+            outcome,
+            quality,
+            thumb,
+        })
+    }
+
+    pub fn finger_exception(&mut self, reason: ExceptionReason) -> anyhow::Result<FingerPosition> {
+        let position = self.next_finger().context("no finger left to capture")?;
+        self.enrolment()?
+            .finger_exception(FingerException { position, reason })?;
+        Ok(position)
+    }
+
+    /// The strokes drawn on the screen's pad, in pad units.
+    pub fn signature(&mut self, width: u16, height: u16, strokes: Vec<Vec<(u16, u16)>>) -> anyhow::Result<Step> {
+        let strokes = strokes
+            .into_iter()
+            .map(|points| Stroke {
+                points: points
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (x, y))| PenPoint {
+                        x: x.min(width.saturating_sub(1)),
+                        y: y.min(height.saturating_sub(1)),
+                        t_ms: (i as u32) * 10,
+                        pressure: 128,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let capture = SignatureCapture::render(width, height, strokes, crate::now_ms())?;
+        let e = self.enrolment()?;
+        e.offer_signature(capture)?;
+        Ok(e.step())
+    }
+
+    pub fn retake(&mut self, step: Step) -> anyhow::Result<Step> {
+        let e = self.enrolment()?;
+        e.retake(step);
+        Ok(e.step())
+    }
+
+    /// What is about to be signed, for the review screen.
+    pub fn review(&self) -> anyhow::Result<Review> {
+        let e = self
+            .enrolment
+            .clone()
+            .context("no enrolment in progress: start one from the home screen")?;
+        let done = e.finish(crate::now_ms())?;
+        Ok(Review {
+            kind: done.kind,
+            demographics: done.demographics,
+            face_jpeg: done.face.image.jpeg,
+            fingers: done.fingers.iter().map(|f| (f.position, f.quality)).collect(),
+            exceptions: done
+                .exceptions
+                .iter()
+                .map(|x| (x.position, format!("{:?}", x.reason).to_lowercase()))
+                .collect(),
+            below_threshold: done.below_threshold,
+            signature_png: done.signature.png,
+        })
+    }
+
+    /// The officer confirms with the badge PIN: seal, co-sign with the badge, sign and commit.
+    /// Returns only once the record is durably stored.
+    pub fn confirm(&mut self, pin: &str) -> anyhow::Result<Receipt> {
+        let badge = self.badge.as_ref().context("log in with your badge first")?;
+        let officer = badge.officer_id();
+        // The co-signature needs the PIN again: the card grants one signature per PIN entry.
+        let mut badge = SimBadge::unlock(&officer, pin)?;
+        let e = self
+            .enrolment
+            .clone()
+            .context("no enrolment in progress: start one from the home screen")?;
+        let done = e.finish(crate::now_ms())?;
+        let committed = self.station.commit(&done, &mut badge)?;
+        self.enrolment = None;
+        Ok(Receipt {
+            committed,
+            station: self.station.station_id().to_string(),
+            officer,
+            at_ms: done.finished_ms,
+        })
+    }
+}
+
+/// Shrink a grey image by `factor` (box filter), for thumbnails.
+fn thumbnail(img: &tasjil_drivers::GreyImage, factor: u32) -> (u32, u32, Vec<u8>) {
+    let (w, h) = (img.width / factor, img.height / factor);
+    let mut out = Vec::with_capacity((w * h) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let mut sum = 0u32;
+            for dy in 0..factor {
+                for dx in 0..factor {
+                    sum += u32::from(img.pixels[((y * factor + dy) * img.width + x * factor + dx) as usize]);
+                }
+            }
+            out.push((sum / (factor * factor)) as u8);
+        }
+    }
+    (w, h, out)
+}
+
+/// Free space of the file system holding `path`, in MB.
+fn free_disk_mb(path: &std::path::Path) -> Option<u64> {
+    let out = std::process::Command::new("df")
+        .args(["-Pk"])
+        .arg(path)
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let kb: u64 = text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kb / 1024)
+}
+
+impl Session {
+    /// Write a rendered receipt as `DATA_DIR/receipts/<id>.png` (for the printer).
+    pub fn save_receipt(
+        &self,
+        id: &str,
+        width: u32,
+        height: u32,
+        rgba: &[u8],
+    ) -> anyhow::Result<std::path::PathBuf> {
+        if !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            bail!("receipt id {id:?} is not an enrolment id");
+        }
+        let dir = self.dir.0.join("receipts");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(format!("{id}.png"));
+        let img = image::RgbaImage::from_raw(width, height, rgba.to_vec())
+            .context("receipt image has the wrong size")?;
+        img.save_with_format(&path, image::ImageFormat::Png)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    }
+}
+
+/// A station in a temporary directory, for tests of the kiosk.
+#[cfg(test)]
+pub(crate) fn test_station() -> (tempfile::TempDir, DataDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let centre = tasjil_sync::CentreKeys::generate();
+    let centre_pub = tmp.path().join("centre.pub");
+    std::fs::write(&centre_pub, centre.public().to_json()).unwrap();
+    let dir = DataDir(tmp.path().join("station"));
+    crate::station::init(&dir, "VAN-TEST-1", &centre_pub).unwrap();
+    (tmp, dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::station::View;
+
+    fn session(dir: &DataDir) -> (Session, Arc<AtomicBool>) {
+        let (devices, plug) = super::super::simulated_devices(3);
+        (Session::open(dir, devices).unwrap(), plug)
+    }
+
+    #[test]
+    fn a_complete_enrolment_through_the_kiosk_controller_is_committed_and_verifies() {
+        let (_tmp, dir) = test_station();
+        let (mut s, _plug) = session(&dir);
+        assert!(s.start().is_err(), "no enrolment before login");
+        assert!(s.login("OFF-9", "000000").is_err());
+        s.login("OFF-9", crate::enrolment::badge::SIM_PIN).unwrap();
+        s.start().unwrap();
+        assert_eq!(s.identify(EnrolmentKind::Renewal).unwrap(), Step::Demographics);
+        // The schema's verdict comes back field by field: a renewal needs the previous card.
+        let mut data = crate::schema::simulated_demographics(3, "renewal");
+        let previous = data.remove("previous_card_number").unwrap();
+        let errors = s.demographics(data.clone()).unwrap().unwrap_err();
+        assert!(errors.iter().any(|e| e.field == "previous_card_number"));
+        data.insert("previous_card_number".into(), previous);
+        assert_eq!(s.demographics(data).unwrap().unwrap(), Step::Face);
+        assert!(s.capture_face().is_err(), "no picture before the preview");
+        while s.step() == Some(Step::Face) {
+            let frame = s.preview().unwrap();
+            assert_eq!(frame.rgb.len() as u32, frame.width * frame.height * 3);
+            s.capture_face().unwrap();
+        }
+        s.finger_exception(ExceptionReason::Injured).unwrap();
+        while s.next_finger().is_some() {
+            let r = s.capture_finger().unwrap();
+            assert!(r.thumb.0 > 0 && r.thumb.2.len() as u32 == r.thumb.0 * r.thumb.1);
+        }
+        assert_eq!(s.step(), Some(Step::Signature));
+        assert!(s.signature(300, 100, vec![vec![]]).is_err(), "an empty signature is refused");
+        let step = s
+            .signature(300, 100, vec![vec![(10, 50), (60, 20), (120, 80)], vec![(200, 40)]])
+            .unwrap();
+        assert_eq!(step, Step::Review);
+        let review = s.review().unwrap();
+        assert_eq!(review.exceptions.len(), 1);
+        assert_eq!(review.fingers.len(), 9);
+        assert!(s.confirm("999999").is_err(), "the co-signature needs the right PIN");
+        let receipt = s.confirm(crate::enrolment::badge::SIM_PIN).unwrap();
+        assert_eq!(receipt.committed.seq, 1);
+        assert_eq!(s.step(), None, "the enrolment is closed once committed");
+        let home = s.home().unwrap();
+        assert_eq!((home.records, home.today, home.unsent), (1, 1, 1));
+
+        let report = crate::verify::verify(&View::open(&dir).unwrap()).unwrap();
+        assert!(report.ok, "{:?}", report.problems);
+        assert_eq!(report.valid, 1);
+        let rows = View::open(&dir).unwrap().store.envelopes().unwrap();
+        assert_eq!(rows[0].id, receipt.committed.id);
+        assert_eq!(rows[0].officer, "OFF-9");
+        assert_eq!(rows[0].kind, "renewal");
+    }
+
+    #[test]
+    fn an_unplugged_camera_fails_as_disconnected_and_works_again_when_plugged() {
+        let (_tmp, dir) = test_station();
+        let (mut s, plug) = session(&dir);
+        s.login("OFF-9", crate::enrolment::badge::SIM_PIN).unwrap();
+        s.start().unwrap();
+        s.identify(EnrolmentKind::New).unwrap();
+        s.demographics(crate::schema::simulated_demographics(3, "new"))
+            .unwrap()
+            .unwrap();
+        plug.store(false, Ordering::SeqCst);
+        assert!(matches!(s.preview(), Err(CaptureError::Disconnected(_))));
+        assert!(s.capture_face().is_err());
+        assert_eq!(s.step(), Some(Step::Face), "the enrolment is still there");
+        plug.store(true, Ordering::SeqCst);
+        s.preview().unwrap();
+        s.capture_face().unwrap();
+    }
+
+    #[test]
+    fn logout_drops_the_enrolment_in_progress() {
+        let (_tmp, dir) = test_station();
+        let (mut s, _plug) = session(&dir);
+        s.login("OFF-9", crate::enrolment::badge::SIM_PIN).unwrap();
+        s.start().unwrap();
+        s.identify(EnrolmentKind::New).unwrap();
+        s.logout();
+        assert_eq!(s.step(), None);
+        assert!(s.start().is_err());
+        assert!(s.confirm(crate::enrolment::badge::SIM_PIN).is_err());
+    }
+}

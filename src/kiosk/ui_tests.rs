@@ -1,0 +1,301 @@
+//! The kiosk in a real Slint window, headless: Slint's testing backend with the software
+//! renderer, elements found by their ids (`with_debug_info(true)` in build.rs). One test walks a
+//! whole enrolment with the simulated devices, pulls the camera's cable on the way, renders every
+//! view in French and Arabic, and checks that the record is committed and verifies.
+//!
+//! `TASJIL_WRITE_SCREENS=1` also writes the renders to `docs/screens/`.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use i_slint_backend_testing::{ElementHandle, TestingBackend, TestingBackendOptions};
+use slint::platform::{PointerEventButton, WindowEvent};
+use slint::{ComponentHandle, LogicalPosition};
+
+use super::session::test_station;
+use super::ui::*;
+use super::{build, Options, Running};
+use crate::station::View;
+
+fn init_backend() {
+    // The platform is per thread; each test thread sets its own.
+    let _ = slint::platform::set_platform(Box::new(TestingBackend::new(TestingBackendOptions {
+        mock_time: true,
+        threading: false,
+        renderer_name: Some("software".into()),
+    })));
+}
+
+struct Harness {
+    running: Running,
+    screens: Vec<(String, u32, u32, Vec<u8>)>,
+}
+
+impl Harness {
+    fn ui(&self) -> &AppWindow {
+        &self.running.ui
+    }
+
+    fn view(&self) -> String {
+        self.ui().global::<App>().get_view().to_string()
+    }
+
+    /// Apply the worker's results until `done` holds (the worker runs on its own thread).
+    fn until(&self, what: &str, done: impl Fn(&AppWindow) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            self.running.kiosk.drain();
+            if done(self.ui()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; view {} status {:?}",
+                self.view(),
+                self.ui().global::<App>().get_status()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn element(&self, id: &str) -> ElementHandle {
+        ElementHandle::find_by_element_id(self.ui(), id)
+            .next()
+            .unwrap_or_else(|| panic!("no element {id} on view {}", self.view()))
+    }
+
+    fn click(&self, id: &str) {
+        self.element(id).invoke_accessible_default_action();
+    }
+
+    fn click_label(&self, label: &str) {
+        ElementHandle::find_by_accessible_label(self.ui(), label)
+            .next()
+            .unwrap_or_else(|| panic!("nothing labelled {label:?} on view {}", self.view()))
+            .invoke_accessible_default_action();
+    }
+
+    fn type_pin(&self, pin: &str) {
+        for d in pin.chars() {
+            self.click_label(&d.to_string());
+        }
+    }
+
+    /// Render the current view in French and Arabic.
+    fn shoot(&mut self, name: &str) {
+        for lang in ["fr", "ar"] {
+            self.ui().global::<App>().invoke_set_lang(lang.into());
+            let shot = self.ui().window().take_snapshot().expect("snapshot");
+            let rgba = shot.as_bytes().to_vec();
+            self.screens
+                .push((format!("{name}-{lang}"), shot.width(), shot.height(), rgba));
+        }
+        self.ui().global::<App>().invoke_set_lang("fr".into());
+    }
+}
+
+/// Is there anything drawn but the background? Count pixels far from the page colour.
+fn ink(rgba: &[u8]) -> usize {
+    rgba.chunks(4)
+        .filter(|p| (i32::from(p[0]) - 0xf4).abs() + (i32::from(p[1]) - 0xf6).abs() > 60)
+        .count()
+}
+
+#[test]
+fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
+    init_backend();
+    let (_tmp, dir) = test_station();
+    let running = build(
+        &dir,
+        &Options {
+            simulate: true,
+            seed: 11,
+            ..Options::default()
+        },
+        Some(Box::new(|| {})),
+    )
+    .unwrap();
+    running
+        .ui
+        .window()
+        .set_size(slint::LogicalSize::new(1024.0, 600.0));
+    running.ui.show().unwrap();
+    let mut h = Harness {
+        running,
+        screens: Vec::new(),
+    };
+    let plug = h.running.camera_plug.clone().unwrap();
+
+    // Login: badge, a wrong PIN first (tries left shown), then the right one.
+    assert_eq!(h.view(), "login");
+    h.shoot("01-login");
+    h.click("LoginView::insert-badge");
+    assert_eq!(h.ui().global::<LoginAdapter>().get_state(), "pin");
+    h.type_pin("111111");
+    h.until("the wrong PIN refused", |ui| {
+        ui.global::<LoginAdapter>().get_wrong_pin()
+    });
+    assert_eq!(h.ui().global::<LoginAdapter>().get_tries_left(), 2);
+    h.shoot("02-pin");
+    h.type_pin(crate::enrolment::badge::SIM_PIN);
+    h.until("home", |ui| ui.global::<App>().get_view() == "home");
+    h.until("home figures", |ui| ui.global::<HomeAdapter>().get_free_disk() != "12 GB");
+    assert_eq!(h.ui().global::<HomeAdapter>().get_today(), 0);
+    h.shoot("03-home");
+
+    // Diagnostics and back.
+    h.click("AppWindow::diagnostics");
+    assert_eq!(h.view(), "diagnostics");
+    h.shoot("12-diagnostics");
+    h.click_label("Retour");
+    assert_eq!(h.view(), "home");
+
+    // Kind.
+    h.click("HomeView::start");
+    h.until("kind", |ui| ui.global::<App>().get_view() == "kind");
+    h.shoot("04-kind");
+    h.click("KindView::kind-new");
+    h.until("form", |ui| ui.global::<App>().get_view() == "form");
+
+    // Demographics, typed into the generated form field by field.
+    let data = crate::schema::simulated_demographics(11, "new");
+    let schema = crate::schema::Schema::default_cnie();
+    let rows = h.ui().global::<FormAdapter>().get_rows();
+    use slint::Model;
+    let names: Vec<String> = rows.iter().map(|r| r.name.to_string()).collect();
+    assert!(names.contains(&"civil_act_number".to_string()));
+    assert!(!names.contains(&"previous_card_number".to_string()));
+    // Next with an empty form: the schema's errors show on their fields.
+    h.click("NavBar::next-ltr");
+    h.until("errors on the form", |ui| ui.global::<FormAdapter>().get_errors() > 0);
+    for name in &names {
+        let Some(value) = data.get(name) else { continue };
+        h.click_label(name);
+        let field = schema.field(name).unwrap();
+        match value {
+            serde_json::Value::Bool(b) => {
+                h.click_label(if *b { "Oui" } else { "Non" });
+            }
+            serde_json::Value::String(v) if !field.values.is_empty() => {
+                let label = field.values.iter().find(|e| &e.value == v).unwrap().label.get("fr");
+                h.click_label(label);
+            }
+            serde_json::Value::String(v) => {
+                h.element("FormView::editor").set_accessible_value(v.as_str());
+            }
+            other => panic!("{other}"),
+        }
+    }
+    // One field typed on the on-screen keyboard instead: AZERTY, shift, letters, erase.
+    h.click_label("commune");
+    h.element("FormView::editor").set_accessible_value("");
+    for key in ["T", "i", "z", "x", "«"] {
+        h.click_label(key);
+    }
+    let commune_row = |h: &Harness| {
+        h.ui().global::<FormAdapter>().get_rows().iter().find(|r| r.name == "commune").unwrap().shown.to_string()
+    };
+    assert_eq!(commune_row(&h), "Tiz", "one capital, then small letters; « erases");
+    let commune = data["commune"].as_str().unwrap().to_string();
+    h.element("FormView::editor").set_accessible_value(commune.as_str());
+    assert_eq!(commune_row(&h), commune);
+    // Show the form from its top, on an Arabic field, for the screenshots.
+    let family_ar = names.iter().position(|n| n == "family_name_ar").unwrap();
+    h.ui().global::<FormAdapter>().invoke_select(family_ar as i32);
+    h.shoot("05-form");
+
+    // The camera's cable is pulled as the face step starts: a retry message, then it goes on.
+    plug.store(false, Ordering::SeqCst);
+    h.click("NavBar::next-ltr");
+    h.until("face view", |ui| ui.global::<App>().get_view() == "face");
+    h.until("camera lost shown", |ui| !ui.global::<FaceAdapter>().get_camera_ok());
+    assert!(h.ui().global::<App>().get_status_error());
+    assert!(h.ui().global::<App>().get_status().contains("Caméra perdue"));
+    h.shoot("06-face-camera-lost");
+    plug.store(true, Ordering::SeqCst);
+    h.until("camera back", |ui| ui.global::<FaceAdapter>().get_camera_ok());
+    h.until("face captured", |ui| ui.global::<FaceAdapter>().get_captured());
+    h.shoot("07-face");
+    h.click("NavBar::next-ltr");
+
+    // Fingers: the right thumb is bandaged, the others are scanned (with retries if needed).
+    assert_eq!(h.view(), "fingers");
+    h.click_label("Pansé");
+    h.until("exception shown", |ui| {
+        ui.global::<FingersAdapter>().get_right().row_data(0).is_some_and(|f| f.status == "exception")
+    });
+    while !h.ui().global::<FingersAdapter>().get_done() {
+        h.click("FingersView::capture");
+        h.until("finger scanned", |ui| !ui.global::<FingersAdapter>().get_busy());
+    }
+    h.shoot("08-fingers");
+    h.click("NavBar::next-ltr");
+    assert_eq!(h.view(), "signature");
+
+    // Signature drawn with the pointer on the pad.
+    let pad = h.element("SignatureView::pad");
+    let (p, size) = (pad.absolute_position(), pad.size());
+    let at = |fx: f32, fy: f32| LogicalPosition::new(p.x + fx * size.width, p.y + fy * size.height);
+    let window = h.ui().window();
+    window.dispatch_event(WindowEvent::PointerPressed { position: at(0.1, 0.6), button: PointerEventButton::Left });
+    for i in 1..=30 {
+        let t = i as f32 / 30.0;
+        window.dispatch_event(WindowEvent::PointerMoved { position: at(0.1 + 0.7 * t, 0.6 - 0.3 * (t * 9.0).sin()) });
+    }
+    window.dispatch_event(WindowEvent::PointerReleased { position: at(0.8, 0.5), button: PointerEventButton::Left });
+    assert!(h.ui().global::<SignatureAdapter>().get_has_ink());
+    h.shoot("09-signature");
+    h.click("NavBar::next-ltr");
+    h.until("review", |ui| ui.global::<App>().get_view() == "review");
+    assert!(h.ui().global::<ReviewAdapter>().get_rows().row_count() >= 15);
+    h.shoot("10-review");
+
+    // Officer confirmation with the badge PIN, then the receipt.
+    h.click("ReviewView::confirm");
+    assert_eq!(h.view(), "confirm");
+    h.type_pin(crate::enrolment::badge::SIM_PIN);
+    h.until("receipt", |ui| ui.global::<App>().get_view() == "receipt");
+    let id = h.ui().global::<ReceiptAdapter>().get_id().to_string();
+    h.shoot("11-receipt");
+    h.click("ReceiptView::print");
+    h.until("receipt saved", |ui| !ui.global::<ReceiptAdapter>().get_saved().is_empty());
+    let saved = PathBuf::from(h.ui().global::<ReceiptAdapter>().get_saved().as_str());
+    assert_eq!(saved, dir.0.join("receipts").join(format!("{id}.png")));
+    assert!(std::fs::metadata(&saved).unwrap().len() > 1000);
+    h.click("ReceiptView::done");
+    h.until("home again", |ui| ui.global::<HomeAdapter>().get_today() == 1);
+
+    // The record is in the store, signed, co-signed, and verifies.
+    let view = View::open(&dir).unwrap();
+    let report = crate::verify::verify(&view).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.valid, 1);
+    let rows = view.store.envelopes().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].id, id);
+    assert_eq!(rows[0].officer, super::adapter::SIM_OFFICER);
+
+    // Removing the badge logs out.
+    h.click("AppWindow::remove-badge");
+    assert_eq!(h.view(), "login");
+    assert_eq!(h.ui().global::<App>().get_officer(), "");
+
+    // Every view was drawn in both languages, and Arabic differs from French.
+    let write = std::env::var_os("TASJIL_WRITE_SCREENS").is_some();
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screens");
+    for pair in h.screens.chunks(2) {
+        let [(fr_name, w, hgt, fr), (_, _, _, ar)] = pair else { unreachable!() };
+        assert!(ink(fr) > 2000, "{fr_name} is nearly blank");
+        assert_ne!(fr, ar, "{fr_name}: the Arabic render is the French one");
+        let _ = (w, hgt);
+    }
+    if write {
+        std::fs::create_dir_all(&out).unwrap();
+        for (name, w, hgt, rgba) in &h.screens {
+            let img = image::RgbaImage::from_raw(*w, *hgt, rgba.clone()).unwrap();
+            let rgb = image::DynamicImage::ImageRgba8(img).to_rgb8();
+            rgb.save(out.join(format!("{name}.png"))).unwrap();
+        }
+    }
+}

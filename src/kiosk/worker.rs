@@ -1,0 +1,327 @@
+//! The kiosk's worker thread: it owns the [`Session`] (store, keys, devices) and does every
+//! piece of I/O and capture, so the UI thread only draws. Commands go in over a channel; results
+//! come back through the [`Outbox`], whose `notify` wakes the UI thread (in the kiosk:
+//! `upgrade_in_event_loop`; in tests: nothing, the test drains the outbox itself).
+//!
+//! While the face step is on screen the worker streams preview frames, checks them against the
+//! capture policy, and captures on its own once enough frames in a row pass. A camera that stops
+//! answering turns into a status on screen and a retry every half second, never a dead wizard.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tasjil_drivers::{ExceptionReason, FingerPosition};
+use tasjil_sync::EnrolmentKind;
+
+use super::session::{FingerResult, Frame, HomeStats, Receipt, Review, Session};
+use crate::enrolment::{Outcome, Step};
+use crate::schema::FieldError;
+
+/// Consecutive good preview frames before the photo is taken automatically (about 0.2 s at
+/// 25 fps: the citizen is holding still).
+pub const FRAMES_NEEDED: u32 = 5;
+/// Time between preview frames when the camera keeps up (25 fps).
+const FRAME_INTERVAL: Duration = Duration::from_millis(40);
+/// Time between attempts while the camera does not answer.
+const CAMERA_RETRY: Duration = Duration::from_millis(500);
+
+#[derive(Debug)]
+pub enum Command {
+    Login { officer: String, pin: String },
+    Logout,
+    Home,
+    Start,
+    Cancel,
+    Identify(EnrolmentKind),
+    Demographics(serde_json::Map<String, serde_json::Value>),
+    /// Start or stop streaming preview frames (face step on screen or not).
+    Preview(bool),
+    /// Take the photo by itself once the checks pass (on by default; off for measurements).
+    AutoCapture(bool),
+    CaptureFace,
+    CaptureFinger,
+    FingerException(ExceptionReason),
+    Signature {
+        width: u16,
+        height: u16,
+        strokes: Vec<Vec<(u16, u16)>>,
+    },
+    Retake(Step),
+    Review,
+    Confirm { pin: String },
+    /// Write a rendered receipt (RGBA) as PNG under DATA_DIR/receipts/.
+    SaveReceipt {
+        id: String,
+        width: u32,
+        height: u32,
+        rgba: Vec<u8>,
+    },
+}
+
+#[derive(Debug)]
+pub enum Event {
+    /// The station could not be opened: nothing will work until an operator fixes it.
+    Fatal(String),
+    Ready { station: String, devices: Vec<String> },
+    LoggedIn { name: String },
+    LoginRefused(String),
+    Home(HomeStats),
+    /// The workflow moved on (or back) to this step.
+    Step(Step),
+    FormErrors(Vec<FieldError>),
+    Frame {
+        frame: Frame,
+        good_frames: u32,
+        min_quality: u8,
+        fps: f32,
+    },
+    CameraLost(String),
+    Face { outcome: Outcome, step: Step },
+    Finger {
+        result: FingerResult,
+        next: Option<FingerPosition>,
+        step: Step,
+    },
+    FingerExcepted {
+        position: FingerPosition,
+        next: Option<FingerPosition>,
+        step: Step,
+    },
+    Review(Box<Review>),
+    Committed(Receipt),
+    ConfirmRefused(String),
+    ReceiptSaved(String),
+    /// Something failed; the message says what to do. The session goes on.
+    Error(String),
+}
+
+/// Results waiting for the UI thread.
+pub struct Outbox {
+    queue: Mutex<VecDeque<Event>>,
+    notify: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    pub fn new(notify: impl Fn() + Send + Sync + 'static) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            queue: Mutex::new(VecDeque::new()),
+            notify: Box::new(notify),
+        })
+    }
+
+    pub fn push(&self, event: Event) {
+        match self.queue.lock() {
+            Ok(mut q) => q.push_back(event),
+            Err(poisoned) => poisoned.into_inner().push_back(event),
+        }
+        (self.notify)();
+    }
+
+    pub fn take(&self) -> Vec<Event> {
+        match self.queue.lock() {
+            Ok(mut q) => q.drain(..).collect(),
+            Err(poisoned) => poisoned.into_inner().drain(..).collect(),
+        }
+    }
+}
+
+/// Start the worker. `open` runs on the worker thread (opening the store is I/O).
+/// `frame_free` is set by the UI once it has shown the last frame, so frames never pile up.
+pub fn spawn(
+    open: impl FnOnce() -> anyhow::Result<Session> + Send + 'static,
+    outbox: Arc<Outbox>,
+    frame_free: Arc<AtomicBool>,
+) -> anyhow::Result<Sender<Command>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("kiosk-worker".into())
+        .spawn(move || match open() {
+            Ok(session) => {
+                outbox.push(Event::Ready {
+                    station: session.station_id().to_string(),
+                    devices: session.device_names(),
+                });
+                run(session, &rx, &outbox, &frame_free);
+            }
+            Err(e) => {
+                tracing::error!("kiosk cannot open the station: {e:#}");
+                outbox.push(Event::Fatal(format!("{e:#}")));
+            }
+        })?;
+    Ok(tx)
+}
+
+fn run(mut session: Session, rx: &Receiver<Command>, outbox: &Outbox, frame_free: &AtomicBool) {
+    let mut preview = false;
+    let mut good_frames = 0u32;
+    let mut frame_times: VecDeque<Instant> = VecDeque::new();
+    let mut wait = FRAME_INTERVAL;
+    let mut camera_lost = false;
+    let mut auto = true;
+    loop {
+        let command = if preview {
+            match rx.recv_timeout(wait) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(c) => Some(c),
+                Err(_) => return,
+            }
+        };
+        if let Some(command) = command {
+            if let Command::AutoCapture(on) = command {
+                auto = on;
+                continue;
+            }
+            if let Command::Preview(on) = command {
+                preview = on;
+                good_frames = 0;
+                frame_times.clear();
+                wait = Duration::ZERO;
+                continue;
+            }
+            handle(&mut session, command, outbox, &mut preview);
+            continue;
+        }
+        // A preview frame is due.
+        let started = Instant::now();
+        match session.preview() {
+            Ok(frame) => {
+                if camera_lost {
+                    camera_lost = false;
+                    tracing::info!("camera answers again");
+                }
+                let min = session.face_min_quality();
+                good_frames = if frame.quality >= min { good_frames + 1 } else { 0 };
+                frame_times.push_back(Instant::now());
+                while frame_times.len() > 25 {
+                    frame_times.pop_front();
+                }
+                let fps = match (frame_times.front(), frame_times.back()) {
+                    (Some(a), Some(b)) if frame_times.len() > 1 && b > a => {
+                        (frame_times.len() - 1) as f32 / (*b - *a).as_secs_f32()
+                    }
+                    _ => 0.0,
+                };
+                // Drop the frame if the screen has not drawn the previous one yet.
+                if frame_free.swap(false, Ordering::AcqRel) {
+                    outbox.push(Event::Frame {
+                        frame,
+                        good_frames,
+                        min_quality: min,
+                        fps,
+                    });
+                }
+                if auto && good_frames >= FRAMES_NEEDED {
+                    good_frames = 0;
+                    handle(&mut session, Command::CaptureFace, outbox, &mut preview);
+                }
+                wait = FRAME_INTERVAL.saturating_sub(started.elapsed());
+            }
+            Err(e) => {
+                if !camera_lost {
+                    tracing::warn!("camera lost during the face capture: {e}");
+                }
+                camera_lost = true;
+                good_frames = 0;
+                outbox.push(Event::CameraLost(e.to_string()));
+                wait = CAMERA_RETRY;
+            }
+        }
+    }
+}
+
+fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mut bool) {
+    let event = match command {
+        Command::Login { officer, pin } => match session.login(&officer, &pin) {
+            Ok(name) => Event::LoggedIn { name },
+            Err(e) => Event::LoginRefused(format!("{e:#}")),
+        },
+        Command::Logout => {
+            *preview = false;
+            session.logout();
+            return;
+        }
+        Command::Home => result(session.home().map(Event::Home)),
+        Command::Start => result(session.start().map(|()| Event::Step(Step::Identify))),
+        Command::Cancel => {
+            *preview = false;
+            session.cancel();
+            return;
+        }
+        Command::Identify(kind) => result(session.identify(kind).map(Event::Step)),
+        Command::Demographics(data) => result(session.demographics(data).map(|r| match r {
+            Ok(step) => Event::Step(step),
+            Err(errors) => Event::FormErrors(errors),
+        })),
+        Command::Preview(_) | Command::AutoCapture(_) => return,
+        Command::CaptureFace => match session.capture_face() {
+            Ok((outcome, step)) => {
+                if step != Step::Face {
+                    *preview = false;
+                }
+                Event::Face { outcome, step }
+            }
+            Err(e) => Event::Error(format!("{e:#}")),
+        },
+        Command::CaptureFinger => result(session.capture_finger().map(|result| Event::Finger {
+            result,
+            next: session.next_finger(),
+            step: session.step().unwrap_or(Step::Identify),
+        })),
+        Command::FingerException(reason) => {
+            result(session.finger_exception(reason).map(|position| Event::FingerExcepted {
+                position,
+                next: session.next_finger(),
+                step: session.step().unwrap_or(Step::Identify),
+            }))
+        }
+        Command::Signature {
+            width,
+            height,
+            strokes,
+        } => result(session.signature(width, height, strokes).map(Event::Step)),
+        Command::Retake(step) => result(session.retake(step).map(Event::Step)),
+        Command::Review => result(session.review().map(|r| Event::Review(Box::new(r)))),
+        Command::Confirm { pin } => match session.confirm(&pin) {
+            Ok(receipt) => {
+                tracing::info!(
+                    "committed {} seq {} by {}",
+                    receipt.committed.id,
+                    receipt.committed.seq,
+                    receipt.officer
+                );
+                Event::Committed(receipt)
+            }
+            Err(e) => Event::ConfirmRefused(format!("{e:#}")),
+        },
+        Command::SaveReceipt {
+            id,
+            width,
+            height,
+            rgba,
+        } => result(session.save_receipt(&id, width, height, &rgba).map(|p| {
+            Event::ReceiptSaved(p.display().to_string())
+        })),
+    };
+    if let Event::Error(e) = &event {
+        tracing::warn!("{e}");
+    }
+    outbox.push(event);
+}
+
+fn result(r: anyhow::Result<Event>) -> Event {
+    r.unwrap_or_else(|e| Event::Error(format!("{e:#}")))
+}
