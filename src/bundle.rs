@@ -143,9 +143,8 @@ pub fn export(
     let mut payload_parts = Vec::new();
     let mut days = BTreeSet::new();
     for row in &rows {
-        let env = Envelope::<Signed>::from_bytes(&row.envelope).with_context(|| {
-            format!("stored envelope {} is damaged: run tasjil verify", row.id)
-        })?;
+        let env = Envelope::<Signed>::from_bytes(&row.envelope)
+            .with_context(|| format!("stored envelope {} is damaged: run tasjil verify", row.id))?;
         let payload = &env.body().payload;
         if station.store().payload_purged(&payload.sha256)? {
             bail!(
@@ -401,7 +400,12 @@ mod tests {
 
     #[test]
     fn selection_stops_at_the_first_unapproved_record() {
-        let rows = vec![row(1, true, 0), row(2, true, 0), row(3, false, 0), row(4, true, 0)];
+        let rows = vec![
+            row(1, true, 0),
+            row(2, true, 0),
+            row(3, false, 0),
+            row(4, true, 0),
+        ];
         let (chosen, held, left) = select(rows, &Range::default());
         assert_eq!(chosen.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
         assert!(held.unwrap().contains("R3"));

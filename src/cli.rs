@@ -339,7 +339,10 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
                 bench,
             };
             crate::kiosk::run(&dir, &options)?;
-            Ok(Output::ok(json!({"kiosk": "closed"}), "kiosk closed".into()))
+            Ok(Output::ok(
+                json!({"kiosk": "closed"}),
+                "kiosk closed".into(),
+            ))
         }
         Command::Devices => Ok(devices()),
         Command::List => list(&dir),
@@ -685,13 +688,21 @@ fn export(
         crate::now_ms(),
     )?;
     let bar = indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template("writing bundle [{bar:30}] {bytes}/{total_bytes} ({eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "writing bundle [{bar:30}] {bytes}/{total_bytes} ({eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let report = crate::bundle::export(&mut station, badge.as_mut(), to, &range, &mut |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    })?;
+    let report = crate::bundle::export(
+        &mut station,
+        badge.as_mut(),
+        to,
+        &range,
+        &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )?;
     bar.finish_and_clear();
     let mut human = match &report.file {
         Some(file) => format!(

@@ -299,13 +299,13 @@ impl SignatureCapture {
                 dx.hypot(dy)
             })
             .sum();
-        let (lo, hi) = points.iter().fold((u16::MAX, 0u16), |(lo, hi), p| {
-            (lo.min(p.x), hi.max(p.x))
-        });
+        let (lo, hi) = points
+            .iter()
+            .fold((u16::MAX, 0u16), |(lo, hi), p| (lo.min(p.x), hi.max(p.x)));
         let span = if points.is_empty() { 0 } else { hi - lo };
-        let (t0, t1) = points.iter().fold((u32::MAX, 0u32), |(a, b), p| {
-            (a.min(p.t_ms), b.max(p.t_ms))
-        });
+        let (t0, t1) = points
+            .iter()
+            .fold((u32::MAX, 0u32), |(a, b), p| (a.min(p.t_ms), b.max(p.t_ms)));
         SignatureStats {
             strokes: self.strokes.iter().filter(|s| !s.points.is_empty()).count() as u32,
             points: points.len() as u32,

@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
-use slint::{ComponentHandle, Image, Model, ModelRc, Rgb8Pixel, Rgba8Pixel, SharedPixelBuffer, SharedString, VecModel};
+use slint::{
+    ComponentHandle, Image, Model, ModelRc, Rgb8Pixel, Rgba8Pixel, SharedPixelBuffer, SharedString,
+    VecModel,
+};
 use tasjil_drivers::{ExceptionReason, FingerPosition};
 use tasjil_sync::EnrolmentKind;
 
@@ -117,8 +120,7 @@ impl Kiosk {
             }),
             frames_shown: std::cell::Cell::new(0),
         });
-        ui.global::<App>()
-            .set_simulate(kiosk.camera_plug.is_some());
+        ui.global::<App>().set_simulate(kiosk.camera_plug.is_some());
         kiosk.bind_app(ui);
         kiosk.bind_login(ui);
         kiosk.bind_home(ui);
@@ -318,7 +320,10 @@ impl Kiosk {
         let k = Rc::downgrade(self);
         a.on_digit(move |d| {
             let Some(k) = k.upgrade() else { return };
-            let complete = k.st.borrow_mut().login.digit(d.chars().next().unwrap_or(' '), now_ms());
+            let complete =
+                k.st.borrow_mut()
+                    .login
+                    .digit(d.chars().next().unwrap_or(' '), now_ms());
             if let Some((officer, pin)) = complete {
                 k.send(Command::Login { officer, pin });
             }
@@ -342,7 +347,10 @@ impl Kiosk {
         a.set_pin_filled(st.login.pin_len() as i32);
         let state = match st.login.state() {
             LoginState::NoBadge => "no-badge",
-            LoginState::EnterPin { officer, tries_left } => {
+            LoginState::EnterPin {
+                officer,
+                tries_left,
+            } => {
                 a.set_officer(s(officer));
                 a.set_tries_left(i32::from(*tries_left));
                 "pin"
@@ -531,7 +539,11 @@ impl Kiosk {
                 shown: s(&r.shown),
                 required: r.required,
                 error: s(&r.error),
-                value_font: s(if r.arabic_value { ARABIC_FONT } else { font_for_text(&r.shown) }),
+                value_font: s(if r.arabic_value {
+                    ARABIC_FONT
+                } else {
+                    font_for_text(&r.shown)
+                }),
                 current: i == current,
             })
             .collect();
@@ -544,7 +556,11 @@ impl Kiosk {
             a.set_current_value(s(&row.value));
             let arabic = row.arabic_value;
             a.set_current_rtl(arabic);
-            a.set_current_font(s(if arabic { ARABIC_FONT } else { font_for_text(&row.value) }));
+            a.set_current_font(s(if arabic {
+                ARABIC_FONT
+            } else {
+                font_for_text(&row.value)
+            }));
             match row.editor {
                 Editor::Choice => {
                     a.set_choice(true);
@@ -579,7 +595,9 @@ impl Kiosk {
         let rows: Vec<KeyRow> = keyboard::rows(st.layout, st.shift)
             .into_iter()
             .map(|r| KeyRow {
-                keys: ModelRc::new(VecModel::from(r.into_iter().map(SharedString::from).collect::<Vec<_>>())),
+                keys: ModelRc::new(VecModel::from(
+                    r.into_iter().map(SharedString::from).collect::<Vec<_>>(),
+                )),
             })
             .collect();
         a.set_keys(ModelRc::new(VecModel::from(rows)));
@@ -693,7 +711,11 @@ impl Kiosk {
         // Palms down on the scanner: right hand thumb to little finger from left to right,
         // left hand little finger to thumb.
         let right: Vec<Finger> = FingerPosition::ALL[..5].iter().map(|&p| tile(p)).collect();
-        let left: Vec<Finger> = FingerPosition::ALL[5..].iter().rev().map(|&p| tile(p)).collect();
+        let left: Vec<Finger> = FingerPosition::ALL[5..]
+            .iter()
+            .rev()
+            .map(|&p| tile(p))
+            .collect();
         let a = ui.global::<FingersAdapter>();
         a.set_right(ModelRc::new(VecModel::from(right)));
         a.set_left(ModelRc::new(VecModel::from(left)));
@@ -836,7 +858,8 @@ impl Kiosk {
             let mut st = k.st.borrow_mut();
             st.confirm_pin.pop();
             if let Some(ui) = k.ui.upgrade() {
-                ui.global::<ConfirmAdapter>().set_pin_filled(st.confirm_pin.len() as i32);
+                ui.global::<ConfirmAdapter>()
+                    .set_pin_filled(st.confirm_pin.len() as i32);
             }
         });
         let k = Rc::downgrade(self);
@@ -851,7 +874,9 @@ impl Kiosk {
 
     fn refresh_review(&self, ui: &AppWindow) {
         let st = self.st.borrow();
-        let Some(review) = st.review.as_ref() else { return };
+        let Some(review) = st.review.as_ref() else {
+            return;
+        };
         let tr = ui.global::<Tr>();
         let lang = st.lang.code();
         let rows: Vec<ReviewRow> = st
@@ -885,7 +910,8 @@ impl Kiosk {
             .iter()
             .map(|(p, q)| format!("{} {q}", tr.invoke_finger(i32::from(p.code()))))
             .chain(review.exceptions.iter().map(|(p, _)| {
-                tr.invoke_excepted(tr.invoke_finger(i32::from(p.code()))).to_string()
+                tr.invoke_excepted(tr.invoke_finger(i32::from(p.code())))
+                    .to_string()
             }))
             .collect();
         a.set_fingers(s(fingers.join(" · ")));
@@ -930,7 +956,10 @@ impl Kiosk {
         a.set_officer(s(&receipt.officer));
         a.set_date(s(format_utc(receipt.at_ms)));
         a.set_saved(s(""));
-        match qr_image(&format!("TASJIL:{}:{}:{}", receipt.station, receipt.committed.seq, receipt.committed.id)) {
+        match qr_image(&format!(
+            "TASJIL:{}:{}:{}",
+            receipt.station, receipt.committed.seq, receipt.committed.id
+        )) {
             Ok(img) => a.set_qr(img),
             Err(e) => self.status(ui, &format!("cannot draw the QR code: {e}"), true),
         }
@@ -999,7 +1028,10 @@ impl Kiosk {
             Step::Fingers => {
                 {
                     let mut st = self.st.borrow_mut();
-                    st.next_finger = st.fingers.iter().position(|f| *f == FingerStatus::Todo)
+                    st.next_finger = st
+                        .fingers
+                        .iter()
+                        .position(|f| *f == FingerStatus::Todo)
                         .map(|i| FingerPosition::ALL[i]);
                 }
                 ui.global::<FingersAdapter>().set_result(s(""));
@@ -1029,7 +1061,13 @@ impl Kiosk {
             }
             Event::LoggedIn { name } => {
                 self.st.borrow_mut().login.pin_result(true, now_ms());
-                let officer = self.st.borrow().login.officer().unwrap_or_default().to_string();
+                let officer = self
+                    .st
+                    .borrow()
+                    .login
+                    .officer()
+                    .unwrap_or_default()
+                    .to_string();
                 ui.global::<App>().set_officer(s(&officer));
                 ui.global::<LoginAdapter>().set_wrong_pin(false);
                 self.status(&ui, &format!("{name} ({officer})"), false);
@@ -1048,14 +1086,15 @@ impl Kiosk {
                 a.set_records(h.records as i32);
                 a.set_unsent(h.unsent as i32);
                 a.set_unacknowledged(h.unacknowledged as i32);
-                a.set_link(s(if h
-                    .last_sync_ms
-                    .is_some_and(|t| now_ms() - t < 10 * 60 * 1000)
-                {
-                    "online"
-                } else {
-                    "offline"
-                }));
+                a.set_link(s(
+                    if h.last_sync_ms
+                        .is_some_and(|t| now_ms() - t < 10 * 60 * 1000)
+                    {
+                        "online"
+                    } else {
+                        "offline"
+                    },
+                ));
                 a.set_last_sync(s(h.last_sync_ms.map_or("—".into(), format_utc)));
                 a.set_free_disk(s(h
                     .free_disk_mb
@@ -1102,7 +1141,11 @@ impl Kiosk {
                 a.set_camera_ok(false);
                 let first = !std::mem::replace(&mut self.st.borrow_mut().camera_lost, true);
                 if first {
-                    self.status(&ui, &format!("{} ({e})", Self::msg(&ui, "camera-lost")), true);
+                    self.status(
+                        &ui,
+                        &format!("{} ({e})", Self::msg(&ui, "camera-lost")),
+                        true,
+                    );
                 }
             }
             Event::Face { outcome, step } => {
@@ -1137,11 +1180,17 @@ impl Kiosk {
                 a.set_result_bad(kind != "accepted");
                 let (w, h, px) = &result.thumb;
                 let rgb: Vec<u8> = px.iter().flat_map(|&g| [g, g, g]).collect();
-                a.set_thumb(Image::from_rgb8(SharedPixelBuffer::<Rgb8Pixel>::clone_from_slice(&rgb, *w, *h)));
+                a.set_thumb(Image::from_rgb8(
+                    SharedPixelBuffer::<Rgb8Pixel>::clone_from_slice(&rgb, *w, *h),
+                ));
                 a.set_has_thumb(true);
                 self.refresh_fingers(&ui);
             }
-            Event::FingerExcepted { position, next, step } => {
+            Event::FingerExcepted {
+                position,
+                next,
+                step,
+            } => {
                 {
                     let mut st = self.st.borrow_mut();
                     st.fingers[usize::from(position.code() - 1)] = FingerStatus::Exception;
@@ -1170,7 +1219,16 @@ impl Kiosk {
             }
             Event::Committed(receipt) => {
                 self.show_receipt(&ui, &receipt);
-                self.status(&ui, &format!("{} {} (seq {})", Self::msg(&ui, "committed"), receipt.committed.id, receipt.committed.seq), false);
+                self.status(
+                    &ui,
+                    &format!(
+                        "{} {} (seq {})",
+                        Self::msg(&ui, "committed"),
+                        receipt.committed.id,
+                        receipt.committed.seq
+                    ),
+                    false,
+                );
                 self.st.borrow_mut().receipt = Some(receipt);
                 self.go(&ui, "receipt");
             }
@@ -1183,7 +1241,11 @@ impl Kiosk {
             }
             Event::ReceiptSaved(path) => {
                 ui.global::<ReceiptAdapter>().set_saved(s(&path));
-                self.status(&ui, &format!("{}: {path}", Self::msg(&ui, "receipt-saved")), false);
+                self.status(
+                    &ui,
+                    &format!("{}: {path}", Self::msg(&ui, "receipt-saved")),
+                    false,
+                );
             }
             Event::Error(e) => {
                 ui.global::<FingersAdapter>().set_busy(false);
@@ -1197,18 +1259,19 @@ impl Kiosk {
 fn outcome_parts(outcome: &Outcome) -> (&'static str, i32, i32) {
     match *outcome {
         Outcome::Accepted => ("accepted", 0, 0),
-        Outcome::Retry { quality, attempts_left } => ("retry", i32::from(quality), attempts_left as i32),
+        Outcome::Retry {
+            quality,
+            attempts_left,
+        } => ("retry", i32::from(quality), attempts_left as i32),
         Outcome::KeptBelowThreshold { quality } => ("kept", i32::from(quality), 0),
     }
 }
 
 fn decode_rgb(bytes: &[u8], format: image::ImageFormat) -> anyhow::Result<Image> {
     let rgb = image::load_from_memory_with_format(bytes, format)?.into_rgb8();
-    Ok(Image::from_rgb8(SharedPixelBuffer::<Rgb8Pixel>::clone_from_slice(
-        rgb.as_raw(),
-        rgb.width(),
-        rgb.height(),
-    )))
+    Ok(Image::from_rgb8(
+        SharedPixelBuffer::<Rgb8Pixel>::clone_from_slice(rgb.as_raw(), rgb.width(), rgb.height()),
+    ))
 }
 
 /// A QR code as an image: black modules on white, 4 modules of quiet zone.
@@ -1227,7 +1290,12 @@ pub fn qr_image(text: &str) -> anyhow::Result<Image> {
             && y < n + quiet
             && colors[(y - quiet) * n + (x - quiet)] == qrcode::Color::Dark;
         let v = if dark { 0 } else { 255 };
-        *px = Rgba8Pixel { r: v, g: v, b: v, a: 255 };
+        *px = Rgba8Pixel {
+            r: v,
+            g: v,
+            b: v,
+            a: 255,
+        };
     }
     Ok(Image::from_rgba8(buffer))
 }
@@ -1245,7 +1313,11 @@ pub fn format_utc(ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem / 60 % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60
+    )
 }
 
 #[cfg(test)]

@@ -232,7 +232,10 @@ mod tests {
         assert!(renewal.index_of("previous_card_number").is_some());
         assert!(renewal.index_of("replacement_reason").is_none());
         let rows = renewal.rows("ar", ("نعم", "لا"));
-        let prev = rows.iter().find(|r| r.name == "previous_card_number").unwrap();
+        let prev = rows
+            .iter()
+            .find(|r| r.name == "previous_card_number")
+            .unwrap();
         assert_eq!(prev.label, "رقم البطاقة السابقة");
         assert!(prev.required);
         assert_eq!(rows.len(), schema.fields.len() - 2);

@@ -51,9 +51,15 @@ mod tests {
         assert_eq!(azerty[0][0], "A");
         assert_eq!(azerty[3][0], "É");
         let ar = rows(Keyboard::Arabic, false);
-        assert!(ar.iter().flatten().all(|k| k.chars().all(|c| ('\u{0600}'..='\u{06FF}').contains(&c))));
+        assert!(ar
+            .iter()
+            .flatten()
+            .all(|k| k.chars().all(|c| ('\u{0600}'..='\u{06FF}').contains(&c))));
         let tfng = rows(Keyboard::Tifinagh, true);
-        assert!(tfng.iter().flatten().all(|k| k.chars().all(|c| ('\u{2D30}'..='\u{2D7F}').contains(&c))));
+        assert!(tfng
+            .iter()
+            .flatten()
+            .all(|k| k.chars().all(|c| ('\u{2D30}'..='\u{2D7F}').contains(&c))));
         assert_eq!(rows(Keyboard::Digits, false).concat().len(), 13);
     }
 }

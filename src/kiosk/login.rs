@@ -12,12 +12,21 @@ pub enum LoginState {
     /// Waiting for a badge.
     NoBadge,
     /// Badge in, PIN being typed.
-    EnterPin { officer: String, tries_left: u8 },
+    EnterPin {
+        officer: String,
+        tries_left: u8,
+    },
     /// PIN submitted, the badge is checking it.
-    Checking { officer: String },
+    Checking {
+        officer: String,
+    },
     /// Too many wrong PINs: the badge must be unblocked by a supervisor.
-    Blocked { officer: String },
-    LoggedIn { officer: String },
+    Blocked {
+        officer: String,
+    },
+    LoggedIn {
+        officer: String,
+    },
 }
 
 #[derive(Debug)]
@@ -204,7 +213,10 @@ mod tests {
         assert!(!l.idle_check(1_400));
         assert!(l.idle_check(1_500));
         assert_eq!(l.officer(), None);
-        assert!(matches!(l.state(), LoginState::EnterPin { .. }), "badge still in: PIN again");
+        assert!(
+            matches!(l.state(), LoginState::EnterPin { .. }),
+            "badge still in: PIN again"
+        );
         type_pin(&mut l, "123456").unwrap();
         l.pin_result(true, 2_000);
         assert!(l.remove_badge());

@@ -127,22 +127,30 @@ pub fn run(dir: &DataDir, options: &Options) -> anyhow::Result<()> {
     if options.fullscreen {
         ui.window().set_fullscreen(true);
     }
-    ui.show().context("cannot show the kiosk window (is DISPLAY set?)")?;
+    ui.show()
+        .context("cannot show the kiosk window (is DISPLAY set?)")?;
     // Runs once the event loop has shown the window: the cold start as the officer sees it.
     slint::Timer::single_shot(Duration::ZERO, move || {
         tracing::info!(
             "login view shown {} ms after start",
             started.elapsed().as_millis()
         );
-        eprintln!("kiosk: login view shown after {} ms", started.elapsed().as_millis());
+        eprintln!(
+            "kiosk: login view shown after {} ms",
+            started.elapsed().as_millis()
+        );
     });
     let idle = slint::Timer::default();
     let k = Rc::downgrade(&kiosk);
-    idle.start(slint::TimerMode::Repeated, Duration::from_secs(1), move || {
-        if let Some(k) = k.upgrade() {
-            k.tick(crate::now_ms());
-        }
-    });
+    idle.start(
+        slint::TimerMode::Repeated,
+        Duration::from_secs(1),
+        move || {
+            if let Some(k) = k.upgrade() {
+                k.tick(crate::now_ms());
+            }
+        },
+    );
     let _quit = options.exit_after.map(|after| {
         let t = slint::Timer::default();
         t.start(slint::TimerMode::SingleShot, after, || {

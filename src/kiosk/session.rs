@@ -81,7 +81,11 @@ pub struct Frame {
 
 impl std::fmt::Debug for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Frame({}x{}, q{})", self.width, self.height, self.quality)
+        write!(
+            f,
+            "Frame({}x{}, q{})",
+            self.width, self.height, self.quality
+        )
     }
 }
 
@@ -255,9 +259,10 @@ impl Session {
     /// One preview frame from the camera (also kept as the candidate for capture).
     pub fn preview(&mut self) -> Result<Frame, CaptureError> {
         let capture = self.devices.camera.capture_still()?;
-        let rgb = image::load_from_memory_with_format(&capture.image.jpeg, image::ImageFormat::Jpeg)
-            .map_err(|e| CaptureError::Image(e.to_string()))?
-            .into_rgb8();
+        let rgb =
+            image::load_from_memory_with_format(&capture.image.jpeg, image::ImageFormat::Jpeg)
+                .map_err(|e| CaptureError::Image(e.to_string()))?
+                .into_rgb8();
         let frame = Frame {
             width: rgb.width(),
             height: rgb.height(),
@@ -311,7 +316,12 @@ impl Session {
     }
 
     /// The strokes drawn on the screen's pad, in pad units.
-    pub fn signature(&mut self, width: u16, height: u16, strokes: Vec<Vec<(u16, u16)>>) -> anyhow::Result<Step> {
+    pub fn signature(
+        &mut self,
+        width: u16,
+        height: u16,
+        strokes: Vec<Vec<(u16, u16)>>,
+    ) -> anyhow::Result<Step> {
         let strokes = strokes
             .into_iter()
             .map(|points| Stroke {
@@ -350,7 +360,11 @@ impl Session {
             kind: done.kind,
             demographics: done.demographics,
             face_jpeg: done.face.image.jpeg,
-            fingers: done.fingers.iter().map(|f| (f.position, f.quality)).collect(),
+            fingers: done
+                .fingers
+                .iter()
+                .map(|f| (f.position, f.quality))
+                .collect(),
             exceptions: done
                 .exceptions
                 .iter()
@@ -364,7 +378,10 @@ impl Session {
     /// The officer confirms with the badge PIN: seal, co-sign with the badge, sign and commit.
     /// Returns only once the record is durably stored.
     pub fn confirm(&mut self, pin: &str) -> anyhow::Result<Receipt> {
-        let badge = self.badge.as_ref().context("log in with your badge first")?;
+        let badge = self
+            .badge
+            .as_ref()
+            .context("log in with your badge first")?;
         let officer = badge.officer_id();
         // The co-signature needs the PIN again: the card grants one signature per PIN entry.
         let mut badge = SimBadge::unlock(&officer, pin)?;
@@ -393,7 +410,9 @@ fn thumbnail(img: &tasjil_drivers::GreyImage, factor: u32) -> (u32, u32, Vec<u8>
             let mut sum = 0u32;
             for dy in 0..factor {
                 for dx in 0..factor {
-                    sum += u32::from(img.pixels[((y * factor + dy) * img.width + x * factor + dx) as usize]);
+                    sum += u32::from(
+                        img.pixels[((y * factor + dy) * img.width + x * factor + dx) as usize],
+                    );
                 }
             }
             out.push((sum / (factor * factor)) as u8);
@@ -410,7 +429,13 @@ fn free_disk_mb(path: &std::path::Path) -> Option<u64> {
         .output()
         .ok()?;
     let text = String::from_utf8(out.stdout).ok()?;
-    let kb: u64 = text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()?;
+    let kb: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
     Some(kb / 1024)
 }
 
@@ -468,7 +493,10 @@ mod tests {
         assert!(s.login("OFF-9", "000000").is_err());
         s.login("OFF-9", crate::enrolment::badge::SIM_PIN).unwrap();
         s.start().unwrap();
-        assert_eq!(s.identify(EnrolmentKind::Renewal).unwrap(), Step::Demographics);
+        assert_eq!(
+            s.identify(EnrolmentKind::Renewal).unwrap(),
+            Step::Demographics
+        );
         // The schema's verdict comes back field by field: a renewal needs the previous card.
         let mut data = crate::schema::simulated_demographics(3, "renewal");
         let previous = data.remove("previous_card_number").unwrap();
@@ -488,15 +516,25 @@ mod tests {
             assert!(r.thumb.0 > 0 && r.thumb.2.len() as u32 == r.thumb.0 * r.thumb.1);
         }
         assert_eq!(s.step(), Some(Step::Signature));
-        assert!(s.signature(300, 100, vec![vec![]]).is_err(), "an empty signature is refused");
+        assert!(
+            s.signature(300, 100, vec![vec![]]).is_err(),
+            "an empty signature is refused"
+        );
         let step = s
-            .signature(300, 100, vec![vec![(10, 50), (60, 20), (120, 80)], vec![(200, 40)]])
+            .signature(
+                300,
+                100,
+                vec![vec![(10, 50), (60, 20), (120, 80)], vec![(200, 40)]],
+            )
             .unwrap();
         assert_eq!(step, Step::Review);
         let review = s.review().unwrap();
         assert_eq!(review.exceptions.len(), 1);
         assert_eq!(review.fingers.len(), 9);
-        assert!(s.confirm("999999").is_err(), "the co-signature needs the right PIN");
+        assert!(
+            s.confirm("999999").is_err(),
+            "the co-signature needs the right PIN"
+        );
         let receipt = s.confirm(crate::enrolment::badge::SIM_PIN).unwrap();
         assert_eq!(receipt.committed.seq, 1);
         assert_eq!(s.step(), None, "the enrolment is closed once committed");

@@ -140,7 +140,9 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
     h.shoot("02-pin");
     h.type_pin(crate::enrolment::badge::SIM_PIN);
     h.until("home", |ui| ui.global::<App>().get_view() == "home");
-    h.until("home figures", |ui| ui.global::<HomeAdapter>().get_free_disk() != "12 GB");
+    h.until("home figures", |ui| {
+        ui.global::<HomeAdapter>().get_free_disk() != "12 GB"
+    });
     assert_eq!(h.ui().global::<HomeAdapter>().get_today(), 0);
     h.shoot("03-home");
 
@@ -168,9 +170,13 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
     assert!(!names.contains(&"previous_card_number".to_string()));
     // Next with an empty form: the schema's errors show on their fields.
     h.click("NavBar::next-ltr");
-    h.until("errors on the form", |ui| ui.global::<FormAdapter>().get_errors() > 0);
+    h.until("errors on the form", |ui| {
+        ui.global::<FormAdapter>().get_errors() > 0
+    });
     for name in &names {
-        let Some(value) = data.get(name) else { continue };
+        let Some(value) = data.get(name) else {
+            continue;
+        };
         h.click_label(name);
         let field = schema.field(name).unwrap();
         match value {
@@ -178,11 +184,18 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
                 h.click_label(if *b { "Oui" } else { "Non" });
             }
             serde_json::Value::String(v) if !field.values.is_empty() => {
-                let label = field.values.iter().find(|e| &e.value == v).unwrap().label.get("fr");
+                let label = field
+                    .values
+                    .iter()
+                    .find(|e| &e.value == v)
+                    .unwrap()
+                    .label
+                    .get("fr");
                 h.click_label(label);
             }
             serde_json::Value::String(v) => {
-                h.element("FormView::editor").set_accessible_value(v.as_str());
+                h.element("FormView::editor")
+                    .set_accessible_value(v.as_str());
             }
             other => panic!("{other}"),
         }
@@ -194,28 +207,52 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
         h.click_label(key);
     }
     let commune_row = |h: &Harness| {
-        h.ui().global::<FormAdapter>().get_rows().iter().find(|r| r.name == "commune").unwrap().shown.to_string()
+        h.ui()
+            .global::<FormAdapter>()
+            .get_rows()
+            .iter()
+            .find(|r| r.name == "commune")
+            .unwrap()
+            .shown
+            .to_string()
     };
-    assert_eq!(commune_row(&h), "Tiz", "one capital, then small letters; « erases");
+    assert_eq!(
+        commune_row(&h),
+        "Tiz",
+        "one capital, then small letters; « erases"
+    );
     let commune = data["commune"].as_str().unwrap().to_string();
-    h.element("FormView::editor").set_accessible_value(commune.as_str());
+    h.element("FormView::editor")
+        .set_accessible_value(commune.as_str());
     assert_eq!(commune_row(&h), commune);
     // Show the form from its top, on an Arabic field, for the screenshots.
     let family_ar = names.iter().position(|n| n == "family_name_ar").unwrap();
-    h.ui().global::<FormAdapter>().invoke_select(family_ar as i32);
+    h.ui()
+        .global::<FormAdapter>()
+        .invoke_select(family_ar as i32);
     h.shoot("05-form");
 
     // The camera's cable is pulled as the face step starts: a retry message, then it goes on.
     plug.store(false, Ordering::SeqCst);
     h.click("NavBar::next-ltr");
     h.until("face view", |ui| ui.global::<App>().get_view() == "face");
-    h.until("camera lost shown", |ui| !ui.global::<FaceAdapter>().get_camera_ok());
+    h.until("camera lost shown", |ui| {
+        !ui.global::<FaceAdapter>().get_camera_ok()
+    });
     assert!(h.ui().global::<App>().get_status_error());
-    assert!(h.ui().global::<App>().get_status().contains("Caméra perdue"));
+    assert!(h
+        .ui()
+        .global::<App>()
+        .get_status()
+        .contains("Caméra perdue"));
     h.shoot("06-face-camera-lost");
     plug.store(true, Ordering::SeqCst);
-    h.until("camera back", |ui| ui.global::<FaceAdapter>().get_camera_ok());
-    h.until("face captured", |ui| ui.global::<FaceAdapter>().get_captured());
+    h.until("camera back", |ui| {
+        ui.global::<FaceAdapter>().get_camera_ok()
+    });
+    h.until("face captured", |ui| {
+        ui.global::<FaceAdapter>().get_captured()
+    });
     h.shoot("07-face");
     h.click("NavBar::next-ltr");
 
@@ -223,11 +260,16 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
     assert_eq!(h.view(), "fingers");
     h.click_label("Pansé");
     h.until("exception shown", |ui| {
-        ui.global::<FingersAdapter>().get_right().row_data(0).is_some_and(|f| f.status == "exception")
+        ui.global::<FingersAdapter>()
+            .get_right()
+            .row_data(0)
+            .is_some_and(|f| f.status == "exception")
     });
     while !h.ui().global::<FingersAdapter>().get_done() {
         h.click("FingersView::capture");
-        h.until("finger scanned", |ui| !ui.global::<FingersAdapter>().get_busy());
+        h.until("finger scanned", |ui| {
+            !ui.global::<FingersAdapter>().get_busy()
+        });
     }
     h.shoot("08-fingers");
     h.click("NavBar::next-ltr");
@@ -238,12 +280,20 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
     let (p, size) = (pad.absolute_position(), pad.size());
     let at = |fx: f32, fy: f32| LogicalPosition::new(p.x + fx * size.width, p.y + fy * size.height);
     let window = h.ui().window();
-    window.dispatch_event(WindowEvent::PointerPressed { position: at(0.1, 0.6), button: PointerEventButton::Left });
+    window.dispatch_event(WindowEvent::PointerPressed {
+        position: at(0.1, 0.6),
+        button: PointerEventButton::Left,
+    });
     for i in 1..=30 {
         let t = i as f32 / 30.0;
-        window.dispatch_event(WindowEvent::PointerMoved { position: at(0.1 + 0.7 * t, 0.6 - 0.3 * (t * 9.0).sin()) });
+        window.dispatch_event(WindowEvent::PointerMoved {
+            position: at(0.1 + 0.7 * t, 0.6 - 0.3 * (t * 9.0).sin()),
+        });
     }
-    window.dispatch_event(WindowEvent::PointerReleased { position: at(0.8, 0.5), button: PointerEventButton::Left });
+    window.dispatch_event(WindowEvent::PointerReleased {
+        position: at(0.8, 0.5),
+        button: PointerEventButton::Left,
+    });
     assert!(h.ui().global::<SignatureAdapter>().get_has_ink());
     h.shoot("09-signature");
     h.click("NavBar::next-ltr");
@@ -259,12 +309,16 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
     let id = h.ui().global::<ReceiptAdapter>().get_id().to_string();
     h.shoot("11-receipt");
     h.click("ReceiptView::print");
-    h.until("receipt saved", |ui| !ui.global::<ReceiptAdapter>().get_saved().is_empty());
+    h.until("receipt saved", |ui| {
+        !ui.global::<ReceiptAdapter>().get_saved().is_empty()
+    });
     let saved = PathBuf::from(h.ui().global::<ReceiptAdapter>().get_saved().as_str());
     assert_eq!(saved, dir.0.join("receipts").join(format!("{id}.png")));
     assert!(std::fs::metadata(&saved).unwrap().len() > 1000);
     h.click("ReceiptView::done");
-    h.until("home again", |ui| ui.global::<HomeAdapter>().get_today() == 1);
+    h.until("home again", |ui| {
+        ui.global::<HomeAdapter>().get_today() == 1
+    });
 
     // The record is in the store, signed, co-signed, and verifies.
     let view = View::open(&dir).unwrap();
@@ -285,7 +339,9 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
     let write = std::env::var_os("TASJIL_WRITE_SCREENS").is_some();
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screens");
     for pair in h.screens.chunks(2) {
-        let [(fr_name, w, hgt, fr), (_, _, _, ar)] = pair else { unreachable!() };
+        let [(fr_name, w, hgt, fr), (_, _, _, ar)] = pair else {
+            unreachable!()
+        };
         assert!(ink(fr) > 2000, "{fr_name} is nearly blank");
         assert_ne!(fr, ar, "{fr_name}: the Arabic render is the French one");
         let _ = (w, hgt);

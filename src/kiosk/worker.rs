@@ -30,7 +30,10 @@ const CAMERA_RETRY: Duration = Duration::from_millis(500);
 
 #[derive(Debug)]
 pub enum Command {
-    Login { officer: String, pin: String },
+    Login {
+        officer: String,
+        pin: String,
+    },
     Logout,
     Home,
     Start,
@@ -51,7 +54,9 @@ pub enum Command {
     },
     Retake(Step),
     Review,
-    Confirm { pin: String },
+    Confirm {
+        pin: String,
+    },
     /// Write a rendered receipt (RGBA) as PNG under DATA_DIR/receipts/.
     SaveReceipt {
         id: String,
@@ -65,8 +70,13 @@ pub enum Command {
 pub enum Event {
     /// The station could not be opened: nothing will work until an operator fixes it.
     Fatal(String),
-    Ready { station: String, devices: Vec<String> },
-    LoggedIn { name: String },
+    Ready {
+        station: String,
+        devices: Vec<String>,
+    },
+    LoggedIn {
+        name: String,
+    },
     LoginRefused(String),
     Home(HomeStats),
     /// The workflow moved on (or back) to this step.
@@ -79,7 +89,10 @@ pub enum Event {
         fps: f32,
     },
     CameraLost(String),
-    Face { outcome: Outcome, step: Step },
+    Face {
+        outcome: Outcome,
+        step: Step,
+    },
     Finger {
         result: FingerResult,
         next: Option<FingerPosition>,
@@ -204,7 +217,11 @@ fn run(mut session: Session, rx: &Receiver<Command>, outbox: &Outbox, frame_free
                     tracing::info!("camera answers again");
                 }
                 let min = session.face_min_quality();
-                good_frames = if frame.quality >= min { good_frames + 1 } else { 0 };
+                good_frames = if frame.quality >= min {
+                    good_frames + 1
+                } else {
+                    0
+                };
                 frame_times.push_back(Instant::now());
                 while frame_times.len() > 25 {
                     frame_times.pop_front();
@@ -281,13 +298,13 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
             next: session.next_finger(),
             step: session.step().unwrap_or(Step::Identify),
         })),
-        Command::FingerException(reason) => {
-            result(session.finger_exception(reason).map(|position| Event::FingerExcepted {
+        Command::FingerException(reason) => result(session.finger_exception(reason).map(
+            |position| Event::FingerExcepted {
                 position,
                 next: session.next_finger(),
                 step: session.step().unwrap_or(Step::Identify),
-            }))
-        }
+            },
+        )),
         Command::Signature {
             width,
             height,
@@ -312,9 +329,11 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
             width,
             height,
             rgba,
-        } => result(session.save_receipt(&id, width, height, &rgba).map(|p| {
-            Event::ReceiptSaved(p.display().to_string())
-        })),
+        } => result(
+            session
+                .save_receipt(&id, width, height, &rgba)
+                .map(|p| Event::ReceiptSaved(p.display().to_string())),
+        ),
     };
     if let Event::Error(e) = &event {
         tracing::warn!("{e}");

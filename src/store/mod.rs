@@ -913,9 +913,9 @@ impl Store {
                     ledger.name, body.station
                 )));
             }
-            let bytes = b64.decode(&ledger.doc).map_err(|e| {
-                StoreError::Encode(format!("receipt ledger {}: {e}", ledger.name))
-            })?;
+            let bytes = b64
+                .decode(&ledger.doc)
+                .map_err(|e| StoreError::Encode(format!("receipt ledger {}: {e}", ledger.name)))?;
             let fail = |e: tasjil_sync::ledger::LedgerError| {
                 StoreError::Encode(format!("receipt ledger {}: {e}", ledger.name))
             };
@@ -944,7 +944,9 @@ impl Store {
                     params![r.id, now_ms],
                 )
             } else {
-                outcome.rejected.push((r.id.clone(), r.reason.clone().unwrap_or_default()));
+                outcome
+                    .rejected
+                    .push((r.id.clone(), r.reason.clone().unwrap_or_default()));
                 tx.execute(
                     "UPDATE envelopes SET rejected_reason = ?2, sent_ms = coalesce(sent_ms, ?3)
                      WHERE id = ?1 AND acknowledged_ms IS NULL

@@ -49,7 +49,10 @@ pub enum BundleError {
         #[source]
         source: io::Error,
     },
-    #[error("not a Tasjil bundle: the file does not start with {:?}", String::from_utf8_lossy(BUNDLE_MAGIC))]
+    #[error(
+        "not a Tasjil bundle: the file does not start with {:?}",
+        String::from_utf8_lossy(BUNDLE_MAGIC)
+    )]
     NotABundle,
     #[error("truncated bundle: the header says {expected} bytes, the file has {found}; it was not completely written (stick pulled out?) — export it again")]
     Truncated { expected: u64, found: u64 },
@@ -303,10 +306,7 @@ impl BundleReader {
     /// header says.
     pub fn open(path: &Path) -> Result<BundleReader, BundleError> {
         let file = File::open(path).map_err(|e| BundleError::io(path, e))?;
-        let actual = file
-            .metadata()
-            .map_err(|e| BundleError::io(path, e))?
-            .len();
+        let actual = file.metadata().map_err(|e| BundleError::io(path, e))?.len();
         let mut file = BufReader::with_capacity(1 << 20, file);
         let mut start = [0u8; 12];
         let got = read_up_to(&mut file, &mut start).map_err(|e| BundleError::io(path, e))?;
@@ -398,14 +398,12 @@ impl BundleReader {
         index: usize,
         sink: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> Result<(), BundleError> {
-        let (part, offset) = match (self.header.manifest.parts.get(index), self.offsets.get(index))
-        {
+        let (part, offset) = match (
+            self.header.manifest.parts.get(index),
+            self.offsets.get(index),
+        ) {
             (Some(p), Some(o)) => (p.clone(), *o),
-            _ => {
-                return Err(BundleError::Contents(format!(
-                    "there is no part {index}"
-                )))
-            }
+            _ => return Err(BundleError::Contents(format!("there is no part {index}"))),
         };
         let path = self.path.clone();
         self.file
@@ -720,7 +718,10 @@ pub struct Receipt {
 
 impl Receipt {
     /// Sign `body` with the centre's key.
-    pub fn sign(body: ReceiptBody, key: &ed25519_dalek::SigningKey) -> Result<Receipt, BundleError> {
+    pub fn sign(
+        body: ReceiptBody,
+        key: &ed25519_dalek::SigningKey,
+    ) -> Result<Receipt, BundleError> {
         use ed25519_dalek::Signer;
         let sig: Signature = key.sign(&body.signing_message()?);
         Ok(Receipt {
@@ -743,8 +744,7 @@ impl Receipt {
                 receipt.receipt.format
             )));
         }
-        let sig =
-            parse_signature(&receipt.signature).map_err(|_| BundleError::ReceiptSignature)?;
+        let sig = parse_signature(&receipt.signature).map_err(|_| BundleError::ReceiptSignature)?;
         centre
             .verify_strict(&receipt.receipt.signing_message()?, &sig)
             .map_err(|_| BundleError::ReceiptSignature)?;
@@ -920,11 +920,10 @@ mod tests {
         };
         let r = Receipt::sign(body, &centre).unwrap();
         let bytes = r.to_bytes().unwrap();
-        assert_eq!(
-            Receipt::verify(&bytes, &centre.verifying_key()).unwrap(),
-            r
-        );
-        let text = String::from_utf8(bytes).unwrap().replace("verified", "rejected");
+        assert_eq!(Receipt::verify(&bytes, &centre.verifying_key()).unwrap(), r);
+        let text = String::from_utf8(bytes)
+            .unwrap()
+            .replace("verified", "rejected");
         assert!(matches!(
             Receipt::verify(text.as_bytes(), &centre.verifying_key()),
             Err(BundleError::ReceiptSignature)

@@ -26,7 +26,13 @@ fn export(station: &Path, usb: &Path) -> PathBuf {
     std::fs::create_dir_all(usb).unwrap();
     let out = run_with_input(
         station,
-        &["export", "--to", usb.to_str().unwrap(), "--pin-stdin", "--json"],
+        &[
+            "export",
+            "--to",
+            usb.to_str().unwrap(),
+            "--pin-stdin",
+            "--json",
+        ],
         PIN,
     );
     assert!(out.status.success(), "export: {}", text(&out));
@@ -57,7 +63,10 @@ fn round_trip_of_200_enrolments_needs_no_network() {
     );
     assert_eq!(status(&station)["exported"], 200);
     // Only the bundle on the stick: no temporary file left behind.
-    let names: Vec<_> = std::fs::read_dir(&usb).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&usb)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 1, "{names:?}");
 
     let (code, report) = import(&central, &bundle);
@@ -96,7 +105,13 @@ fn round_trip_of_200_enrolments_needs_no_network() {
     // Nothing left to export.
     let out = run_with_input(
         &station,
-        &["export", "--to", usb.to_str().unwrap(), "--pin-stdin", "--json"],
+        &[
+            "export",
+            "--to",
+            usb.to_str().unwrap(),
+            "--pin-stdin",
+            "--json",
+        ],
         PIN,
     );
     assert!(out.status.success(), "{}", text(&out));
@@ -130,7 +145,11 @@ fn bundle_after_network_sync_and_sync_after_bundle_never_duplicate() {
     enrol(&station, 4, 4);
     approve_all(&station);
     let second = export(&station, &tmp.path().join("usb2"));
-    assert!(second.ends_with("VAN-MIX-7-10.tasjil"), "{}", second.display());
+    assert!(
+        second.ends_with("VAN-MIX-7-10.tasjil"),
+        "{}",
+        second.display()
+    );
     let (code, report) = import(&central, &second);
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["stored"], 4);
@@ -175,7 +194,12 @@ fn unapproved_records_are_held_back_and_named() {
 
     let missing = run_with_input(
         &station,
-        &["export", "--to", tmp.path().join("no-stick").to_str().unwrap(), "--pin-stdin"],
+        &[
+            "export",
+            "--to",
+            tmp.path().join("no-stick").to_str().unwrap(),
+            "--pin-stdin",
+        ],
         PIN,
     );
     assert_eq!(missing.status.code(), Some(1));
@@ -240,11 +264,28 @@ fn tampered_bundles_are_refused_by_name_and_change_nothing() {
         cases.push((format!("flip a byte in part {i}"), t, "part_hash"));
     }
     let mut t = good.clone();
-    let pos = 12 + t[12..head_end].windows(9).position(|w| w == b"\"created_").unwrap() + 15;
+    let pos = 12
+        + t[12..head_end]
+            .windows(9)
+            .position(|w| w == b"\"created_")
+            .unwrap()
+        + 15;
     t[pos] = if t[pos] == b'1' { b'2' } else { b'1' };
-    cases.push(("change a digit of the signed manifest".into(), t, "station_signature"));
-    cases.push(("truncate".into(), good[..good.len() - 1000].to_vec(), "truncated"));
-    cases.push(("cut inside the header".into(), good[..head_end - 5].to_vec(), "truncated"));
+    cases.push((
+        "change a digit of the signed manifest".into(),
+        t,
+        "station_signature",
+    ));
+    cases.push((
+        "truncate".into(),
+        good[..good.len() - 1000].to_vec(),
+        "truncated",
+    ));
+    cases.push((
+        "cut inside the header".into(),
+        good[..head_end - 5].to_vec(),
+        "truncated",
+    ));
     let mut t = good.clone();
     t.extend_from_slice(b"extra");
     cases.push(("bytes appended".into(), t, "trailing_bytes"));
@@ -304,7 +345,9 @@ fn tampered_bundles_are_refused_by_name_and_change_nothing() {
     let mut h = header.clone();
     let forger = tasjil_sync::StationKey::generate();
     h.supervisor_signature = hex::encode(
-        forger.sign(&h.manifest.signing_message().unwrap()).to_bytes(),
+        forger
+            .sign(&h.manifest.signing_message().unwrap())
+            .to_bytes(),
     );
     cases.push((
         "forge the supervisor's countersignature".into(),
@@ -315,14 +358,20 @@ fn tampered_bundles_are_refused_by_name_and_change_nothing() {
     let mut h = header.clone();
     h.manifest.supervisor.key = forger.public_hex();
     h.supervisor_signature = hex::encode(
-        forger.sign(&h.manifest.signing_message().unwrap()).to_bytes(),
+        forger
+            .sign(&h.manifest.signing_message().unwrap())
+            .to_bytes(),
     );
     cases.push((
         "name a forged supervisor key".into(),
         with_header(&good, head_end, &h),
         "station_signature",
     ));
-    cases.push(("not a bundle".into(), b"PK\x03\x04zip".to_vec(), "not_a_bundle"));
+    cases.push((
+        "not a bundle".into(),
+        b"PK\x03\x04zip".to_vec(),
+        "not_a_bundle",
+    ));
 
     let before = central.snapshot();
     let dir = tmp.path().join("tampered");
@@ -335,7 +384,10 @@ fn tampered_bundles_are_refused_by_name_and_change_nothing() {
         assert_eq!(v["imported"], false, "{what}: {v}");
         assert_eq!(v["check"], *check, "{what}: {v}");
         assert!(!v["reason"].as_str().unwrap().is_empty());
-        assert!(!dir.join(format!("case-{i}.tasjil.receipt")).exists(), "{what}");
+        assert!(
+            !dir.join(format!("case-{i}.tasjil.receipt")).exists(),
+            "{what}"
+        );
         assert_eq!(central.snapshot(), before, "{what} changed the centre");
     }
 
@@ -356,7 +408,11 @@ fn tampered_bundles_are_refused_by_name_and_change_nothing() {
     approve_all(&a);
     let (code, r) = json_of(
         &a,
-        &["receipt", "import", &format!("{}.receipt", bundle_a.display())],
+        &[
+            "receipt",
+            "import",
+            &format!("{}.receipt", bundle_a.display()),
+        ],
     );
     assert_eq!(code, 0, "{r}");
     let newer = export(&a, &tmp.path().join("usb-a2"));
@@ -393,22 +449,38 @@ fn forged_or_foreign_receipts_are_refused_and_change_nothing() {
     // Station B's receipt at station A.
     let out = run(&a, &["receipt", "import", receipt_b.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("is for station VAN-RB"), "{}", text(&out));
+    assert!(
+        text(&out).contains("is for station VAN-RB"),
+        "{}",
+        text(&out)
+    );
 
     // A receipt altered to claim a rejection, and one signed by another centre.
     let forged = tmp.path().join("forged.receipt");
     let original = std::fs::read_to_string(&receipt_a).unwrap();
-    std::fs::write(&forged, original.replacen("\"verified\"", "\"rejected\"", 1)).unwrap();
+    std::fs::write(
+        &forged,
+        original.replacen("\"verified\"", "\"rejected\"", 1),
+    )
+    .unwrap();
     let out = run(&a, &["receipt", "import", forged.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("signature does not verify"), "{}", text(&out));
+    assert!(
+        text(&out).contains("signature does not verify"),
+        "{}",
+        text(&out)
+    );
     let mut r: Receipt = serde_json::from_str(&original).unwrap();
     let impostor = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
     r = Receipt::sign(r.receipt, &impostor).unwrap();
     std::fs::write(&forged, r.to_bytes().unwrap()).unwrap();
     let out = run(&a, &["receipt", "import", forged.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("signature does not verify"), "{}", text(&out));
+    assert!(
+        text(&out).contains("signature does not verify"),
+        "{}",
+        text(&out)
+    );
     std::fs::write(&forged, b"{not json").unwrap();
     let out = run(&a, &["receipt", "import", forged.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));

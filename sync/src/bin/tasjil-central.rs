@@ -286,16 +286,22 @@ fn import(dir: &Path, bundle: &Path, receipt_out: Option<PathBuf>) -> anyhow::Re
     let store = open_store(dir)?;
     let keys = CentreKeys::load(&dir.join("centre.key"))?;
     let bar = progress_bar();
-    let result = import(&store, &keys.signing, bundle, now_ms(), &mut |step, done, total| {
-        if let Some(bar) = &bar {
-            bar.set_length(total);
-            bar.set_position(done);
-            bar.set_message(match step {
-                Step::Verify => "verifying",
-                Step::Copy => "storing payloads",
-            });
-        }
-    });
+    let result = import(
+        &store,
+        &keys.signing,
+        bundle,
+        now_ms(),
+        &mut |step, done, total| {
+            if let Some(bar) = &bar {
+                bar.set_length(total);
+                bar.set_position(done);
+                bar.set_message(match step {
+                    Step::Verify => "verifying",
+                    Step::Copy => "storing payloads",
+                });
+            }
+        },
+    );
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

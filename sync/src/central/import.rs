@@ -182,7 +182,10 @@ pub fn receipt_for(
         let env = Envelope::<Signed>::from_bytes(bytes)
             .map_err(|e| ImportError::Refused(BundleError::Contents(e.to_string())))?;
         let body = env.body();
-        names.insert(doc_name(&body.station, &day_of_ms(body.captured.finished_ms)));
+        names.insert(doc_name(
+            &body.station,
+            &day_of_ms(body.captured.finished_ms),
+        ));
         ids.push(body.id.clone());
         rows.push((body.id.clone(), body.seq, crate::sha256_hex(bytes)));
     }
