@@ -397,10 +397,76 @@ fn image_error(error: image::ImageError) -> CaptureError {
     CaptureError::Image(error.to_string())
 }
 
-/// A camera that takes still portraits.
+/// One uncompressed camera frame: RGB8, row-major, no padding.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RgbFrame {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+    pub captured_at_ms: i64,
+}
+
+impl fmt::Debug for RgbFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RgbFrame")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("captured_at_ms", &self.captured_at_ms)
+            .finish()
+    }
+}
+
+impl RgbFrame {
+    /// JPEG quality of stills made from frames.
+    pub const JPEG_QUALITY: u8 = 85;
+
+    /// Encodes the frame as a JPEG still.
+    pub fn to_jpeg(&self) -> Result<FaceImage, CaptureError> {
+        let expected = self.width as usize * self.height as usize * 3;
+        if self.rgb.len() != expected {
+            return Err(CaptureError::PixelCount {
+                width: self.width,
+                height: self.height,
+                len: self.rgb.len() / 3,
+            });
+        }
+        let mut jpeg = Vec::with_capacity(48 * 1024);
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, Self::JPEG_QUALITY)
+            .encode(
+                &self.rgb,
+                self.width,
+                self.height,
+                image::ExtendedColorType::Rgb8,
+            )
+            .map_err(image_error)?;
+        Ok(FaceImage {
+            width: self.width,
+            height: self.height,
+            jpeg,
+        })
+    }
+}
+
+/// A camera: a stream of preview frames, and stills taken from it.
+///
+/// A camera that disappears (unplugged, driver reset) returns [`CaptureError::Disconnected`]
+/// from the next call; the caller retries, and a camera that comes back answers again.
 pub trait Camera: Send {
     fn name(&self) -> String;
-    fn capture_still(&mut self) -> Result<FaceCapture, CaptureError>;
+
+    /// The next preview frame; blocks for at most about one frame interval.
+    fn frame(&mut self) -> Result<RgbFrame, CaptureError>;
+
+    /// A still portrait. By default the next frame, JPEG-encoded, with no device quality score
+    /// (0): the station judges the picture itself.
+    fn capture_still(&mut self) -> Result<FaceCapture, CaptureError> {
+        let frame = self.frame()?;
+        Ok(FaceCapture {
+            image: frame.to_jpeg()?,
+            quality: 0,
+            captured_at_ms: frame.captured_at_ms,
+        })
+    }
 }
 
 /// A single-finger scanner (flat or rolled, one finger per call).

@@ -85,6 +85,19 @@ impl Camera for SimCamera {
         format!("simulated camera (seed {})", self.seed)
     }
 
+    fn frame(&mut self) -> Result<RgbFrame, CaptureError> {
+        let frame = self.frames;
+        self.frames += 1;
+        let subject = Subject::new(&mut Rng::new(self.seed, FACE_SUBJECT, 0));
+        let (rgb, _) = subject.photograph(&mut Rng::new(self.seed, FACE_FRAME, frame));
+        Ok(RgbFrame {
+            width: Self::WIDTH,
+            height: Self::HEIGHT,
+            rgb,
+            captured_at_ms: (self.clock)(),
+        })
+    }
+
     fn capture_still(&mut self) -> Result<FaceCapture, CaptureError> {
         let frame = self.frames;
         self.frames += 1;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use tasjil_drivers::{
     Camera, CaptureError, ExceptionReason, FaceCapture, FingerException, FingerPosition,
-    FingerprintScanner, PenPoint, SignatureCapture, Stroke,
+    FingerprintScanner, PenPoint, RgbFrame, SignatureCapture, Stroke,
 };
 use tasjil_sync::EnrolmentKind;
 
@@ -46,6 +46,12 @@ impl<C: Camera> Pluggable<C> {
 impl<C: Camera> Camera for Pluggable<C> {
     fn name(&self) -> String {
         self.inner.name()
+    }
+    fn frame(&mut self) -> Result<RgbFrame, CaptureError> {
+        if !self.plugged.load(Ordering::SeqCst) {
+            return Err(CaptureError::Disconnected(self.inner.name()));
+        }
+        self.inner.frame()
     }
     fn capture_still(&mut self) -> Result<FaceCapture, CaptureError> {
         if !self.plugged.load(Ordering::SeqCst) {
