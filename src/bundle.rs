@@ -312,23 +312,29 @@ fn write_file(
     Ok(n)
 }
 
+/// What went wrong writing to the stick, in the supervisor's words. The kiosk tells a full stick
+/// from a read-only one by this type (`anyhow::Error::downcast_ref`), not by the message.
+#[derive(Debug, thiserror::Error)]
+pub enum StickError {
+    #[error("{} is full: the bundle does not fit; nothing was exported (free space on the stick or use a bigger one)", .0.display())]
+    Full(PathBuf),
+    #[error("{} is read-only (write-protected stick?); nothing was exported", .0.display())]
+    ReadOnly(PathBuf),
+    #[error("cannot write to {}: permission denied; nothing was exported", .0.display())]
+    Denied(PathBuf),
+    #[error("cannot write the bundle to {}: {}; nothing was exported (was the stick pulled out?)", .0.display(), .1)]
+    Other(PathBuf, #[source] io::Error),
+}
+
 /// An I/O error on the stick, in the supervisor's words.
 fn stick_error(dir: &Path, e: io::Error) -> anyhow::Error {
-    let place = dir.display();
-    match e.kind() {
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => anyhow::anyhow!(
-            "{place} is full: the bundle does not fit; nothing was exported (free space on the stick or use a bigger one)"
-        ),
-        io::ErrorKind::ReadOnlyFilesystem => anyhow::anyhow!(
-            "{place} is read-only (write-protected stick?); nothing was exported"
-        ),
-        io::ErrorKind::PermissionDenied => anyhow::anyhow!(
-            "cannot write to {place}: permission denied; nothing was exported"
-        ),
-        _ => anyhow::anyhow!(
-            "cannot write the bundle to {place}: {e}; nothing was exported (was the stick pulled out?)"
-        ),
-    }
+    let place = dir.to_path_buf();
+    anyhow::Error::new(match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => StickError::Full(place),
+        io::ErrorKind::ReadOnlyFilesystem => StickError::ReadOnly(place),
+        io::ErrorKind::PermissionDenied => StickError::Denied(place),
+        _ => StickError::Other(place, e),
+    })
 }
 
 /// What `tasjil receipt import` did.

@@ -680,13 +680,7 @@ fn export(
     let mut station = Station::open(dir)?;
     let mut badge = crate::badge_cli::unlock(badge_args, supervisor, Some(pin_stdin))?;
     let supervisor = &badge.officer_id();
-    station.store().register_officer(
-        supervisor,
-        &badge.officer_name(),
-        "supervisor",
-        &badge.public_key_hex(),
-        crate::now_ms(),
-    )?;
+    station.register_supervisor(badge.as_ref())?;
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(
             "writing bundle [{bar:30}] {bytes}/{total_bytes} ({eta})",
@@ -772,30 +766,9 @@ fn approve(
     badge_args: &BadgeArgs,
 ) -> anyhow::Result<Output> {
     let mut station = Station::open(dir)?;
-    let badge = std::cell::RefCell::new(crate::badge_cli::unlock(
-        badge_args,
-        supervisor,
-        Some(pin_stdin),
-    )?);
-    let supervisor = &badge.borrow().officer_id();
-    let now = crate::now_ms();
-    let (name, public) = (
-        badge.borrow().officer_name(),
-        badge.borrow().public_key_hex(),
-    );
-    station
-        .store()
-        .register_officer(supervisor, &name, "supervisor", &public, now)?;
-    // The badge signs the list of envelope hashes it approves; the signature goes into the audit.
-    let sign = |hashes: &[String]| -> Result<String, String> {
-        let mut m = b"tasjil/approve/v1\0".to_vec();
-        let list = serde_json::to_vec(hashes).map_err(|e| e.to_string())?;
-        m.extend_from_slice(&tasjil_sync::canonical::sha256(&list));
-        let sig = badge.borrow_mut().sign(&m).map_err(|e| e.to_string())?;
-        Ok(hex::encode(sig))
-    };
-    let key = station.key();
-    let approved = station.store().approve(&key, ids, supervisor, &sign, now)?;
+    let mut badge = crate::badge_cli::unlock(badge_args, supervisor, Some(pin_stdin))?;
+    let supervisor = &badge.officer_id();
+    let approved = station.approve(badge.as_mut(), ids)?;
     Ok(Output::ok(
         json!({
             "approved": approved.len(),

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod enrolment;
 pub mod kiosk;
+pub mod receipt_pdf;
 pub mod schema;
 pub mod station;
 pub mod store;

@@ -293,6 +293,44 @@ impl Station {
         Ok(())
     }
 
+    /// Register a supervisor's badge key on first use (a known id with another key is refused).
+    pub fn register_supervisor(&mut self, badge: &dyn OfficerBadge) -> anyhow::Result<()> {
+        self.view.store.register_officer(
+            &badge.officer_id(),
+            &badge.officer_name(),
+            "supervisor",
+            &badge.public_key_hex(),
+            crate::now_ms(),
+        )?;
+        Ok(())
+    }
+
+    /// Supervisor approval (`tasjil approve` and the kiosk's supervisor view): the badge, already
+    /// unlocked with its PIN, signs the list of envelope hashes it approves; the signature goes
+    /// into the audit. `ids` empty approves every record not yet approved. Returns `(id, hash)`
+    /// of the records approved now.
+    pub fn approve(
+        &mut self,
+        badge: &mut dyn OfficerBadge,
+        ids: &[String],
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        self.register_supervisor(badge)?;
+        let supervisor = badge.officer_id();
+        let badge = std::cell::RefCell::new(badge);
+        let sign = |hashes: &[String]| -> Result<String, String> {
+            let mut m = b"tasjil/approve/v1\0".to_vec();
+            let list = serde_json::to_vec(hashes).map_err(|e| e.to_string())?;
+            m.extend_from_slice(&tasjil_sync::canonical::sha256(&list));
+            let sig = badge.borrow_mut().sign(&m).map_err(|e| e.to_string())?;
+            Ok(hex::encode(sig))
+        };
+        let key = self.key();
+        Ok(self
+            .view
+            .store
+            .approve(&key, ids, &supervisor, &sign, crate::now_ms())?)
+    }
+
     /// Seal, co-sign, sign and durably store one enrolment. Returns only after the commit is on disk.
     pub fn commit(
         &mut self,

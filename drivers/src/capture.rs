@@ -265,6 +265,8 @@ pub enum SignatureProblem {
     Empty,
     #[error("the signature is too short ({ink_px} px of ink, {span_pct}% of the pad's width): ask the citizen to sign in full")]
     TooShort { ink_px: u32, span_pct: u32 },
+    #[error("the signature was drawn in {duration_ms} ms, too fast to be handwritten: ask the citizen to sign again")]
+    TooFast { duration_ms: u32 },
 }
 
 /// Figures of a signature's pen trace, for the check and the record.
@@ -285,6 +287,9 @@ impl SignatureCapture {
     pub const MIN_INK_PCT: u32 = 25;
     /// Least width of an acceptable signature, in percent of the pad's width.
     pub const MIN_SPAN_PCT: u32 = 10;
+    /// A trace drawn faster than this is a swipe, not handwriting. Every input path timestamps
+    /// its points (the kiosk's pad since the first pen-down, the simulated pad by its clock).
+    pub const MIN_DURATION_MS: u32 = 150;
     pub fn stats(&self) -> SignatureStats {
         let points: Vec<&PenPoint> = self.strokes.iter().flat_map(|s| &s.points).collect();
         let ink: f64 = self
@@ -315,8 +320,8 @@ impl SignatureCapture {
         }
     }
 
-    /// Refuse an empty or trivially short signature (a dot, a tick). Timing is kept in the stats but
-    /// not judged: input paths that do not timestamp points (tests, some pads) would fail it.
+    /// Refuse an empty or trivially short signature (a dot, a tick) and one drawn too fast to be
+    /// handwritten (a swipe).
     pub fn check(&self) -> Result<SignatureStats, SignatureProblem> {
         let s = self.stats();
         if s.points == 0 {
@@ -327,6 +332,11 @@ impl SignatureCapture {
             return Err(SignatureProblem::TooShort {
                 ink_px: s.ink_px,
                 span_pct: s.span_pct,
+            });
+        }
+        if s.duration_ms < Self::MIN_DURATION_MS {
+            return Err(SignatureProblem::TooFast {
+                duration_ms: s.duration_ms,
             });
         }
         Ok(s)
@@ -624,6 +634,10 @@ mod tests {
         ));
         let swipe = pad(vec![stroke(&[(20, 100, 0), (580, 110, 60)])]);
         assert_eq!(swipe.stats().duration_ms, 60);
+        assert!(matches!(
+            swipe.check(),
+            Err(SignatureProblem::TooFast { duration_ms: 60 })
+        ));
         let real: Vec<(u16, u16, u32)> = (0u16..120)
             .map(|i| {
                 let y = (100.0 + 30.0 * (f32::from(i) / 5.0).sin()) as u16;

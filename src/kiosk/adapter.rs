@@ -26,6 +26,8 @@ use super::worker::{Command, Event, Outbox, FRAMES_NEEDED};
 use crate::enrolment::{Outcome, Step};
 use crate::schema::{Keyboard, Schema};
 
+mod supervisor_view;
+
 /// Officer logged out after this long without a touch.
 pub const IDLE_LOGOUT_MS: i64 = 5 * 60 * 1000;
 /// The simulated badge's officer.
@@ -49,7 +51,10 @@ struct State {
     step: Step,
     fingers: [FingerStatus; 10],
     next_finger: Option<FingerPosition>,
-    strokes: Vec<Vec<(u16, u16)>>,
+    /// Pen points `(x, y, t_ms)`, `t_ms` since the first pen-down of the signature.
+    strokes: Vec<Vec<(u16, u16, u32)>>,
+    /// The pen clock's reading at the first pen-down of the signature.
+    pen_started: Option<u64>,
     confirm_pin: String,
     review: Option<Box<Review>>,
     receipt: Option<Receipt>,
@@ -68,7 +73,15 @@ pub struct Kiosk {
     camera_plug: Option<Arc<AtomicBool>>,
     st: RefCell<State>,
     frames_shown: std::cell::Cell<u64>,
+    desk: RefCell<supervisor_view::DeskState>,
+    /// Monotonic milliseconds, for the pen's timestamps (tests set their own).
+    pen_clock: RefCell<Box<dyn Fn() -> u64>>,
+    /// Composes the status line again after a language switch (`None`: the status is not a
+    /// translated text, e.g. a station error message).
+    status_again: RefCell<Option<StatusText>>,
 }
+
+type StatusText = Box<dyn Fn(&AppWindow) -> String>;
 
 impl std::fmt::Debug for Kiosk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,6 +123,7 @@ impl Kiosk {
                 fingers: [FingerStatus::Todo; 10],
                 next_finger: None,
                 strokes: Vec::new(),
+                pen_started: None,
                 confirm_pin: String::new(),
                 review: None,
                 receipt: None,
@@ -119,6 +133,12 @@ impl Kiosk {
                 devices: Vec::new(),
             }),
             frames_shown: std::cell::Cell::new(0),
+            desk: RefCell::default(),
+            pen_clock: RefCell::new({
+                let origin = std::time::Instant::now();
+                Box::new(move || origin.elapsed().as_millis() as u64)
+            }),
+            status_again: RefCell::new(None),
         });
         ui.global::<App>().set_simulate(kiosk.camera_plug.is_some());
         kiosk.bind_app(ui);
@@ -132,6 +152,7 @@ impl Kiosk {
         kiosk.bind_review(ui);
         kiosk.bind_receipt(ui);
         kiosk.bind_diagnostics(ui);
+        kiosk.bind_supervisor(ui);
         kiosk.set_lang(ui, Lang::Fr);
         kiosk.show_login(ui);
         kiosk
@@ -147,6 +168,7 @@ impl Kiosk {
 
     /// Show a status line and keep it in the log tail.
     fn status(&self, ui: &AppWindow, text: &str, error: bool) {
+        self.status_again.replace(None);
         let app = ui.global::<App>();
         app.set_status(s(text));
         app.set_status_error(error);
@@ -169,6 +191,30 @@ impl Kiosk {
         }
     }
 
+    /// Show a translated status line; a language switch composes it again in the new language.
+    fn status_tr(&self, ui: &AppWindow, compose: impl Fn(&AppWindow) -> String + 'static, error: bool) {
+        self.status(ui, &compose(ui), error);
+        self.status_again.replace(Some(Box::new(compose)));
+    }
+
+    /// A `Tr.message` status, by key, with an untranslated detail after it (may be empty).
+    fn status_msg(&self, ui: &AppWindow, key: &'static str, detail: String, error: bool) {
+        self.status_tr(
+            ui,
+            move |ui| {
+                let text = Self::msg(ui, key);
+                if detail.is_empty() {
+                    text
+                } else if detail.starts_with(':') {
+                    format!("{text}{detail}")
+                } else {
+                    format!("{text} {detail}")
+                }
+            },
+            error,
+        );
+    }
+
     fn msg(ui: &AppWindow, key: &str) -> String {
         ui.global::<Tr>().invoke_message(s(key)).to_string()
     }
@@ -177,6 +223,9 @@ impl Kiosk {
         let app = ui.global::<App>();
         if app.get_view() == "face" && view != "face" {
             self.send(Command::Preview(false));
+        }
+        if app.get_view() != view {
+            tracing::info!("{view} view shown");
         }
         app.set_view(s(view));
     }
@@ -235,6 +284,11 @@ impl Kiosk {
         self.refresh_form(ui);
         self.refresh_fingers(ui);
         self.refresh_review(ui);
+        // Texts composed in Rust: the status line and the supervisor's last outcome.
+        if let Some(compose) = self.status_again.borrow().as_ref() {
+            app.set_status(s(compose(ui)));
+        }
+        self.retranslate_supervisor(ui);
     }
 
     /// The badge left the reader.
@@ -246,9 +300,27 @@ impl Kiosk {
             self.reset_enrolment(&ui);
             self.show_login(&ui);
             if was {
-                self.status(&ui, &Self::msg(&ui, "logged-out"), false);
+                self.status_msg(&ui, "logged-out", String::new(), false);
             }
         }
+    }
+
+    /// Fill the demographics form of the enrolment in progress (the kiosk's test-only control).
+    pub fn fill_form(&self, data: &serde_json::Map<String, serde_json::Value>) {
+        self.with_form(|f| f.fill(data));
+    }
+
+    /// Replace the pen's clock (monotonic milliseconds): tests drive the pad faster than a hand.
+    pub fn set_pen_clock(&self, clock: impl Fn() -> u64 + 'static) {
+        *self.pen_clock.borrow_mut() = Box::new(clock);
+    }
+
+    /// Where the pen is now: the point and its time since the signature's first pen-down.
+    fn pen_point(&self, x: f32, y: f32) -> (u16, u16, u32) {
+        let now = (self.pen_clock.borrow())();
+        let t0 = *self.st.borrow_mut().pen_started.get_or_insert(now);
+        let t = u32::try_from(now.saturating_sub(t0)).unwrap_or(u32::MAX);
+        (x.max(0.0).round() as u16, y.max(0.0).round() as u16, t)
     }
 
     /// Preview frames put on screen so far (for `tasjil kiosk --bench`).
@@ -281,7 +353,7 @@ impl Kiosk {
                 ui.global::<App>().set_officer(s(""));
                 self.reset_enrolment(&ui);
                 self.show_login(&ui);
-                self.status(&ui, &Self::msg(&ui, "idle"), false);
+                self.status_msg(&ui, "idle", String::new(), false);
             }
         }
     }
@@ -291,6 +363,7 @@ impl Kiosk {
         st.form = None;
         st.fingers = [FingerStatus::Todo; 10];
         st.strokes.clear();
+        st.pen_started = None;
         st.confirm_pin.clear();
         st.review = None;
         drop(st);
@@ -729,19 +802,20 @@ impl Kiosk {
 
     fn bind_signature(self: &Rc<Self>, ui: &AppWindow) {
         let a = ui.global::<SignatureAdapter>();
-        let point = |x: f32, y: f32| (x.max(0.0).round() as u16, y.max(0.0).round() as u16);
         let k = Rc::downgrade(self);
         a.on_down(move |x, y| {
             if let Some(k) = k.upgrade() {
-                k.st.borrow_mut().strokes.push(vec![point(x, y)]);
+                let p = k.pen_point(x, y);
+                k.st.borrow_mut().strokes.push(vec![p]);
                 k.show_ink();
             }
         });
         let k = Rc::downgrade(self);
         a.on_move(move |x, y| {
             if let Some(k) = k.upgrade() {
+                let p = k.pen_point(x, y);
                 if let Some(stroke) = k.st.borrow_mut().strokes.last_mut() {
-                    stroke.push(point(x, y));
+                    stroke.push(p);
                 }
                 k.show_ink();
             }
@@ -750,7 +824,10 @@ impl Kiosk {
         let k = Rc::downgrade(self);
         a.on_clear(move || {
             if let Some(k) = k.upgrade() {
-                k.st.borrow_mut().strokes.clear();
+                let mut st = k.st.borrow_mut();
+                st.strokes.clear();
+                st.pen_started = None;
+                drop(st);
                 k.show_ink();
             }
         });
@@ -762,7 +839,7 @@ impl Kiosk {
             let (width, height) = (a.get_pad_width() as u16, a.get_pad_height() as u16);
             let strokes = k.st.borrow().strokes.clone();
             if strokes.is_empty() {
-                k.status(&ui, &Self::msg(&ui, "signature-empty"), true);
+                k.status_msg(&ui, "signature-empty", String::new(), true);
                 return;
             }
             k.send(Command::Signature {
@@ -785,10 +862,10 @@ impl Kiosk {
         let st = self.st.borrow();
         let mut path = String::new();
         for stroke in &st.strokes {
-            for (i, (x, y)) in stroke.iter().enumerate() {
+            for (i, (x, y, _)) in stroke.iter().enumerate() {
                 path.push_str(&format!("{} {x} {y} ", if i == 0 { "M" } else { "L" }));
             }
-            if let [(x, y)] = stroke.as_slice() {
+            if let [(x, y, _)] = stroke.as_slice() {
                 path.push_str(&format!("L {x} {y} "));
             }
         }
@@ -812,6 +889,7 @@ impl Kiosk {
                 }
                 "signature" => {
                     k.st.borrow_mut().strokes.clear();
+                    k.st.borrow_mut().pen_started = None;
                     k.show_ink();
                     Step::Signature
                 }
@@ -1108,7 +1186,7 @@ impl Kiosk {
                 self.refresh_form_with(&ui, true);
                 let names: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
                 tracing::info!("form refused: {}", names.join("; "));
-                self.status(&ui, &Self::msg(&ui, "form-invalid"), true);
+                self.status_msg(&ui, "form-invalid", String::new(), true);
             }
             Event::Frame {
                 frame,
@@ -1131,7 +1209,7 @@ impl Kiosk {
                 if !a.get_camera_ok() {
                     a.set_camera_ok(true);
                     self.st.borrow_mut().camera_lost = false;
-                    self.status(&ui, &Self::msg(&ui, "camera-back"), false);
+                    self.status_msg(&ui, "camera-back", String::new(), false);
                 }
                 self.frame_free.store(true, Ordering::Release);
                 self.frames_shown.set(self.frames_shown.get() + 1);
@@ -1141,11 +1219,7 @@ impl Kiosk {
                 a.set_camera_ok(false);
                 let first = !std::mem::replace(&mut self.st.borrow_mut().camera_lost, true);
                 if first {
-                    self.status(
-                        &ui,
-                        &format!("{} ({e})", Self::msg(&ui, "camera-lost")),
-                        true,
-                    );
+                    self.status_msg(&ui, "camera-lost", format!("({e})"), true);
                 }
             }
             Event::Face { outcome, step } => {
@@ -1219,14 +1293,10 @@ impl Kiosk {
             }
             Event::Committed(receipt) => {
                 self.show_receipt(&ui, &receipt);
-                self.status(
+                self.status_msg(
                     &ui,
-                    &format!(
-                        "{} {} (seq {})",
-                        Self::msg(&ui, "committed"),
-                        receipt.committed.id,
-                        receipt.committed.seq
-                    ),
+                    "committed",
+                    format!("{} (seq {})", receipt.committed.id, receipt.committed.seq),
                     false,
                 );
                 self.st.borrow_mut().receipt = Some(receipt);
@@ -1241,16 +1311,13 @@ impl Kiosk {
             }
             Event::ReceiptSaved(path) => {
                 ui.global::<ReceiptAdapter>().set_saved(s(&path));
-                self.status(
-                    &ui,
-                    &format!("{}: {path}", Self::msg(&ui, "receipt-saved")),
-                    false,
-                );
+                self.status_msg(&ui, "receipt-saved", format!(": {path}"), false);
             }
             Event::Error(e) => {
                 ui.global::<FingersAdapter>().set_busy(false);
                 self.status(&ui, &e, true);
             }
+            Event::Supervisor(e) => self.apply_supervisor(&ui, e),
         }
     }
 }

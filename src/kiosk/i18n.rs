@@ -89,4 +89,78 @@ mod tests {
         assert_eq!(font_for_text("  Benali"), LATIN_FONT);
         assert_eq!(font_for_text(""), LATIN_FONT);
     }
+
+    /// The `@tr("...")` texts of every `.slint` file under `ui/` (the English msgids).
+    fn slint_msgids() -> std::collections::BTreeSet<String> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "slint") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ui"), &mut files);
+        let mut ids = std::collections::BTreeSet::new();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for part in text.split("@tr(\"").skip(1) {
+                let mut id = String::new();
+                let mut chars = part.chars();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => id.extend(chars.next()),
+                        '"' => break,
+                        c => id.push(c),
+                    }
+                }
+                ids.insert(id);
+            }
+        }
+        ids
+    }
+
+    /// msgid -> whether every msgstr of it is filled, from a `.po` file.
+    fn po_entries(lang: &str) -> std::collections::BTreeMap<String, bool> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("lang/{lang}/LC_MESSAGES/tasjil.po"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let unquote = |l: &str| {
+            l.split_once('"')
+                .map(|(_, rest)| rest.trim_end().trim_end_matches('"').replace("\\\"", "\""))
+                .unwrap_or_default()
+        };
+        let mut out = std::collections::BTreeMap::new();
+        let mut id: Option<String> = None;
+        for line in text.lines() {
+            if line.starts_with("msgid ") {
+                id = Some(unquote(line));
+            } else if line.starts_with("msgstr") {
+                if let Some(i) = id.clone().filter(|i| !i.is_empty()) {
+                    let filled = !unquote(line).is_empty();
+                    let e = out.entry(i).or_insert(true);
+                    *e &= filled;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_text_of_the_views_is_translated_in_french_arabic_and_tamazight() {
+        let ids = slint_msgids();
+        assert!(ids.len() > 100, "{} msgids found in ui/", ids.len());
+        assert!(ids.contains("Supervisor"));
+        for lang in ["fr", "ar", "zgh"] {
+            let po = po_entries(lang);
+            let missing: Vec<&String> = ids
+                .iter()
+                .filter(|id| po.get(*id) != Some(&true))
+                .collect();
+            assert!(missing.is_empty(), "{lang}: untranslated {missing:?}");
+        }
+    }
 }

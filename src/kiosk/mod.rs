@@ -12,11 +12,13 @@
 //! [`Station`]: crate::station::Station
 
 pub mod adapter;
+pub mod control;
 pub mod form;
 pub mod i18n;
 pub mod keyboard;
 pub mod login;
 pub mod session;
+pub mod supervisor;
 pub mod worker;
 
 #[cfg(test)]
@@ -123,7 +125,15 @@ pub fn build(
 pub fn run(dir: &DataDir, options: &Options) -> anyhow::Result<()> {
     let started = Instant::now();
     let running = build(dir, options, None)?;
-    let Running { ui, kiosk, .. } = running;
+    let Running {
+        ui,
+        kiosk,
+        camera_plug,
+    } = running;
+    let _control = options
+        .simulate
+        .then(|| control::start(&ui, &kiosk, camera_plug))
+        .flatten();
     if options.fullscreen {
         ui.window().set_fullscreen(true);
     }

@@ -178,6 +178,11 @@ impl Session {
         self.station.station_id()
     }
 
+    /// The station writer, for the supervisor's desk (`super::supervisor::run`).
+    pub fn station_mut(&mut self) -> &mut Station {
+        &mut self.station
+    }
+
     pub fn device_names(&self) -> Vec<String> {
         vec![self.devices.camera.name(), self.devices.scanner.name()]
     }
@@ -321,23 +326,24 @@ impl Session {
         Ok(position)
     }
 
-    /// The strokes drawn on the screen's pad, in pad units.
+    /// The strokes drawn on the screen's pad: points `(x, y, t_ms)` in pad units, `t_ms` since
+    /// the signature's first pen-down (the adapter timestamps each pointer event). The touch
+    /// screen reports no pressure: points carry the middle value, which draws an even line.
     pub fn signature(
         &mut self,
         width: u16,
         height: u16,
-        strokes: Vec<Vec<(u16, u16)>>,
+        strokes: Vec<Vec<(u16, u16, u32)>>,
     ) -> anyhow::Result<Step> {
         let strokes = strokes
             .into_iter()
             .map(|points| Stroke {
                 points: points
                     .into_iter()
-                    .enumerate()
-                    .map(|(i, (x, y))| PenPoint {
+                    .map(|(x, y, t_ms)| PenPoint {
                         x: x.min(width.saturating_sub(1)),
                         y: y.min(height.saturating_sub(1)),
-                        t_ms: (i as u32) * 10,
+                        t_ms,
                         pressure: 128,
                     })
                     .collect(),
@@ -465,7 +471,37 @@ impl Session {
             .context("receipt image has the wrong size")?;
         img.save_with_format(&path, image::ImageFormat::Png)
             .with_context(|| format!("cannot write {}", path.display()))?;
+        self.save_receipt_pdf(id, &img, &dir.join(format!("{id}.pdf")))?;
         Ok(path)
+    }
+
+    /// The printable récépissé next to the PNG: the record's facts as text and QR code, and
+    /// the rendered receipt as an image (`crate::receipt_pdf`).
+    fn save_receipt_pdf(
+        &self,
+        id: &str,
+        rendered: &image::RgbaImage,
+        path: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        let rows = self.station.view.store.envelopes()?;
+        let row = rows
+            .iter()
+            .find(|r| r.id == id)
+            .with_context(|| format!("no record {id} on this station: no receipt to print"))?;
+        let station = self.station.station_id();
+        let rgb = image::DynamicImage::ImageRgba8(rendered.clone()).into_rgb8();
+        let pdf = crate::receipt_pdf::render(&crate::receipt_pdf::ReceiptPage {
+            id,
+            seq: row.seq as u64,
+            date: &super::adapter::format_utc(row.created_ms),
+            station,
+            officer: &row.officer,
+            qr: &format!("TASJIL:{station}:{}:{id}", row.seq),
+            image: Some((rgb.width(), rgb.height(), rgb.as_raw())),
+        })?;
+        tasjil_sync::bundle::write_atomically(path, &pdf)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
     }
 }
 
@@ -526,13 +562,19 @@ mod tests {
             s.signature(300, 100, vec![vec![]]).is_err(),
             "an empty signature is refused"
         );
-        let step = s
-            .signature(
-                300,
-                100,
-                vec![vec![(10, 50), (60, 20), (120, 80)], vec![(200, 40)]],
-            )
-            .unwrap();
+        let strokes = vec![
+            vec![(10, 50, 0), (60, 20, 40), (120, 80, 90)],
+            vec![(200, 40, 110)],
+        ];
+        assert!(
+            s.signature(300, 100, strokes.clone()).is_err(),
+            "a signature drawn in 110 ms is a swipe"
+        );
+        let slow: Vec<Vec<(u16, u16, u32)>> = strokes
+            .into_iter()
+            .map(|st| st.into_iter().map(|(x, y, t)| (x, y, t * 4)).collect())
+            .collect();
+        let step = s.signature(300, 100, slow).unwrap();
         assert_eq!(step, Step::Review);
         let review = s.review().unwrap();
         assert_eq!(review.exceptions.len(), 1);

@@ -69,9 +69,10 @@ impl Harness {
         self.element(id).invoke_accessible_default_action();
     }
 
+    /// Press the button labelled `label` (texts that read the same are not buttons).
     fn click_label(&self, label: &str) {
         ElementHandle::find_by_accessible_label(self.ui(), label)
-            .next()
+            .find(|e| e.accessible_role() == Some(i_slint_backend_testing::AccessibleRole::Button))
             .unwrap_or_else(|| panic!("nothing labelled {label:?} on view {}", self.view()))
             .invoke_accessible_default_action();
     }
@@ -275,7 +276,14 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
     h.click("NavBar::next-ltr");
     assert_eq!(h.view(), "signature");
 
-    // Signature drawn with the pointer on the pad.
+    // Signature drawn with the pointer on the pad. The pen's clock advances 15 ms a pointer
+    // event (a hand's pace), so the signature check sees a trace drawn in about half a second.
+    let pen_ms = std::rc::Rc::new(std::cell::Cell::new(1_000u64));
+    let clock = pen_ms.clone();
+    h.running.kiosk.set_pen_clock(move || {
+        clock.set(clock.get() + 15);
+        clock.get()
+    });
     let pad = h.element("SignatureView::pad");
     let (p, size) = (pad.absolute_position(), pad.size());
     let at = |fx: f32, fy: f32| LogicalPosition::new(p.x + fx * size.width, p.y + fy * size.height);
@@ -315,6 +323,11 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
     let saved = PathBuf::from(h.ui().global::<ReceiptAdapter>().get_saved().as_str());
     assert_eq!(saved, dir.0.join("receipts").join(format!("{id}.png")));
     assert!(std::fs::metadata(&saved).unwrap().len() > 1000);
+    // The printable récépissé next to it: a valid PDF carrying the rendered receipt.
+    let pdf = std::fs::read(saved.with_extension("pdf")).unwrap();
+    crate::receipt_pdf::tests::check_structure(&pdf);
+    assert!(String::from_utf8_lossy(&pdf).contains(&format!("({id}) Tj")));
+    assert!(String::from_utf8_lossy(&pdf).contains("/Subtype /Image /Width 1024 /Height 600"));
     h.click("ReceiptView::done");
     h.until("home again", |ui| {
         ui.global::<HomeAdapter>().get_today() == 1
@@ -336,22 +349,189 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
     assert_eq!(h.ui().global::<App>().get_officer(), "");
 
     // Every view was drawn in both languages, and Arabic differs from French.
+    check_and_write_screens(&h.screens);
+}
+
+/// Every view drawn in both languages differs between them and is not blank;
+/// `TASJIL_WRITE_SCREENS=1` writes them to docs/screens/.
+fn check_and_write_screens(screens: &[(String, u32, u32, Vec<u8>)]) {
     let write = std::env::var_os("TASJIL_WRITE_SCREENS").is_some();
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screens");
-    for pair in h.screens.chunks(2) {
-        let [(fr_name, w, hgt, fr), (_, _, _, ar)] = pair else {
+    for pair in screens.chunks(2) {
+        let [(fr_name, _, _, fr), (_, _, _, ar)] = pair else {
             unreachable!()
         };
         assert!(ink(fr) > 2000, "{fr_name} is nearly blank");
         assert_ne!(fr, ar, "{fr_name}: the Arabic render is the French one");
-        let _ = (w, hgt);
     }
     if write {
         std::fs::create_dir_all(&out).unwrap();
-        for (name, w, hgt, rgba) in &h.screens {
+        for (name, w, hgt, rgba) in screens {
             let img = image::RgbaImage::from_raw(*w, *hgt, rgba.clone()).unwrap();
             let rgb = image::DynamicImage::ImageRgba8(img).to_rgb8();
             rgb.save(out.join(format!("{name}.png"))).unwrap();
         }
     }
+}
+
+/// Start the kiosk on `dir` in a headless window of the kiosk's size and log in with the
+/// simulated badge through the login view.
+fn logged_in(dir: &crate::station::DataDir, seed: u64) -> Harness {
+    init_backend();
+    let running = build(
+        dir,
+        &Options {
+            simulate: true,
+            seed,
+            ..Options::default()
+        },
+        Some(Box::new(|| {})),
+    )
+    .unwrap();
+    running
+        .ui
+        .window()
+        .set_size(slint::LogicalSize::new(1024.0, 600.0));
+    running.ui.show().unwrap();
+    let h = Harness {
+        running,
+        screens: Vec::new(),
+    };
+    h.click("LoginView::insert-badge");
+    h.type_pin(crate::enrolment::badge::SIM_PIN);
+    h.until("home", |ui| ui.global::<App>().get_view() == "home");
+    h
+}
+
+fn states(ui: &AppWindow) -> Vec<String> {
+    use slint::Model;
+    ui.global::<SupervisorAdapter>()
+        .get_records()
+        .iter()
+        .map(|r| r.state.to_string())
+        .collect()
+}
+
+#[test]
+fn the_supervisor_approves_exports_and_takes_the_receipt_back_in_the_window() {
+    use tasjil_sync::central::{import::import, CentreStore};
+
+    // A station with two records committed by an officer, and the centre it reports to.
+    let tmp = tempfile::tempdir().unwrap();
+    let centre = tasjil_sync::CentreKeys::generate();
+    let centre_pub = tmp.path().join("centre.pub");
+    std::fs::write(&centre_pub, centre.public().to_json()).unwrap();
+    let dir = crate::station::DataDir(tmp.path().join("station"));
+    crate::station::init(&dir, "VAN-SUP-1", &centre_pub).unwrap();
+    super::supervisor::tests::commit_simulated(&dir, 2, 21);
+    let usb = tmp.path().join("usb");
+    std::fs::create_dir(&usb).unwrap();
+
+    let mut h = logged_in(&dir, 21);
+    h.click("HomeView::supervisor");
+    assert_eq!(h.view(), "supervisor");
+    h.until("the records", |ui| {
+        !ui.global::<SupervisorAdapter>().get_busy() && states(ui).len() == 2
+    });
+    assert_eq!(states(h.ui()), ["awaiting", "awaiting"]);
+    assert_eq!(h.ui().global::<SupervisorAdapter>().get_awaiting(), 2);
+    h.shoot("13-supervisor");
+
+    // Export before approval: nothing written, the held-back records named with the reason.
+    h.element("Actions::target-input")
+        .set_accessible_value(usb.to_str().unwrap());
+    assert_eq!(
+        h.ui().global::<SupervisorAdapter>().get_target(),
+        usb.to_str().unwrap()
+    );
+    h.click("Actions::export");
+    assert_eq!(h.ui().global::<SupervisorAdapter>().get_pin_for(), "export");
+    h.type_pin(crate::enrolment::badge::SIM_PIN);
+    h.until("the export refused", |ui| {
+        ui.global::<SupervisorAdapter>().get_outcome_error()
+    });
+    let outcome = h.ui().global::<SupervisorAdapter>().get_outcome().to_string();
+    assert!(outcome.contains("2 dossiers retenus"), "{outcome}");
+    assert!(outcome.contains("not approved"), "{outcome}");
+    assert_eq!(std::fs::read_dir(&usb).unwrap().count(), 0);
+
+    // Approval with the supervisor's PIN: a wrong one first.
+    h.click("Actions::approve");
+    assert_eq!(h.ui().global::<SupervisorAdapter>().get_pin_for(), "approve");
+    h.shoot("14-supervisor-pin");
+    h.type_pin("111111");
+    h.until("the wrong PIN refused", |ui| {
+        let a = ui.global::<SupervisorAdapter>();
+        !a.get_busy() && a.get_outcome().contains("PIN du superviseur")
+    });
+    assert_eq!(h.ui().global::<SupervisorAdapter>().get_awaiting(), 2);
+    h.click("Actions::approve");
+    h.type_pin(crate::enrolment::badge::SIM_PIN);
+    h.until("approved", |ui| states(ui) == ["approved", "approved"]);
+    let status = h.ui().global::<App>().get_status().to_string();
+    assert!(status.contains("2 dossiers approuvés par SUP-SIM-1"), "{status}");
+
+    // Export to the stick, with the progress bar on the way.
+    h.click("Actions::export");
+    h.type_pin(crate::enrolment::badge::SIM_PIN);
+    h.until("exported", |ui| states(ui) == ["exported", "exported"]);
+    assert!(h.ui().global::<SupervisorAdapter>().get_progress() < 0.0);
+    let bundles: Vec<PathBuf> = std::fs::read_dir(&usb)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(bundles.len(), 1, "{bundles:?}");
+    let bundle = &bundles[0];
+    assert_eq!(bundle.file_name().unwrap(), "VAN-SUP-1-1-2.tasjil");
+    assert!(h
+        .ui()
+        .global::<SupervisorAdapter>()
+        .get_outcome()
+        .contains(bundle.to_str().unwrap()));
+    h.shoot("15-supervisor-exported");
+
+    // The centre takes the bundle in (it verifies everything first) and writes its receipt.
+    let store = CentreStore::open(&tmp.path().join("centre")).unwrap();
+    let public = tasjil_sync::StationPublic::load(&dir.public()).unwrap();
+    store.add_station(&public, crate::now_ms()).unwrap();
+    let report = import(&store, &centre.signing, bundle, crate::now_ms(), &mut |_, _, _| {})
+        .unwrap();
+    assert_eq!((report.stored, report.verified), (2, 2));
+    let receipt = report.receipt.unwrap();
+    let receipt_path = PathBuf::from(format!("{}.receipt", bundle.display()));
+    std::fs::write(&receipt_path, receipt.to_bytes().unwrap()).unwrap();
+
+    // Back at the kiosk: import the receipt from the stick; the records are acknowledged.
+    h.click("Actions::import");
+    h.until("acknowledged", |ui| {
+        states(ui) == ["acknowledged", "acknowledged"]
+    });
+    let status = h.ui().global::<App>().get_status().to_string();
+    assert!(status.contains("1 accusés importés : 2 dossiers acquittés"), "{status}");
+    let counts = View::open(&dir).unwrap().store.counts().unwrap();
+    assert_eq!((counts.acknowledged, counts.exported), (2, 0));
+    h.shoot("16-supervisor-acknowledged");
+
+    // The status line and the outcome follow a language switch.
+    h.ui().global::<App>().invoke_set_lang("en".into());
+    let status = h.ui().global::<App>().get_status().to_string();
+    assert_eq!(status, "1 receipts imported: 2 records acknowledged");
+    assert_eq!(
+        h.ui().global::<SupervisorAdapter>().get_outcome().as_str(),
+        status
+    );
+    h.ui().global::<App>().invoke_set_lang("ar".into());
+    assert!(h.ui().global::<App>().get_status().contains("إشعارات"));
+    h.ui().global::<App>().invoke_set_lang("fr".into());
+
+    // Importing the same receipt again changes nothing and says so without error.
+    h.click("Actions::import");
+    h.until("imported again", |ui| {
+        !ui.global::<SupervisorAdapter>().get_busy()
+    });
+    assert!(!h.ui().global::<SupervisorAdapter>().get_outcome_error());
+
+    h.click("SupervisorView::back");
+    assert_eq!(h.view(), "home");
+    check_and_write_screens(&h.screens);
 }

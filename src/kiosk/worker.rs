@@ -47,10 +47,11 @@ pub enum Command {
     CaptureFace,
     CaptureFinger,
     FingerException(ExceptionReason),
+    /// Pen points `(x, y, t_ms)` in pad units, `t_ms` since the first pen-down.
     Signature {
         width: u16,
         height: u16,
-        strokes: Vec<Vec<(u16, u16)>>,
+        strokes: Vec<Vec<(u16, u16, u32)>>,
     },
     Retake(Step),
     Review,
@@ -64,6 +65,8 @@ pub enum Command {
         height: u32,
         rgba: Vec<u8>,
     },
+    /// The supervisor's desk (`super::supervisor`).
+    Supervisor(super::supervisor::Command),
 }
 
 #[derive(Debug)]
@@ -109,6 +112,8 @@ pub enum Event {
     ReceiptSaved(String),
     /// Something failed; the message says what to do. The session goes on.
     Error(String),
+    /// From the supervisor's desk.
+    Supervisor(super::supervisor::Event),
 }
 
 /// Results waiting for the UI thread.
@@ -284,6 +289,12 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
             Err(errors) => Event::FormErrors(errors),
         })),
         Command::Preview(_) | Command::AutoCapture(_) => return,
+        Command::Supervisor(c) => {
+            super::supervisor::run(session.station_mut(), c, &mut |e| {
+                outbox.push(Event::Supervisor(e));
+            });
+            return;
+        }
         Command::CaptureFace => match session.capture_face() {
             Ok((outcome, step)) => {
                 if step != Step::Face {

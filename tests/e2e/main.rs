@@ -10,6 +10,7 @@ mod centre;
 mod crash;
 mod enrol;
 mod faults;
+mod kiosk_xvfb;
 mod nist;
 mod sync;
 mod tamper;

@@ -1,0 +1,104 @@
+//! A test-only remote control of a running kiosk, for smoke tests of the real binary under Xvfb
+//! (tests/e2e/kiosk_xvfb.rs). Off unless `TASJIL_KIOSK_CONTROL=stdin` and `--simulate`: then
+//! each line on standard input presses what a touch would press (the views' adapter callbacks)
+//! or pulls the simulated camera's cable. It never reaches the store or the worker any other
+//! way than the views do.
+//!
+//! Lines: `badge`, `pin <digits>`, `start`, `kind <new|renewal|...>`, `form-sample <seed>`,
+//! `camera <plug|unplug>`, `go <view>`.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use slint::ComponentHandle;
+
+use super::adapter::Kiosk;
+use super::ui::*;
+
+/// The environment variable that turns the control on.
+pub const ENV: &str = "TASJIL_KIOSK_CONTROL";
+
+/// Start reading control lines if asked to; the returned timer applies them on the UI thread.
+pub fn start(
+    ui: &AppWindow,
+    kiosk: &Rc<Kiosk>,
+    plug: Option<Arc<AtomicBool>>,
+) -> Option<slint::Timer> {
+    if std::env::var(ENV).ok().as_deref() != Some("stdin") || plug.is_none() {
+        return None;
+    }
+    tracing::warn!("kiosk remote control on standard input ({ENV}=stdin): for tests only");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let spawned = std::thread::Builder::new()
+        .name("kiosk-control".into())
+        .spawn(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the kiosk control: {e}");
+        return None;
+    }
+    let timer = slint::Timer::default();
+    let ui = ui.as_weak();
+    let kiosk = Rc::downgrade(kiosk);
+    let rx: Receiver<String> = rx;
+    timer.start(
+        slint::TimerMode::Repeated,
+        Duration::from_millis(20),
+        move || loop {
+            match rx.try_recv() {
+                Ok(line) => {
+                    let (Some(ui), Some(k)) = (ui.upgrade(), kiosk.upgrade()) else {
+                        return;
+                    };
+                    match apply(&ui, &k, plug.as_deref(), line.trim()) {
+                        Ok(()) => tracing::info!("control: {line}"),
+                        Err(e) => tracing::warn!("control: {line}: {e}"),
+                    }
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        },
+    );
+    Some(timer)
+}
+
+fn apply(ui: &AppWindow, k: &Kiosk, plug: Option<&AtomicBool>, line: &str) -> Result<(), String> {
+    let (word, arg) = line.split_once(' ').unwrap_or((line, ""));
+    match word {
+        "badge" => ui.global::<LoginAdapter>().invoke_insert_badge(),
+        "pin" => {
+            for d in arg.chars() {
+                ui.global::<LoginAdapter>().invoke_digit(d.to_string().into());
+            }
+        }
+        "start" => ui.global::<HomeAdapter>().invoke_start(),
+        "kind" => ui.global::<KindAdapter>().invoke_choose(arg.into()),
+        "form-sample" => {
+            let seed = arg.parse().map_err(|e| format!("seed {arg:?}: {e}"))?;
+            let kind = "new";
+            k.fill_form(&crate::schema::simulated_demographics(seed, kind));
+            ui.global::<FormAdapter>().invoke_next();
+        }
+        "camera" => {
+            let plug = plug.ok_or("no simulated camera")?;
+            match arg {
+                "plug" => plug.store(true, Ordering::SeqCst),
+                "unplug" => plug.store(false, Ordering::SeqCst),
+                other => return Err(format!("camera {other:?}: say plug or unplug")),
+            }
+        }
+        "go" => ui.global::<App>().invoke_go(arg.into()),
+        "" => {}
+        other => return Err(format!("unknown control {other:?}")),
+    }
+    Ok(())
+}
