@@ -453,6 +453,8 @@ fn the_supervisor_approves_exports_and_takes_the_receipt_back_in_the_window() {
     let outcome = h.ui().global::<SupervisorAdapter>().get_outcome().to_string();
     assert!(outcome.contains("2 dossiers retenus"), "{outcome}");
     assert!(outcome.contains("not approved"), "{outcome}");
+    let status = h.ui().global::<App>().get_status().to_string();
+    assert!(status.ends_with("— 2 dossiers retenus"), "{status}");
     assert_eq!(std::fs::read_dir(&usb).unwrap().count(), 0);
 
     // Approval with the supervisor's PIN: a wrong one first.

@@ -20,6 +20,8 @@ pub(super) struct DeskState {
     pin: PinEntry,
     /// The last outcome, kept to be said again in another language.
     outcome: Option<Said>,
+    /// Records an export held back, said after the outcome.
+    held: Option<Said>,
 }
 
 /// A text of `SupervisorTr.text`, by key and arguments.
@@ -188,15 +190,23 @@ impl Kiosk {
         let error = said.error;
         let again = said.clone();
         self.status_tr(ui, move |ui| again.text(ui), error);
-        self.desk.borrow_mut().outcome = Some(said);
+        let mut desk = self.desk.borrow_mut();
+        desk.outcome = Some(said);
+        desk.held = None;
     }
 
     /// After a language switch: the outcome in the new language.
     pub(super) fn retranslate_supervisor(&self, ui: &AppWindow) {
-        let said = self.desk.borrow().outcome.clone();
+        let (said, held) = {
+            let desk = self.desk.borrow();
+            (desk.outcome.clone(), desk.held.clone())
+        };
         if let Some(said) = said {
-            ui.global::<SupervisorAdapter>()
-                .set_outcome(s(said.text(ui)));
+            let text = match held {
+                Some(held) => format!("{}\n{}", said.text(ui), held.text(ui)),
+                None => said.text(ui),
+            };
+            ui.global::<SupervisorAdapter>().set_outcome(s(text));
         }
     }
 
@@ -239,7 +249,7 @@ impl Kiosk {
             }
             Event::Exported(report) => {
                 a.set_progress(-1.0);
-                let mut said = match &report.file {
+                let said = match &report.file {
                     Some(file) => Said::new(
                         "exported",
                         report.records as usize,
@@ -249,34 +259,25 @@ impl Kiosk {
                     ),
                     None => Said::new("nothing-to-export", 0, 0, "", report.held_back.is_some()),
                 };
-                // Held-back records are named with the reason, after the main outcome.
+                // Held-back records are named with the reason on the view, after the main
+                // outcome; the status line (one line) says how many.
                 if let Some(why) = &report.held_back {
-                    let held = Said::new(
-                        "held-back",
-                        report.held_back_records as usize,
-                        0,
-                        why.clone(),
-                        true,
-                    );
-                    said = Said {
-                        key: said.key,
-                        n: said.n,
-                        m: said.m,
-                        detail: said.detail,
-                        error: true,
-                    };
-                    let text = format!("{}\n{}", said.text(ui), held.text(ui));
-                    a.set_outcome(s(&text));
+                    let n = report.held_back_records as usize;
+                    let held = Said::new("held-back", n, 0, why.clone(), true);
+                    a.set_outcome(s(format!("{}\n{}", said.text(ui), held.text(ui))));
                     a.set_outcome_error(true);
-                    let (first, second) = (said.clone(), held);
+                    let first = said.clone();
+                    let count = Said::new("held-count", n, 0, "", true);
                     self.status_tr(
                         ui,
-                        move |ui| format!("{} — {}", first.text(ui), second.text(ui)),
+                        move |ui| format!("{} — {}", first.text(ui), count.text(ui)),
                         true,
                     );
-                    self.desk.borrow_mut().outcome = None;
+                    self.desk.borrow_mut().outcome = Some(Said { error: true, ..said });
+                    self.desk.borrow_mut().held = Some(held);
                     return;
                 }
+                self.desk.borrow_mut().held = None;
                 self.say(ui, said);
             }
             Event::ReceiptsImported(lines) => {
