@@ -347,6 +347,7 @@ impl Kiosk {
 
     /// Called every second by the kiosk's timer (and by tests with their own clock).
     pub fn tick(&self, now_ms: i64) {
+        self.tick_supervisor(now_ms);
         if self.st.borrow_mut().login.idle_check(now_ms) {
             self.send(Command::Logout);
             if let Some(ui) = self.ui.upgrade() {

@@ -5,11 +5,11 @@
 //! way than the views do.
 //!
 //! Lines: `badge`, `pin <digits>`, `start`, `kind <new|renewal|...>`, `form-sample <seed>`,
-//! `camera <plug|unplug>`, `go <view>`.
+//! `camera <plug|unplug>`, `face-next`, `go <view>`.
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::TryRecvError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +49,6 @@ pub fn start(
     let timer = slint::Timer::default();
     let ui = ui.as_weak();
     let kiosk = Rc::downgrade(kiosk);
-    let rx: Receiver<String> = rx;
     timer.start(
         slint::TimerMode::Repeated,
         Duration::from_millis(20),
@@ -97,6 +96,8 @@ fn apply(ui: &AppWindow, k: &Kiosk, plug: Option<&AtomicBool>, line: &str) -> Re
             }
         }
         "go" => ui.global::<App>().invoke_go(arg.into()),
+        // The face view's Next (moves on only once the photo is taken).
+        "face-next" => ui.global::<FaceAdapter>().invoke_next(),
         "" => {}
         other => return Err(format!("unknown control {other:?}")),
     }

@@ -282,6 +282,8 @@ impl Problem {
 pub enum Command {
     /// The records and the mounted sticks.
     Refresh,
+    /// The mounted sticks only (polled while the view is open, so a stick plugged in appears).
+    Targets,
     /// Approve every record awaiting approval.
     ApproveAll { supervisor: String, pin: String },
     /// Write a bundle of the approved records into directory `to`.
@@ -341,6 +343,10 @@ pub fn run(station: &mut Station, command: Command, emit: &mut dyn FnMut(Event))
         Command::Refresh => {
             emit(Event::Targets(removable_targets()));
             Ok(())
+        }
+        Command::Targets => {
+            emit(Event::Targets(removable_targets()));
+            return;
         }
         Command::ApproveAll { supervisor, pin } => unlock(&supervisor, &pin).and_then(|mut b| {
             let approved = station.approve(b.as_mut(), &[]).map_err(|e| Problem::of(&e))?;

@@ -142,15 +142,29 @@ impl Kiosk {
 
     /// Wait for a log line containing `what` (the kiosk reports every view and status).
     fn expect(&mut self, what: &str) -> String {
+        self.expect_nudging(what, None)
+    }
+
+    /// The same, sending `nudge` again each second without the line (a tap that only works
+    /// once the kiosk is ready for it, like Next after the automatic photo).
+    fn expect_nudging(&mut self, what: &str, nudge: Option<&str>) -> String {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
+            let wait = if nudge.is_some() {
+                left.min(Duration::from_secs(1))
+            } else {
+                left
+            };
+            match self.lines.recv_timeout(wait) {
                 Ok(line) => {
                     self.seen.push(line.clone());
                     if line.contains(what) {
                         return line;
                     }
+                }
+                Err(RecvTimeoutError::Timeout) if !left.is_zero() && nudge.is_some() => {
+                    self.send(nudge.unwrap_or_default());
                 }
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                     let status = self.child.try_wait();
@@ -258,6 +272,6 @@ fn kiosk_under_xvfb_shows_the_login_view_and_survives_an_unplugged_camera() {
     assert!(lost.contains("WARN"), "{lost}");
     kiosk.send("camera plug");
     kiosk.expect("Caméra retrouvée");
-    // The photo is taken by itself once the preview is good, and the fingers come next.
-    kiosk.expect("fingers view shown");
+    // The photo is taken by itself once the preview is good; Next then leads to the fingers.
+    kiosk.expect_nudging("fingers view shown", Some("face-next"));
 }

@@ -22,7 +22,11 @@ pub(super) struct DeskState {
     outcome: Option<Said>,
     /// Records an export held back, said after the outcome.
     held: Option<Said>,
+    targets_polled_ms: i64,
 }
+
+/// How often the mounted sticks are looked at again while the view is open.
+const TARGETS_POLL_MS: i64 = 3_000;
 
 /// A text of `SupervisorTr.text`, by key and arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +169,20 @@ impl Kiosk {
             }
             k.send(Command::Home);
         });
+    }
+
+    /// Every few seconds while the view is open: look for sticks plugged in or pulled out.
+    pub(super) fn tick_supervisor(&self, now_ms: i64) {
+        let Some(ui) = self.ui.upgrade() else { return };
+        if ui.global::<App>().get_view() != "supervisor" {
+            return;
+        }
+        let mut desk = self.desk.borrow_mut();
+        if now_ms - desk.targets_polled_ms >= TARGETS_POLL_MS {
+            desk.targets_polled_ms = now_ms;
+            drop(desk);
+            self.send(Command::Supervisor(Desk::Targets));
+        }
     }
 
     fn ask_pin(&self, action: Action) {
