@@ -38,16 +38,31 @@ pub fn render(page: &ReceiptPage) -> anyhow::Result<Vec<u8>> {
             pdf_text(text)
         );
     };
-    line(&mut content, "F2", 18.0, y, "Récépissé d'enrôlement / Enrolment receipt");
+    line(
+        &mut content,
+        "F2",
+        18.0,
+        y,
+        "Récépissé d'enrôlement / Enrolment receipt",
+    );
     y -= 34.0;
     let qr_top = y + 12.0;
-    line(&mut content, "F1", 10.0, y, "Numéro d'enrôlement / Enrolment number");
+    line(
+        &mut content,
+        "F1",
+        10.0,
+        y,
+        "Numéro d'enrôlement / Enrolment number",
+    );
     y -= 16.0;
     line(&mut content, "F2", 13.0, y, page.id);
     y -= 22.0;
     for text in [
         format!("Date : {}", page.date),
-        format!("Station d'enrôlement / Enrolment station : {}", page.station),
+        format!(
+            "Station d'enrôlement / Enrolment station : {}",
+            page.station
+        ),
         format!("Séquence / Sequence : {}", page.seq),
         format!("Agent / Officer : {}", page.officer),
     ] {
@@ -55,7 +70,13 @@ pub fn render(page: &ReceiptPage) -> anyhow::Result<Vec<u8>> {
         y -= 16.0;
     }
     y -= 10.0;
-    line(&mut content, "F2", 12.0, y, "Et ensuite / What happens next");
+    line(
+        &mut content,
+        "F2",
+        12.0,
+        y,
+        "Et ensuite / What happens next",
+    );
     y -= 17.0;
     for text in [
         "1. Votre dossier est envoyé au centre, qui le vérifie.",
@@ -102,9 +123,9 @@ pub fn render(page: &ReceiptPage) -> anyhow::Result<Vec<u8>> {
     content.push_str("f\n");
 
     // The kiosk's rendering, scaled to the page width, below the text.
-    let image = page.image.filter(|(w, h, px)| {
-        *w > 0 && *h > 0 && px.len() == (*w as usize) * (*h as usize) * 3
-    });
+    let image = page
+        .image
+        .filter(|(w, h, px)| *w > 0 && *h > 0 && px.len() == (*w as usize) * (*h as usize) * 3);
     if let Some((w, h, _)) = image {
         let width = PAGE_W - 2.0 * MARGIN;
         let height = (width * h as f32 / w as f32).min(y - MARGIN - 10.0);
@@ -274,7 +295,11 @@ pub(crate) mod tests {
         let mut offsets = Vec::new();
         for n in 0..size {
             let entry = lines.next().unwrap();
-            assert_eq!(entry.len(), 19, "xref entries are 20 bytes with the newline");
+            assert_eq!(
+                entry.len(),
+                19,
+                "xref entries are 20 bytes with the newline"
+            );
             let at: usize = entry[..10].parse().unwrap();
             if entry.ends_with(" n") || entry.ends_with(" n ") {
                 let head = format!("{n} 0 obj\n");
@@ -315,7 +340,10 @@ pub(crate) mod tests {
             .parse()
             .unwrap();
         let data = &obj[dict_end + 10..dict_end + 10 + len];
-        assert_eq!(&obj[dict_end + 10 + len..dict_end + 10 + len + 10], b"\nendstream");
+        assert_eq!(
+            &obj[dict_end + 10 + len..dict_end + 10 + len + 10],
+            b"\nendstream"
+        );
         let back = miniz_oxide::inflate::decompress_to_vec_zlib(data).unwrap();
         assert_eq!(back, px);
         // The text: the number, and French accents in WinAnsi octal escapes.
@@ -364,7 +392,10 @@ pub(crate) mod tests {
                     "qpdf --check: {text}{}",
                     String::from_utf8_lossy(&out.stderr)
                 );
-                assert!(text.contains("No syntax or stream encoding errors"), "{text}");
+                assert!(
+                    text.contains("No syntax or stream encoding errors"),
+                    "{text}"
+                );
             }
             Err(e) => {
                 assert!(

@@ -192,7 +192,12 @@ impl Kiosk {
     }
 
     /// Show a translated status line; a language switch composes it again in the new language.
-    fn status_tr(&self, ui: &AppWindow, compose: impl Fn(&AppWindow) -> String + 'static, error: bool) {
+    fn status_tr(
+        &self,
+        ui: &AppWindow,
+        compose: impl Fn(&AppWindow) -> String + 'static,
+        error: bool,
+    ) {
         self.status(ui, &compose(ui), error);
         self.status_again.replace(Some(Box::new(compose)));
     }

@@ -76,7 +76,8 @@ fn apply(ui: &AppWindow, k: &Kiosk, plug: Option<&AtomicBool>, line: &str) -> Re
         "badge" => ui.global::<LoginAdapter>().invoke_insert_badge(),
         "pin" => {
             for d in arg.chars() {
-                ui.global::<LoginAdapter>().invoke_digit(d.to_string().into());
+                ui.global::<LoginAdapter>()
+                    .invoke_digit(d.to_string().into());
             }
         }
         "start" => ui.global::<HomeAdapter>().invoke_start(),

@@ -103,7 +103,10 @@ mod tests {
             }
         }
         let mut files = Vec::new();
-        walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ui"), &mut files);
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ui"),
+            &mut files,
+        );
         let mut ids = std::collections::BTreeSet::new();
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap();
@@ -156,10 +159,8 @@ mod tests {
         assert!(ids.contains("Supervisor"));
         for lang in ["fr", "ar", "zgh"] {
             let po = po_entries(lang);
-            let missing: Vec<&String> = ids
-                .iter()
-                .filter(|id| po.get(*id) != Some(&true))
-                .collect();
+            let missing: Vec<&String> =
+                ids.iter().filter(|id| po.get(*id) != Some(&true)).collect();
             assert!(missing.is_empty(), "{lang}: untranslated {missing:?}");
         }
     }

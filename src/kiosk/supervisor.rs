@@ -150,13 +150,20 @@ pub fn targets_from_mounts(mounts: &str, prefixes: &[&str]) -> Vec<Target> {
         .lines()
         .filter_map(|line| {
             let mut fields = line.split_whitespace();
-            let (_dev, point, _fs, options) =
-                (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+            let (_dev, point, _fs, options) = (
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+                fields.next()?,
+            );
             let point = unescape_mount(point);
-            prefixes.iter().any(|p| point.starts_with(p)).then(|| Target {
-                path: PathBuf::from(point),
-                read_only: options.split(',').any(|o| o == "ro"),
-            })
+            prefixes
+                .iter()
+                .any(|p| point.starts_with(p))
+                .then(|| Target {
+                    path: PathBuf::from(point),
+                    read_only: options.split(',').any(|o| o == "ro"),
+                })
         })
         .collect();
     out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -263,9 +270,7 @@ impl Problem {
             }
             if let Some(io) = cause.downcast_ref::<std::io::Error>() {
                 match io.kind() {
-                    std::io::ErrorKind::StorageFull => {
-                        return Problem::StickFull(format!("{e:#}"))
-                    }
+                    std::io::ErrorKind::StorageFull => return Problem::StickFull(format!("{e:#}")),
                     std::io::ErrorKind::ReadOnlyFilesystem => {
                         return Problem::StickReadOnly(format!("{e:#}"))
                     }
@@ -349,8 +354,13 @@ pub fn run(station: &mut Station, command: Command, emit: &mut dyn FnMut(Event))
             return;
         }
         Command::ApproveAll { supervisor, pin } => unlock(&supervisor, &pin).and_then(|mut b| {
-            let approved = station.approve(b.as_mut(), &[]).map_err(|e| Problem::of(&e))?;
-            tracing::info!("{} records approved by {supervisor} at the kiosk", approved.len());
+            let approved = station
+                .approve(b.as_mut(), &[])
+                .map_err(|e| Problem::of(&e))?;
+            tracing::info!(
+                "{} records approved by {supervisor} at the kiosk",
+                approved.len()
+            );
             emit(Event::Approved {
                 supervisor,
                 count: approved.len(),
@@ -430,9 +440,8 @@ fn import_receipts(station: &mut Station, from: &Path) -> Result<Vec<ReceiptLine
     if from.as_os_str().is_empty() {
         return Err(Problem::NoTarget);
     }
-    let files = receipts_in(from).map_err(|e| {
-        Problem::NotADirectory(format!("{}: {e}", from.display()))
-    })?;
+    let files = receipts_in(from)
+        .map_err(|e| Problem::NotADirectory(format!("{}: {e}", from.display())))?;
     if files.is_empty() {
         return Err(Problem::NoReceipt(from.display().to_string()));
     }
@@ -547,9 +556,9 @@ pub(crate) mod tests {
     fn the_overview_keeps_the_day_and_what_still_needs_the_supervisor() {
         let day = 86_400_000;
         let rows = vec![
-            row(1, "acknowledged", 0),  // yesterday, done: not shown
-            row(2, "rejected", 10),     // yesterday, rejected: shown with its reason
-            row(3, "exported", 20),     // yesterday, on a stick: shown
+            row(1, "acknowledged", 0),   // yesterday, done: not shown
+            row(2, "rejected", 10),      // yesterday, rejected: shown with its reason
+            row(3, "exported", 20),      // yesterday, on a stick: shown
             row(4, "acknowledged", day), // today
             row(5, "committed", day + 1),
             row(6, "approved", day + 2),
@@ -578,7 +587,11 @@ tmpfs /run/user/0 tmpfs rw 0 0
         let paths: Vec<&str> = t.iter().map(|t| t.path.to_str().unwrap()).collect();
         assert_eq!(
             paths,
-            ["/media/BACKUP", "/media/agent/KINGSTON", "/run/media/agent/USB DISK"]
+            [
+                "/media/BACKUP",
+                "/media/agent/KINGSTON",
+                "/run/media/agent/USB DISK"
+            ]
         );
         assert_eq!(
             t.iter().map(|t| t.read_only).collect::<Vec<_>>(),
@@ -674,7 +687,11 @@ tmpfs /run/user/0 tmpfs rw 0 0
             panic!("{events:?}")
         };
         assert!(report.file.is_none());
-        assert!(report.held_back.as_deref().unwrap().contains("not approved"));
+        assert!(report
+            .held_back
+            .as_deref()
+            .unwrap()
+            .contains("not approved"));
         assert_eq!(report.held_back_records, 2);
 
         // A wrong PIN approves nothing.

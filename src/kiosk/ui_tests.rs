@@ -450,7 +450,11 @@ fn the_supervisor_approves_exports_and_takes_the_receipt_back_in_the_window() {
     h.until("the export refused", |ui| {
         ui.global::<SupervisorAdapter>().get_outcome_error()
     });
-    let outcome = h.ui().global::<SupervisorAdapter>().get_outcome().to_string();
+    let outcome = h
+        .ui()
+        .global::<SupervisorAdapter>()
+        .get_outcome()
+        .to_string();
     assert!(outcome.contains("2 dossiers retenus"), "{outcome}");
     assert!(outcome.contains("not approved"), "{outcome}");
     let status = h.ui().global::<App>().get_status().to_string();
@@ -459,7 +463,10 @@ fn the_supervisor_approves_exports_and_takes_the_receipt_back_in_the_window() {
 
     // Approval with the supervisor's PIN: a wrong one first.
     h.click("Actions::approve");
-    assert_eq!(h.ui().global::<SupervisorAdapter>().get_pin_for(), "approve");
+    assert_eq!(
+        h.ui().global::<SupervisorAdapter>().get_pin_for(),
+        "approve"
+    );
     h.shoot("14-supervisor-pin");
     h.type_pin("111111");
     h.until("the wrong PIN refused", |ui| {
@@ -471,7 +478,10 @@ fn the_supervisor_approves_exports_and_takes_the_receipt_back_in_the_window() {
     h.type_pin(crate::enrolment::badge::SIM_PIN);
     h.until("approved", |ui| states(ui) == ["approved", "approved"]);
     let status = h.ui().global::<App>().get_status().to_string();
-    assert!(status.contains("2 dossiers approuvés par SUP-SIM-1"), "{status}");
+    assert!(
+        status.contains("2 dossiers approuvés par SUP-SIM-1"),
+        "{status}"
+    );
 
     // Export to the stick, with the progress bar on the way.
     h.click("Actions::export");
@@ -496,8 +506,14 @@ fn the_supervisor_approves_exports_and_takes_the_receipt_back_in_the_window() {
     let store = CentreStore::open(&tmp.path().join("centre")).unwrap();
     let public = tasjil_sync::StationPublic::load(&dir.public()).unwrap();
     store.add_station(&public, crate::now_ms()).unwrap();
-    let report = import(&store, &centre.signing, bundle, crate::now_ms(), &mut |_, _, _| {})
-        .unwrap();
+    let report = import(
+        &store,
+        &centre.signing,
+        bundle,
+        crate::now_ms(),
+        &mut |_, _, _| {},
+    )
+    .unwrap();
     assert_eq!((report.stored, report.verified), (2, 2));
     let receipt = report.receipt.unwrap();
     let receipt_path = PathBuf::from(format!("{}.receipt", bundle.display()));
@@ -509,7 +525,10 @@ fn the_supervisor_approves_exports_and_takes_the_receipt_back_in_the_window() {
         states(ui) == ["acknowledged", "acknowledged"]
     });
     let status = h.ui().global::<App>().get_status().to_string();
-    assert!(status.contains("1 accusés importés : 2 dossiers acquittés"), "{status}");
+    assert!(
+        status.contains("1 accusés importés : 2 dossiers acquittés"),
+        "{status}"
+    );
     let counts = View::open(&dir).unwrap().store.counts().unwrap();
     assert_eq!((counts.acknowledged, counts.exported), (2, 0));
     h.shoot("16-supervisor-acknowledged");

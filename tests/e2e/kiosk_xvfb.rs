@@ -26,7 +26,15 @@ impl Xvfb {
     fn start() -> Result<Xvfb, String> {
         let fbdir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut child = Command::new("Xvfb")
-            .args(["-displayfd", "1", "-screen", "0", "1024x600x24", "-nolisten", "tcp"])
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1024x600x24",
+                "-nolisten",
+                "tcp",
+            ])
             .arg("-fbdir")
             .arg(fbdir.path())
             .stdout(Stdio::piped())
@@ -202,7 +210,12 @@ fn find_window(display: &str, name: &str) -> String {
         .spawn()
         .unwrap();
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     assert!(child.wait().unwrap().success());
     out.lines().next().unwrap_or_default().trim().to_string()
 }

@@ -101,7 +101,12 @@ impl Kiosk {
         a.on_export(move || {
             let Some(k) = k.upgrade() else { return };
             let Some(ui) = k.ui.upgrade() else { return };
-            if ui.global::<SupervisorAdapter>().get_target().trim().is_empty() {
+            if ui
+                .global::<SupervisorAdapter>()
+                .get_target()
+                .trim()
+                .is_empty()
+            {
                 k.say(&ui, Said::new(Problem::NoTarget.key(), 0, 0, "", true));
                 return;
             }
@@ -291,7 +296,10 @@ impl Kiosk {
                         move |ui| format!("{} — {}", first.text(ui), count.text(ui)),
                         true,
                     );
-                    self.desk.borrow_mut().outcome = Some(Said { error: true, ..said });
+                    self.desk.borrow_mut().outcome = Some(Said {
+                        error: true,
+                        ..said
+                    });
                     self.desk.borrow_mut().held = Some(held);
                     return;
                 }
