@@ -17,6 +17,16 @@ use crate::config::{BadgeBackend, CameraBackend, Devices, FingerprintBackend};
 const HOW_TO_CHOOSE: &str = "see `tasjil devices`; choose in [devices] of DATA_DIR/config.toml \
      (or TASJIL_DEVICES_<ROLE>), or run with --simulate";
 
+/// A device error as a clause: `Disconnected` carries a sentence of its own, which its display
+/// ("device … is not connected") would wrap awkwardly.
+#[cfg(any(feature = "v4l2", feature = "libfprint"))]
+fn why(e: &tasjil_drivers::CaptureError) -> String {
+    match e {
+        tasjil_drivers::CaptureError::Disconnected(why) => why.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// The camera the configuration asks for. `simulate` (from `--simulate`) forces the simulated one.
 pub fn open_camera(cfg: &Devices, simulate: bool, seed: u64) -> anyhow::Result<Box<dyn Camera>> {
     if simulate || cfg.camera == CameraBackend::Sim {
@@ -68,7 +78,8 @@ fn open_fprint(cfg: &Devices) -> anyhow::Result<Box<dyn FingerprintScanner>> {
             Ok(Box::new(scanner))
         }
         Err(e) => bail!(
-            "no fingerprint scanner: {e}. Plug in a sensor libfprint supports, or {HOW_TO_CHOOSE}"
+            "no fingerprint scanner: {}. Plug in a sensor libfprint supports, or {HOW_TO_CHOOSE}",
+            why(&e)
         ),
     }
 }
