@@ -18,7 +18,7 @@ pub fn unlock(
     sim_officer: &str,
     pin_stdin: Option<bool>,
 ) -> anyhow::Result<Box<dyn OfficerBadge>> {
-    let kind = match args.kind {
+    let kind = match args.kind.unwrap_or(BadgeKind::Auto) {
         BadgeKind::Auto if card_inserted() => BadgeKind::Pcsc,
         BadgeKind::Auto => BadgeKind::Sim,
         k => k,
@@ -36,12 +36,12 @@ pub fn unlock(
 }
 
 #[cfg(feature = "pcsc")]
-fn card_inserted() -> bool {
+pub(crate) fn card_inserted() -> bool {
     tasjil_drivers::card::readers().is_ok_and(|r| r.iter().any(|r| r.card_present))
 }
 
 #[cfg(not(feature = "pcsc"))]
-fn card_inserted() -> bool {
+pub(crate) fn card_inserted() -> bool {
     false
 }
 
@@ -202,4 +202,132 @@ fn status() -> anyhow::Result<Output> {
 #[cfg(not(feature = "pcsc"))]
 fn personalise(_: &str, _: &str, _: Option<String>) -> anyhow::Result<Output> {
     anyhow::bail!("this build has no PC/SC support (feature `pcsc`)")
+}
+
+/// A badge's identity and public key, read without a PIN.
+struct BadgeIdentity {
+    officer_id: String,
+    officer_name: String,
+    public_key: String,
+    source: String,
+}
+
+fn read_badge(args: &BadgeArgs, id: Option<&str>) -> anyhow::Result<BadgeIdentity> {
+    let kind = match args.kind.unwrap_or(BadgeKind::Auto) {
+        BadgeKind::Auto if card_inserted() => BadgeKind::Pcsc,
+        BadgeKind::Auto => BadgeKind::Sim,
+        k => k,
+    };
+    if kind == BadgeKind::Pcsc {
+        return read_card(args);
+    }
+    let Some(id) = id else {
+        anyhow::bail!("no badge is inserted in a PC/SC reader: insert the badge, or give --id for the simulated badge (--badge sim)");
+    };
+    let badge = SimBadge::unlock(id, SIM_PIN)?;
+    Ok(BadgeIdentity {
+        officer_id: badge.officer_id(),
+        officer_name: badge.officer_name(),
+        public_key: badge.public_key_hex(),
+        source: "simulated badge".into(),
+    })
+}
+
+#[cfg(feature = "pcsc")]
+fn read_card(args: &BadgeArgs) -> anyhow::Result<BadgeIdentity> {
+    use tasjil_drivers::card::{self, PcscBadge};
+    if !card_inserted() {
+        eprintln!("insert the badge in the reader ({} s)", args.badge_wait);
+    }
+    let reader = card::wait_for_card(None, std::time::Duration::from_secs(args.badge_wait))?;
+    let badge = PcscBadge::open(&reader).with_context(|| format!("badge in {reader}"))?;
+    let info = badge.info();
+    Ok(BadgeIdentity {
+        officer_id: info.officer_id.clone(),
+        officer_name: info.officer_name.clone(),
+        public_key: badge.public_key_hex(),
+        source: format!("card {} in {reader}", info.ident),
+    })
+}
+
+#[cfg(not(feature = "pcsc"))]
+fn read_card(_: &BadgeArgs) -> anyhow::Result<BadgeIdentity> {
+    anyhow::bail!("this build has no PC/SC support (feature `pcsc`): use --badge sim")
+}
+
+/// `tasjil officer add`: register the badge's key for an officer or supervisor, audited.
+pub fn officer_add(
+    dir: &crate::station::DataDir,
+    role: crate::cli::OfficerRole,
+    id: Option<&str>,
+    name: Option<&str>,
+    args: &BadgeArgs,
+) -> anyhow::Result<Output> {
+    let badge = read_badge(args, id)?;
+    if let Some(id) = id.filter(|id| *id != badge.officer_id) {
+        anyhow::bail!(
+            "the badge ({}) belongs to officer {}, not {id}: insert {id}'s badge",
+            badge.source,
+            badge.officer_id
+        );
+    }
+    let name = name.map_or(badge.officer_name.clone(), str::to_string);
+    let mut station = crate::station::Station::open(dir)?;
+    let new = station.store().register_officer(
+        &badge.officer_id,
+        &name,
+        role.as_str(),
+        &badge.public_key,
+        crate::now_ms(),
+    )?;
+    let registered = station
+        .store()
+        .officers()?
+        .into_iter()
+        .find(|o| o.id == badge.officer_id)
+        .context("the officer just registered is not in the store")?;
+    if new {
+        station.audit(
+            "officer-add",
+            &badge.officer_id,
+            json!({"id": badge.officer_id, "name": name, "role": role.as_str(),
+                   "badge": badge.public_key, "source": badge.source}),
+        )?;
+    }
+    let human = if new {
+        format!(
+            "{} {} ({name}) registered with badge key {} ({})",
+            role.as_str(),
+            badge.officer_id,
+            badge.public_key,
+            badge.source
+        )
+    } else {
+        format!(
+            "{} {} was already registered with this badge key (as {}): nothing changed",
+            role.as_str(),
+            badge.officer_id,
+            registered.role
+        )
+    };
+    Ok(Output::ok(
+        json!({"id": registered.id, "name": registered.name, "role": registered.role,
+               "public_key": registered.public_key, "new": new, "source": badge.source}),
+        human,
+    ))
+}
+
+/// `tasjil officer list`.
+pub fn officer_list(dir: &crate::station::DataDir) -> anyhow::Result<Output> {
+    let view = crate::station::View::open(dir)?;
+    let officers = view.store.officers()?;
+    let mut human = format!("{:<16} {:<11} {:<64} name", "id", "role", "badge key");
+    for o in &officers {
+        human.push_str(&format!(
+            "\n{:<16} {:<11} {:<64} {}",
+            o.id, o.role, o.public_key, o.name
+        ));
+    }
+    human.push_str(&format!("\n{} registered", officers.len()));
+    Ok(Output::ok(json!({ "officers": officers }), human))
 }

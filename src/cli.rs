@@ -42,11 +42,19 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         central_key: PathBuf,
     },
-    /// Run the kiosk's enrolment workflow without the UI.
+    /// Run the kiosk's enrolment workflow without the UI. Without --simulate it uses the devices
+    /// of [devices] in the configuration (`tasjil devices` shows them), needs --demographics with
+    /// the citizen's data and --signature with the pen strokes, and enrols one citizen.
     Enrol {
-        /// Use simulated camera, scanner, signature pad and badge.
+        /// Use simulated camera, scanner and signature pad (and the simulated badge unless
+        /// --badge says otherwise).
         #[arg(long)]
         simulate: bool,
+        /// Without --simulate: the citizen's signature as pen strokes, a JSON object
+        /// `{"width": W, "height": H, "strokes": [{"points": [{"x","y","t_ms","pressure"}]}]}`
+        /// as the kiosk's signature pad records it.
+        #[arg(long, value_name = "FILE", conflicts_with = "simulate")]
+        signature: Option<PathBuf>,
         /// How many citizens to enrol.
         #[arg(long, default_value_t = 1)]
         count: u64,
@@ -88,6 +96,9 @@ pub enum Command {
     /// Officer badges (OpenPGP smart cards) in the PC/SC readers.
     #[command(subcommand)]
     Badge(BadgeCommand),
+    /// Officers and supervisors this station accepts, with their badge keys.
+    #[command(subcommand)]
+    Officer(OfficerCommand),
     /// Write the approved records the centre has not acknowledged to a bundle file on a USB
     /// stick, countersigned with the supervisor's badge and PIN.
     Export {
@@ -178,6 +189,44 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum OfficerCommand {
+    /// Register an officer or supervisor with the public key read from their badge (a card in a
+    /// PC/SC reader: no PIN needed; or the simulated badge of --id).
+    Add {
+        /// officer or supervisor.
+        #[arg(long, value_enum, default_value = "officer")]
+        role: OfficerRole,
+        /// Officer id. A card badge carries its own (given here, it must match); the simulated
+        /// badge needs it.
+        #[arg(long)]
+        id: Option<String>,
+        /// Name to record (a card badge carries its own cardholder name).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        badge: BadgeArgs,
+    },
+    /// The registered officers and supervisors.
+    List,
+}
+
+/// What an officer may do at this station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OfficerRole {
+    Officer,
+    Supervisor,
+}
+
+impl OfficerRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OfficerRole::Officer => "officer",
+            OfficerRole::Supervisor => "supervisor",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ReceiptCommand {
     /// Take in the receipt the centre wrote for a bundle (`<bundle>.receipt`): check the centre's
     /// signature and mark the records it verified as acknowledged.
@@ -198,17 +247,34 @@ pub enum BadgeKind {
     Sim,
 }
 
+impl BadgeKind {
+    pub fn backend(self) -> crate::config::BadgeBackend {
+        match self {
+            BadgeKind::Auto => crate::config::BadgeBackend::Auto,
+            BadgeKind::Pcsc => crate::config::BadgeBackend::Pcsc,
+            BadgeKind::Sim => crate::config::BadgeBackend::Sim,
+        }
+    }
+}
+
+/// `--badge` when given, else the configuration's `[devices] badge`.
+fn configured_badge(dir: &DataDir, mut args: BadgeArgs) -> anyhow::Result<BadgeArgs> {
+    if args.kind.is_none() {
+        args.kind = Some(match crate::config::Config::load(&dir.0)?.devices.badge {
+            crate::config::BadgeBackend::Auto => BadgeKind::Auto,
+            crate::config::BadgeBackend::Pcsc => BadgeKind::Pcsc,
+            crate::config::BadgeBackend::Sim => BadgeKind::Sim,
+        });
+    }
+    Ok(args)
+}
+
 #[derive(Debug, clap::Args)]
 pub struct BadgeArgs {
     /// Officer badge to use.
-    #[arg(
-        long = "badge",
-        id = "badge",
-        value_enum,
-        default_value = "auto",
-        env = "TASJIL_BADGE"
-    )]
-    pub kind: BadgeKind,
+    /// (default: `badge` in [devices] of the configuration, normally `auto`)
+    #[arg(long = "badge", id = "badge", value_enum, env = "TASJIL_BADGE")]
+    pub kind: Option<BadgeKind>,
     /// With a card badge: seconds to wait for it to be inserted.
     #[arg(long, default_value_t = 30)]
     pub badge_wait: u64,
@@ -278,6 +344,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
         }
         Command::Enrol {
             simulate,
+            signature,
             count,
             seed,
             demographics,
@@ -285,25 +352,37 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             officer,
             pin_stdin,
             badge,
-        } => enrol(
-            &dir,
-            simulate,
-            count,
-            seed,
-            demographics,
-            kind,
-            &officer,
-            pin_stdin,
-            &badge,
-            cli.json,
-        ),
+        } => {
+            let badge = configured_badge(&dir, badge)?;
+            enrol(
+                &dir,
+                Enrol {
+                    simulate,
+                    signature,
+                    count,
+                    seed,
+                    demographics,
+                    kind,
+                },
+                &officer,
+                pin_stdin,
+                &badge,
+                cli.json,
+            )
+        }
         Command::Approve {
             all: _,
             ids,
             supervisor,
             pin_stdin,
             badge,
-        } => approve(&dir, &ids, &supervisor, pin_stdin, &badge),
+        } => approve(
+            &dir,
+            &ids,
+            &supervisor,
+            pin_stdin,
+            &configured_badge(&dir, badge)?,
+        ),
         Command::Badge(c) => crate::badge_cli::run(c),
         Command::Export {
             to,
@@ -318,8 +397,21 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             crate::bundle::Range { since, until },
             &supervisor,
             pin_stdin,
-            &badge,
+            &configured_badge(&dir, badge)?,
         ),
+        Command::Officer(OfficerCommand::Add {
+            role,
+            id,
+            name,
+            badge,
+        }) => crate::badge_cli::officer_add(
+            &dir,
+            role,
+            id.as_deref(),
+            name.as_deref(),
+            &configured_badge(&dir, badge)?,
+        ),
+        Command::Officer(OfficerCommand::List) => crate::badge_cli::officer_list(&dir),
         Command::Receipt {
             command: ReceiptCommand::Import { file },
         } => receipt_import(&dir, &file),
@@ -344,7 +436,14 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
                 "kiosk closed".into(),
             ))
         }
-        Command::Devices => Ok(devices()),
+        Command::Devices => {
+            let config = crate::config::Config::load(&dir.0)?;
+            let flag = std::env::var("TASJIL_BADGE")
+                .ok()
+                .and_then(|v| <BadgeKind as clap::ValueEnum>::from_str(&v, true).ok())
+                .map(BadgeKind::backend);
+            Ok(crate::devices::report(&config.devices, flag))
+        }
         Command::List => list(&dir),
         Command::Verify => {
             let view = View::open(&dir)?;
@@ -499,95 +598,6 @@ fn sync(
         json: summary_json(&summary),
         human: summary_text(&summary),
     })
-}
-
-/// The simulated backends, and the real devices this build can drive when they are attached.
-fn devices() -> Output {
-    use tasjil_drivers::{Camera, FingerprintScanner, SignaturePad};
-    // (kind, name, simulated, ready)
-    let mut list: Vec<(&str, String, bool, bool)> = vec![
-        (
-            "camera",
-            tasjil_drivers::sim::SimCamera::new(0).name(),
-            true,
-            true,
-        ),
-        (
-            "fingerprint",
-            tasjil_drivers::sim::SimScanner::new(0).name(),
-            true,
-            true,
-        ),
-        (
-            "signature",
-            tasjil_drivers::sim::SimSignaturePad::new(0).name(),
-            true,
-            true,
-        ),
-        (
-            "card",
-            "simulated officer badge (OpenPGP card defaults, PIN 123456)".to_string(),
-            true,
-            true,
-        ),
-    ];
-    let mut notes = Vec::new();
-    #[cfg(feature = "pcsc")]
-    match tasjil_drivers::card::readers() {
-        Ok(readers) if readers.is_empty() => {
-            notes.push("PC/SC: no card reader attached".to_string())
-        }
-        Ok(readers) => {
-            for r in readers {
-                let name = match (
-                    r.card_present,
-                    tasjil_drivers::card::PcscBadge::open(&r.name),
-                ) {
-                    (false, _) => format!("{} (no badge inserted)", r.name),
-                    (true, Ok(b)) => format!(
-                        "{}: badge {} ({}), {} PIN attempts left",
-                        r.name,
-                        b.info().officer_id,
-                        b.info().officer_name,
-                        b.info().pin_retries
-                    ),
-                    (true, Err(e)) => format!("{}: card not usable as a badge: {e}", r.name),
-                };
-                list.push(("card", name, false, r.card_present));
-            }
-        }
-        Err(e) => notes.push(format!("PC/SC: {e}")),
-    }
-    #[cfg(not(feature = "pcsc"))]
-    notes.push("PC/SC badges: not in this build (feature `pcsc`)".to_string());
-    #[cfg(feature = "libfprint")]
-    match tasjil_drivers::fprint::sensors() {
-        Ok(sensors) if sensors.is_empty() => {
-            notes.push("libfprint: no fingerprint sensor attached".to_string())
-        }
-        Ok(sensors) => {
-            for s in sensors {
-                let name = format!("{} (libfprint {}, {})", s.name, s.driver, s.device_id);
-                list.push(("fingerprint", name, false, s.can_capture));
-            }
-        }
-        Err(e) => notes.push(format!("libfprint: {e}")),
-    }
-    let mut human = String::from("kind         ready  device");
-    for (kind, name, _, ready) in &list {
-        let ready = if *ready { "yes" } else { "no" };
-        human.push_str(&format!("\n{kind:<12} {ready:<6} {name}"));
-    }
-    for n in &notes {
-        human.push_str(&format!("\n{n}"));
-    }
-    human.push_str("\ncapture devices: only the simulated ones in this build (--simulate)");
-    Output::ok(
-        json!({"devices": list.iter().map(|(kind, name, simulated, ready)| json!({
-            "kind": kind, "name": name, "simulated": simulated, "ready": ready,
-        })).collect::<Vec<_>>(), "notes": notes}),
-        human,
-    )
 }
 
 fn check_finger(path: &std::path::Path) -> anyhow::Result<Output> {
@@ -758,6 +768,104 @@ fn receipt_import(dir: &DataDir, file: &std::path::Path) -> anyhow::Result<Outpu
     })
 }
 
+/// `tasjil enrol` without `--simulate`: one citizen, with the configured devices. Every input and
+/// device is checked before the store is touched, so a missing device stores nothing.
+fn enrol_live(
+    dir: &DataDir,
+    e: Enrol,
+    officer: &str,
+    pin_stdin: bool,
+    badge_args: &BadgeArgs,
+) -> anyhow::Result<Output> {
+    if e.count != 1 {
+        bail!("with real devices `tasjil enrol` enrols one citizen at a time: leave out --count (or use --simulate)");
+    }
+    let Some(path) = &e.demographics else {
+        bail!("without --simulate, pass the citizen's data with --demographics FILE (one JSON object per the schema)");
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let demographics: Map<String, Value> = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} must hold one JSON object of demographics",
+            path.display()
+        )
+    })?;
+    let Some(path) = &e.signature else {
+        bail!("without --simulate, pass the citizen's signature with --signature FILE (pen strokes as JSON; the kiosk's touch screen is the signature pad)");
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let pad: SignatureFile = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} must hold {{\"width\", \"height\", \"strokes\"}}",
+            path.display()
+        )
+    })?;
+    let signature = tasjil_drivers::SignatureCapture::render(
+        pad.width,
+        pad.height,
+        pad.strokes,
+        crate::now_ms(),
+    )?;
+    signature
+        .check()
+        .with_context(|| format!("the signature in {}", path.display()))?;
+
+    let config = crate::config::Config::load(&dir.0)?;
+    let mut camera = crate::devices::open_camera(&config.devices, false, e.seed)?;
+    let mut scanner = crate::devices::open_scanner(&config.devices, false, e.seed)?;
+    if badge_args.kind == Some(BadgeKind::Auto) && !crate::badge_cli::card_inserted() {
+        bail!("no officer badge is inserted in a PC/SC reader: insert the badge (`tasjil devices` lists the readers), or choose one with --badge pcsc|sim");
+    }
+    let mut station = Station::open(dir)?;
+    let mut badge = crate::badge_cli::unlock(badge_args, officer, Some(pin_stdin))?;
+    station.login(badge.as_ref())?;
+    eprintln!("devices: {}, {}", camera.name(), scanner.name());
+    let done = crate::enrolment::live::run(
+        crate::enrolment::live::Devices {
+            camera: camera.as_mut(),
+            scanner: scanner.as_mut(),
+        },
+        e.kind,
+        &station.schema,
+        demographics,
+        signature,
+        &config.capture,
+        crate::now_ms,
+        &mut |line| eprintln!("{line}"),
+    )
+    .context("the enrolment was not saved")?;
+    let c = station
+        .commit(&done, badge.as_mut())
+        .context("the enrolment was not saved")?;
+    Ok(Output::ok(
+        json!({
+            "station": station.station_id(),
+            "committed": 1,
+            "records": [{"id": c.id, "seq": c.seq}],
+            "mean_sealed_bytes": c.sealed_len,
+            "below_threshold": done.below_threshold,
+            "exceptions": done.exceptions.len(),
+        }),
+        format!(
+            "committed {} seq {}\n1 enrolment committed on station {} (sealed payload {} KB{})",
+            c.id,
+            c.seq,
+            station.station_id(),
+            c.sealed_len / 1024,
+            if done.below_threshold.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; kept below threshold: {}",
+                    done.below_threshold.join(", ")
+                )
+            }
+        ),
+    ))
+}
+
 fn approve(
     dir: &DataDir,
     ids: &[String],
@@ -779,21 +887,44 @@ fn approve(
     ))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn enrol(
-    dir: &DataDir,
-    simulate_devices: bool,
+/// What `tasjil enrol` was asked to do.
+#[derive(Debug)]
+struct Enrol {
+    simulate: bool,
+    signature: Option<PathBuf>,
     count: u64,
     seed: u64,
     demographics: Option<PathBuf>,
     kind: EnrolmentKind,
+}
+
+/// `--signature FILE`: pen strokes as the kiosk's pad records them.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureFile {
+    width: u16,
+    height: u16,
+    strokes: Vec<tasjil_drivers::Stroke>,
+}
+
+fn enrol(
+    dir: &DataDir,
+    e: Enrol,
     officer: &str,
     pin_stdin: bool,
     badge_args: &BadgeArgs,
     json_out: bool,
 ) -> anyhow::Result<Output> {
+    let Enrol {
+        simulate: simulate_devices,
+        count,
+        seed,
+        kind,
+        ..
+    } = e;
+    let demographics = e.demographics.clone();
     if !simulate_devices {
-        bail!("this build has no real capture devices yet: run `tasjil enrol --simulate`");
+        return enrol_live(dir, e, officer, pin_stdin, badge_args);
     }
     let overrides: Option<Map<String, Value>> = match &demographics {
         None => None,

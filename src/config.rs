@@ -27,6 +27,51 @@ struct Capture {
 #[serde(deny_unknown_fields)]
 struct File {
     capture: Capture,
+    devices: Devices,
+}
+
+/// Which backend takes the face photo.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraBackend {
+    /// A V4L2 camera when one is attached; none attached is an error, never a simulation.
+    Auto,
+    V4l2,
+    Sim,
+}
+
+/// Which backend captures fingerprints.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FingerprintBackend {
+    /// A libfprint sensor when one is attached; none attached is an error.
+    Auto,
+    Libfprint,
+    Sim,
+}
+
+/// Which officer badge signs, when the command line does not say (`--badge`, `TASJIL_BADGE`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BadgeBackend {
+    Auto,
+    Pcsc,
+    Sim,
+}
+
+/// `[devices]`: which device plays each role.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Devices {
+    pub camera: CameraBackend,
+    /// `auto`, an index (`0`) or a device path (`/dev/video0`, `/dev/v4l/by-id/...`).
+    pub camera_device: String,
+    pub fingerprint: FingerprintBackend,
+    /// libfprint driver of the sensor to use; empty for the first sensor that captures images.
+    pub fingerprint_driver: String,
+    /// Seconds to wait for a finger on a real sensor before the capture gives up.
+    pub fingerprint_timeout_secs: u32,
+    pub badge: BadgeBackend,
 }
 
 /// The station's effective configuration.
@@ -34,6 +79,7 @@ struct File {
 pub struct Config {
     pub capture: CapturePolicy,
     pub finger_format: FingerFormat,
+    pub devices: Devices,
 }
 
 fn merge(base: &mut toml::Table, over: toml::Table) {
@@ -66,24 +112,27 @@ impl Config {
             merge(&mut table, over);
         }
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix("TASJIL_CAPTURE_") else {
+            let Some((section, key)) = ["capture", "devices"].iter().find_map(|section| {
+                let prefix = format!("TASJIL_{}_", section.to_ascii_uppercase());
+                name.strip_prefix(&prefix)
+                    .map(|rest| (*section, rest.to_ascii_lowercase()))
+            }) else {
                 continue;
             };
-            let key = rest.to_ascii_lowercase();
-            let capture = table
-                .get_mut("capture")
+            let settings = table
+                .get_mut(section)
                 .and_then(toml::Value::as_table_mut)
-                .context("built-in configuration has no [capture]")?;
+                .with_context(|| format!("built-in configuration has no [{section}]"))?;
             let setting =
-                match capture.get(&key) {
-                    None => anyhow::bail!("{name}: there is no setting capture.{key}"),
+                match settings.get(&key) {
+                    None => anyhow::bail!("{name}: there is no setting {section}.{key}"),
                     // Text settings take the value as it is; the others are whole numbers.
                     Some(toml::Value::String(_)) => toml::Value::String(value.clone()),
                     Some(_) => toml::Value::Integer(value.parse().with_context(|| {
                         format!("{name}={value:?}: a whole number is expected")
                     })?),
                 };
-            capture.insert(key, setting);
+            settings.insert(key, setting);
         }
         let file: File = toml::Value::Table(table).try_into().with_context(|| {
             format!(
@@ -99,6 +148,9 @@ impl Config {
         {
             anyhow::bail!("capture: attempts must be at least 1 and quality thresholds 0-100");
         }
+        if file.devices.fingerprint_timeout_secs == 0 {
+            anyhow::bail!("devices.fingerprint_timeout_secs must be at least 1");
+        }
         Ok(Config {
             capture: CapturePolicy {
                 face_min_quality: c.face_min_quality,
@@ -107,6 +159,7 @@ impl Config {
                 finger_max_attempts: c.finger_max_attempts,
             },
             finger_format: c.finger_format,
+            devices: file.devices,
         })
     }
 }
@@ -168,6 +221,40 @@ mod tests {
         )
         .unwrap();
         assert!(Config::load_with(dir.path(), &[]).is_err());
+    }
+
+    #[test]
+    fn devices_default_to_real_hardware_and_take_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Config::load_with(dir.path(), &[]).unwrap().devices;
+        assert_eq!(
+            (d.camera, d.fingerprint, d.badge),
+            (
+                CameraBackend::Auto,
+                FingerprintBackend::Auto,
+                BadgeBackend::Auto
+            )
+        );
+        assert_eq!(d.camera_device, "auto");
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[devices]\ncamera = \"sim\"\ncamera_device = \"/dev/video2\"\n",
+        )
+        .unwrap();
+        let env = vec![(
+            "TASJIL_DEVICES_FINGERPRINT".to_string(),
+            "libfprint".to_string(),
+        )];
+        let d = Config::load_with(dir.path(), &env).unwrap().devices;
+        assert_eq!(d.camera, CameraBackend::Sim);
+        assert_eq!(d.camera_device, "/dev/video2");
+        assert_eq!(d.fingerprint, FingerprintBackend::Libfprint);
+        let env = vec![("TASJIL_DEVICES_CAMERA".to_string(), "webcam".to_string())];
+        let err = format!("{:#}", Config::load_with(dir.path(), &env).unwrap_err());
+        assert!(err.contains("webcam"), "{err}");
+        let env = vec![("TASJIL_DEVICES_SCANER".to_string(), "sim".to_string())];
+        let err = format!("{:#}", Config::load_with(dir.path(), &env).unwrap_err());
+        assert!(err.contains("no setting devices.scaner"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bundle;
 pub mod cli;
 pub mod config;
+pub mod devices;
 pub mod enrolment;
 pub mod kiosk;
 pub mod receipt_pdf;

@@ -11,7 +11,10 @@
 //!
 //! Every capture has a deadline: a watchdog cancels it through a `GCancellable`, so a sensor that
 //! stops answering or is unplugged gives [`CaptureError::Timeout`] or
-//! [`CaptureError::Disconnected`], which the workflow retries — never a hang.
+//! [`CaptureError::Disconnected`], which the workflow retries — never a hang. After a
+//! disconnection the scanner lets the device go and the next capture looks for it again in a
+//! fresh enumeration (libfprint enumerates once per context), so a sensor plugged back in is used
+//! without restarting the station.
 //!
 //! The binding is a handful of C calls written out here rather than a bindings crate: the
 //! available one is unfinished and pulls in the gtk-rs stack for what is six functions.
@@ -153,15 +156,14 @@ pub struct Sensor {
     pub can_capture: bool,
 }
 
-/// libfprint's context, created once per process (it owns the USB/udev enumeration).
+/// libfprint's context (it owns the USB/udev enumeration). Replaced by a fresh one when a wanted
+/// sensor is not in its list: libfprint enumerates once per context, so a sensor that was removed
+/// and plugged back (or a virtual one re-created) only shows up in a new context.
 struct Context(Object);
 
 fn context() -> Result<std::sync::MutexGuard<'static, Context>, CaptureError> {
     static CTX: std::sync::OnceLock<std::sync::Mutex<Context>> = std::sync::OnceLock::new();
-    let m = CTX.get_or_init(|| {
-        // SAFETY: plain constructor; a null result is kept and reported below.
-        std::sync::Mutex::new(Context(Object(unsafe { fp_context_new() })))
-    });
+    let m = CTX.get_or_init(|| std::sync::Mutex::new(Context::new()));
     let ctx = m.lock().unwrap_or_else(|p| p.into_inner());
     if ctx.0 .0.is_null() {
         return Err(CaptureError::Disconnected(
@@ -169,6 +171,19 @@ fn context() -> Result<std::sync::MutexGuard<'static, Context>, CaptureError> {
         ));
     }
     Ok(ctx)
+}
+
+impl Context {
+    fn new() -> Context {
+        // SAFETY: plain constructor; a null result is kept and reported by `context`.
+        Context(Object(unsafe { fp_context_new() }))
+    }
+
+    /// Enumerate afresh. Devices taken from the old context stay valid: each holds its own
+    /// reference.
+    fn refresh(&mut self) {
+        *self = Context::new();
+    }
 }
 
 fn devices(ctx: &Context) -> Vec<*mut c_void> {
@@ -200,10 +215,14 @@ pub fn sensors() -> Result<Vec<Sensor>, CaptureError> {
     Ok(devices(&ctx).into_iter().map(describe).collect())
 }
 
-/// A libfprint image sensor as a [`FingerprintScanner`].
+/// A libfprint image sensor as a [`FingerprintScanner`]. A sensor that was unplugged gives
+/// [`CaptureError::Disconnected`]; the next capture looks for it again (re-enumerating) and
+/// carries on when it is back.
 pub struct FprintScanner {
-    device: Object,
+    /// `None` after the sensor was lost, until it is found again.
+    device: Option<Object>,
     sensor: Sensor,
+    driver: Option<String>,
     /// Longest wait for a finger (and the image) per capture.
     pub timeout: Duration,
     pub clock: fn() -> i64,
@@ -213,47 +232,79 @@ impl std::fmt::Debug for FprintScanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FprintScanner")
             .field("sensor", &self.sensor)
+            .field("attached", &self.device.is_some())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// Find and open the first capture-capable device whose driver is `driver` (any if `None`). When
+/// the current list has none, or the one it has cannot be opened (a removed device lingers in
+/// the list until libfprint drops it), enumerate afresh and try once more.
+fn open_device(driver: Option<&str>) -> Result<(Object, Sensor), CaptureError> {
+    match try_open(driver, false) {
+        Ok(found) => Ok(found),
+        Err(_) => try_open(driver, true),
+    }
+}
+
+fn try_open(driver: Option<&str>, refresh: bool) -> Result<(Object, Sensor), CaptureError> {
+    let mut ctx = context()?;
+    if refresh {
+        ctx.refresh();
+    }
+    let dev = devices(&ctx)
+        .into_iter()
+        .find(|&d| {
+            let s = describe(d);
+            s.can_capture && driver.is_none_or(|want| s.driver == want)
+        })
+        .ok_or_else(|| {
+            CaptureError::Disconnected(match driver {
+                Some(d) => format!("no libfprint {d} sensor is attached"),
+                None => "no fingerprint sensor is attached".into(),
+            })
+        })?;
+    let sensor = describe(dev);
+    // SAFETY: take our own reference so the device outlives any re-enumeration.
+    let device = Object(unsafe { g_object_ref(dev) });
+    drop(ctx);
+    let mut err: *mut GError = ptr::null_mut();
+    // SAFETY: live device, no cancellable, error out-pointer initialised to null.
+    let ok = unsafe {
+        fp_device_is_open(device.0) != 0
+            || fp_device_open_sync(device.0, ptr::null_mut(), &mut err) != 0
+    };
+    if !ok {
+        let (msg, _) = take_error(err);
+        return Err(CaptureError::Disconnected(format!(
+            "{} (libfprint {}): {msg}",
+            sensor.name, sensor.driver
+        )));
+    }
+    Ok((device, sensor))
+}
+
+fn close_device(device: &Object) {
+    let mut err: *mut GError = ptr::null_mut();
+    // SAFETY: live device; closing a device that vanished just reports an error, freed here.
+    unsafe {
+        if fp_device_is_open(device.0) != 0
+            && fp_device_close_sync(device.0, ptr::null_mut(), &mut err) == 0
+        {
+            let _ = take_error(err);
+        }
     }
 }
 
 impl FprintScanner {
     /// Open the first capture-capable device whose driver is `driver` (any driver if `None`).
     pub fn open(driver: Option<&str>) -> Result<FprintScanner, CaptureError> {
-        let ctx = context()?;
-        let dev = devices(&ctx)
-            .into_iter()
-            .find(|&d| {
-                let s = describe(d);
-                s.can_capture && driver.is_none_or(|want| s.driver == want)
-            })
-            .ok_or_else(|| {
-                CaptureError::Disconnected(match driver {
-                    Some(d) => format!("no libfprint {d} sensor"),
-                    None => "no fingerprint sensor".into(),
-                })
-            })?;
-        let sensor = describe(dev);
-        // SAFETY: take our own reference so the device outlives any re-enumeration.
-        let device = Object(unsafe { g_object_ref(dev) });
-        drop(ctx);
-        let mut err: *mut GError = ptr::null_mut();
-        // SAFETY: live device, no cancellable, error out-pointer initialised to null.
-        let ok = unsafe {
-            fp_device_is_open(device.0) != 0
-                || fp_device_open_sync(device.0, ptr::null_mut(), &mut err) != 0
-        };
-        if !ok {
-            let (msg, _) = take_error(err);
-            return Err(CaptureError::Disconnected(format!(
-                "{}: {msg}",
-                sensor.name
-            )));
-        }
+        let (device, sensor) = open_device(driver)?;
         Ok(FprintScanner {
-            device,
+            device: Some(device),
             sensor,
+            driver: driver.map(str::to_string),
             timeout: Duration::from_secs(30),
             clock: crate::sim::system_clock,
         })
@@ -265,6 +316,25 @@ impl FprintScanner {
 
     /// Wait for a finger and return the sensor's image.
     pub fn capture_image(&mut self) -> Result<GreyImage, CaptureError> {
+        let device = match self.device.take() {
+            Some(d) => d,
+            None => {
+                // The lost device may linger in the old enumeration (and even open): look afresh.
+                let (device, sensor) = try_open(self.driver.as_deref(), true)?;
+                self.sensor = sensor;
+                device
+            }
+        };
+        let result = self.capture_on(&device);
+        match &result {
+            // The sensor is gone (or broke): let it go; the next capture looks for it again.
+            Err(CaptureError::Disconnected(_)) => close_device(&device),
+            _ => self.device = Some(device),
+        }
+        result
+    }
+
+    fn capture_on(&self, device: &Object) -> Result<GreyImage, CaptureError> {
         // SAFETY: plain constructor.
         let cancellable = Object(unsafe { g_cancellable_new() });
         let (done, wait) = mpsc::channel::<()>();
@@ -284,8 +354,7 @@ impl FprintScanner {
         };
         let mut err: *mut GError = ptr::null_mut();
         // SAFETY: open device, live cancellable, error out-pointer initialised to null.
-        let image =
-            Object(unsafe { fp_device_capture_sync(self.device.0, 1, cancellable.0, &mut err) });
+        let image = Object(unsafe { fp_device_capture_sync(device.0, 1, cancellable.0, &mut err) });
         let _ = done.send(());
         let timed_out = watchdog.join().unwrap_or(false);
         drop(cancellable);
@@ -295,7 +364,10 @@ impl FprintScanner {
             return Err(match kind {
                 _ if timed_out => CaptureError::Timeout(name.clone()),
                 Kind::Retry => CaptureError::NoFinger(format!("{name}: {msg}")),
-                Kind::Removed | Kind::Other => CaptureError::Disconnected(format!("{name}: {msg}")),
+                Kind::Removed | Kind::Other => CaptureError::Disconnected(format!(
+                    "{name} (libfprint {}): {msg}",
+                    self.sensor.driver
+                )),
             });
         }
         // SAFETY: a live FpImage we own; its data buffer lives as long as the image, and is
@@ -330,14 +402,8 @@ fn ppi_from_ppmm(ppmm: f64) -> u16 {
 
 impl Drop for FprintScanner {
     fn drop(&mut self) {
-        let mut err: *mut GError = ptr::null_mut();
-        // SAFETY: live device; closing a device that vanished just reports an error, freed here.
-        unsafe {
-            if fp_device_is_open(self.device.0) != 0
-                && fp_device_close_sync(self.device.0, ptr::null_mut(), &mut err) == 0
-            {
-                let _ = take_error(err);
-            }
+        if let Some(device) = &self.device {
+            close_device(device);
         }
     }
 }

@@ -15,6 +15,8 @@ pub mod fprint;
 pub mod quality;
 pub mod sim;
 pub mod slap;
+#[cfg(feature = "v4l2")]
+pub mod v4l2;
 
 pub use badge::{BadgeError, OfficerBadge};
 pub use capture::*;

@@ -6,6 +6,7 @@
 //! runs the workflow against simulated devices. Nothing here touches SQLite or the screen.
 
 pub mod badge;
+pub mod live;
 pub mod record;
 pub mod simulate;
 pub mod workflow;

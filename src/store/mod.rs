@@ -28,6 +28,16 @@ fn migrations() -> Migrations<'static> {
     ])
 }
 
+/// One row of the `officers` table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OfficerRow {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub public_key: String,
+    pub registered_ms: i64,
+}
+
 /// Store failures, worded for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -275,6 +285,28 @@ impl Store {
                 Ok(true)
             }
         }
+    }
+
+    /// Every registered officer and supervisor, by id.
+    pub fn officers(&self) -> Result<Vec<OfficerRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, name, role, public_key, registered_ms FROM officers ORDER BY id")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(OfficerRow {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    role: r.get(2)?,
+                    public_key: r.get(3)?,
+                    registered_ms: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.sql(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sql(e))?;
+        Ok(rows)
     }
 
     pub fn officer_key(&self, id: &str) -> Result<Option<String>, StoreError> {

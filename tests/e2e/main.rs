@@ -8,6 +8,7 @@ mod badge;
 mod bundle;
 mod centre;
 mod crash;
+mod devices;
 mod enrol;
 mod faults;
 mod kiosk_xvfb;

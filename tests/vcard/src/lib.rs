@@ -98,11 +98,29 @@ fn ensure_pcscd() -> Result<(), String> {
     }
     // Detached from the test: it must outlive this process's other tests, and exits by itself
     // 60 s after its last client (--auto-exit).
-    let log = std::fs::File::create(log_path())
+    let mut log = std::fs::File::create(log_path())
         .map_err(|e| format!("cannot write {}: {e}", log_path().display()))?;
+    let mut args = vec!["--foreground", "--auto-exit"];
+    // pcsc-lite 2.x built with polkit asks polkit about every client and answers a refused
+    // SCardConnect with SCARD_W_SECURITY_VIOLATION ("security violation"); a test process has no
+    // desktop session for polkit to authorise. Such builds have --disable-polkit; 1.9.x (Debian
+    // 12) has neither polkit nor the option, and would refuse to start if given it.
+    let polkit = polkit_option(&pcscd);
+    if let Some(option) = polkit {
+        args.push(option);
+    }
+    {
+        use std::io::Write;
+        let _ = writeln!(
+            log,
+            "tasjil-vcard harness: {} {}",
+            pcscd.display(),
+            args.join(" ")
+        );
+    }
     let err_log = log.try_clone().map_err(|e| e.to_string())?;
     Command::new(&pcscd)
-        .args(["--foreground", "--auto-exit"])
+        .args(&args)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err_log)
@@ -121,6 +139,15 @@ fn ensure_pcscd() -> Result<(), String> {
             _ => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+}
+
+/// `--disable-polkit` when this pcscd knows the option (pcsc-lite 2.x), else `None`.
+fn polkit_option(pcscd: &Path) -> Option<&'static str> {
+    let help = Command::new(pcscd).arg("--help").output().ok()?;
+    let text = [help.stdout, help.stderr].concat();
+    String::from_utf8_lossy(&text)
+        .contains("--disable-polkit")
+        .then_some("--disable-polkit")
 }
 
 /// A virtual badge in the reader: one `tasjil-vcard` process. Dropping it pulls it out.

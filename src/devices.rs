@@ -1,0 +1,352 @@
+//! Which device plays each role (camera, fingerprint scanner, signature pad, officer badge) under
+//! the `[devices]` configuration, opening them for `tasjil enrol`, and the `tasjil devices` report.
+//!
+//! The rule: `auto` means the real device when one is attached. When none is, the station says
+//! so and how to choose one; it never falls back to a simulated camera or scanner by itself —
+//! a record with simulated biometrics must be a deliberate choice (`sim` in the configuration or
+//! `--simulate`). Device protocols live in `tasjil-drivers`; this module only chooses and words.
+
+use anyhow::bail;
+use serde_json::json;
+use tasjil_drivers::{Camera, FingerprintScanner};
+use tasjil_sync::output::Output;
+
+use crate::config::{BadgeBackend, CameraBackend, Devices, FingerprintBackend};
+
+/// How to choose a device, for error messages.
+const HOW_TO_CHOOSE: &str = "see `tasjil devices`; choose in [devices] of DATA_DIR/config.toml \
+     (or TASJIL_DEVICES_<ROLE>), or run with --simulate";
+
+/// A device error as a clause: `Disconnected` carries a sentence of its own, which its display
+/// ("device … is not connected") would wrap awkwardly.
+#[cfg(any(feature = "v4l2", feature = "libfprint"))]
+fn why(e: &tasjil_drivers::CaptureError) -> String {
+    match e {
+        tasjil_drivers::CaptureError::Disconnected(why) => why.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The camera the configuration asks for. `simulate` (from `--simulate`) forces the simulated one.
+pub fn open_camera(cfg: &Devices, simulate: bool, seed: u64) -> anyhow::Result<Box<dyn Camera>> {
+    if simulate || cfg.camera == CameraBackend::Sim {
+        return Ok(Box::new(tasjil_drivers::sim::SimCamera::new(seed)));
+    }
+    open_v4l2(cfg)
+}
+
+#[cfg(feature = "v4l2")]
+fn open_v4l2(cfg: &Devices) -> anyhow::Result<Box<dyn Camera>> {
+    use tasjil_drivers::v4l2::{CameraSelector, V4l2Camera};
+    let selector = CameraSelector::parse(&cfg.camera_device);
+    match V4l2Camera::open(selector.clone()) {
+        Ok(camera) => Ok(Box::new(camera)),
+        Err(e) if selector == CameraSelector::Auto => {
+            bail!("no camera for the face photo: {e}. Plug in a USB camera, or {HOW_TO_CHOOSE}")
+        }
+        Err(e) => bail!(
+            "camera_device = {:?} cannot be used: {e}. {HOW_TO_CHOOSE}",
+            cfg.camera_device
+        ),
+    }
+}
+
+#[cfg(not(feature = "v4l2"))]
+fn open_v4l2(_: &Devices) -> anyhow::Result<Box<dyn Camera>> {
+    bail!("this build has no V4L2 cameras (feature `v4l2`): {HOW_TO_CHOOSE}")
+}
+
+/// The fingerprint scanner the configuration asks for.
+pub fn open_scanner(
+    cfg: &Devices,
+    simulate: bool,
+    seed: u64,
+) -> anyhow::Result<Box<dyn FingerprintScanner>> {
+    if simulate || cfg.fingerprint == FingerprintBackend::Sim {
+        return Ok(Box::new(crate::enrolment::simulate::devices(seed).1));
+    }
+    open_fprint(cfg)
+}
+
+#[cfg(feature = "libfprint")]
+fn open_fprint(cfg: &Devices) -> anyhow::Result<Box<dyn FingerprintScanner>> {
+    use tasjil_drivers::fprint::FprintScanner;
+    let driver = Some(cfg.fingerprint_driver.as_str()).filter(|d| !d.is_empty());
+    match FprintScanner::open(driver) {
+        Ok(mut scanner) => {
+            scanner.timeout = std::time::Duration::from_secs(cfg.fingerprint_timeout_secs.into());
+            Ok(Box::new(scanner))
+        }
+        Err(e) => bail!(
+            "no fingerprint scanner: {}. Plug in a sensor libfprint supports, or {HOW_TO_CHOOSE}",
+            why(&e)
+        ),
+    }
+}
+
+#[cfg(not(feature = "libfprint"))]
+fn open_fprint(_: &Devices) -> anyhow::Result<Box<dyn FingerprintScanner>> {
+    bail!("this build has no libfprint sensors (feature `libfprint`): {HOW_TO_CHOOSE}")
+}
+
+/// One attached (or simulated) device, as `tasjil devices` lists it.
+struct Listed {
+    kind: &'static str,
+    name: String,
+    simulated: bool,
+    ready: bool,
+    /// Driver or backend, for matching a role to it.
+    backend: &'static str,
+    detail: String,
+}
+
+fn attached(notes: &mut Vec<String>) -> Vec<Listed> {
+    let mut list = Vec::new();
+    #[cfg(feature = "v4l2")]
+    match tasjil_drivers::v4l2::cameras() {
+        Ok(cameras) if cameras.is_empty() => notes.push("V4L2: no camera attached".into()),
+        Ok(cameras) => list.extend(cameras.into_iter().map(|c| Listed {
+            kind: "camera",
+            name: format!("{} ({})", c.name, c.path.display()),
+            simulated: false,
+            ready: true,
+            backend: "v4l2",
+            detail: c.path.display().to_string(),
+        })),
+        Err(e) => notes.push(format!("V4L2: {e}")),
+    }
+    #[cfg(not(feature = "v4l2"))]
+    notes.push("V4L2 cameras: not in this build (feature `v4l2`)".into());
+    #[cfg(feature = "libfprint")]
+    match tasjil_drivers::fprint::sensors() {
+        Ok(sensors) if sensors.is_empty() => {
+            notes.push("libfprint: no fingerprint sensor attached".into())
+        }
+        Ok(sensors) => list.extend(sensors.into_iter().map(|s| Listed {
+            kind: "fingerprint",
+            name: format!("{} (libfprint {}, {})", s.name, s.driver, s.device_id),
+            simulated: false,
+            ready: s.can_capture,
+            backend: "libfprint",
+            detail: s.driver,
+        })),
+        Err(e) => notes.push(format!("libfprint: {e}")),
+    }
+    #[cfg(not(feature = "libfprint"))]
+    notes.push("libfprint sensors: not in this build (feature `libfprint`)".into());
+    #[cfg(feature = "pcsc")]
+    match tasjil_drivers::card::readers() {
+        Ok(readers) if readers.is_empty() => notes.push("PC/SC: no card reader attached".into()),
+        Ok(readers) => {
+            for r in readers {
+                let name = match (
+                    r.card_present,
+                    tasjil_drivers::card::PcscBadge::open(&r.name),
+                ) {
+                    (false, _) => format!("{} (no badge inserted)", r.name),
+                    (true, Ok(b)) => format!(
+                        "{}: badge {} ({}), {} PIN attempts left",
+                        r.name,
+                        b.info().officer_id,
+                        b.info().officer_name,
+                        b.info().pin_retries
+                    ),
+                    (true, Err(e)) => format!("{}: card not usable as a badge: {e}", r.name),
+                };
+                list.push(Listed {
+                    kind: "card",
+                    name,
+                    simulated: false,
+                    ready: r.card_present,
+                    backend: "pcsc",
+                    detail: r.name,
+                });
+            }
+        }
+        Err(e) => notes.push(format!("PC/SC: {e}")),
+    }
+    #[cfg(not(feature = "pcsc"))]
+    notes.push("PC/SC badges: not in this build (feature `pcsc`)".into());
+    list
+}
+
+fn simulated() -> Vec<Listed> {
+    use tasjil_drivers::SignaturePad;
+    let sim = |kind, name: String| Listed {
+        kind,
+        name,
+        simulated: true,
+        ready: true,
+        backend: "sim",
+        detail: String::new(),
+    };
+    vec![
+        sim("camera", tasjil_drivers::sim::SimCamera::new(0).name()),
+        sim(
+            "fingerprint",
+            tasjil_drivers::sim::SimScanner::new(0).name(),
+        ),
+        sim(
+            "signature",
+            tasjil_drivers::sim::SimSignaturePad::new(0).name(),
+        ),
+        sim(
+            "card",
+            "simulated officer badge (OpenPGP card defaults, PIN 123456)".into(),
+        ),
+    ]
+}
+
+/// What one role will use: the device's name, or the problem that stops it.
+struct Role {
+    role: &'static str,
+    setting: String,
+    uses: Result<String, String>,
+    simulated: bool,
+}
+
+fn roles(cfg: &Devices, badge_flag: Option<BadgeBackend>, real: &[Listed]) -> Vec<Role> {
+    let first = |kind: &str, want: &dyn Fn(&Listed) -> bool| {
+        real.iter()
+            .find(|d| d.kind == kind && d.ready && want(d))
+            .map(|d| d.name.clone())
+    };
+    let sim = |role, setting: String, what: &str| Role {
+        role,
+        setting,
+        uses: Ok(format!(
+            "the simulated {what} (chosen in the configuration)"
+        )),
+        simulated: true,
+    };
+    let camera = match cfg.camera {
+        CameraBackend::Sim => sim("camera", "sim".into(), "camera"),
+        backend => {
+            let setting = format!(
+                "{} (camera_device = {:?})",
+                if backend == CameraBackend::Auto {
+                    "auto"
+                } else {
+                    "v4l2"
+                },
+                cfg.camera_device
+            );
+            let wanted = cfg.camera_device.trim();
+            let found = first("camera", &|d| {
+                wanted == "auto"
+                    || wanted.is_empty()
+                    || d.detail == wanted
+                    || d.detail == format!("/dev/video{wanted}")
+                    || std::fs::canonicalize(wanted)
+                        .is_ok_and(|p| p.display().to_string() == d.detail)
+            });
+            Role {
+                role: "camera",
+                setting,
+                uses: found.ok_or_else(|| {
+                    format!("no camera is attached that matches: plug one in, or {HOW_TO_CHOOSE}")
+                }),
+                simulated: false,
+            }
+        }
+    };
+    let fingerprint = match cfg.fingerprint {
+        FingerprintBackend::Sim => sim("fingerprint", "sim".into(), "fingerprint scanner"),
+        backend => {
+            let driver = cfg.fingerprint_driver.as_str();
+            let found = first("fingerprint", &|d| driver.is_empty() || d.detail == driver);
+            Role {
+                role: "fingerprint",
+                setting: format!(
+                    "{} (fingerprint_driver = {driver:?})",
+                    if backend == FingerprintBackend::Auto { "auto" } else { "libfprint" }
+                ),
+                uses: found.ok_or_else(|| {
+                    format!("no fingerprint sensor is attached that matches: plug one in, or {HOW_TO_CHOOSE}")
+                }),
+                simulated: false,
+            }
+        }
+    };
+    let (badge_setting, badge_from) = match badge_flag {
+        Some(b) => (b, "--badge / TASJIL_BADGE"),
+        None => (cfg.badge, "configuration"),
+    };
+    let badge = match badge_setting {
+        BadgeBackend::Sim => Role {
+            role: "card",
+            setting: format!("sim (from {badge_from})"),
+            uses: Ok("the simulated officer badge (PIN 123456)".into()),
+            simulated: true,
+        },
+        b => Role {
+            role: "card",
+            setting: format!(
+                "{} (from {badge_from})",
+                if b == BadgeBackend::Auto {
+                    "auto"
+                } else {
+                    "pcsc"
+                }
+            ),
+            uses: first("card", &|_| true).ok_or_else(|| {
+                "no badge is inserted in a PC/SC reader: insert the officer's badge \
+                 (approve and export with `auto` then use the simulated badge)"
+                    .to_string()
+            }),
+            simulated: false,
+        },
+    };
+    let signature = Role {
+        role: "signature",
+        setting: "touch screen".into(),
+        uses: Ok(
+            "the kiosk's touch screen; `tasjil enrol` reads pen strokes from --signature FILE"
+                .into(),
+        ),
+        simulated: false,
+    };
+    vec![camera, fingerprint, signature, badge]
+}
+
+/// `tasjil devices`: what is attached, and what each role will use under the configuration.
+pub fn report(cfg: &Devices, badge_flag: Option<BadgeBackend>) -> Output {
+    let mut notes = Vec::new();
+    let real = attached(&mut notes);
+    let roles = roles(cfg, badge_flag, &real);
+    let all: Vec<Listed> = simulated().into_iter().chain(real).collect();
+
+    let mut human = String::from("kind         ready  device");
+    for d in &all {
+        let ready = if d.ready { "yes" } else { "no" };
+        human.push_str(&format!("\n{:<12} {ready:<6} {}", d.kind, d.name));
+    }
+    for n in &notes {
+        human.push_str(&format!("\n{n}"));
+    }
+    human.push_str("\n\nrole         setting -> uses");
+    for r in &roles {
+        match &r.uses {
+            Ok(uses) => human.push_str(&format!("\n{:<12} {} -> {uses}", r.role, r.setting)),
+            Err(problem) => human.push_str(&format!(
+                "\n{:<12} {} -> NOTHING: {problem}",
+                r.role, r.setting
+            )),
+        }
+    }
+    Output::ok(
+        json!({
+            "devices": all.iter().map(|d| json!({
+                "kind": d.kind, "name": d.name, "simulated": d.simulated, "ready": d.ready,
+                "backend": d.backend,
+            })).collect::<Vec<_>>(),
+            "roles": roles.iter().map(|r| json!({
+                "role": r.role, "setting": r.setting, "simulated": r.simulated,
+                "ready": r.uses.is_ok(),
+                "uses": r.uses.as_ref().ok(), "problem": r.uses.as_ref().err(),
+            })).collect::<Vec<_>>(),
+            "notes": notes,
+        }),
+        human,
+    )
+}
