@@ -235,7 +235,7 @@ impl Writer {
         for n in 1..size {
             match self.offsets.iter().find(|(m, _)| *m == n) {
                 Some((_, at)) => {
-                    let _ = write!(table, "{at:010} 00000 n \n");
+                    let _ = writeln!(table, "{at:010} 00000 n ");
                 }
                 None => table.push_str("0000000000 65535 f \n"),
             }

@@ -415,7 +415,7 @@ fn export(
         to,
         &Range::default(),
         &mut |done, total| {
-            let pct = if total == 0 { 100 } else { done * 100 / total };
+            let pct = done.saturating_mul(100).checked_div(total).unwrap_or(100);
             if pct != last_pct {
                 last_pct = pct;
                 emit(Event::Progress { done, total });
