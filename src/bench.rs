@@ -25,6 +25,10 @@ pub struct BenchReport {
     pub sealed_mean_bytes: u64,
     pub sealed_max_bytes: u64,
     pub plain_mean_bytes: u64,
+    /// The face kept in the record: the ISO token image JPEG.
+    pub face_mean_bytes: u64,
+    /// The station's face check on one 480×640 preview frame of the simulated camera.
+    pub face_check: Stat,
     pub data_dir: String,
 }
 
@@ -55,7 +59,7 @@ pub fn run(count: u64, seed: u64) -> anyhow::Result<BenchReport> {
     let policy = CapturePolicy::default();
     let progress = indicatif::ProgressBar::new(count);
     let (mut seal, mut sign, mut commit, mut total) = (vec![], vec![], vec![], vec![]);
-    let (mut sealed, mut plain, mut sealed_max) = (0u64, 0u64, 0u64);
+    let (mut sealed, mut plain, mut sealed_max, mut face) = (0u64, 0u64, 0u64, 0u64);
     for i in 0..count {
         let done = simulate::run(
             simulate::enrolment_seed(seed, i),
@@ -65,6 +69,7 @@ pub fn run(count: u64, seed: u64) -> anyhow::Result<BenchReport> {
             &policy,
             crate::now_ms,
         )?;
+        face += done.face.image.jpeg.len() as u64;
         let c = station.commit(&done, &mut badge)?;
         seal.push(c.seal_us);
         sign.push(c.sign_us);
@@ -77,6 +82,19 @@ pub fn run(count: u64, seed: u64) -> anyhow::Result<BenchReport> {
     }
     progress.finish_and_clear();
     let n = count.max(1);
+    let face_check = {
+        use tasjil_drivers::Camera;
+        let analyzer = tasjil_drivers::face::FaceAnalyzer::shared();
+        let mut camera = tasjil_drivers::sim::SimCamera::new(seed);
+        let mut us = Vec::new();
+        for _ in 0..count.clamp(20, 200) {
+            let frame = camera.frame()?;
+            let t = std::time::Instant::now();
+            analyzer.analyze(&frame)?;
+            us.push(t.elapsed().as_micros() as u64);
+        }
+        stat("face check (480x640 frame)", us)
+    };
     Ok(BenchReport {
         enrolments: count,
         stats: vec![
@@ -88,6 +106,8 @@ pub fn run(count: u64, seed: u64) -> anyhow::Result<BenchReport> {
         sealed_mean_bytes: sealed / n,
         sealed_max_bytes: sealed_max,
         plain_mean_bytes: plain / n,
+        face_mean_bytes: face / n,
+        face_check,
         data_dir: tmp.path().display().to_string(),
     })
 }
@@ -105,10 +125,16 @@ impl BenchReport {
             ));
         }
         s.push_str(&format!(
-            "sealed payload: mean {:.1} KB, max {:.1} KB (packed plaintext mean {:.1} KB)",
+            "sealed payload: mean {:.1} KB, max {:.1} KB (packed plaintext mean {:.1} KB; face token JPEG mean {:.1} KB)\n",
             self.sealed_mean_bytes as f64 / 1024.0,
             self.sealed_max_bytes as f64 / 1024.0,
-            self.plain_mean_bytes as f64 / 1024.0
+            self.plain_mean_bytes as f64 / 1024.0,
+            self.face_mean_bytes as f64 / 1024.0
+        ));
+        let f = &self.face_check;
+        s.push_str(&format!(
+            "{:<28} {:>9.2} {:>9.2} {:>9.2}",
+            f.name, f.p50_ms, f.p99_ms, f.max_ms
         ));
         s
     }

@@ -161,6 +161,12 @@ pub enum Command {
         #[arg(value_name = "IMAGE")]
         image: PathBuf,
     },
+    /// Judge a face photo (JPEG or PNG) with the station's face checks; exit 1 if there is not
+    /// exactly one face or any check fails.
+    CheckFace {
+        #[arg(value_name = "IMAGE")]
+        image: PathBuf,
+    },
     /// Open the touch-screen kiosk (Slint window; needs DISPLAY).
     Kiosk {
         /// Use simulated camera, scanner and badge (PIN 123456).
@@ -416,6 +422,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             command: ReceiptCommand::Import { file },
         } => receipt_import(&dir, &file),
         Command::CheckFinger { image } => check_finger(&image),
+        Command::CheckFace { image } => check_face(&image),
         Command::Kiosk {
             simulate,
             seed,
@@ -632,6 +639,71 @@ fn check_finger(path: &std::path::Path) -> anyhow::Result<Output> {
             "checks": q.checks.iter().map(|c| json!({
                 "name": c.name, "passed": c.passed, "value": c.value, "advice": c.advice,
             })).collect::<Vec<_>>(),
+        }),
+        human,
+    })
+}
+
+fn check_face(path: &std::path::Path) -> anyhow::Result<Output> {
+    use tasjil_drivers::face::{decode_frame, FaceAnalyzer};
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let frame = decode_frame(&bytes, 0)
+        .with_context(|| format!("{} is not a readable JPEG or PNG image", path.display()))?;
+    let analyzer = FaceAnalyzer::new()?;
+    let report = analyzer.analyze(&frame)?;
+    let passed = report.passed();
+    let mut human = format!(
+        "{} face(s) in {}x{}; score {} / 100: {}",
+        report.detections.len(),
+        report.width,
+        report.height,
+        report.score,
+        if passed { "passed" } else { "NOT passed" }
+    );
+    for d in &report.detections {
+        human.push_str(&format!(
+            "\n  face at ({:.0}, {:.0}) {:.0}x{:.0}, confidence {:.2}, eyes ({:.0}, {:.0}) ({:.0}, {:.0})",
+            d.x, d.y, d.width, d.height, d.score, d.left_eye.x, d.left_eye.y, d.right_eye.x,
+            d.right_eye.y
+        ));
+    }
+    for c in &report.checks {
+        human.push_str(&format!(
+            "\n  {} {:<11} {:>8.2}{}",
+            if c.passed { "ok  " } else { "FAIL" },
+            c.name,
+            c.value,
+            if c.passed {
+                String::new()
+            } else {
+                format!("  -> {}", c.advice)
+            }
+        ));
+    }
+    let token = FaceAnalyzer::token_image(&frame, &report).ok();
+    if let Some(t) = &token {
+        human.push_str(&format!(
+            "\n  token image {}x{}, {} bytes JPEG",
+            t.width,
+            t.height,
+            t.jpeg.len()
+        ));
+    }
+    Ok(Output {
+        ok: passed,
+        json: json!({
+            "faces": report.detections.len(),
+            "passed": passed,
+            "score": report.score,
+            "width": report.width,
+            "height": report.height,
+            "detections": report.detections,
+            "checks": report.checks.iter().map(|c| json!({
+                "name": c.name, "passed": c.passed, "value": c.value, "advice": c.advice,
+            })).collect::<Vec<_>>(),
+            "token": token.map(|t| json!({
+                "width": t.width, "height": t.height, "jpeg_bytes": t.jpeg.len(),
+            })),
         }),
         human,
     })

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
+use tasjil_drivers::face::{decode_frame, FaceAnalyzer, FaceError};
 use tasjil_drivers::{
     ExceptionReason, FaceCapture, FingerCapture, FingerException, FingerPosition, SignatureCapture,
 };
@@ -28,6 +29,34 @@ impl Default for CapturePolicy {
             face_max_attempts: 3,
             finger_min_quality: 40,
             finger_max_attempts: 3,
+        }
+    }
+}
+
+/// The station's judgement of a face photo: its score replaces the device's, and the photo is
+/// replaced by the token image when one face was found. An undecodable photo scores 0.
+pub fn assess_face(capture: FaceCapture) -> FaceCapture {
+    let analyzer = FaceAnalyzer::shared();
+    let assessed = decode_frame(&capture.image.jpeg, capture.captured_at_ms)
+        .map_err(FaceError::from)
+        .and_then(|frame| {
+            let report = analyzer.analyze(&frame)?;
+            let token = FaceAnalyzer::token_image(&frame, &report).ok();
+            Ok((report.score, token))
+        });
+    match assessed {
+        Ok((quality, Some(token))) => FaceCapture {
+            image: token,
+            quality,
+            captured_at_ms: capture.captured_at_ms,
+        },
+        Ok((quality, None)) => FaceCapture { quality, ..capture },
+        Err(e) => {
+            tracing::warn!("face photo could not be judged: {e}");
+            FaceCapture {
+                quality: 0,
+                ..capture
+            }
         }
     }
 }
@@ -186,8 +215,14 @@ impl Enrolment {
         }
     }
 
+    /// Judge a face photo with the station's own analyzer — never the device's score, which is
+    /// replaced by the analyzer's (below 50 whenever a check fails, 0 with no single face) — and
+    /// keep it as the ISO/IEC 19794-5 token image cut from the photo (levelled, scaled, cropped),
+    /// or ask for a retry, or keep the best after the last try. A photo with no single face has
+    /// no token image: it is kept as taken, and only if nothing better comes.
     pub fn offer_face(&mut self, capture: FaceCapture) -> Result<Outcome, WorkflowError> {
         self.expect(Step::Face)?;
+        let capture = assess_face(capture);
         self.face_attempts += 1;
         if self
             .face
@@ -448,12 +483,62 @@ mod tests {
         assert_eq!(e.step(), Step::Review);
         e.retake(Step::Face);
         assert_eq!(e.step(), Step::Face);
-        e.offer_face(SimCamera::new(3).capture_still().unwrap())
-            .unwrap();
+        let mut camera = SimCamera::new(3);
+        while e.step() == Step::Face {
+            e.offer_face(camera.capture_still().unwrap()).unwrap();
+        }
         assert_eq!(e.step(), Step::Review, "the other captures are kept");
         let done = e.finish(9).unwrap();
         assert_eq!(done.fingers.len(), 9);
         assert_eq!(done.exceptions.len(), 1);
         assert_eq!(done.finished_ms, 9);
+    }
+
+    #[test]
+    fn the_station_judges_faces_itself_and_keeps_the_token_image() {
+        let policy = CapturePolicy {
+            face_max_attempts: 4,
+            ..CapturePolicy::default()
+        };
+        let mut e = Enrolment::new(policy, 0);
+        e.identify(EnrolmentKind::New).unwrap();
+        e.set_demographics(&schema(), crate::schema::simulated_demographics(1, "new"))
+            .unwrap();
+        // A grey picture the "device" calls perfect: no face, score 0, retry.
+        let grey = tasjil_drivers::RgbFrame {
+            width: 480,
+            height: 640,
+            rgb: vec![128; 480 * 640 * 3],
+            captured_at_ms: 5,
+        };
+        let blank = FaceCapture {
+            image: grey.to_jpeg().unwrap(),
+            quality: 99,
+            captured_at_ms: 5,
+        };
+        assert_eq!(
+            e.offer_face(blank),
+            Ok(Outcome::Retry {
+                quality: 0,
+                attempts_left: 3
+            })
+        );
+        // The simulated camera: a fault first, then a good moment within two more stills.
+        let mut camera = SimCamera::new(4);
+        let mut outcomes = Vec::new();
+        while e.step() == Step::Face {
+            outcomes.push(e.offer_face(camera.capture_still().unwrap()).unwrap());
+        }
+        assert_eq!(outcomes.last(), Some(&Outcome::Accepted), "{outcomes:?}");
+        let face = e.face.clone().unwrap();
+        assert!(face.quality >= 60, "{}", face.quality);
+        // What is kept is the ISO token image, not the camera's 480x640 photo.
+        assert_eq!(face.image.width * 4, face.image.height * 3);
+        assert!(face.image.width >= 240 && face.image.width < 480);
+        let frame = tasjil_drivers::face::decode_frame(&face.image.jpeg, 0).unwrap();
+        assert_eq!(
+            (frame.width, frame.height),
+            (face.image.width, face.image.height)
+        );
     }
 }

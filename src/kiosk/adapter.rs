@@ -1209,6 +1209,7 @@ impl Kiosk {
                 a.set_frame(Image::from_rgb8(buffer));
                 a.set_has_frame(true);
                 a.set_quality(i32::from(frame.quality));
+                a.set_advice(s(frame.advice));
                 a.set_min_quality(i32::from(min_quality));
                 a.set_good_frames(good_frames as i32);
                 a.set_fps(s(format!("{fps:.0} fps")));

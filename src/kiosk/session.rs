@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use tasjil_drivers::face::FaceAnalyzer;
 use tasjil_drivers::{
     Camera, CaptureError, ExceptionReason, FaceCapture, FingerException, FingerPosition,
     FingerprintScanner, PenPoint, RgbFrame, SignatureCapture, Stroke,
@@ -76,13 +77,18 @@ impl std::fmt::Debug for Devices {
     }
 }
 
-/// A decoded preview frame, RGB 8-bit.
+/// A decoded preview frame, RGB 8-bit, with the station's face judgement of it.
 #[derive(Clone)]
 pub struct Frame {
     pub width: u32,
     pub height: u32,
     pub rgb: Vec<u8>,
+    /// The face analyzer's score (0 when it could not judge the frame).
     pub quality: u8,
+    /// Every face check passed.
+    pub passed: bool,
+    /// The first failing check's instruction (English, the translation key); "" when passed.
+    pub advice: &'static str,
 }
 
 impl std::fmt::Debug for Frame {
@@ -144,7 +150,7 @@ pub struct Session {
     policy: CapturePolicy,
     badge: Option<SimBadge>,
     enrolment: Option<Enrolment>,
-    last_frame: Option<FaceCapture>,
+    last_frame: Option<RgbFrame>,
 }
 
 impl std::fmt::Debug for Session {
@@ -267,20 +273,30 @@ impl Session {
         }
     }
 
-    /// One preview frame from the camera (also kept as the candidate for capture).
+    /// One preview frame from the camera, judged by the station's face analyzer (also kept as
+    /// the candidate for capture).
     pub fn preview(&mut self) -> Result<Frame, CaptureError> {
-        let capture = self.devices.camera.capture_still()?;
-        let rgb =
-            image::load_from_memory_with_format(&capture.image.jpeg, image::ImageFormat::Jpeg)
-                .map_err(|e| CaptureError::Image(e.to_string()))?
-                .into_rgb8();
-        let frame = Frame {
-            width: rgb.width(),
-            height: rgb.height(),
-            rgb: rgb.into_raw(),
-            quality: capture.quality,
+        let raw = self.devices.camera.frame()?;
+        let (quality, passed, advice) = match FaceAnalyzer::shared().analyze(&raw) {
+            Ok(report) => (
+                report.score,
+                report.passed(),
+                report.first_failure().map_or("", |c| c.advice),
+            ),
+            Err(e) => {
+                tracing::warn!("preview frame not judged: {e}");
+                (0, false, "")
+            }
         };
-        self.last_frame = Some(capture);
+        let frame = Frame {
+            width: raw.width,
+            height: raw.height,
+            rgb: raw.rgb.clone(),
+            quality,
+            passed,
+            advice,
+        };
+        self.last_frame = Some(raw);
         Ok(frame)
     }
 
@@ -294,8 +310,14 @@ impl Session {
             .last_frame
             .take()
             .context("no camera picture yet: wait for the preview")?;
+        // The workflow judges the photo again and keeps the token image cut from it.
+        let photo = FaceCapture {
+            image: frame.to_jpeg()?,
+            quality: 0,
+            captured_at_ms: frame.captured_at_ms,
+        };
         let e = self.enrolment()?;
-        let outcome = e.offer_face(frame)?;
+        let outcome = e.offer_face(photo)?;
         Ok((outcome, e.step()))
     }
 

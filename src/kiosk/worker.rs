@@ -222,7 +222,7 @@ fn run(mut session: Session, rx: &Receiver<Command>, outbox: &Outbox, frame_free
                     tracing::info!("camera answers again");
                 }
                 let min = session.face_min_quality();
-                good_frames = if frame.quality >= min {
+                good_frames = if frame.passed && frame.quality >= min {
                     good_frames + 1
                 } else {
                     0

@@ -3,7 +3,6 @@
 use serde_json::json;
 use tasjil::enrolment::{simulate, CapturePolicy};
 use tasjil::schema::Schema;
-use tasjil_drivers::Camera;
 use tasjil_sync::{EnrolmentKind, Payload};
 
 use crate::common::*;
@@ -60,9 +59,20 @@ fn no_demographics_or_face_bytes_in_plaintext_at_rest() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
 
-    // The face the simulated camera produced for the first enrolment (deterministic from its seed).
-    let mut camera = tasjil_drivers::sim::SimCamera::new(simulate::enrolment_seed(42, 0));
-    let face = camera.capture_still().unwrap().image.jpeg;
+    // The face kept for the first enrolment (the token image the station cut from the simulated
+    // camera's photo; deterministic from the seed).
+    let face = simulate::run(
+        simulate::enrolment_seed(42, 0),
+        EnrolmentKind::New,
+        &Schema::default_cnie(),
+        None,
+        &CapturePolicy::default(),
+        || 0,
+    )
+    .unwrap()
+    .face
+    .image
+    .jpeg;
     let probe = &face[face.len() / 2..face.len() / 2 + 64];
 
     let files = files(&s.station);
