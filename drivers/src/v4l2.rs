@@ -153,7 +153,7 @@ fn to_rgb(n: Negotiated, data: &[u8]) -> Result<(u32, u32, Vec<u8>), CaptureErro
 /// YUYV 4:2:2 (Y0 U Y1 V per two pixels, BT.601 limited range, as UVC cameras send it) to RGB8.
 pub fn yuyv_to_rgb(width: u32, height: u32, yuyv: &[u8]) -> Result<Vec<u8>, CaptureError> {
     let pixels = width as usize * height as usize;
-    if width % 2 != 0 || yuyv.len() < pixels * 2 {
+    if !width.is_multiple_of(2) || yuyv.len() < pixels * 2 {
         return Err(CaptureError::Image(format!(
             "YUYV frame {width}x{height} needs {} bytes, got {}",
             pixels * 2,
