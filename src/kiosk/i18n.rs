@@ -126,6 +126,25 @@ mod tests {
         ids
     }
 
+    #[test]
+    fn every_face_instruction_is_mapped_to_a_translated_text() {
+        let ids = slint_msgids();
+        let face = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ui/views/face.slint"),
+        )
+        .unwrap();
+        for advice in tasjil_drivers::face::advice::ALL {
+            assert!(
+                ids.contains(advice),
+                "no @tr for the face instruction {advice:?}"
+            );
+            assert!(
+                face.contains(&format!("if key == \"{advice}\"")),
+                "FaceAdvice.text does not map {advice:?}"
+            );
+        }
+    }
+
     /// msgid -> whether every msgstr of it is filled, from a `.po` file.
     fn po_entries(lang: &str) -> std::collections::BTreeMap<String, bool> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
