@@ -90,7 +90,10 @@ pub fn build(
     notify: Option<Box<dyn Fn() + Send + Sync>>,
 ) -> anyhow::Result<Running> {
     if !options.simulate {
-        anyhow::bail!("this build has no real capture devices yet: run `tasjil kiosk --simulate`");
+        anyhow::bail!(
+            "the kiosk drives simulated devices only so far: run `tasjil kiosk --simulate` \
+             (to capture with the configured real devices, use `tasjil enrol`)"
+        );
     }
     let ui = AppWindow::new().context("cannot create the kiosk window")?;
     let outbox = match notify {
