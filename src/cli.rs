@@ -167,9 +167,12 @@ pub enum Command {
         #[arg(value_name = "IMAGE")]
         image: PathBuf,
     },
-    /// Open the touch-screen kiosk (Slint window; needs DISPLAY).
+    /// Open the touch-screen kiosk (Slint window; needs DISPLAY). Without --simulate it uses the
+    /// devices chosen in [devices] of the configuration (see `tasjil devices`): the V4L2 camera,
+    /// the libfprint sensor and badges in a PC/SC reader; a device missing at start is said on
+    /// screen and used once plugged in.
     Kiosk {
-        /// Use simulated camera, scanner and badge (PIN 123456).
+        /// Use simulated camera, scanner and badges (PIN 123456), whatever the configuration.
         #[arg(long)]
         simulate: bool,
         /// Seed of the simulated devices.
@@ -949,13 +952,22 @@ fn approve(
     let mut badge = crate::badge_cli::unlock(badge_args, supervisor, Some(pin_stdin))?;
     let supervisor = &badge.officer_id();
     let approved = station.approve(badge.as_mut(), ids)?;
+    let own = station.own_awaiting(supervisor)?;
+    let mut human = format!("{} records approved by {supervisor}", approved.len());
+    if !own.is_empty() {
+        human.push_str(&format!(
+            "\n  {} records enrolled by {supervisor} are left for another supervisor to approve",
+            own.len()
+        ));
+    }
     Ok(Output::ok(
         json!({
             "approved": approved.len(),
             "ids": approved.iter().map(|(id, _)| id).collect::<Vec<_>>(),
             "supervisor": supervisor,
+            "left_for_another_supervisor": own,
         }),
-        format!("{} records approved by {supervisor}", approved.len()),
+        human,
     ))
 }
 

@@ -27,7 +27,16 @@ struct Capture {
 #[serde(deny_unknown_fields)]
 struct File {
     capture: Capture,
+    approval: Approval,
     devices: Devices,
+}
+
+/// `[approval]`: who may approve what.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// A supervisor may approve records they enrolled themselves.
+    pub self_approval: bool,
 }
 
 /// Which backend takes the face photo.
@@ -79,6 +88,7 @@ pub struct Devices {
 pub struct Config {
     pub capture: CapturePolicy,
     pub finger_format: FingerFormat,
+    pub approval: Approval,
     pub devices: Devices,
 }
 
@@ -112,7 +122,8 @@ impl Config {
             merge(&mut table, over);
         }
         for (name, value) in env {
-            let Some((section, key)) = ["capture", "devices"].iter().find_map(|section| {
+            let sections = ["capture", "approval", "devices"];
+            let Some((section, key)) = sections.iter().find_map(|section| {
                 let prefix = format!("TASJIL_{}_", section.to_ascii_uppercase());
                 name.strip_prefix(&prefix)
                     .map(|rest| (*section, rest.to_ascii_lowercase()))
@@ -128,6 +139,11 @@ impl Config {
                     None => anyhow::bail!("{name}: there is no setting {section}.{key}"),
                     // Text settings take the value as it is; the others are whole numbers.
                     Some(toml::Value::String(_)) => toml::Value::String(value.clone()),
+                    Some(toml::Value::Boolean(_)) => {
+                        toml::Value::Boolean(value.parse().with_context(|| {
+                            format!("{name}={value:?}: true or false is expected")
+                        })?)
+                    }
                     Some(_) => toml::Value::Integer(value.parse().with_context(|| {
                         format!("{name}={value:?}: a whole number is expected")
                     })?),
@@ -159,6 +175,7 @@ impl Config {
                 finger_max_attempts: c.finger_max_attempts,
             },
             finger_format: c.finger_format,
+            approval: file.approval,
             devices: file.devices,
         })
     }

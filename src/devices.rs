@@ -350,3 +350,141 @@ pub fn report(cfg: &Devices, badge_flag: Option<BadgeBackend>) -> Output {
         human,
     )
 }
+
+/// Describe the configured camera, for messages: `auto`, `/dev/video2`, ….
+fn camera_setting(cfg: &Devices) -> String {
+    format!("camera {}", cfg.camera_device.trim())
+}
+
+/// A device the kiosk opens when it first needs it, and again after it failed to open: the
+/// kiosk starts with a camera or sensor missing, says so where it is needed (the face or
+/// fingers step, the diagnostics view) and carries on as soon as one is plugged in. Once
+/// open, the drivers' own reopen-after-unplug applies.
+pub struct Deferred<T: ?Sized> {
+    open: Box<dyn FnMut() -> anyhow::Result<Box<T>> + Send>,
+    inner: Option<Box<T>>,
+    what: String,
+    /// Why the last open failed (logged once per new reason).
+    problem: Option<String>,
+}
+
+impl<T: ?Sized> std::fmt::Debug for Deferred<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deferred")
+            .field("what", &self.what)
+            .field("open", &self.inner.is_some())
+            .field("problem", &self.problem)
+            .finish()
+    }
+}
+
+impl<T: ?Sized> Deferred<T> {
+    fn new(
+        what: String,
+        mut open: impl FnMut() -> anyhow::Result<Box<T>> + Send + 'static,
+    ) -> Self {
+        let mut d = Deferred {
+            open: Box::new(move || open()),
+            inner: None,
+            what,
+            problem: None,
+        };
+        d.get();
+        d
+    }
+
+    /// The device, opening it if needed; `None` with the reason logged when it cannot be.
+    fn get(&mut self) -> Option<&mut Box<T>> {
+        if self.inner.is_none() {
+            match (self.open)() {
+                Ok(device) => {
+                    tracing::info!("{} opened", self.what);
+                    self.problem = None;
+                    self.inner = Some(device);
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    if self.problem.as_ref() != Some(&why) {
+                        tracing::warn!("{}: {why}", self.what);
+                    }
+                    self.problem = Some(why);
+                }
+            }
+        }
+        self.inner.as_mut()
+    }
+
+    fn missing(&self) -> tasjil_drivers::CaptureError {
+        tasjil_drivers::CaptureError::Disconnected(self.what.clone())
+    }
+
+    fn label(&self, name: impl FnOnce(&T) -> String) -> String {
+        match (&self.inner, &self.problem) {
+            (Some(d), _) => name(d),
+            (None, Some(p)) => format!("{}: not available ({p})", self.what),
+            (None, None) => format!("{}: not opened yet", self.what),
+        }
+    }
+}
+
+impl Camera for Deferred<dyn Camera> {
+    fn name(&self) -> String {
+        self.label(|c| c.name())
+    }
+    fn frame(&mut self) -> Result<tasjil_drivers::RgbFrame, tasjil_drivers::CaptureError> {
+        match self.get() {
+            Some(c) => c.frame(),
+            None => Err(self.missing()),
+        }
+    }
+    fn capture_still(
+        &mut self,
+    ) -> Result<tasjil_drivers::FaceCapture, tasjil_drivers::CaptureError> {
+        match self.get() {
+            Some(c) => c.capture_still(),
+            None => Err(self.missing()),
+        }
+    }
+}
+
+impl FingerprintScanner for Deferred<dyn FingerprintScanner> {
+    fn name(&self) -> String {
+        self.label(|s| s.name())
+    }
+    fn capture(
+        &mut self,
+        position: tasjil_drivers::FingerPosition,
+    ) -> Result<tasjil_drivers::FingerCapture, tasjil_drivers::CaptureError> {
+        match self.get() {
+            Some(s) => s.capture(position),
+            None => Err(self.missing()),
+        }
+    }
+}
+
+/// The kiosk's camera under the configuration: the simulated one when configured (or
+/// `simulate`), else the V4L2 camera, opened when first needed (see [`Deferred`]).
+pub fn kiosk_camera(cfg: &Devices, simulate: bool, seed: u64) -> Box<dyn Camera> {
+    if simulate || cfg.camera == CameraBackend::Sim {
+        return Box::new(tasjil_drivers::sim::SimCamera::new(seed));
+    }
+    let cfg2 = cfg.clone();
+    Box::new(Deferred::<dyn Camera>::new(camera_setting(cfg), move || {
+        open_v4l2(&cfg2)
+    }))
+}
+
+/// The kiosk's fingerprint scanner under the configuration, like [`kiosk_camera`].
+pub fn kiosk_scanner(cfg: &Devices, simulate: bool, seed: u64) -> Box<dyn FingerprintScanner> {
+    if simulate || cfg.fingerprint == FingerprintBackend::Sim {
+        return Box::new(crate::enrolment::simulate::devices(seed).1);
+    }
+    let cfg2 = cfg.clone();
+    let what = match cfg.fingerprint_driver.trim() {
+        "" => "fingerprint sensor".to_string(),
+        driver => format!("fingerprint sensor ({driver})"),
+    };
+    Box::new(Deferred::<dyn FingerprintScanner>::new(what, move || {
+        open_fprint(&cfg2)
+    }))
+}

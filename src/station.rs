@@ -194,6 +194,8 @@ pub struct Station {
     pub schema: Schema,
     /// How finger images are encoded in payloads (`[capture] finger_format`).
     pub finger_format: FingerFormat,
+    /// A supervisor may approve their own enrolments (`[approval] self_approval`).
+    pub self_approval: bool,
     _lock: File,
 }
 
@@ -230,14 +232,15 @@ impl Station {
         let centre = CentrePublic::parse(&centre_text)
             .map_err(|e| anyhow::anyhow!("stored centre key: {e}"))?;
         let recipients = centre.recipients().map_err(anyhow::Error::msg)?;
-        let finger_format = crate::config::Config::load(&dir.0)?.finger_format;
+        let config = crate::config::Config::load(&dir.0)?;
         Ok(Station {
             view,
             key,
             centre,
             recipients,
             schema: Schema::default_cnie(),
-            finger_format,
+            finger_format: config.finger_format,
+            self_approval: config.approval.self_approval,
             _lock: lock,
         })
     }
@@ -308,7 +311,8 @@ impl Station {
     /// Supervisor approval (`tasjil approve` and the kiosk's supervisor view): the badge, already
     /// unlocked with its PIN, signs the list of envelope hashes it approves; the signature goes
     /// into the audit. `ids` empty approves every record not yet approved. Returns `(id, hash)`
-    /// of the records approved now.
+    /// of the records approved now. A supervisor does not approve records they enrolled
+    /// themselves (left out of "every record", refused by id) unless `[approval] self_approval`.
     pub fn approve(
         &mut self,
         badge: &mut dyn OfficerBadge,
@@ -328,7 +332,30 @@ impl Station {
         Ok(self
             .view
             .store
-            .approve(&key, ids, &supervisor, &sign, crate::now_ms())?)
+            .approve(
+                &key,
+                ids,
+                &supervisor,
+                self.self_approval,
+                &sign,
+                crate::now_ms(),
+            )?)
+    }
+
+    /// Records awaiting approval that `supervisor` enrolled themselves, which they may not
+    /// approve (empty when `[approval] self_approval` allows it).
+    pub fn own_awaiting(&self, supervisor: &str) -> anyhow::Result<Vec<String>> {
+        if self.self_approval {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .view
+            .store
+            .envelopes()?
+            .into_iter()
+            .filter(|r| !r.approved && r.officer == supervisor)
+            .map(|r| r.id)
+            .collect())
     }
 
     /// Seal, co-sign, sign and durably store one enrolment. Returns only after the commit is on disk.

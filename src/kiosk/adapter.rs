@@ -20,6 +20,7 @@ use super::form::{Editor, Form};
 use super::i18n::{font_for_text, Lang, ARABIC_FONT, LATIN_FONT, TIFINAGH_FONT};
 use super::keyboard;
 use super::login::{Login, LoginState};
+use super::badges::BadgeChange;
 use super::session::{Receipt, Review};
 use super::ui::*;
 use super::worker::{Command, Event, Outbox, FRAMES_NEEDED};
@@ -98,13 +99,16 @@ fn now_ms() -> i64 {
 }
 
 impl Kiosk {
-    /// Bind every view of `ui`. `camera_plug` is the simulated camera's cable, if any.
+    /// Bind every view of `ui`. `camera_plug` is the simulated camera's cable, if any;
+    /// `sim_badges`: badges are simulated (inserted and removed with buttons), not read from a
+    /// card reader.
     pub fn bind(
         ui: &AppWindow,
         tx: Sender<Command>,
         outbox: Arc<Outbox>,
         frame_free: Arc<AtomicBool>,
         camera_plug: Option<Arc<AtomicBool>>,
+        sim_badges: bool,
     ) -> Rc<Kiosk> {
         let kiosk = Rc::new(Kiosk {
             ui: ui.as_weak(),
@@ -140,7 +144,8 @@ impl Kiosk {
             }),
             status_again: RefCell::new(None),
         });
-        ui.global::<App>().set_simulate(kiosk.camera_plug.is_some());
+        ui.global::<App>().set_simulate(sim_badges);
+        ui.global::<App>().set_sim_camera(kiosk.camera_plug.is_some());
         kiosk.bind_app(ui);
         kiosk.bind_login(ui);
         kiosk.bind_home(ui);
@@ -264,6 +269,7 @@ impl Kiosk {
             if let (Some(k), Some(ui)) = (k.upgrade(), k.upgrade().and_then(|k| k.ui.upgrade())) {
                 if view == "diagnostics" {
                     k.fill_diagnostics(&ui);
+                    k.send(Command::Devices);
                 }
                 k.go(&ui, &view);
             }
@@ -390,7 +396,9 @@ impl Kiosk {
         let k = Rc::downgrade(self);
         a.on_insert_badge(move || {
             if let Some(k) = k.upgrade() {
-                k.st.borrow_mut().login.insert_badge(SIM_OFFICER, now_ms());
+                k.st.borrow_mut()
+                    .login
+                    .insert_badge(SIM_OFFICER, None, now_ms());
                 if let Some(ui) = k.ui.upgrade() {
                     k.show_login(&ui);
                 }
@@ -1007,17 +1015,27 @@ impl Kiosk {
     fn bind_receipt(self: &Rc<Self>, ui: &AppWindow) {
         let a = ui.global::<ReceiptAdapter>();
         let k = Rc::downgrade(self);
-        a.on_save(move || {
+        a.on_save(move |x, y, w, h| {
             let Some(k) = k.upgrade() else { return };
             let Some(ui) = k.ui.upgrade() else { return };
             let id = ui.global::<ReceiptAdapter>().get_id().to_string();
             match ui.window().take_snapshot() {
-                Ok(shot) => k.send(Command::SaveReceipt {
-                    id,
-                    width: shot.width(),
-                    height: shot.height(),
-                    rgba: shot.as_bytes().to_vec(),
-                }),
+                Ok(shot) => {
+                    // Only the paper, not the buttons and bars around it.
+                    let scale = ui.window().scale_factor();
+                    let (width, height, rgba) = crop_rgba(
+                        shot.width(),
+                        shot.height(),
+                        shot.as_bytes(),
+                        [x * scale, y * scale, w * scale, h * scale],
+                    );
+                    k.send(Command::SaveReceipt {
+                        id,
+                        width,
+                        height,
+                        rgba,
+                    });
+                }
                 Err(e) => k.status(&ui, &format!("cannot render the receipt: {e}"), true),
             }
         });
@@ -1144,7 +1162,7 @@ impl Kiosk {
                 st.devices = devices;
             }
             Event::LoggedIn { name } => {
-                self.st.borrow_mut().login.pin_result(true, now_ms());
+                self.st.borrow_mut().login.pin_result(true, None, now_ms());
                 let officer = self
                     .st
                     .borrow()
@@ -1158,11 +1176,42 @@ impl Kiosk {
                 self.send(Command::Home);
                 self.go(&ui, "home");
             }
-            Event::LoginRefused(e) => {
-                self.st.borrow_mut().login.pin_result(false, now_ms());
+            Event::LoginRefused {
+                message,
+                retries_left,
+            } => {
+                self.st
+                    .borrow_mut()
+                    .login
+                    .pin_result(false, retries_left, now_ms());
                 ui.global::<LoginAdapter>().set_wrong_pin(true);
                 self.show_login(&ui);
-                self.status(&ui, &e, true);
+                self.status(&ui, &message, true);
+            }
+            Event::Badge(BadgeChange::Inserted(badge)) => {
+                tracing::info!(
+                    "badge {} ({}) inserted in {}",
+                    badge.officer,
+                    badge.name,
+                    badge.reader
+                );
+                self.st.borrow_mut().login.insert_badge(
+                    &badge.officer,
+                    Some(badge.pin_retries),
+                    now_ms(),
+                );
+                ui.global::<LoginAdapter>().set_wrong_pin(false);
+                self.show_login(&ui);
+            }
+            Event::Badge(BadgeChange::Removed) => self.remove_badge(),
+            Event::Badge(BadgeChange::Unusable(why)) => {
+                self.status_msg(&ui, "not-a-badge", format!("({why})"), true);
+            }
+            Event::Devices(devices) => {
+                self.st.borrow_mut().devices = devices;
+                if ui.global::<App>().get_view() == "diagnostics" {
+                    self.fill_diagnostics(&ui);
+                }
             }
             Event::Home(h) => {
                 let a = ui.global::<HomeAdapter>();
@@ -1320,6 +1369,10 @@ impl Kiosk {
                 ui.global::<ReceiptAdapter>().set_saved(s(&path));
                 self.status_msg(&ui, "receipt-saved", format!(": {path}"), false);
             }
+            Event::ScannerLost(what) => {
+                ui.global::<FingersAdapter>().set_busy(false);
+                self.status_msg(&ui, "scanner-lost", format!("({what})"), true);
+            }
             Event::Error(e) => {
                 ui.global::<FingersAdapter>().set_busy(false);
                 self.status(&ui, &e, true);
@@ -1330,6 +1383,26 @@ impl Kiosk {
 }
 
 /// An outcome as the views show it: kind, quality, tries left.
+/// The part `[x, y, w, h]` (physical px) of an RGBA image, clamped to it; the whole image when
+/// the part is empty.
+fn crop_rgba(width: u32, height: u32, rgba: &[u8], part: [f32; 4]) -> (u32, u32, Vec<u8>) {
+    let clamp = |v: f32, max: u32| (v.max(0.0).round() as u32).min(max);
+    let (x0, y0) = (clamp(part[0], width), clamp(part[1], height));
+    let (x1, y1) = (
+        clamp(part[0] + part[2], width),
+        clamp(part[1] + part[3], height),
+    );
+    if x1 <= x0 || y1 <= y0 || rgba.len() != (width * height * 4) as usize {
+        return (width, height, rgba.to_vec());
+    }
+    let mut out = Vec::with_capacity(((x1 - x0) * (y1 - y0) * 4) as usize);
+    for y in y0..y1 {
+        let row = (y * width) as usize * 4;
+        out.extend_from_slice(&rgba[row + x0 as usize * 4..row + x1 as usize * 4]);
+    }
+    (x1 - x0, y1 - y0, out)
+}
+
 fn outcome_parts(outcome: &Outcome) -> (&'static str, i32, i32) {
     match *outcome {
         Outcome::Accepted => ("accepted", 0, 0),
@@ -1397,6 +1470,18 @@ pub fn format_utc(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_crop_keeps_the_part_and_an_empty_part_keeps_the_whole() {
+        // 3×2 image, pixel value = its index.
+        let rgba: Vec<u8> = (0..6u8).flat_map(|i| [i, i, i, 255]).collect();
+        let (w, h, part) = crop_rgba(3, 2, &rgba, [1.0, 0.0, 2.0, 2.0]);
+        assert_eq!((w, h), (2, 2));
+        let firsts: Vec<u8> = part.chunks(4).map(|p| p[0]).collect();
+        assert_eq!(firsts, [1, 2, 4, 5]);
+        assert_eq!(crop_rgba(3, 2, &rgba, [2.0, 1.0, 9.0, 9.0]).0, 1, "clamped");
+        assert_eq!(crop_rgba(3, 2, &rgba, [0.0, 0.0, 0.0, 0.0]).2, rgba);
+    }
 
     #[test]
     fn dates_are_printed_in_utc() {

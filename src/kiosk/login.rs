@@ -1,7 +1,8 @@
 //! Officer login: badge inserted → PIN pad → logged in; badge removed or idle → logged out.
 //!
 //! Owns the PIN being typed, the tries left before the badge blocks (OpenPGP cards block PW1 after
-//! three wrong PINs; the simulated badge cannot, so the count is kept here) and the idle timer.
+//! three wrong PINs and say how many tries are left; the simulated badge cannot, so its count is
+//! kept here, per badge) and the idle timer.
 //! It does not check the PIN: the worker asks the badge and reports back with [`Login::pin_result`].
 
 pub const PIN_LEN: usize = 6;
@@ -33,7 +34,10 @@ pub enum LoginState {
 pub struct Login {
     state: LoginState,
     pin: String,
+    /// Tries left of the badge in the reader.
     tries_left: u8,
+    /// Tries left of each simulated badge seen (cards keep their own counter).
+    sim_tries: std::collections::HashMap<String, u8>,
     last_activity_ms: i64,
     idle_logout_ms: i64,
 }
@@ -44,6 +48,7 @@ impl Login {
             state: LoginState::NoBadge,
             pin: String::new(),
             tries_left: MAX_TRIES,
+            sim_tries: std::collections::HashMap::new(),
             last_activity_ms: 0,
             idle_logout_ms,
         }
@@ -65,9 +70,13 @@ impl Login {
         self.pin.len()
     }
 
-    pub fn insert_badge(&mut self, officer: &str, now_ms: i64) {
+    /// A badge in the reader. `card_tries`: the PIN tries left as the card counts them (`None`
+    /// for the simulated badge, whose tries are counted here).
+    pub fn insert_badge(&mut self, officer: &str, card_tries: Option<u8>, now_ms: i64) {
         self.pin.clear();
         self.last_activity_ms = now_ms;
+        self.tries_left = card_tries
+            .unwrap_or_else(|| *self.sim_tries.get(officer).unwrap_or(&MAX_TRIES));
         self.state = if self.tries_left == 0 {
             LoginState::Blocked {
                 officer: officer.into(),
@@ -113,18 +122,29 @@ impl Login {
         self.pin.pop();
     }
 
-    /// What the badge said about the PIN.
-    pub fn pin_result(&mut self, ok: bool, now_ms: i64) {
+    /// What the badge said about the PIN; `card_tries`: the tries left as the card counts them
+    /// (`None`: count here).
+    pub fn pin_result(&mut self, ok: bool, card_tries: Option<u8>, now_ms: i64) {
         let LoginState::Checking { officer } = &self.state else {
             return;
         };
         let officer = officer.clone();
         self.last_activity_ms = now_ms;
         if ok {
-            self.tries_left = MAX_TRIES;
+            self.tries_left = card_tries.unwrap_or(MAX_TRIES);
+            if card_tries.is_none() {
+                self.sim_tries.remove(&officer);
+            }
             self.state = LoginState::LoggedIn { officer };
         } else {
-            self.tries_left = self.tries_left.saturating_sub(1);
+            self.tries_left = match card_tries {
+                Some(n) => n,
+                None => {
+                    let n = self.tries_left.saturating_sub(1);
+                    self.sim_tries.insert(officer.clone(), n);
+                    n
+                }
+            };
             self.state = if self.tries_left == 0 {
                 LoginState::Blocked { officer }
             } else {
@@ -167,7 +187,7 @@ mod tests {
     fn a_complete_pin_is_handed_over_once_and_a_right_one_logs_in() {
         let mut l = Login::new(60_000);
         assert_eq!(type_pin(&mut l, "123"), None, "no badge, no PIN");
-        l.insert_badge("OFF-1", 0);
+        l.insert_badge("OFF-1", None, 0);
         assert_eq!(type_pin(&mut l, "12345"), None);
         assert_eq!(l.pin_len(), 5);
         l.backspace();
@@ -175,17 +195,17 @@ mod tests {
         let (officer, pin) = type_pin(&mut l, "56").unwrap();
         assert_eq!((officer.as_str(), pin.as_str()), ("OFF-1", "123456"));
         assert_eq!(l.pin_len(), 0, "the PIN is not kept");
-        l.pin_result(true, 0);
+        l.pin_result(true, None, 0);
         assert_eq!(l.officer(), Some("OFF-1"));
     }
 
     #[test]
     fn three_wrong_pins_block_the_badge_even_after_reinsertion() {
         let mut l = Login::new(60_000);
-        l.insert_badge("OFF-1", 0);
+        l.insert_badge("OFF-1", None, 0);
         for left in [2, 1] {
             type_pin(&mut l, "000000").unwrap();
-            l.pin_result(false, 0);
+            l.pin_result(false, None, 0);
             assert_eq!(
                 l.state(),
                 &LoginState::EnterPin {
@@ -195,10 +215,10 @@ mod tests {
             );
         }
         type_pin(&mut l, "000000").unwrap();
-        l.pin_result(false, 0);
+        l.pin_result(false, None, 0);
         assert!(matches!(l.state(), LoginState::Blocked { .. }));
         l.remove_badge();
-        l.insert_badge("OFF-1", 0);
+        l.insert_badge("OFF-1", None, 0);
         assert!(matches!(l.state(), LoginState::Blocked { .. }));
         assert_eq!(type_pin(&mut l, "123456"), None);
     }
@@ -206,9 +226,9 @@ mod tests {
     #[test]
     fn removing_the_badge_or_idling_logs_out() {
         let mut l = Login::new(1_000);
-        l.insert_badge("OFF-1", 0);
+        l.insert_badge("OFF-1", None, 0);
         type_pin(&mut l, "123456").unwrap();
-        l.pin_result(true, 0);
+        l.pin_result(true, None, 0);
         l.touch(500);
         assert!(!l.idle_check(1_400));
         assert!(l.idle_check(1_500));
@@ -218,9 +238,40 @@ mod tests {
             "badge still in: PIN again"
         );
         type_pin(&mut l, "123456").unwrap();
-        l.pin_result(true, 2_000);
+        l.pin_result(true, None, 2_000);
         assert!(l.remove_badge());
         assert_eq!(l.state(), &LoginState::NoBadge);
         assert!(!l.remove_badge());
+    }
+
+    #[test]
+    fn each_badge_has_its_own_tries_and_a_card_counts_its_own() {
+        let mut l = Login::new(60_000);
+        l.insert_badge("OFF-1", None, 0);
+        type_pin(&mut l, "000000").unwrap();
+        l.pin_result(false, None, 0);
+        l.remove_badge();
+        // Another officer's badge is not charged with OFF-1's wrong PIN.
+        l.insert_badge("OFF-2", None, 0);
+        assert_eq!(
+            l.state(),
+            &LoginState::EnterPin { officer: "OFF-2".into(), tries_left: 3 }
+        );
+        l.remove_badge();
+        l.insert_badge("OFF-1", None, 0);
+        assert_eq!(
+            l.state(),
+            &LoginState::EnterPin { officer: "OFF-1".into(), tries_left: 2 }
+        );
+        l.remove_badge();
+        // A card says how many tries it has left, whatever happened at another kiosk.
+        l.insert_badge("OFF-0042", Some(1), 0);
+        assert_eq!(
+            l.state(),
+            &LoginState::EnterPin { officer: "OFF-0042".into(), tries_left: 1 }
+        );
+        type_pin(&mut l, "000000").unwrap();
+        l.pin_result(false, Some(0), 0);
+        assert!(matches!(l.state(), LoginState::Blocked { .. }));
     }
 }

@@ -12,6 +12,7 @@
 //! [`Station`]: crate::station::Station
 
 pub mod adapter;
+pub mod badges;
 pub mod control;
 pub mod form;
 pub mod i18n;
@@ -89,12 +90,15 @@ pub fn build(
     options: &Options,
     notify: Option<Box<dyn Fn() + Send + Sync>>,
 ) -> anyhow::Result<Running> {
-    if !options.simulate {
-        anyhow::bail!(
-            "the kiosk drives simulated devices only so far: run `tasjil kiosk --simulate` \
-             (to capture with the configured real devices, use `tasjil enrol`)"
-        );
-    }
+    // The configuration is read before any window exists: a broken one stops the kiosk with a
+    // message rather than leaving an officer in front of a half-working screen.
+    let config = crate::config::Config::load(&dir.0)?;
+    let badge_source =
+        if options.simulate || config.devices.badge == crate::config::BadgeBackend::Sim {
+            badges::BadgeSource::Simulated
+        } else {
+            badges::BadgeSource::Card
+        };
     let ui = AppWindow::new().context("cannot create the kiosk window")?;
     let outbox = match notify {
         Some(n) => Outbox::new(n),
@@ -108,19 +112,40 @@ pub fn build(
             })
         }
     };
-    let (devices, plug) = simulated_devices(options.seed);
+    // Real devices are opened on the worker thread, when first needed (a missing camera or
+    // sensor is said where it is needed, and picked up once plugged in).
+    let (devices, plug) = if options.simulate {
+        let (d, plug) = simulated_devices(options.seed);
+        (Some(d), Some(plug))
+    } else {
+        (None, None)
+    };
     let frame_free = Arc::new(AtomicBool::new(true));
     let dir2 = dir.clone();
+    let seed = options.seed;
     let tx = worker::spawn(
-        move || Session::open(&dir2, devices),
+        move || {
+            let devices = devices.unwrap_or_else(|| Devices {
+                camera: crate::devices::kiosk_camera(&config.devices, false, seed),
+                scanner: crate::devices::kiosk_scanner(&config.devices, false, seed),
+            });
+            Session::open(&dir2, devices, badges::Badges::new(badge_source))
+        },
         outbox.clone(),
         frame_free.clone(),
     )?;
-    let kiosk = Kiosk::bind(&ui, tx, outbox, frame_free, Some(plug.clone()));
+    let kiosk = Kiosk::bind(
+        &ui,
+        tx,
+        outbox,
+        frame_free,
+        plug.clone(),
+        badge_source == badges::BadgeSource::Simulated,
+    );
     Ok(Running {
         ui,
         kiosk,
-        camera_plug: Some(plug),
+        camera_plug: plug,
     })
 }
 

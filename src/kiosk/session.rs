@@ -16,9 +16,8 @@ use tasjil_drivers::{
 };
 use tasjil_sync::EnrolmentKind;
 
-use crate::enrolment::{
-    CapturePolicy, Enrolment, OfficerBadge, Outcome, SimBadge, Step, WorkflowError,
-};
+use super::badges::{BadgeChange, Badges, UnlockError, Unlocked};
+use crate::enrolment::{CapturePolicy, Enrolment, OfficerBadge, Outcome, Step, WorkflowError};
 use crate::schema::FieldError;
 use crate::station::{Committed, DataDir, Station};
 
@@ -148,7 +147,9 @@ pub struct Session {
     dir: DataDir,
     devices: Devices,
     policy: CapturePolicy,
-    badge: Option<SimBadge>,
+    badges: Badges,
+    /// The logged-in officer's badge (unlocked at login).
+    badge: Option<Unlocked>,
     enrolment: Option<Enrolment>,
     last_frame: Option<RgbFrame>,
 }
@@ -166,7 +167,7 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     /// Open the station's data directory as its one writer.
-    pub fn open(dir: &DataDir, devices: Devices) -> anyhow::Result<Session> {
+    pub fn open(dir: &DataDir, devices: Devices, badges: Badges) -> anyhow::Result<Session> {
         let policy = crate::config::Config::load(&dir.0)?.capture;
         let station = Station::open(dir)?;
         Ok(Session {
@@ -174,6 +175,7 @@ impl Session {
             dir: dir.clone(),
             devices,
             policy,
+            badges,
             badge: None,
             enrolment: None,
             last_frame: None,
@@ -184,18 +186,47 @@ impl Session {
         self.station.station_id()
     }
 
-    /// The station writer, for the supervisor's desk (`super::supervisor::run`).
-    pub fn station_mut(&mut self) -> &mut Station {
-        &mut self.station
+    /// The station writer and the badge reader, for the supervisor's desk
+    /// (`super::supervisor::run`).
+    pub fn desk(&mut self) -> (&mut Station, &mut Badges) {
+        (&mut self.station, &mut self.badges)
     }
 
     pub fn device_names(&self) -> Vec<String> {
-        vec![self.devices.camera.name(), self.devices.scanner.name()]
+        let badge = match self.badges.source() {
+            super::badges::BadgeSource::Simulated => {
+                "simulated officer badges (PIN 123456)".to_string()
+            }
+            super::badges::BadgeSource::Card => match self.badges.inserted() {
+                Some(b) => format!("badge reader {}: badge {} ({})", b.reader, b.officer, b.name),
+                None => "badge reader (PC/SC): no badge inserted".to_string(),
+            },
+        };
+        vec![
+            self.devices.camera.name(),
+            self.devices.scanner.name(),
+            badge,
+        ]
+    }
+
+    /// Whether badges come and go by themselves (card badges), so the reader must be polled.
+    pub fn polls_badges(&self) -> bool {
+        self.badges.source() == super::badges::BadgeSource::Card
+    }
+
+    /// Look at the badge reader; a badge pulled out logs the officer out here and now.
+    pub fn poll_badge(&mut self) -> Option<BadgeChange> {
+        let change = self.badges.poll();
+        if matches!(change, Some(BadgeChange::Removed)) && self.badge.is_some() {
+            tracing::info!("badge removed: officer logged out");
+            self.logout();
+        }
+        change
     }
 
     /// Unlock the officer's badge with `pin`, register it and audit the login.
-    pub fn login(&mut self, officer: &str, pin: &str) -> anyhow::Result<String> {
-        let badge = SimBadge::unlock(officer, pin)?;
+    pub fn login(&mut self, officer: &str, pin: &str) -> Result<String, UnlockError> {
+        let badge = self.badges.unlock(officer, pin)?;
         self.station.login(&badge)?;
         let name = badge.officer_name();
         self.badge = Some(badge);
@@ -418,7 +449,7 @@ impl Session {
             .context("log in with your badge first")?;
         let officer = badge.officer_id();
         // The co-signature needs the PIN again: the card grants one signature per PIN entry.
-        let mut badge = SimBadge::unlock(&officer, pin)?;
+        let mut badge = self.badges.unlock(&officer, pin)?;
         let e = self
             .enrolment
             .clone()
@@ -546,7 +577,8 @@ mod tests {
 
     fn session(dir: &DataDir) -> (Session, Arc<AtomicBool>) {
         let (devices, plug) = super::super::simulated_devices(3);
-        (Session::open(dir, devices).unwrap(), plug)
+        let badges = Badges::new(super::super::badges::BadgeSource::Simulated);
+        (Session::open(dir, devices, badges).unwrap(), plug)
     }
 
     #[test]

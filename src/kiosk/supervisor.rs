@@ -13,7 +13,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::bundle::{self, ExportReport, Range, StickError};
-use crate::enrolment::{OfficerBadge, SimBadge};
+use super::badges::{Badges, UnlockError};
+use crate::enrolment::OfficerBadge;
 use crate::station::Station;
 use crate::store::EnvelopeRow;
 
@@ -314,6 +315,9 @@ pub enum Event {
     Approved {
         supervisor: String,
         count: usize,
+        /// Records awaiting approval that the supervisor enrolled themselves: another
+        /// supervisor must approve them.
+        own_left: usize,
     },
     Exported(ExportReport),
     /// One line per receipt: `(file name, verified, rejected, already imported)`.
@@ -331,19 +335,32 @@ pub struct ReceiptLine {
     pub already: bool,
 }
 
-/// Unlock the supervisor's badge. Only the simulated badge exists in the kiosk today (the
-/// kiosk runs with `--simulate`); a card badge will unlock here with the same PIN rules.
-fn unlock(supervisor: &str, pin: &str) -> Result<Box<dyn OfficerBadge>, Problem> {
-    SimBadge::unlock(supervisor, pin)
+/// Unlock the supervisor's badge: with card badges, the badge in the reader (the supervisor
+/// logged in with it); with simulated ones, `supervisor`'s.
+fn unlock(
+    badges: &mut Badges,
+    supervisor: &str,
+    pin: &str,
+) -> Result<Box<dyn OfficerBadge>, Problem> {
+    badges
+        .unlock_present(supervisor, pin)
         .map(|b| Box::new(b) as Box<dyn OfficerBadge>)
         .map_err(|e| {
-            tracing::warn!("supervisor badge {supervisor}: {e:#}");
-            Problem::WrongPin
+            tracing::warn!("supervisor badge: {e:#}");
+            match e {
+                UnlockError::WrongPin { .. } => Problem::WrongPin,
+                other => Problem::Other(other.to_string()),
+            }
         })
 }
 
 /// Run one command against the station (on the worker thread); events go to `emit`.
-pub fn run(station: &mut Station, command: Command, emit: &mut dyn FnMut(Event)) {
+pub fn run(
+    station: &mut Station,
+    badges: &mut Badges,
+    command: Command,
+    emit: &mut dyn FnMut(Event),
+) {
     let result = match command {
         Command::Refresh => {
             emit(Event::Targets(removable_targets()));
@@ -353,7 +370,8 @@ pub fn run(station: &mut Station, command: Command, emit: &mut dyn FnMut(Event))
             emit(Event::Targets(removable_targets()));
             return;
         }
-        Command::ApproveAll { supervisor, pin } => unlock(&supervisor, &pin).and_then(|mut b| {
+        Command::ApproveAll { supervisor, pin } => unlock(badges, &supervisor, &pin).and_then(|mut b| {
+            let supervisor = b.officer_id();
             let approved = station
                 .approve(b.as_mut(), &[])
                 .map_err(|e| Problem::of(&e))?;
@@ -361,9 +379,14 @@ pub fn run(station: &mut Station, command: Command, emit: &mut dyn FnMut(Event))
                 "{} records approved by {supervisor} at the kiosk",
                 approved.len()
             );
+            let own_left = station
+                .own_awaiting(&supervisor)
+                .map_err(|e| Problem::of(&e))?
+                .len();
             emit(Event::Approved {
                 supervisor,
                 count: approved.len(),
+                own_left,
             });
             Ok(())
         }),
@@ -371,7 +394,7 @@ pub fn run(station: &mut Station, command: Command, emit: &mut dyn FnMut(Event))
             supervisor,
             pin,
             to,
-        } => export(station, &supervisor, &pin, &to, emit),
+        } => export(station, badges, &supervisor, &pin, &to, emit),
         Command::ImportReceipts { from } => import_receipts(station, &from).map(|lines| {
             emit(Event::ReceiptsImported(lines));
         }),
@@ -392,6 +415,7 @@ pub fn run(station: &mut Station, command: Command, emit: &mut dyn FnMut(Event))
 
 fn export(
     station: &mut Station,
+    badges: &mut Badges,
     supervisor: &str,
     pin: &str,
     to: &Path,
@@ -403,7 +427,8 @@ fn export(
     if !to.is_dir() {
         return Err(Problem::NotADirectory(to.display().to_string()));
     }
-    let mut badge = unlock(supervisor, pin)?;
+    let mut badge = unlock(badges, supervisor, pin)?;
+    let supervisor = &badge.officer_id();
     station
         .register_supervisor(badge.as_ref())
         .map_err(|e| Problem::of(&e))?;
@@ -643,9 +668,14 @@ tmpfs /run/user/0 tmpfs rw 0 0
 
     /// Commit `n` simulated enrolments by officer OFF-9.
     pub(crate) fn commit_simulated(dir: &DataDir, n: u64, seed: u64) {
+        commit_simulated_by(dir, n, seed, "OFF-9");
+    }
+
+    /// Commit `n` simulated enrolments by `officer`.
+    pub(crate) fn commit_simulated_by(dir: &DataDir, n: u64, seed: u64, officer: &str) {
         let mut station = Station::open(dir).unwrap();
         let policy = crate::config::Config::load(&dir.0).unwrap().capture;
-        let mut badge = SimBadge::unlock("OFF-9", SIM_PIN).unwrap();
+        let mut badge = crate::enrolment::SimBadge::unlock(officer, SIM_PIN).unwrap();
         for i in 0..n {
             let done = crate::enrolment::simulate::run(
                 crate::enrolment::simulate::enrolment_seed(seed, i),
@@ -662,7 +692,8 @@ tmpfs /run/user/0 tmpfs rw 0 0
 
     fn run_all(station: &mut Station, command: Command) -> Vec<Event> {
         let mut events = Vec::new();
-        run(station, command, &mut |e| events.push(e));
+        let mut badges = Badges::new(super::super::badges::BadgeSource::Simulated);
+        run(station, &mut badges, command, &mut |e| events.push(e));
         events
     }
 
@@ -815,5 +846,45 @@ tmpfs /run/user/0 tmpfs rw 0 0
                 .any(|e| matches!(e, Event::Failed(Problem::StickReadOnly(_)))),
             "{events:?}"
         );
+    }
+
+    #[test]
+    fn a_supervisor_does_not_approve_their_own_enrolments_unless_the_station_allows_it() {
+        let (_tmp, dir) = station_with_records(2);
+        commit_simulated_by(&dir, 1, 6, SIM_SUPERVISOR);
+        let events = run_all(
+            &mut Station::open(&dir).unwrap(),
+            Command::ApproveAll {
+                supervisor: SIM_SUPERVISOR.into(),
+                pin: SIM_PIN.into(),
+            },
+        );
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                Event::Approved { count: 2, own_left: 1, .. }
+            )),
+            "{events:?}"
+        );
+        let mut station = Station::open(&dir).unwrap();
+        let own = station.own_awaiting(SIM_SUPERVISOR).unwrap();
+        assert_eq!(own.len(), 1);
+        let mut badge = crate::enrolment::SimBadge::unlock(SIM_SUPERVISOR, SIM_PIN).unwrap();
+        let refused = station.approve(&mut badge, &own).unwrap_err();
+        assert!(
+            format!("{refused:#}").contains("does not approve their own enrolments"),
+            "{refused:#}"
+        );
+        // Another supervisor may.
+        let mut other = crate::enrolment::SimBadge::unlock("SUP-2", SIM_PIN).unwrap();
+        assert_eq!(station.approve(&mut other, &own).unwrap().len(), 1);
+        drop(station);
+
+        // A crew whose only supervisor enrols can allow it.
+        commit_simulated_by(&dir, 1, 7, SIM_SUPERVISOR);
+        std::fs::write(dir.0.join("config.toml"), "[approval]\nself_approval = true\n").unwrap();
+        let mut station = Station::open(&dir).unwrap();
+        assert!(station.own_awaiting(SIM_SUPERVISOR).unwrap().is_empty());
+        assert_eq!(station.approve(&mut badge, &[]).unwrap().len(), 1);
     }
 }

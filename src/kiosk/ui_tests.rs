@@ -83,6 +83,46 @@ impl Harness {
         }
     }
 
+    /// Scan every finger still to do on the fingers view (retries included).
+    fn capture_fingers(&self) {
+        while !self.ui().global::<FingersAdapter>().get_done() {
+            self.click("FingersView::capture");
+            self.until("finger scanned", |ui| {
+                !ui.global::<FingersAdapter>().get_busy()
+            });
+        }
+    }
+
+    /// Draw a signature with the pointer on the pad.
+    fn draw_signature(&self) {
+        // Signature drawn with the pointer on the pad. The pen's clock advances 15 ms a pointer
+        // event (a hand's pace), so the signature check sees a trace drawn in about half a second.
+        let pen_ms = std::rc::Rc::new(std::cell::Cell::new(1_000u64));
+        let clock = pen_ms.clone();
+        self.running.kiosk.set_pen_clock(move || {
+            clock.set(clock.get() + 15);
+            clock.get()
+        });
+        let pad = self.element("SignatureView::pad");
+        let (p, size) = (pad.absolute_position(), pad.size());
+        let at = |fx: f32, fy: f32| LogicalPosition::new(p.x + fx * size.width, p.y + fy * size.height);
+        let window = self.ui().window();
+        window.dispatch_event(WindowEvent::PointerPressed {
+            position: at(0.1, 0.6),
+            button: PointerEventButton::Left,
+        });
+        for i in 1..=30 {
+            let t = i as f32 / 30.0;
+            window.dispatch_event(WindowEvent::PointerMoved {
+                position: at(0.1 + 0.7 * t, 0.6 - 0.3 * (t * 9.0).sin()),
+            });
+        }
+        window.dispatch_event(WindowEvent::PointerReleased {
+            position: at(0.8, 0.5),
+            button: PointerEventButton::Left,
+        });
+    }
+
     /// Render the current view in French and Arabic.
     fn shoot(&mut self, name: &str) {
         for lang in ["fr", "ar"] {
@@ -266,42 +306,13 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
             .row_data(0)
             .is_some_and(|f| f.status == "exception")
     });
-    while !h.ui().global::<FingersAdapter>().get_done() {
-        h.click("FingersView::capture");
-        h.until("finger scanned", |ui| {
-            !ui.global::<FingersAdapter>().get_busy()
-        });
-    }
+    h.capture_fingers();
     h.shoot("08-fingers");
     h.click("NavBar::next-ltr");
     assert_eq!(h.view(), "signature");
 
-    // Signature drawn with the pointer on the pad. The pen's clock advances 15 ms a pointer
-    // event (a hand's pace), so the signature check sees a trace drawn in about half a second.
-    let pen_ms = std::rc::Rc::new(std::cell::Cell::new(1_000u64));
-    let clock = pen_ms.clone();
-    h.running.kiosk.set_pen_clock(move || {
-        clock.set(clock.get() + 15);
-        clock.get()
-    });
-    let pad = h.element("SignatureView::pad");
-    let (p, size) = (pad.absolute_position(), pad.size());
-    let at = |fx: f32, fy: f32| LogicalPosition::new(p.x + fx * size.width, p.y + fy * size.height);
-    let window = h.ui().window();
-    window.dispatch_event(WindowEvent::PointerPressed {
-        position: at(0.1, 0.6),
-        button: PointerEventButton::Left,
-    });
-    for i in 1..=30 {
-        let t = i as f32 / 30.0;
-        window.dispatch_event(WindowEvent::PointerMoved {
-            position: at(0.1 + 0.7 * t, 0.6 - 0.3 * (t * 9.0).sin()),
-        });
-    }
-    window.dispatch_event(WindowEvent::PointerReleased {
-        position: at(0.8, 0.5),
-        button: PointerEventButton::Left,
-    });
+    // Signature drawn with the pointer on the pad, at a hand's pace.
+    h.draw_signature();
     assert!(h.ui().global::<SignatureAdapter>().get_has_ink());
     h.shoot("09-signature");
     h.click("NavBar::next-ltr");
@@ -327,7 +338,11 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
     let pdf = std::fs::read(saved.with_extension("pdf")).unwrap();
     crate::receipt_pdf::tests::check_structure(&pdf);
     assert!(String::from_utf8_lossy(&pdf).contains(&format!("({id}) Tj")));
-    assert!(String::from_utf8_lossy(&pdf).contains("/Subtype /Image /Width 1024 /Height 600"));
+    // Only the paper is printed (620 px wide in the view), not the window around it.
+    assert!(
+        String::from_utf8_lossy(&pdf).contains("/Subtype /Image /Width 620 "),
+        "the receipt image is the paper"
+    );
     h.click("ReceiptView::done");
     h.until("home again", |ui| {
         ui.global::<HomeAdapter>().get_today() == 1
@@ -555,4 +570,136 @@ fn the_supervisor_approves_exports_and_takes_the_receipt_back_in_the_window() {
     h.click("SupervisorView::back");
     assert_eq!(h.view(), "home");
     check_and_write_screens(&h.screens);
+}
+
+/// The test-only virtual OpenPGP card's binary, built by `cargo test --workspace` next to the
+/// test binaries (`target/<profile>/tasjil-vcard`).
+fn vcard_bin() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("tasjil-vcard");
+    bin.exists().then_some(bin)
+}
+
+#[test]
+fn with_a_card_badge_the_officer_logs_in_co_signs_on_the_card_and_pulling_it_logs_out() {
+    use tasjil_vcard::{require_stack, VirtualCard, ADMIN_PIN, READER, USER_PIN};
+    const TEST: &str = "kiosk::ui_tests::with_a_card_badge…";
+    let Some(_stack) = require_stack(TEST) else {
+        return;
+    };
+    let Some(bin) = vcard_bin() else {
+        let why = "tasjil-vcard is not built: run `cargo test --workspace`";
+        assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "CI=true: {why}");
+        eprintln!("\n!!!!!!!! SKIPPED {TEST}: {why}\n");
+        return;
+    };
+    // A badge as a supervisor makes one with `tasjil badge personalise`.
+    let mut card = VirtualCard::insert(&bin, 0x7A51_00E5);
+    let key = tasjil_drivers::card::personalise(
+        READER,
+        ADMIN_PIN,
+        &tasjil_drivers::card::Personalisation {
+            officer_id: "OFF-0077",
+            officer_name: "Amrani<<Yassine",
+        },
+    )
+    .unwrap();
+
+    // The station's real badge path (PC/SC); camera and scanner simulated by configuration.
+    let (_tmp, dir) = test_station();
+    std::fs::write(
+        dir.0.join("config.toml"),
+        "[devices]\ncamera = \"sim\"\nfingerprint = \"sim\"\nbadge = \"pcsc\"\n",
+    )
+    .unwrap();
+    init_backend();
+    let running = build(&dir, &Options::default(), Some(Box::new(|| {}))).unwrap();
+    running
+        .ui
+        .window()
+        .set_size(slint::LogicalSize::new(1024.0, 600.0));
+    running.ui.show().unwrap();
+    let h = Harness {
+        running,
+        screens: Vec::new(),
+    };
+    assert!(
+        ElementHandle::find_by_element_id(h.ui(), "LoginView::insert-badge")
+            .next()
+            .is_none(),
+        "no simulated badge button with a card reader"
+    );
+    assert!(!h.ui().global::<App>().get_simulate());
+
+    // The badge already in the reader is read: the PIN pad opens for its officer, with the
+    // card's own count of tries.
+    h.until("the PIN pad for the card", |ui| {
+        ui.global::<LoginAdapter>().get_state() == "pin"
+    });
+    assert_eq!(h.ui().global::<LoginAdapter>().get_officer(), "OFF-0077");
+    assert_eq!(h.ui().global::<LoginAdapter>().get_tries_left(), 3);
+    h.type_pin("654321");
+    h.until("the wrong PIN refused", |ui| {
+        ui.global::<LoginAdapter>().get_wrong_pin()
+    });
+    assert_eq!(
+        h.ui().global::<LoginAdapter>().get_tries_left(),
+        2,
+        "the card's counter"
+    );
+    h.type_pin(USER_PIN);
+    h.until("home", |ui| ui.global::<App>().get_view() == "home");
+    assert_eq!(h.ui().global::<App>().get_officer(), "OFF-0077");
+
+    // One enrolment, confirmed with the card's PIN: the card co-signs.
+    h.click("HomeView::start");
+    h.until("kind", |ui| ui.global::<App>().get_view() == "kind");
+    h.click("KindView::kind-new");
+    h.until("form", |ui| ui.global::<App>().get_view() == "form");
+    h.running
+        .kiosk
+        .fill_form(&crate::schema::simulated_demographics(31, "new"));
+    h.click("NavBar::next-ltr");
+    h.until("face captured", |ui| {
+        ui.global::<FaceAdapter>().get_captured()
+    });
+    h.click("NavBar::next-ltr");
+    h.capture_fingers();
+    h.click("NavBar::next-ltr");
+    h.draw_signature();
+    h.click("NavBar::next-ltr");
+    h.until("review", |ui| ui.global::<App>().get_view() == "review");
+    h.click("ReviewView::confirm");
+    h.type_pin("000000");
+    h.until("the wrong confirmation PIN refused", |ui| {
+        ui.global::<App>().get_status_error()
+            && ui.global::<App>().get_status().contains("wrong PIN")
+    });
+    assert_eq!(h.view(), "confirm", "still at the confirmation");
+    h.type_pin(USER_PIN);
+    h.until("receipt", |ui| ui.global::<App>().get_view() == "receipt");
+    let id = h.ui().global::<ReceiptAdapter>().get_id().to_string();
+
+    let view = View::open(&dir).unwrap();
+    let report = crate::verify::verify(&view).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.valid, 1);
+    let rows = view.store.envelopes().unwrap();
+    assert_eq!((rows[0].id.as_str(), rows[0].officer.as_str()), (id.as_str(), "OFF-0077"));
+    let officer = view
+        .store
+        .officers()
+        .unwrap()
+        .into_iter()
+        .find(|o| o.id == "OFF-0077")
+        .unwrap();
+    assert_eq!(officer.public_key, hex::encode(key), "the card's key co-signed");
+
+    // The badge is pulled out: logged out, back to the login view waiting for a badge.
+    card.pull();
+    h.until("logged out", |ui| {
+        ui.global::<App>().get_view() == "login"
+            && ui.global::<LoginAdapter>().get_state() == "no-badge"
+    });
+    assert_eq!(h.ui().global::<App>().get_officer(), "");
 }

@@ -23,10 +23,14 @@ use crate::schema::FieldError;
 /// Consecutive good preview frames before the photo is taken automatically (about 0.2 s at
 /// 25 fps: the citizen is holding still).
 pub const FRAMES_NEEDED: u32 = 5;
-/// Time between preview frames when the camera keeps up (25 fps).
-const FRAME_INTERVAL: Duration = Duration::from_millis(40);
+/// Time between preview frames when the camera keeps up: 30 fps, the rate USB cameras deliver
+/// at 640×480 (a real camera paces itself too: its `frame()` waits for the next one).
+const FRAME_INTERVAL: Duration = Duration::from_micros(33_333);
 /// Time between attempts while the camera does not answer.
 const CAMERA_RETRY: Duration = Duration::from_millis(500);
+/// Time between looks at the badge reader (card badges): a badge pulled out logs the officer
+/// out within this time.
+const BADGE_POLL: Duration = Duration::from_millis(400);
 
 #[derive(Debug)]
 pub enum Command {
@@ -67,6 +71,8 @@ pub enum Command {
     },
     /// The supervisor's desk (`super::supervisor`).
     Supervisor(super::supervisor::Command),
+    /// The devices and their state now (for the diagnostics view).
+    Devices,
 }
 
 #[derive(Debug)]
@@ -80,7 +86,13 @@ pub enum Event {
     LoggedIn {
         name: String,
     },
-    LoginRefused(String),
+    LoginRefused {
+        message: String,
+        /// PIN attempts left, when the badge counts them (cards do).
+        retries_left: Option<u8>,
+    },
+    /// A badge was inserted in or pulled out of the reader (card badges).
+    Badge(super::badges::BadgeChange),
     Home(HomeStats),
     /// The workflow moved on (or back) to this step.
     Step(Step),
@@ -92,6 +104,9 @@ pub enum Event {
         fps: f32,
     },
     CameraLost(String),
+    /// The fingerprint sensor is not there (unplugged, never plugged in): the finger can be
+    /// captured again once it is.
+    ScannerLost(String),
     Face {
         outcome: Outcome,
         step: Step,
@@ -114,6 +129,8 @@ pub enum Event {
     Error(String),
     /// From the supervisor's desk.
     Supervisor(super::supervisor::Event),
+    /// The devices and their state (answer to [`Command::Devices`]).
+    Devices(Vec<String>),
 }
 
 /// Results waiting for the UI thread.
@@ -182,21 +199,42 @@ fn run(mut session: Session, rx: &Receiver<Command>, outbox: &Outbox, frame_free
     let mut preview = false;
     let mut good_frames = 0u32;
     let mut frame_times: VecDeque<Instant> = VecDeque::new();
-    let mut wait = FRAME_INTERVAL;
+    // When the next preview frame is due.
+    let mut next_frame = Instant::now();
     let mut camera_lost = false;
     let mut auto = true;
+    let polls_badges = session.polls_badges();
+    let mut next_badge_poll = Instant::now();
     loop {
-        let command = if preview {
-            match rx.recv_timeout(wait) {
+        if polls_badges && Instant::now() >= next_badge_poll {
+            if let Some(change) = session.poll_badge() {
+                tracing::info!("badge reader: {change:?}");
+                if matches!(change, super::badges::BadgeChange::Removed) {
+                    preview = false;
+                }
+                outbox.push(Event::Badge(change));
+            }
+            next_badge_poll = Instant::now() + BADGE_POLL;
+        }
+        let now = Instant::now();
+        let until_frame = next_frame.saturating_duration_since(now);
+        let until_poll = next_badge_poll.saturating_duration_since(now);
+        let timeout = match (preview, polls_badges) {
+            (true, true) => Some(until_frame.min(until_poll)),
+            (true, false) => Some(until_frame),
+            (false, true) => Some(until_poll),
+            (false, false) => None,
+        };
+        let command = match timeout {
+            Some(t) => match rx.recv_timeout(t) {
                 Ok(c) => Some(c),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
-            }
-        } else {
-            match rx.recv() {
+            },
+            None => match rx.recv() {
                 Ok(c) => Some(c),
                 Err(_) => return,
-            }
+            },
         };
         if let Some(command) = command {
             if let Command::AutoCapture(on) = command {
@@ -207,10 +245,13 @@ fn run(mut session: Session, rx: &Receiver<Command>, outbox: &Outbox, frame_free
                 preview = on;
                 good_frames = 0;
                 frame_times.clear();
-                wait = Duration::ZERO;
+                next_frame = Instant::now();
                 continue;
             }
             handle(&mut session, command, outbox, &mut preview);
+            continue;
+        }
+        if !preview || Instant::now() < next_frame {
             continue;
         }
         // A preview frame is due.
@@ -250,7 +291,7 @@ fn run(mut session: Session, rx: &Receiver<Command>, outbox: &Outbox, frame_free
                     good_frames = 0;
                     handle(&mut session, Command::CaptureFace, outbox, &mut preview);
                 }
-                wait = FRAME_INTERVAL.saturating_sub(started.elapsed());
+                next_frame = started + FRAME_INTERVAL;
             }
             Err(e) => {
                 if !camera_lost {
@@ -259,7 +300,7 @@ fn run(mut session: Session, rx: &Receiver<Command>, outbox: &Outbox, frame_free
                 camera_lost = true;
                 good_frames = 0;
                 outbox.push(Event::CameraLost(e.to_string()));
-                wait = CAMERA_RETRY;
+                next_frame = Instant::now() + CAMERA_RETRY;
             }
         }
     }
@@ -269,7 +310,10 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
     let event = match command {
         Command::Login { officer, pin } => match session.login(&officer, &pin) {
             Ok(name) => Event::LoggedIn { name },
-            Err(e) => Event::LoginRefused(format!("{e:#}")),
+            Err(e) => Event::LoginRefused {
+                retries_left: e.retries_left(),
+                message: format!("{e:#}"),
+            },
         },
         Command::Logout => {
             *preview = false;
@@ -277,6 +321,7 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
             return;
         }
         Command::Home => result(session.home().map(Event::Home)),
+        Command::Devices => Event::Devices(session.device_names()),
         Command::Start => result(session.start().map(|()| Event::Step(Step::Identify))),
         Command::Cancel => {
             *preview = false;
@@ -290,7 +335,8 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
         })),
         Command::Preview(_) | Command::AutoCapture(_) => return,
         Command::Supervisor(c) => {
-            super::supervisor::run(session.station_mut(), c, &mut |e| {
+            let (station, badges) = session.desk();
+            super::supervisor::run(station, badges, c, &mut |e| {
                 outbox.push(Event::Supervisor(e));
             });
             return;
@@ -304,11 +350,20 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
             }
             Err(e) => Event::Error(format!("{e:#}")),
         },
-        Command::CaptureFinger => result(session.capture_finger().map(|result| Event::Finger {
-            result,
-            next: session.next_finger(),
-            step: session.step().unwrap_or(Step::Identify),
-        })),
+        Command::CaptureFinger => match session.capture_finger() {
+            Ok(result) => Event::Finger {
+                result,
+                next: session.next_finger(),
+                step: session.step().unwrap_or(Step::Identify),
+            },
+            Err(e) => match e.downcast_ref::<tasjil_drivers::CaptureError>() {
+                Some(tasjil_drivers::CaptureError::Disconnected(what)) => {
+                    tracing::warn!("fingerprint sensor lost: {e:#}");
+                    Event::ScannerLost(what.clone())
+                }
+                _ => Event::Error(format!("{e:#}")),
+            },
+        },
         Command::FingerException(reason) => result(session.finger_exception(reason).map(
             |position| Event::FingerExcepted {
                 position,

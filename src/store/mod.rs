@@ -53,8 +53,19 @@ pub enum StoreError {
     Migration(String),
     #[error("cannot encode record: {0}")]
     Encode(String),
+    /// The station's rules refuse the operation; the message says why and what to do.
+    #[error("{0}")]
+    Refused(String),
     #[error("database error: {0}")]
     Sqlite(#[source] rusqlite::Error),
+}
+
+/// Why a supervisor may not approve `id`.
+fn own_record(id: &str, supervisor: &str) -> String {
+    format!(
+        "record {id} was enrolled by {supervisor}: a supervisor does not approve their own \
+         enrolments; another supervisor must (or allow it with [approval] self_approval = true)"
+    )
 }
 
 impl StoreError {
@@ -565,6 +576,7 @@ impl Store {
         key: &StationKey,
         ids: &[String],
         supervisor: &str,
+        self_approval: bool,
         badge_signature: &dyn Fn(&[String]) -> Result<String, String>,
         now_ms: i64,
     ) -> Result<Vec<(String, String)>, StoreError> {
@@ -573,25 +585,35 @@ impl Store {
             .conn
             .transaction()
             .map_err(|e| StoreError::from_sqlite(&path, e))?;
-        let pick = |tx: &Transaction| -> rusqlite::Result<Vec<(String, String, bool, i64)>> {
+        type Row = (String, String, bool, i64, String);
+        let pick = |tx: &Transaction| -> rusqlite::Result<Vec<Row>> {
             let mut stmt = tx.prepare(
-                "SELECT id, hash, approved_ms IS NOT NULL, created_ms FROM envelopes ORDER BY seq",
+                "SELECT id, hash, approved_ms IS NOT NULL, created_ms, officer FROM envelopes ORDER BY seq",
             )?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
             rows.collect()
         };
         let all = pick(&tx).map_err(|e| StoreError::from_sqlite(&path, e))?;
+        let own = |officer: &str| !self_approval && officer == supervisor;
         for id in ids {
-            if !all.iter().any(|(i, _, _, _)| i == id) {
-                return Err(StoreError::Encode(format!(
-                    "no record {id} on this station"
-                )));
+            match all.iter().find(|r| &r.0 == id) {
+                None => {
+                    return Err(StoreError::Refused(format!(
+                        "no record {id} on this station"
+                    )))
+                }
+                Some(r) if own(&r.4) && !r.2 => return Err(StoreError::Refused(own_record(id, supervisor))),
+                Some(_) => {}
             }
         }
         let chosen: Vec<(String, String, i64)> = all
             .into_iter()
-            .filter(|(id, _, done, _)| !done && (ids.is_empty() || ids.contains(id)))
-            .map(|(id, hash, _, created)| (id, hash, created))
+            .filter(|(id, _, done, _, officer)| {
+                !done && (ids.is_empty() || ids.contains(id)) && !own(officer)
+            })
+            .map(|(id, hash, _, created, _)| (id, hash, created))
             .collect();
         if chosen.is_empty() {
             return Ok(Vec::new());

@@ -129,11 +129,30 @@ fn officer_enrols_and_supervisor_approves_with_a_card_badge() {
     assert_eq!(records.len(), 2);
     assert!(records.iter().all(|r| r["officer"] == "OFF-0042"), "{list}");
 
-    // Approval with the card (`auto` finds it in the reader).
+    // The card's officer cannot approve what they enrolled (`auto` finds the card in the
+    // reader): nothing approved, and the output says another supervisor must.
     let out = with_stdin(&s, &["approve", "--all", "--pin-stdin", "--json"], USER_PIN);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(json(&out)["approved"], 2);
+    assert_eq!(json(&out)["approved"], 0);
     assert_eq!(json(&out)["supervisor"], "OFF-0042");
+    assert_eq!(json(&out)["left_for_another_supervisor"].as_array().unwrap().len(), 2);
+    let ids: Vec<String> = records.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let out = with_stdin(&s, &["approve", &ids[0], "--pin-stdin"], USER_PIN);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not approve their own enrolments"),
+        "{}",
+        text(&out)
+    );
+    // Another supervisor approves them (here the simulated supervisor badge).
+    let out = with_stdin(
+        &s,
+        &["approve", "--all", "--badge", "sim", "--pin-stdin", "--json"],
+        USER_PIN,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(json(&out)["approved"], 2);
+    assert_eq!(json(&out)["supervisor"], "SUP-SIM-1");
 
     // Every co-signature verifies against the badge key registered at first login.
     let (code, report) = s.json(&["verify"]);

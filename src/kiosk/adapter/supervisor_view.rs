@@ -262,8 +262,14 @@ impl Kiosk {
                     (done as f64 / total as f64) as f32
                 });
             }
-            Event::Approved { supervisor, count } => {
-                let said = if count == 0 {
+            Event::Approved {
+                supervisor,
+                count,
+                own_left,
+            } => {
+                let said = if own_left > 0 {
+                    Said::new("approved-own", count, own_left as u64, supervisor, false)
+                } else if count == 0 {
                     Said::new("nothing-to-approve", 0, 0, "", false)
                 } else {
                     Said::new("approved", count, 0, supervisor, false)
