@@ -477,7 +477,7 @@ pub fn kiosk_camera(cfg: &Devices, simulate: bool, seed: u64) -> Box<dyn Camera>
 /// The kiosk's fingerprint scanner under the configuration, like [`kiosk_camera`].
 pub fn kiosk_scanner(cfg: &Devices, simulate: bool, seed: u64) -> Box<dyn FingerprintScanner> {
     if simulate || cfg.fingerprint == FingerprintBackend::Sim {
-        return Box::new(crate::enrolment::simulate::devices(seed).1);
+        return Box::new(tasjil_drivers::sim::SimScanner::new(seed));
     }
     let cfg2 = cfg.clone();
     let what = match cfg.fingerprint_driver.trim() {

@@ -85,12 +85,21 @@ impl Harness {
 
     /// Scan every finger still to do on the fingers view (retries included).
     fn capture_fingers(&self) {
-        while !self.ui().global::<FingersAdapter>().get_done() {
+        // Ten fingers with their retries: far fewer presses than this.
+        for _ in 0..60 {
+            if self.ui().global::<FingersAdapter>().get_done() {
+                return;
+            }
             self.click("FingersView::capture");
             self.until("finger scanned", |ui| {
                 !ui.global::<FingersAdapter>().get_busy()
             });
         }
+        panic!(
+            "the fingers are not done after 60 presses; view {} status {:?}",
+            self.view(),
+            self.ui().global::<App>().get_status()
+        );
     }
 
     /// Draw a signature with the pointer on the pad.
