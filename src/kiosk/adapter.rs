@@ -1207,6 +1207,9 @@ impl Kiosk {
             Event::Badge(BadgeChange::Unusable(why)) => {
                 self.status_msg(&ui, "not-a-badge", format!("({why})"), true);
             }
+            Event::Badge(BadgeChange::ReaderProblem(why)) => {
+                self.status_msg(&ui, "no-reader", format!("({why})"), true);
+            }
             Event::Devices(devices) => {
                 self.st.borrow_mut().devices = devices;
                 if ui.global::<App>().get_view() == "diagnostics" {

@@ -36,6 +36,8 @@ pub enum BadgeChange {
     Inserted(Inserted),
     /// A card that is not a usable badge (blank, foreign card): what to tell the officer.
     Unusable(String),
+    /// The reader cannot be read (pcscd stopped, reader unplugged): what went wrong.
+    ReaderProblem(String),
     Removed,
 }
 
@@ -194,7 +196,7 @@ impl Badges {
                     return Some(if was {
                         BadgeChange::Removed
                     } else {
-                        BadgeChange::Unusable(why)
+                        BadgeChange::ReaderProblem(why)
                     });
                 }
                 was.then_some(BadgeChange::Removed)
