@@ -379,12 +379,9 @@ impl<T: ?Sized> std::fmt::Debug for Deferred<T> {
 }
 
 impl<T: ?Sized> Deferred<T> {
-    fn new(
-        what: String,
-        mut open: impl FnMut() -> anyhow::Result<Box<T>> + Send + 'static,
-    ) -> Self {
+    fn new(what: String, open: impl FnMut() -> anyhow::Result<Box<T>> + Send + 'static) -> Self {
         let mut d = Deferred {
-            open: Box::new(move || open()),
+            open: Box::new(open),
             inner: None,
             what,
             problem: None,
@@ -469,9 +466,10 @@ pub fn kiosk_camera(cfg: &Devices, simulate: bool, seed: u64) -> Box<dyn Camera>
         return Box::new(tasjil_drivers::sim::SimCamera::new(seed));
     }
     let cfg2 = cfg.clone();
-    Box::new(Deferred::<dyn Camera>::new(camera_setting(cfg), move || {
-        open_v4l2(&cfg2)
-    }))
+    Box::new(Deferred::<dyn Camera>::new(
+        camera_setting(cfg),
+        move || open_v4l2(&cfg2),
+    ))
 }
 
 /// The kiosk's fingerprint scanner under the configuration, like [`kiosk_camera`].

@@ -329,17 +329,14 @@ impl Station {
             Ok(hex::encode(sig))
         };
         let key = self.key();
-        Ok(self
-            .view
-            .store
-            .approve(
-                &key,
-                ids,
-                &supervisor,
-                self.self_approval,
-                &sign,
-                crate::now_ms(),
-            )?)
+        Ok(self.view.store.approve(
+            &key,
+            ids,
+            &supervisor,
+            self.self_approval,
+            &sign,
+            crate::now_ms(),
+        )?)
     }
 
     /// Records awaiting approval that `supervisor` enrolled themselves, which they may not

@@ -16,11 +16,11 @@ use slint::{
 use tasjil_drivers::{ExceptionReason, FingerPosition};
 use tasjil_sync::EnrolmentKind;
 
+use super::badges::BadgeChange;
 use super::form::{Editor, Form};
 use super::i18n::{font_for_text, Lang, ARABIC_FONT, LATIN_FONT, TIFINAGH_FONT};
 use super::keyboard;
 use super::login::{Login, LoginState};
-use super::badges::BadgeChange;
 use super::session::{Receipt, Review};
 use super::ui::*;
 use super::worker::{Command, Event, Outbox, FRAMES_NEEDED};
@@ -145,7 +145,8 @@ impl Kiosk {
             status_again: RefCell::new(None),
         });
         ui.global::<App>().set_simulate(sim_badges);
-        ui.global::<App>().set_sim_camera(kiosk.camera_plug.is_some());
+        ui.global::<App>()
+            .set_sim_camera(kiosk.camera_plug.is_some());
         kiosk.bind_app(ui);
         kiosk.bind_login(ui);
         kiosk.bind_home(ui);
@@ -490,7 +491,7 @@ impl Kiosk {
                 }
                 Err(e) => {
                     if let Some(ui) = k.ui.upgrade() {
-                        k.status(&ui, &format!("{e}"), true);
+                        k.status(&ui, &e.to_string(), true);
                     }
                 }
             }
@@ -1293,6 +1294,11 @@ impl Kiosk {
             Event::Finger { result, next, step } => {
                 let i = usize::from(result.position.code() - 1);
                 let (kind, _, left) = outcome_parts(&result.outcome);
+                tracing::info!(
+                    "finger {} {kind}, quality {}",
+                    result.position.name(),
+                    result.quality
+                );
                 let status = match result.outcome {
                     Outcome::Accepted => FingerStatus::Ok(result.quality),
                     Outcome::Retry { .. } => FingerStatus::Todo,

@@ -1,11 +1,13 @@
 //! A test-only remote control of a running kiosk, for smoke tests of the real binary under Xvfb
-//! (tests/e2e/kiosk_xvfb.rs). Off unless `TASJIL_KIOSK_CONTROL=stdin` and `--simulate`: then
+//! (tests/e2e/kiosk_xvfb.rs). Off unless `TASJIL_KIOSK_CONTROL=stdin` and the badges are
+//! simulated (`--simulate` or `badge = "sim"`: a kiosk with card badges never listens): then
 //! each line on standard input presses what a touch would press (the views' adapter callbacks)
 //! or pulls the simulated camera's cable. It never reaches the store or the worker any other
 //! way than the views do.
 //!
 //! Lines: `badge`, `pin <digits>`, `start`, `kind <new|renewal|...>`, `form-sample <seed>`,
-//! `camera <plug|unplug>`, `face-next`, `go <view>`.
+//! `camera <plug|unplug>`, `face-next`, `finger` (the fingers view's Capture), `fingers-next`,
+//! `go <view>`.
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +29,7 @@ pub fn start(
     kiosk: &Rc<Kiosk>,
     plug: Option<Arc<AtomicBool>>,
 ) -> Option<slint::Timer> {
-    if std::env::var(ENV).ok().as_deref() != Some("stdin") || plug.is_none() {
+    if std::env::var(ENV).ok().as_deref() != Some("stdin") || !ui.global::<App>().get_simulate() {
         return None;
     }
     tracing::warn!("kiosk remote control on standard input ({ENV}=stdin): for tests only");
@@ -99,6 +101,8 @@ fn apply(ui: &AppWindow, k: &Kiosk, plug: Option<&AtomicBool>, line: &str) -> Re
         "go" => ui.global::<App>().invoke_go(arg.into()),
         // The face view's Next (moves on only once the photo is taken).
         "face-next" => ui.global::<FaceAdapter>().invoke_next(),
+        "finger" => ui.global::<FingersAdapter>().invoke_capture(),
+        "fingers-next" => ui.global::<FingersAdapter>().invoke_next(),
         "" => {}
         other => return Err(format!("unknown control {other:?}")),
     }

@@ -75,8 +75,8 @@ impl Login {
     pub fn insert_badge(&mut self, officer: &str, card_tries: Option<u8>, now_ms: i64) {
         self.pin.clear();
         self.last_activity_ms = now_ms;
-        self.tries_left = card_tries
-            .unwrap_or_else(|| *self.sim_tries.get(officer).unwrap_or(&MAX_TRIES));
+        self.tries_left =
+            card_tries.unwrap_or_else(|| *self.sim_tries.get(officer).unwrap_or(&MAX_TRIES));
         self.state = if self.tries_left == 0 {
             LoginState::Blocked {
                 officer: officer.into(),
@@ -255,20 +255,29 @@ mod tests {
         l.insert_badge("OFF-2", None, 0);
         assert_eq!(
             l.state(),
-            &LoginState::EnterPin { officer: "OFF-2".into(), tries_left: 3 }
+            &LoginState::EnterPin {
+                officer: "OFF-2".into(),
+                tries_left: 3
+            }
         );
         l.remove_badge();
         l.insert_badge("OFF-1", None, 0);
         assert_eq!(
             l.state(),
-            &LoginState::EnterPin { officer: "OFF-1".into(), tries_left: 2 }
+            &LoginState::EnterPin {
+                officer: "OFF-1".into(),
+                tries_left: 2
+            }
         );
         l.remove_badge();
         // A card says how many tries it has left, whatever happened at another kiosk.
         l.insert_badge("OFF-0042", Some(1), 0);
         assert_eq!(
             l.state(),
-            &LoginState::EnterPin { officer: "OFF-0042".into(), tries_left: 1 }
+            &LoginState::EnterPin {
+                officer: "OFF-0042".into(),
+                tries_left: 1
+            }
         );
         type_pin(&mut l, "000000").unwrap();
         l.pin_result(false, Some(0), 0);

@@ -26,7 +26,13 @@ pub mod worker;
 mod ui_tests;
 
 /// The Slint-generated views.
-#[allow(missing_debug_implementations, clippy::all)]
+// Generated code: the workspace's restriction lints (unwrap_used, …) are for our own code.
+#[allow(
+    missing_debug_implementations,
+    clippy::all,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 pub mod ui {
     slint::include_modules!();
 }
@@ -158,10 +164,7 @@ pub fn run(dir: &DataDir, options: &Options) -> anyhow::Result<()> {
         kiosk,
         camera_plug,
     } = running;
-    let _control = options
-        .simulate
-        .then(|| control::start(&ui, &kiosk, camera_plug))
-        .flatten();
+    let _control = control::start(&ui, &kiosk, camera_plug);
     if options.fullscreen {
         ui.window().set_fullscreen(true);
     }

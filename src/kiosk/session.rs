@@ -198,7 +198,10 @@ impl Session {
                 "simulated officer badges (PIN 123456)".to_string()
             }
             super::badges::BadgeSource::Card => match self.badges.inserted() {
-                Some(b) => format!("badge reader {}: badge {} ({})", b.reader, b.officer, b.name),
+                Some(b) => format!(
+                    "badge reader {}: badge {} ({})",
+                    b.reader, b.officer, b.name
+                ),
                 None => "badge reader (PC/SC): no badge inserted".to_string(),
             },
         };

@@ -12,8 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bundle::{self, ExportReport, Range, StickError};
 use super::badges::{Badges, UnlockError};
+use crate::bundle::{self, ExportReport, Range, StickError};
 use crate::enrolment::OfficerBadge;
 use crate::station::Station;
 use crate::store::EnvelopeRow;
@@ -370,26 +370,28 @@ pub fn run(
             emit(Event::Targets(removable_targets()));
             return;
         }
-        Command::ApproveAll { supervisor, pin } => unlock(badges, &supervisor, &pin).and_then(|mut b| {
-            let supervisor = b.officer_id();
-            let approved = station
-                .approve(b.as_mut(), &[])
-                .map_err(|e| Problem::of(&e))?;
-            tracing::info!(
-                "{} records approved by {supervisor} at the kiosk",
-                approved.len()
-            );
-            let own_left = station
-                .own_awaiting(&supervisor)
-                .map_err(|e| Problem::of(&e))?
-                .len();
-            emit(Event::Approved {
-                supervisor,
-                count: approved.len(),
-                own_left,
-            });
-            Ok(())
-        }),
+        Command::ApproveAll { supervisor, pin } => {
+            unlock(badges, &supervisor, &pin).and_then(|mut b| {
+                let supervisor = b.officer_id();
+                let approved = station
+                    .approve(b.as_mut(), &[])
+                    .map_err(|e| Problem::of(&e))?;
+                tracing::info!(
+                    "{} records approved by {supervisor} at the kiosk",
+                    approved.len()
+                );
+                let own_left = station
+                    .own_awaiting(&supervisor)
+                    .map_err(|e| Problem::of(&e))?
+                    .len();
+                emit(Event::Approved {
+                    supervisor,
+                    count: approved.len(),
+                    own_left,
+                });
+                Ok(())
+            })
+        }
         Command::Export {
             supervisor,
             pin,
@@ -862,7 +864,11 @@ tmpfs /run/user/0 tmpfs rw 0 0
         assert!(
             events.iter().any(|e| matches!(
                 e,
-                Event::Approved { count: 2, own_left: 1, .. }
+                Event::Approved {
+                    count: 2,
+                    own_left: 1,
+                    ..
+                }
             )),
             "{events:?}"
         );
@@ -882,7 +888,11 @@ tmpfs /run/user/0 tmpfs rw 0 0
 
         // A crew whose only supervisor enrols can allow it.
         commit_simulated_by(&dir, 1, 7, SIM_SUPERVISOR);
-        std::fs::write(dir.0.join("config.toml"), "[approval]\nself_approval = true\n").unwrap();
+        std::fs::write(
+            dir.0.join("config.toml"),
+            "[approval]\nself_approval = true\n",
+        )
+        .unwrap();
         let mut station = Station::open(&dir).unwrap();
         assert!(station.own_awaiting(SIM_SUPERVISOR).unwrap().is_empty());
         assert_eq!(station.approve(&mut badge, &[]).unwrap().len(), 1);

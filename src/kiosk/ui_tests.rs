@@ -114,7 +114,8 @@ impl Harness {
         });
         let pad = self.element("SignatureView::pad");
         let (p, size) = (pad.absolute_position(), pad.size());
-        let at = |fx: f32, fy: f32| LogicalPosition::new(p.x + fx * size.width, p.y + fy * size.height);
+        let at =
+            |fx: f32, fy: f32| LogicalPosition::new(p.x + fx * size.width, p.y + fy * size.height);
         let window = self.ui().window();
         window.dispatch_event(WindowEvent::PointerPressed {
             position: at(0.1, 0.6),
@@ -598,7 +599,10 @@ fn with_a_card_badge_the_officer_logs_in_co_signs_on_the_card_and_pulling_it_log
     };
     let Some(bin) = vcard_bin() else {
         let why = "tasjil-vcard is not built: run `cargo test --workspace`";
-        assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "CI=true: {why}");
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI=true: {why}"
+        );
         eprintln!("\n!!!!!!!! SKIPPED {TEST}: {why}\n");
         return;
     };
@@ -694,7 +698,10 @@ fn with_a_card_badge_the_officer_logs_in_co_signs_on_the_card_and_pulling_it_log
     assert!(report.ok, "{:?}", report.problems);
     assert_eq!(report.valid, 1);
     let rows = view.store.envelopes().unwrap();
-    assert_eq!((rows[0].id.as_str(), rows[0].officer.as_str()), (id.as_str(), "OFF-0077"));
+    assert_eq!(
+        (rows[0].id.as_str(), rows[0].officer.as_str()),
+        (id.as_str(), "OFF-0077")
+    );
     let officer = view
         .store
         .officers()
@@ -702,7 +709,11 @@ fn with_a_card_badge_the_officer_logs_in_co_signs_on_the_card_and_pulling_it_log
         .into_iter()
         .find(|o| o.id == "OFF-0077")
         .unwrap();
-    assert_eq!(officer.public_key, hex::encode(key), "the card's key co-signed");
+    assert_eq!(
+        officer.public_key,
+        hex::encode(key),
+        "the card's key co-signed"
+    );
 
     // The badge is pulled out: logged out, back to the login view waiting for a badge.
     card.pull();

@@ -350,7 +350,7 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
             }
             Err(e) => Event::Error(format!("{e:#}")),
         },
-        Command::CaptureFinger => match session.capture_finger() {
+        Command::CaptureFinger => match capture_finger(session) {
             Ok(result) => Event::Finger {
                 result,
                 next: session.next_finger(),
@@ -405,6 +405,14 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
         tracing::warn!("{e}");
     }
     outbox.push(event);
+}
+
+/// Capture the next finger, saying which one the sensor waits for.
+fn capture_finger(session: &mut Session) -> anyhow::Result<super::session::FingerResult> {
+    if let Some(position) = session.next_finger() {
+        tracing::info!("capturing {}: place it on the sensor", position.name());
+    }
+    session.capture_finger()
 }
 
 fn result(r: anyhow::Result<Event>) -> Event {

@@ -604,7 +604,9 @@ impl Store {
                         "no record {id} on this station"
                     )))
                 }
-                Some(r) if own(&r.4) && !r.2 => return Err(StoreError::Refused(own_record(id, supervisor))),
+                Some(r) if own(&r.4) && !r.2 => {
+                    return Err(StoreError::Refused(own_record(id, supervisor)))
+                }
                 Some(_) => {}
             }
         }

@@ -135,8 +135,17 @@ fn officer_enrols_and_supervisor_approves_with_a_card_badge() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(json(&out)["approved"], 0);
     assert_eq!(json(&out)["supervisor"], "OFF-0042");
-    assert_eq!(json(&out)["left_for_another_supervisor"].as_array().unwrap().len(), 2);
-    let ids: Vec<String> = records.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        json(&out)["left_for_another_supervisor"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let ids: Vec<String> = records
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
     let out = with_stdin(&s, &["approve", &ids[0], "--pin-stdin"], USER_PIN);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
@@ -147,7 +156,14 @@ fn officer_enrols_and_supervisor_approves_with_a_card_badge() {
     // Another supervisor approves them (here the simulated supervisor badge).
     let out = with_stdin(
         &s,
-        &["approve", "--all", "--badge", "sim", "--pin-stdin", "--json"],
+        &[
+            "approve",
+            "--all",
+            "--badge",
+            "sim",
+            "--pin-stdin",
+            "--json",
+        ],
         USER_PIN,
     );
     assert!(out.status.success(), "{}", text(&out));

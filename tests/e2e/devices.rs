@@ -103,7 +103,7 @@ impl Live {
 }
 
 /// Put a finger (an image) on libfprint's virtual sensor.
-fn place(socket: &Path, image: &tasjil_drivers::GreyImage) {
+pub(crate) fn place(socket: &Path, image: &tasjil_drivers::GreyImage) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut stream = loop {
         match UnixStream::connect(socket) {
@@ -124,11 +124,16 @@ fn place(socket: &Path, image: &tasjil_drivers::GreyImage) {
 /// Whether libfprint here offers the virtual sensor (as `tasjil devices` sees it); with CI=true
 /// its absence fails the test instead of skipping it.
 fn virtual_sensor(live: &Live, test: &str) -> bool {
+    virtual_sensor_at(&live.s.station, &live.socket, test)
+}
+
+/// [`virtual_sensor`] for any station and socket.
+pub(crate) fn virtual_sensor_at(station: &Path, socket: &Path, test: &str) -> bool {
     let out = Command::new(BIN)
         .arg("--data-dir")
-        .arg(&live.s.station)
+        .arg(station)
         .args(["devices", "--json"])
-        .env("FP_VIRTUAL_IMAGE", &live.socket)
+        .env("FP_VIRTUAL_IMAGE", socket)
         .output()
         .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
@@ -151,7 +156,7 @@ fn virtual_sensor(live: &Live, test: &str) -> bool {
     found
 }
 
-const LIBFPRINT: &str =
+pub(crate) const LIBFPRINT: &str =
     "[devices]\ncamera = \"sim\"\nfingerprint = \"libfprint\"\nfingerprint_driver = \"virtual_image\"\n";
 
 #[test]
