@@ -92,6 +92,15 @@ impl Kiosk {
             }
         });
         let k = Rc::downgrade(self);
+        a.on_target_erase(move || {
+            if let Some(ui) = k.upgrade().and_then(|k| k.ui.upgrade()) {
+                let a = ui.global::<SupervisorAdapter>();
+                let mut path = a.get_target().to_string();
+                path.pop();
+                a.set_target(path.into());
+            }
+        });
+        let k = Rc::downgrade(self);
         a.on_approve(move || {
             if let Some(k) = k.upgrade() {
                 k.ask_pin(Action::Approve);
