@@ -27,6 +27,21 @@ fn init_backend() {
     })));
 }
 
+/// The kiosk on `dir` in a headless window of the kiosk's size (1024×600), shown.
+fn open_window(dir: &crate::station::DataDir, options: &Options) -> Harness {
+    init_backend();
+    let running = build(dir, options, Some(Box::new(|| {}))).unwrap();
+    running
+        .ui
+        .window()
+        .set_size(slint::LogicalSize::new(1024.0, 600.0));
+    running.ui.show().unwrap();
+    Harness {
+        running,
+        screens: Vec::new(),
+    }
+}
+
 struct Harness {
     running: Running,
     screens: Vec<(String, u32, u32, Vec<u8>)>,
@@ -155,27 +170,15 @@ fn ink(rgba: &[u8]) -> usize {
 
 #[test]
 fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
-    init_backend();
     let (_tmp, dir) = test_station();
-    let running = build(
+    let mut h = open_window(
         &dir,
         &Options {
             simulate: true,
             seed: 11,
             ..Options::default()
         },
-        Some(Box::new(|| {})),
-    )
-    .unwrap();
-    running
-        .ui
-        .window()
-        .set_size(slint::LogicalSize::new(1024.0, 600.0));
-    running.ui.show().unwrap();
-    let mut h = Harness {
-        running,
-        screens: Vec::new(),
-    };
+    );
     let plug = h.running.camera_plug.clone().unwrap();
 
     // Login: badge, a wrong PIN first (tries left shown), then the right one.
@@ -402,26 +405,14 @@ fn check_and_write_screens(screens: &[(String, u32, u32, Vec<u8>)]) {
 /// Start the kiosk on `dir` in a headless window of the kiosk's size and log in with the
 /// simulated badge through the login view.
 fn logged_in(dir: &crate::station::DataDir, seed: u64) -> Harness {
-    init_backend();
-    let running = build(
+    let h = open_window(
         dir,
         &Options {
             simulate: true,
             seed,
             ..Options::default()
         },
-        Some(Box::new(|| {})),
-    )
-    .unwrap();
-    running
-        .ui
-        .window()
-        .set_size(slint::LogicalSize::new(1024.0, 600.0));
-    running.ui.show().unwrap();
-    let h = Harness {
-        running,
-        screens: Vec::new(),
-    };
+    );
     h.click("LoginView::insert-badge");
     h.type_pin(crate::enrolment::badge::SIM_PIN);
     h.until("home", |ui| ui.global::<App>().get_view() == "home");
@@ -647,17 +638,7 @@ fn with_a_card_badge_the_officer_logs_in_co_signs_on_the_card_and_pulling_it_log
         "[devices]\ncamera = \"sim\"\nfingerprint = \"sim\"\nbadge = \"pcsc\"\n",
     )
     .unwrap();
-    init_backend();
-    let running = build(&dir, &Options::default(), Some(Box::new(|| {}))).unwrap();
-    running
-        .ui
-        .window()
-        .set_size(slint::LogicalSize::new(1024.0, 600.0));
-    running.ui.show().unwrap();
-    let h = Harness {
-        running,
-        screens: Vec::new(),
-    };
+    let h = open_window(&dir, &Options::default());
     assert!(
         ElementHandle::find_by_element_id(h.ui(), "LoginView::insert-badge")
             .next()
