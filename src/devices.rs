@@ -486,3 +486,35 @@ pub fn kiosk_scanner(cfg: &Devices, simulate: bool, seed: u64) -> Box<dyn Finger
         open_fprint(&cfg2)
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_deferred_device_says_why_it_is_missing_and_is_used_once_it_opens() {
+        // The camera "is plugged in" at the third attempt to open it.
+        let tries = Arc::new(AtomicU32::new(0));
+        let t = tries.clone();
+        let mut camera = Deferred::<dyn Camera>::new("camera auto".into(), move || {
+            if t.fetch_add(1, Ordering::SeqCst) < 2 {
+                anyhow::bail!("no camera attached")
+            }
+            Ok(Box::new(tasjil_drivers::sim::SimCamera::new(3)) as Box<dyn Camera>)
+        });
+        assert_eq!(tries.load(Ordering::SeqCst), 1, "tried once at start");
+        assert!(camera.name().contains("not available (no camera attached)"));
+        assert!(matches!(
+            camera.frame(),
+            Err(tasjil_drivers::CaptureError::Disconnected(what)) if what == "camera auto"
+        ));
+        let frame = camera.frame().unwrap();
+        assert_eq!(frame.rgb.len() as u32, frame.width * frame.height * 3);
+        assert_eq!(tries.load(Ordering::SeqCst), 3);
+        assert!(!camera.name().contains("not available"));
+        camera.frame().unwrap();
+        assert_eq!(tries.load(Ordering::SeqCst), 3, "opened once, then kept");
+    }
+}

@@ -47,6 +47,13 @@ pub fn require_stack(test: &str) -> Option<Stack> {
             loop {
                 match card::wait_for_removal(READER, Duration::from_secs(10)) {
                     Ok(()) => break,
+                    // The pcscd seen at first was another test binary's, and has since exited
+                    // by itself (--auto-exit, 60 s after its last client): start ours.
+                    Err(card::BadgeError::NoService(_)) if Instant::now() <= deadline => {
+                        if let Err(e) = ensure_pcscd() {
+                            panic!("pcscd went away and does not come back: {e}");
+                        }
+                    }
                     Err(e) if Instant::now() > deadline => {
                         panic!(
                             "the virtual reader is not free: {e} (pcscd log: {})",
