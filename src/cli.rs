@@ -622,17 +622,7 @@ fn check_finger(path: &std::path::Path) -> anyhow::Result<Output> {
         if passed { "passed" } else { "NOT passed" }
     );
     for c in &q.checks {
-        human.push_str(&format!(
-            "\n  {} {:<14} {:.2}{}",
-            if c.passed { "ok  " } else { "FAIL" },
-            c.name,
-            c.value,
-            if c.passed {
-                String::new()
-            } else {
-                format!("  -> {}", c.advice)
-            }
-        ));
+        human.push_str(&check_line(c.passed, c.name, f64::from(c.value), c.advice));
     }
     Ok(Output {
         ok: passed,
@@ -645,6 +635,18 @@ fn check_finger(path: &std::path::Path) -> anyhow::Result<Output> {
         }),
         human,
     })
+}
+
+/// One line of `check-finger` / `check-face`: the verdict, the check, its value and, when it
+/// failed, what to do.
+fn check_line(passed: bool, name: &str, value: f64, advice: &str) -> String {
+    let verdict = if passed { "ok  " } else { "FAIL" };
+    let todo = if passed {
+        String::new()
+    } else {
+        format!("  -> {advice}")
+    };
+    format!("\n  {verdict} {name:<14} {value:>8.2}{todo}")
 }
 
 fn check_face(path: &std::path::Path) -> anyhow::Result<Output> {
@@ -671,17 +673,7 @@ fn check_face(path: &std::path::Path) -> anyhow::Result<Output> {
         ));
     }
     for c in &report.checks {
-        human.push_str(&format!(
-            "\n  {} {:<11} {:>8.2}{}",
-            if c.passed { "ok  " } else { "FAIL" },
-            c.name,
-            c.value,
-            if c.passed {
-                String::new()
-            } else {
-                format!("  -> {}", c.advice)
-            }
-        ));
+        human.push_str(&check_line(c.passed, c.name, f64::from(c.value), c.advice));
     }
     let token = FaceAnalyzer::token_image(&frame, &report).ok();
     if let Some(t) = &token {

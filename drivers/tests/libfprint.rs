@@ -4,56 +4,19 @@
 #![cfg(feature = "libfprint")]
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tasjil_drivers::fprint::{self, FprintScanner};
-use tasjil_drivers::sim::SimScanner;
-use tasjil_drivers::{CaptureError, FingerPosition, FingerprintScanner, GreyImage};
+mod common;
 
-/// Play the sensor: connect to the driver's socket and put a finger (an image) on it.
-fn send_image(socket: &Path, image: &GreyImage) -> std::thread::JoinHandle<()> {
-    let (socket, image) = (socket.to_path_buf(), image.clone());
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut stream = loop {
-            match UnixStream::connect(&socket) {
-                Ok(s) => break s,
-                Err(e) if Instant::now() > deadline => panic!("virtual sensor socket: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        };
-        // Give the capture call time to start waiting for a finger.
-        std::thread::sleep(Duration::from_millis(300));
-        let mut msg = Vec::new();
-        msg.extend_from_slice(&(image.width as i32).to_le_bytes());
-        msg.extend_from_slice(&(image.height as i32).to_le_bytes());
-        msg.extend_from_slice(&image.pixels);
-        stream.write_all(&msg).unwrap();
-        // Keep the connection until the driver has read it all.
-        std::thread::sleep(Duration::from_millis(500));
-    })
-}
+use tasjil_drivers::fprint::FprintScanner;
+use tasjil_drivers::sim::SimScanner;
+use tasjil_drivers::{CaptureError, FingerPosition, FingerprintScanner};
 
 #[test]
 fn captures_through_libfprints_virtual_image_sensor() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("fp-virtual-image.sock");
-    // SAFETY of set_var: this is the only test in this binary, before libfprint starts.
-    std::env::set_var("FP_VIRTUAL_IMAGE", &socket);
-
-    let sensors = fprint::sensors().unwrap();
-    if !sensors.iter().any(|s| s.driver == "virtual_image") {
-        let why = format!("libfprint shows no virtual_image device (sensors: {sensors:?})");
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI=true: {why}");
-        }
-        eprintln!(
-            "\n{0}\n!! SKIPPED libfprint test: {why}\n{0}\n",
-            "!".repeat(78)
-        );
+    if !common::virtual_sensor(&socket, "libfprint test") {
         return;
     }
     let t = Instant::now();
@@ -70,7 +33,7 @@ fn captures_through_libfprints_virtual_image_sensor() {
         .capture(FingerPosition::RightIndex)
         .unwrap()
         .image;
-    let sender = send_image(&socket, &print);
+    let sender = common::send(&socket, common::image_message(&print));
     let t = Instant::now();
     let got = scanner.capture(FingerPosition::RightIndex).unwrap();
     let capture_ms = t.elapsed().as_millis();
@@ -100,7 +63,7 @@ fn captures_through_libfprints_virtual_image_sensor() {
         .capture(FingerPosition::RightMiddle)
         .unwrap()
         .image;
-    let sender = send_image(&socket, &other);
+    let sender = common::send(&socket, common::image_message(&other));
     let got = scanner.capture(FingerPosition::RightMiddle).unwrap();
     sender.join().unwrap();
     assert_eq!(got.image.pixels, other.pixels);
