@@ -68,6 +68,16 @@ pub enum BadgeBackend {
     Sim,
 }
 
+/// Which reader takes the citizen's previous card (renewals, corrections).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum IdCardBackend {
+    /// A PC/SC reader (any but the badge's), as `pcsc`; `sim` is never chosen by itself.
+    Auto,
+    Pcsc,
+    Sim,
+}
+
 /// `[devices]`: which device plays each role.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +91,9 @@ pub struct Devices {
     /// Seconds to wait for a finger on a real sensor before the capture gives up.
     pub fingerprint_timeout_secs: u32,
     pub badge: BadgeBackend,
+    pub id_card: IdCardBackend,
+    /// PC/SC reader of the citizen's card; "" for any reader but the officer badge's.
+    pub id_card_reader: String,
 }
 
 /// The station's effective configuration.

@@ -1,5 +1,6 @@
-//! Which device plays each role (camera, fingerprint scanner, signature pad, officer badge) under
-//! the `[devices]` configuration, opening them for `tasjil enrol`, and the `tasjil devices` report.
+//! Which device plays each role (camera, fingerprint scanner, signature pad, officer badge, the
+//! citizen's previous card) under the `[devices]` configuration, opening them for `tasjil enrol`
+//! and the kiosk, and the `tasjil devices` report.
 //!
 //! The rule: `auto` means the real device when one is attached. When none is, the station says
 //! so and how to choose one; it never falls back to a simulated camera or scanner by itself —
@@ -11,7 +12,9 @@ use serde_json::json;
 use tasjil_drivers::{Camera, FingerprintScanner};
 use tasjil_sync::output::Output;
 
-use crate::config::{BadgeBackend, CameraBackend, Devices, FingerprintBackend};
+use tasjil_drivers::emrtd::{AccessKey, ChipError, IdentityPage, SoftChip};
+
+use crate::config::{BadgeBackend, CameraBackend, Devices, FingerprintBackend, IdCardBackend};
 
 /// How to choose a device, for error messages.
 const HOW_TO_CHOOSE: &str = "see `tasjil devices`; choose in [devices] of DATA_DIR/config.toml \
@@ -485,6 +488,158 @@ pub fn kiosk_scanner(cfg: &Devices, simulate: bool, seed: u64) -> Box<dyn Finger
     Box::new(Deferred::<dyn FingerprintScanner>::new(what, move || {
         open_fprint(&cfg2)
     }))
+}
+
+/// The reader of the citizen's previous card, for a renewal or a correction.
+pub trait IdCardReader: Send {
+    fn name(&self) -> String;
+    /// Open the chip with `key` and read its identity page. `exclude`: readers not to look in
+    /// (the officer's badge reader).
+    fn read(&mut self, key: &AccessKey, exclude: &[String]) -> Result<IdentityPage, ChipError>;
+    /// What a simulated card has printed on it (the officer types it from the card); `None` for
+    /// a real reader.
+    fn printed(&self) -> Option<IdentityPage> {
+        None
+    }
+}
+
+/// A simulated previous card: a software chip holding the simulated citizen of `seed`, always
+/// "on the reader".
+pub struct SimIdCard {
+    chip: SoftChip,
+    page: IdentityPage,
+}
+
+impl std::fmt::Debug for SimIdCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimIdCard")
+            .field("document_number", &self.page.document_number)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimIdCard {
+    pub fn new(seed: u64) -> SimIdCard {
+        let page = simulated_card(seed);
+        SimIdCard {
+            chip: SoftChip::new(&page, seed),
+            page,
+        }
+    }
+
+    /// What the simulated card holds (and has printed on it).
+    pub fn page(&self) -> &IdentityPage {
+        &self.page
+    }
+}
+
+impl IdCardReader for SimIdCard {
+    fn name(&self) -> String {
+        format!(
+            "simulated previous card {} (chip, BAC)",
+            self.page.document_number
+        )
+    }
+
+    fn read(&mut self, key: &AccessKey, _exclude: &[String]) -> Result<IdentityPage, ChipError> {
+        tasjil_drivers::emrtd::read_identity(&mut self.chip, key)
+    }
+
+    fn printed(&self) -> Option<IdentityPage> {
+        Some(self.page.clone())
+    }
+}
+
+/// The identity page of the simulated citizen of `seed` (as `schema::simulated_demographics`
+/// draws them for a renewal), on a card that expires within the next ten years.
+pub fn simulated_card(seed: u64) -> IdentityPage {
+    let d = crate::schema::simulated_demographics(seed, "renewal");
+    let text = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    let mrz_name = |s: &str| -> String {
+        s.to_uppercase()
+            .chars()
+            .map(|c| if c.is_ascii_uppercase() { c } else { ' ' })
+            .collect::<String>()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // A birth year alone (unknown day) is printed as 1 January on this card.
+    let birth = text("birth_date");
+    let birth_yymmdd = match birth.split('-').collect::<Vec<_>>().as_slice() {
+        [y, m, dd] => format!("{}{m}{dd}", &y[2..]),
+        _ => format!("{}0101", birth.get(2..4).unwrap_or("90")),
+    };
+    IdentityPage {
+        document_code: "ID".into(),
+        issuing_state: "MAR".into(),
+        document_number: text("previous_card_number").to_string(),
+        birth_date: birth_yymmdd,
+        sex: text("sex").to_string(),
+        expiry_date: format!(
+            "{:02}{:02}{:02}",
+            27 + seed % 9,
+            1 + seed % 12,
+            1 + seed % 28
+        ),
+        nationality: "MAR".into(),
+        surname: mrz_name(text("family_name_latin")),
+        given_names: mrz_name(text("given_names_latin")),
+        optional_data: String::new(),
+    }
+}
+
+/// The citizen's card in a PC/SC reader (`reader`, or any but the excluded ones).
+#[cfg(feature = "pcsc")]
+struct PcscIdCard {
+    reader: Option<String>,
+}
+
+#[cfg(feature = "pcsc")]
+impl IdCardReader for PcscIdCard {
+    fn name(&self) -> String {
+        match &self.reader {
+            Some(r) => format!("previous-card reader {r} (PC/SC)"),
+            None => "previous-card reader: any PC/SC reader but the badge's".into(),
+        }
+    }
+
+    fn read(&mut self, key: &AccessKey, exclude: &[String]) -> Result<IdentityPage, ChipError> {
+        let (reader, page) =
+            tasjil_drivers::emrtd::read_from_pcsc(self.reader.as_deref(), exclude, key)?;
+        tracing::info!("previous card read from its chip in {reader}");
+        Ok(page)
+    }
+}
+
+/// Without PC/SC support built in, only the simulated card exists.
+#[cfg(not(feature = "pcsc"))]
+struct PcscIdCard {
+    reader: Option<String>,
+}
+
+#[cfg(not(feature = "pcsc"))]
+impl IdCardReader for PcscIdCard {
+    fn name(&self) -> String {
+        let _ = &self.reader;
+        "previous-card reader: this build has no PC/SC support".into()
+    }
+
+    fn read(&mut self, _: &AccessKey, _: &[String]) -> Result<IdentityPage, ChipError> {
+        Err(ChipError::NoService(
+            "this build of tasjil has no PC/SC support (feature pcsc)".into(),
+        ))
+    }
+}
+
+/// The kiosk's previous-card reader under the configuration: the simulated card when configured
+/// (or `simulate`), else PC/SC.
+pub fn kiosk_id_card(cfg: &Devices, simulate: bool, seed: u64) -> Box<dyn IdCardReader> {
+    if simulate || cfg.id_card == IdCardBackend::Sim {
+        return Box::new(SimIdCard::new(seed));
+    }
+    let reader = Some(cfg.id_card_reader.trim().to_string()).filter(|r| !r.is_empty());
+    Box::new(PcscIdCard { reader })
 }
 
 #[cfg(test)]

@@ -41,11 +41,11 @@ pub struct Reader {
     pub card_present: bool,
 }
 
-fn context() -> Result<pcsc::Context, BadgeError> {
+pub(crate) fn context() -> Result<pcsc::Context, BadgeError> {
     pcsc::Context::establish(pcsc::Scope::User).map_err(|e| BadgeError::NoService(e.to_string()))
 }
 
-fn reader_names(ctx: &pcsc::Context) -> Result<Vec<CString>, BadgeError> {
+pub(crate) fn reader_names(ctx: &pcsc::Context) -> Result<Vec<CString>, BadgeError> {
     match ctx.list_readers_owned() {
         Ok(r) => Ok(r),
         Err(pcsc::Error::NoReadersAvailable) => Ok(Vec::new()),
@@ -53,7 +53,10 @@ fn reader_names(ctx: &pcsc::Context) -> Result<Vec<CString>, BadgeError> {
     }
 }
 
-fn states(ctx: &pcsc::Context, names: &[CString]) -> Result<Vec<pcsc::ReaderState>, BadgeError> {
+pub(crate) fn states(
+    ctx: &pcsc::Context,
+    names: &[CString],
+) -> Result<Vec<pcsc::ReaderState>, BadgeError> {
     let mut states: Vec<_> = names
         .iter()
         .map(|n| pcsc::ReaderState::new(n.clone(), pcsc::State::UNAWARE))
@@ -65,7 +68,7 @@ fn states(ctx: &pcsc::Context, names: &[CString]) -> Result<Vec<pcsc::ReaderStat
     Ok(states)
 }
 
-fn present(s: &pcsc::ReaderState) -> bool {
+pub(crate) fn present(s: &pcsc::ReaderState) -> bool {
     s.event_state().contains(pcsc::State::PRESENT) && !s.event_state().contains(pcsc::State::MUTE)
 }
 
@@ -231,9 +234,9 @@ fn classify(reader: &str, e: openpgp_card::Error) -> BadgeError {
 }
 
 /// How long a failed transmission waits for the reader to report a removal.
-const REMOVAL_SETTLE: Duration = Duration::from_millis(1500);
+pub(crate) const REMOVAL_SETTLE: Duration = Duration::from_millis(1500);
 
-fn removed_within(reader: &str, settle: Duration) -> Result<bool, BadgeError> {
+pub(crate) fn removed_within(reader: &str, settle: Duration) -> Result<bool, BadgeError> {
     let ctx = context()?;
     let deadline = Instant::now() + settle;
     let name = CString::new(reader).map_err(|e| BadgeError::Card(e.to_string()))?;

@@ -10,6 +10,7 @@ pub mod badge;
 pub mod capture;
 #[cfg(feature = "pcsc")]
 pub mod card;
+pub mod emrtd;
 pub mod face;
 #[cfg(feature = "libfprint")]
 pub mod fprint;

@@ -13,6 +13,7 @@ use slint::{
     ComponentHandle, Image, Model, ModelRc, Rgb8Pixel, Rgba8Pixel, SharedPixelBuffer, SharedString,
     VecModel,
 };
+use tasjil_drivers::emrtd::IdentityPage;
 use tasjil_drivers::{ExceptionReason, FingerPosition};
 use tasjil_sync::EnrolmentKind;
 
@@ -21,6 +22,7 @@ use super::form::{Editor, Form};
 use super::i18n::{font_for_text, Lang, ARABIC_FONT, LATIN_FONT, TIFINAGH_FONT};
 use super::keyboard;
 use super::login::{Login, LoginState};
+use super::previous::{self, CardKeyEntry};
 use super::session::{Receipt, Review};
 use super::ui::*;
 use super::worker::{Command, Event, Outbox, FRAMES_NEEDED};
@@ -63,6 +65,14 @@ struct State {
     log: VecDeque<String>,
     station: String,
     devices: Vec<String>,
+    /// What is typed to open the previous card's chip.
+    card: CardKeyEntry,
+    /// The previous card was read, or the officer chose to type its number: the form is next.
+    card_done: bool,
+    /// The birth date typed for the chip being read, as the form keeps it.
+    card_birth: Option<String>,
+    /// What the simulated previous card has printed on it.
+    sim_card: Option<IdentityPage>,
 }
 
 /// The kiosk's UI side: owns the UI-thread controllers and the line to the worker.
@@ -96,6 +106,34 @@ fn s(text: impl AsRef<str>) -> SharedString {
 
 fn now_ms() -> i64 {
     crate::now_ms()
+}
+
+/// The simulated card's printed number and dates, typed in advance (a demonstration needs no
+/// typing); an empty entry with a real reader.
+fn sim_card_entry(card: Option<&IdentityPage>) -> CardKeyEntry {
+    let Some(c) = card else {
+        return CardKeyEntry::new();
+    };
+    // Two-digit years: an expiry is in this century; a birth year after this one is the last.
+    let this_year = (crate::now_ms() / 31_556_952_000 + 1970) as u32 % 100;
+    let date = |yymmdd: &str, future: bool| -> String {
+        let (yy, mm, dd) = (
+            yymmdd.get(0..2).unwrap_or("00"),
+            yymmdd.get(2..4).unwrap_or("01"),
+            yymmdd.get(4..6).unwrap_or("01"),
+        );
+        let century = if future || yy.parse::<u32>().unwrap_or(0) <= this_year {
+            "20"
+        } else {
+            "19"
+        };
+        format!("{dd}{mm}{century}{yy}")
+    };
+    CardKeyEntry::prefilled(
+        &c.document_number,
+        &date(&c.birth_date, false),
+        &date(&c.expiry_date, true),
+    )
 }
 
 impl Kiosk {
@@ -135,6 +173,10 @@ impl Kiosk {
                 log: VecDeque::new(),
                 station: String::new(),
                 devices: Vec::new(),
+                card: CardKeyEntry::new(),
+                card_done: false,
+                card_birth: None,
+                sim_card: None,
             }),
             frames_shown: std::cell::Cell::new(0),
             desk: RefCell::default(),
@@ -151,6 +193,7 @@ impl Kiosk {
         kiosk.bind_login(ui);
         kiosk.bind_home(ui);
         kiosk.bind_kind(ui);
+        kiosk.bind_previous(ui);
         kiosk.bind_form(ui);
         kiosk.bind_face(ui);
         kiosk.bind_fingers(ui);
@@ -379,6 +422,9 @@ impl Kiosk {
         st.pen_started = None;
         st.confirm_pin.clear();
         st.review = None;
+        st.card_done = false;
+        st.card_birth = None;
+        st.card = sim_card_entry(st.sim_card.as_ref());
         drop(st);
         let face = ui.global::<FaceAdapter>();
         face.set_captured(false);
@@ -486,7 +532,11 @@ impl Kiosk {
                     if let Some(old) = k.st.borrow().form.as_ref() {
                         form.fill(&old.data());
                     }
-                    k.st.borrow_mut().form = Some(form);
+                    {
+                        let mut st = k.st.borrow_mut();
+                        st.form = Some(form);
+                        st.card_done = false;
+                    }
                     k.send(Command::Identify(kind));
                 }
                 Err(e) => {
@@ -506,6 +556,127 @@ impl Kiosk {
                 k.go(&ui, "home");
             }
         });
+    }
+
+    // ---- the previous card ---------------------------------------------------------------------
+
+    fn bind_previous(self: &Rc<Self>, ui: &AppWindow) {
+        let a = ui.global::<PreviousAdapter>();
+        let k = Rc::downgrade(self);
+        a.on_select(move |i| {
+            let Some(k) = k.upgrade() else { return };
+            k.with_card(|c| c.select(i.max(0) as usize));
+        });
+        let k = Rc::downgrade(self);
+        a.on_key(move |key| {
+            let Some(k) = k.upgrade() else { return };
+            k.with_card(|c| c.key(&key));
+        });
+        let k = Rc::downgrade(self);
+        a.on_erase(move || {
+            let Some(k) = k.upgrade() else { return };
+            k.with_card(CardKeyEntry::erase);
+        });
+        let k = Rc::downgrade(self);
+        a.on_read(move || {
+            let Some(k) = k.upgrade() else { return };
+            let Some(ui) = k.ui.upgrade() else { return };
+            let typed = k.st.borrow().card.access_key();
+            match typed {
+                Ok((key, birth)) => {
+                    k.st.borrow_mut().card_birth = Some(birth);
+                    ui.global::<PreviousAdapter>().set_busy(true);
+                    k.send(Command::ReadPreviousCard(key));
+                }
+                Err(problem) => {
+                    k.with_card(|c| c.select(problem.field()));
+                    k.status_msg(&ui, problem.message_key(), String::new(), true);
+                }
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_type_instead(move || {
+            let Some(k) = k.upgrade() else { return };
+            tracing::info!("previous card: the officer types its number instead");
+            k.st.borrow_mut().card_done = true;
+            k.show_step(Step::Demographics);
+        });
+        let k = Rc::downgrade(self);
+        a.on_back(move || {
+            if let Some(k) = k.upgrade() {
+                k.send(Command::Retake(Step::Identify));
+            }
+        });
+    }
+
+    fn with_card(&self, change: impl FnOnce(&mut CardKeyEntry)) {
+        change(&mut self.st.borrow_mut().card);
+        if let Some(ui) = self.ui.upgrade() {
+            self.refresh_card(&ui);
+        }
+    }
+
+    fn refresh_card(&self, ui: &AppWindow) {
+        let st = self.st.borrow();
+        let fields: Vec<CardField> = (0..3)
+            .map(|i| CardField {
+                shown: s(st.card.shown(i)),
+                current: st.card.current() == i,
+            })
+            .collect();
+        ui.global::<PreviousAdapter>()
+            .set_fields(ModelRc::new(VecModel::from(fields)));
+    }
+
+    /// The chip answered: its identity page goes into the form, or the officer is told what to
+    /// do about the refusal (the typed fields stay).
+    fn previous_card_read(
+        &self,
+        ui: &AppWindow,
+        read: Result<IdentityPage, tasjil_drivers::emrtd::ChipError>,
+    ) {
+        use tasjil_drivers::emrtd::ChipError;
+        ui.global::<PreviousAdapter>().set_busy(false);
+        match read {
+            Ok(page) => {
+                {
+                    let mut st = self.st.borrow_mut();
+                    let birth = st.card_birth.take().unwrap_or_default();
+                    if let Some(form) = st.form.as_mut() {
+                        let mut data = form.data();
+                        data.extend(previous::form_data(&page, &birth));
+                        form.fill(&data);
+                    }
+                    st.card_done = true;
+                }
+                self.show_step(Step::Demographics);
+                self.status_msg(
+                    ui,
+                    "card-read",
+                    format!(": {}", page.document_number),
+                    false,
+                );
+            }
+            Err(e) => {
+                let key = match &e {
+                    ChipError::NoCard => "card-none",
+                    ChipError::NoReader | ChipError::NoService(_) => "card-no-reader",
+                    ChipError::NotAnIdCard => "card-not-id",
+                    ChipError::AccessDenied => "card-denied",
+                    ChipError::Removed => "card-removed",
+                    ChipError::Tampered => "card-tampered",
+                    ChipError::BadKey(_) => "card-bad-number",
+                    ChipError::Malformed(_) | ChipError::Card(_) => "card-error",
+                };
+                let detail = if key == "card-error" {
+                    e.to_string()
+                } else {
+                    String::new()
+                };
+                tracing::warn!("previous card: {e}");
+                self.status_msg(ui, key, detail, true);
+            }
+        }
     }
 
     // ---- demographics form -------------------------------------------------------------------
@@ -1116,8 +1287,22 @@ impl Kiosk {
         match step {
             Step::Identify => self.go(&ui, "kind"),
             Step::Demographics => {
-                self.refresh_form_with(&ui, true);
-                self.go(&ui, "form");
+                // A citizen renewing or correcting a card holds it: its chip is read first.
+                let card_first = {
+                    let st = self.st.borrow();
+                    !st.card_done
+                        && st
+                            .form
+                            .as_ref()
+                            .is_some_and(|f| matches!(f.kind(), "renewal" | "correction"))
+                };
+                if card_first {
+                    self.refresh_card(&ui);
+                    self.go(&ui, "card");
+                } else {
+                    self.refresh_form_with(&ui, true);
+                    self.go(&ui, "form");
+                }
             }
             Step::Face => {
                 let f = ui.global::<FaceAdapter>();
@@ -1157,11 +1342,20 @@ impl Kiosk {
         let Some(ui) = self.ui.upgrade() else { return };
         match event {
             Event::Fatal(e) => self.status(&ui, &e, true),
-            Event::Ready { station, devices } => {
+            Event::Ready {
+                station,
+                devices,
+                sim_card,
+            } => {
                 let mut st = self.st.borrow_mut();
                 st.station = station;
                 st.devices = devices;
+                if st.card == CardKeyEntry::new() {
+                    st.card = sim_card_entry(sim_card.as_ref());
+                }
+                st.sim_card = sim_card;
             }
+            Event::PreviousCard(read) => self.previous_card_read(&ui, read),
             Event::LoggedIn { name } => {
                 self.st.borrow_mut().login.pin_result(true, None, now_ms());
                 let officer = self

@@ -282,23 +282,28 @@ fn read_reader(known: Option<&Inserted>) -> Result<Seen, BadgeError> {
             return Ok(Seen::Same);
         }
     }
-    let Some(reader) = readers.into_iter().find(|r| r.card_present) else {
-        return Ok(Seen::Nothing);
-    };
-    match PcscBadge::open(&reader.name) {
-        Ok(b) => {
-            let info = b.info();
-            Ok(Seen::Badge(Inserted {
-                reader: reader.name,
-                officer: info.officer_id.clone(),
-                name: info.officer_name.clone(),
-                pin_retries: info.pin_retries,
-            }))
+    // The badge may share the kiosk with the citizen's card in another reader: any badge wins,
+    // the first other card is reported.
+    let mut other = None;
+    for reader in readers.into_iter().filter(|r| r.card_present) {
+        match PcscBadge::open(&reader.name) {
+            Ok(b) => {
+                let info = b.info();
+                return Ok(Seen::Badge(Inserted {
+                    reader: reader.name,
+                    officer: info.officer_id.clone(),
+                    name: info.officer_name.clone(),
+                    pin_retries: info.pin_retries,
+                }));
+            }
+            Err(BadgeError::Removed) => {}
+            Err(e @ (BadgeError::NoService(_) | BadgeError::NoReader)) => return Err(e),
+            Err(e) => {
+                other.get_or_insert(e.to_string());
+            }
         }
-        Err(BadgeError::Removed) => Ok(Seen::Nothing),
-        Err(e @ (BadgeError::NoService(_) | BadgeError::NoReader)) => Err(e),
-        Err(e) => Ok(Seen::NotABadge(e.to_string())),
     }
+    Ok(other.map_or(Seen::Nothing, Seen::NotABadge))
 }
 
 #[cfg(not(feature = "pcsc"))]

@@ -47,6 +47,11 @@ const NO: &str = "false";
 impl Form {
     /// The fields asked for an enrolment of `kind`: every field but those reserved to other
     /// kinds (a new card has no previous card number; only a replacement has a reason).
+    /// The enrolment kind the form is for ("new", "renewal", ...).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
     pub fn new(schema: &Schema, kind: &str) -> Form {
         let names: Vec<String> = schema
             .fields

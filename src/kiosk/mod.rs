@@ -18,6 +18,7 @@ pub mod form;
 pub mod i18n;
 pub mod keyboard;
 pub mod login;
+pub mod previous;
 pub mod session;
 pub mod supervisor;
 pub mod worker;
@@ -71,6 +72,7 @@ pub fn simulated_devices(seed: u64) -> (Devices, Arc<AtomicBool>) {
         Devices {
             camera: Box::new(camera),
             scanner: Box::new(SimScanner::new(seed)),
+            id_card: Box::new(crate::devices::SimIdCard::new(seed)),
         },
         plug,
     )
@@ -134,6 +136,7 @@ pub fn build(
             let devices = devices.unwrap_or_else(|| Devices {
                 camera: crate::devices::kiosk_camera(&config.devices, false, seed),
                 scanner: crate::devices::kiosk_scanner(&config.devices, false, seed),
+                id_card: crate::devices::kiosk_id_card(&config.devices, false, seed),
             });
             Session::open(&dir2, devices, badges::Badges::new(badge_source))
         },

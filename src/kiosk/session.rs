@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use tasjil_drivers::emrtd::{AccessKey, ChipError, IdentityPage};
 use tasjil_drivers::face::FaceAnalyzer;
 use tasjil_drivers::{
     Camera, CaptureError, ExceptionReason, FaceCapture, FingerException, FingerPosition,
@@ -65,6 +66,8 @@ impl<C: Camera> Camera for Pluggable<C> {
 pub struct Devices {
     pub camera: Box<dyn Camera>,
     pub scanner: Box<dyn FingerprintScanner>,
+    /// The reader of the citizen's previous card (renewals, corrections).
+    pub id_card: Box<dyn crate::devices::IdCardReader>,
 }
 
 impl std::fmt::Debug for Devices {
@@ -72,6 +75,7 @@ impl std::fmt::Debug for Devices {
         f.debug_struct("Devices")
             .field("camera", &self.camera.name())
             .field("scanner", &self.scanner.name())
+            .field("id_card", &self.id_card.name())
             .finish()
     }
 }
@@ -209,7 +213,35 @@ impl Session {
             self.devices.camera.name(),
             self.devices.scanner.name(),
             badge,
+            self.devices.id_card.name(),
         ]
+    }
+
+    /// What the simulated previous card has printed on it; `None` with a real reader.
+    pub fn sim_card(&self) -> Option<IdentityPage> {
+        self.devices.id_card.printed()
+    }
+
+    /// Open the citizen's previous card with `key` and read its identity page. The officer's
+    /// badge reader is never looked in.
+    pub fn read_previous_card(&mut self, key: &AccessKey) -> Result<IdentityPage, ChipError> {
+        let exclude: Vec<String> = self
+            .badges
+            .inserted()
+            .map(|b| b.reader.clone())
+            .into_iter()
+            .collect();
+        let t = std::time::Instant::now();
+        let read = self.devices.id_card.read(key, &exclude);
+        match &read {
+            Ok(page) => tracing::info!(
+                "previous card {} read from its chip in {} ms",
+                page.document_number,
+                t.elapsed().as_millis()
+            ),
+            Err(e) => tracing::warn!("previous card not read: {e}"),
+        }
+        read
     }
 
     /// Whether badges come and go by themselves (card badges), so the reader must be polled.

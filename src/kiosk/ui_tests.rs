@@ -605,7 +605,7 @@ fn vcard_bin() -> Option<PathBuf> {
 
 #[test]
 fn with_a_card_badge_the_officer_logs_in_co_signs_on_the_card_and_pulling_it_logs_out() {
-    use tasjil_vcard::{require_stack, VirtualCard, ADMIN_PIN, READER, USER_PIN};
+    use tasjil_vcard::{require_stack, VirtualCard, VirtualChip, ADMIN_PIN, READER, USER_PIN};
     const TEST: &str = "kiosk::ui_tests::with_a_card_badge…";
     let Some(_stack) = require_stack(TEST) else {
         return;
@@ -635,7 +635,7 @@ fn with_a_card_badge_the_officer_logs_in_co_signs_on_the_card_and_pulling_it_log
     let (_tmp, dir) = test_station();
     std::fs::write(
         dir.0.join("config.toml"),
-        "[devices]\ncamera = \"sim\"\nfingerprint = \"sim\"\nbadge = \"pcsc\"\n",
+        "[devices]\ncamera = \"sim\"\nfingerprint = \"sim\"\nbadge = \"pcsc\"\nid_card = \"pcsc\"\n",
     )
     .unwrap();
     let h = open_window(&dir, &Options::default());
@@ -667,14 +667,69 @@ fn with_a_card_badge_the_officer_logs_in_co_signs_on_the_card_and_pulling_it_log
     h.until("home", |ui| ui.global::<App>().get_view() == "home");
     assert_eq!(h.ui().global::<App>().get_officer(), "OFF-0077");
 
-    // One enrolment, confirmed with the card's PIN: the card co-signs.
+    // A renewal, confirmed with the card's PIN: the card co-signs. The citizen's previous card
+    // is read through a second reader while the badge stays in the first.
     h.click("HomeView::start");
     h.until("kind", |ui| ui.global::<App>().get_view() == "kind");
-    h.click("KindView::kind-new");
-    h.until("form", |ui| ui.global::<App>().get_view() == "form");
-    h.running
-        .kiosk
-        .fill_form(&crate::schema::simulated_demographics(31, "new"));
+    h.click("KindView::kind-renewal");
+    h.until("the previous card view", |ui| {
+        ui.global::<App>().get_view() == "card"
+    });
+    assert_eq!(
+        card_fields(h.ui())[0],
+        "",
+        "nothing typed in advance with a real reader"
+    );
+    let sim = crate::schema::simulated_demographics(31, "renewal");
+    let page = crate::devices::simulated_card(31);
+    let birth = sim["birth_date"].as_str().unwrap();
+    let (y, m, d) = (&birth[0..4], &birth[5..7], &birth[8..10]);
+    let expiry = format!(
+        "{}{}20{}",
+        &page.expiry_date[4..6],
+        &page.expiry_date[2..4],
+        &page.expiry_date[0..2]
+    );
+    // A number shorter than nine characters: the officer taps the next field; a full date
+    // moves on by itself.
+    for c in page.document_number.chars() {
+        h.click_label(&c.to_string());
+    }
+    h.click_label("Date de naissance (jour/mois/année)");
+    for c in format!("{d}{m}{y}{expiry}").chars() {
+        h.click_label(&c.to_string());
+    }
+    // No card on the reader yet (the badge's reader is not looked in).
+    h.click("NavBar::next-ltr");
+    h.until("no card said", |ui| {
+        !ui.global::<PreviousAdapter>().get_busy() && ui.global::<App>().get_status_error()
+    });
+    assert!(
+        h.ui()
+            .global::<App>()
+            .get_status()
+            .contains("Aucune carte sur le lecteur"),
+        "{}",
+        h.ui().global::<App>().get_status()
+    );
+    let mut chip = VirtualChip::insert(&bin, &page);
+    h.click("NavBar::next-ltr");
+    h.until("the form, filled from the chip", |ui| {
+        ui.global::<App>().get_view() == "form"
+    });
+    assert_eq!(
+        form_value(h.ui(), "previous_card_number"),
+        page.document_number
+    );
+    assert_eq!(
+        form_value(h.ui(), "family_name_latin"),
+        sim["family_name_latin"].as_str().unwrap()
+    );
+    assert_eq!(form_value(h.ui(), "birth_date"), birth);
+    chip.pull();
+    // The badge poll saw a second card come and go: the officer is still logged in.
+    assert_eq!(h.ui().global::<App>().get_officer(), "OFF-0077");
+    h.running.kiosk.fill_form(&sim);
     h.click("NavBar::next-ltr");
     h.until("face captured", |ui| {
         ui.global::<FaceAdapter>().get_captured()
@@ -725,4 +780,130 @@ fn with_a_card_badge_the_officer_logs_in_co_signs_on_the_card_and_pulling_it_log
             && ui.global::<LoginAdapter>().get_state() == "no-badge"
     });
     assert_eq!(h.ui().global::<App>().get_officer(), "");
+}
+
+/// A form row's shown value, by field name.
+fn form_value(ui: &AppWindow, name: &str) -> String {
+    use slint::Model;
+    ui.global::<FormAdapter>()
+        .get_rows()
+        .iter()
+        .find(|r| r.name == name)
+        .map(|r| r.shown.to_string())
+        .unwrap_or_else(|| panic!("no form row {name}"))
+}
+
+/// The previous card's fields as shown.
+fn card_fields(ui: &AppWindow) -> Vec<String> {
+    use slint::Model;
+    ui.global::<PreviousAdapter>()
+        .get_fields()
+        .iter()
+        .map(|f| f.shown.to_string())
+        .collect()
+}
+
+#[test]
+fn a_renewal_reads_the_previous_card_s_chip_into_the_form() {
+    let (_tmp, dir) = test_station();
+    let seed = 23;
+    let mut h = logged_in(&dir, seed);
+    let card = crate::devices::simulated_card(seed);
+    h.click("HomeView::start");
+    h.until("kind", |ui| ui.global::<App>().get_view() == "kind");
+    h.click("KindView::kind-renewal");
+    // The citizen holds the card: its view comes before the form, with the simulated card's
+    // printed number and dates typed in advance.
+    h.until("the previous card view", |ui| {
+        ui.global::<App>().get_view() == "card"
+    });
+    let fields = card_fields(h.ui());
+    assert_eq!(fields[0], card.document_number);
+    assert_eq!(fields[1].len(), 10, "DD/MM/YYYY: {fields:?}");
+    h.shoot("18-previous-card");
+
+    // One wrong character in the number: the chip refuses, nothing is filled, the view stays.
+    h.ui().global::<PreviousAdapter>().invoke_select(0);
+    h.click_label("erase");
+    let last = card.document_number.chars().last().unwrap();
+    let wrong = if last == '7' { "8" } else { "7" };
+    h.click_label(wrong);
+    h.click("NavBar::next-ltr");
+    h.until("the chip's refusal", |ui| {
+        !ui.global::<PreviousAdapter>().get_busy() && ui.global::<App>().get_status_error()
+    });
+    assert!(
+        h.ui()
+            .global::<App>()
+            .get_status()
+            .contains("La puce a refusé"),
+        "{}",
+        h.ui().global::<App>().get_status()
+    );
+    assert_eq!(h.view(), "card");
+
+    // An expiry date half erased: named before the chip is asked, and that field is selected.
+    h.ui().global::<PreviousAdapter>().invoke_select(2);
+    for _ in 0..3 {
+        h.click_label("erase");
+    }
+    h.click("NavBar::next-ltr");
+    assert!(h
+        .ui()
+        .global::<App>()
+        .get_status()
+        .contains("La date d'expiration n'est pas une vraie date"));
+    assert_eq!(card_fields(h.ui())[2].matches('_').count(), 3);
+
+    // Typed right, on the view's keys: the chip opens and its identity page fills the form.
+    // The erased three are the year's last three digits ("20YY"): "0", then YY.
+    let expiry = &card.expiry_date;
+    for d in ["0", &expiry[0..1], &expiry[1..2]] {
+        h.click_label(d);
+    }
+    h.ui().global::<PreviousAdapter>().invoke_select(0);
+    h.click_label("erase");
+    h.click_label(&last.to_string());
+    h.click("NavBar::next-ltr");
+    h.until("the form, filled from the chip", |ui| {
+        ui.global::<App>().get_view() == "form"
+    });
+    assert!(h
+        .ui()
+        .global::<App>()
+        .get_status()
+        .contains("Carte précédente lue dans sa puce"));
+    let sim = crate::schema::simulated_demographics(seed, "renewal");
+    assert_eq!(
+        form_value(h.ui(), "previous_card_number"),
+        card.document_number
+    );
+    assert_eq!(
+        form_value(h.ui(), "family_name_latin"),
+        sim["family_name_latin"].as_str().unwrap()
+    );
+    assert_eq!(
+        form_value(h.ui(), "given_names_latin"),
+        sim["given_names_latin"].as_str().unwrap()
+    );
+    assert_eq!(
+        form_value(h.ui(), "birth_date"),
+        sim["birth_date"].as_str().unwrap()
+    );
+
+    // Back to the kind; a correction without its card: the number is typed in the form.
+    h.click("NavBar::back-ltr");
+    h.until("kind", |ui| ui.global::<App>().get_view() == "kind");
+    h.click("KindView::kind-correction");
+    h.until("the previous card view", |ui| {
+        ui.global::<App>().get_view() == "card"
+    });
+    h.click("PreviousView::type-instead");
+    h.until("form", |ui| ui.global::<App>().get_view() == "form");
+    assert_eq!(
+        form_value(h.ui(), "previous_card_number"),
+        card.document_number,
+        "what was read is kept"
+    );
+    check_and_write_screens(&h.screens);
 }

@@ -73,6 +73,8 @@ pub enum Command {
     Supervisor(super::supervisor::Command),
     /// The devices and their state now (for the diagnostics view).
     Devices,
+    /// Open the citizen's previous card with this key and read its identity page.
+    ReadPreviousCard(tasjil_drivers::emrtd::AccessKey),
 }
 
 #[derive(Debug)]
@@ -82,6 +84,8 @@ pub enum Event {
     Ready {
         station: String,
         devices: Vec<String>,
+        /// What the simulated previous card has printed on it (`None` with a real reader).
+        sim_card: Option<tasjil_drivers::emrtd::IdentityPage>,
     },
     LoggedIn {
         name: String,
@@ -131,6 +135,8 @@ pub enum Event {
     Supervisor(super::supervisor::Event),
     /// The devices and their state (answer to [`Command::Devices`]).
     Devices(Vec<String>),
+    /// The previous card's chip was read (answer to [`Command::ReadPreviousCard`]).
+    PreviousCard(Result<tasjil_drivers::emrtd::IdentityPage, tasjil_drivers::emrtd::ChipError>),
 }
 
 /// Results waiting for the UI thread.
@@ -184,6 +190,7 @@ pub fn spawn(
                 outbox.push(Event::Ready {
                     station: session.station_id().to_string(),
                     devices: session.device_names(),
+                    sim_card: session.sim_card(),
                 });
                 run(session, &rx, &outbox, &frame_free);
             }
@@ -322,6 +329,7 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
         }
         Command::Home => result(session.home().map(Event::Home)),
         Command::Devices => Event::Devices(session.device_names()),
+        Command::ReadPreviousCard(key) => Event::PreviousCard(session.read_previous_card(&key)),
         Command::Start => result(session.start().map(|()| Event::Step(Step::Identify))),
         Command::Cancel => {
             *preview = false;

@@ -1,5 +1,6 @@
-//! Test harness for the PC/SC badge tests: makes sure a pcscd with vsmartcard's virtual reader
-//! is running, and inserts / pulls out virtual badges (`tasjil-vcard` processes).
+//! Test harness for the PC/SC badge and eID chip tests: makes sure a pcscd with vsmartcard's
+//! virtual readers is running, and inserts / pulls out virtual badges and chips (`tasjil-vcard`
+//! processes): badges in [`READER`], chips in [`CHIP_READER`].
 //!
 //! - pcscd: used if one already answers with a "Virtual PCD" reader; otherwise started here as
 //!   `pcscd --foreground --auto-exit` (it quits by itself a minute after its last client).
@@ -16,20 +17,26 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use tasjil_drivers::card;
+use tasjil_drivers::emrtd::IdentityPage;
 
 /// vpcd's first reader; a card process connecting to port 35963 appears in it.
 pub const READER: &str = "Virtual PCD 00 00";
 pub const VPCD_PORT: u16 = 35963;
 
+/// vpcd's second reader; a chip process (`tasjil-vcard --emrtd`) connecting to port 35964
+/// appears in it.
+pub const CHIP_READER: &str = "Virtual PCD 00 01";
+pub const CHIP_PORT: u16 = 35964;
+
 /// Admin PIN (PW3) and user PIN (PW1) of a fresh OpenPGP card.
 pub const ADMIN_PIN: &str = "12345678";
 pub const USER_PIN: &str = "123456";
 
-/// One virtual reader slot: card tests take turns.
+/// Both virtual readers: card tests take turns.
 static SLOT: Mutex<()> = Mutex::new(());
 static STACK: OnceLock<Result<(), String>> = OnceLock::new();
 
-/// Exclusive use of the virtual reader while a test runs.
+/// Exclusive use of the virtual readers while a test runs.
 #[derive(Debug)]
 pub struct Stack {
     _slot: MutexGuard<'static, ()>,
@@ -45,7 +52,9 @@ pub fn require_stack(test: &str) -> Option<Stack> {
             // that has just started may refuse a client for a moment.
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                match card::wait_for_removal(READER, Duration::from_secs(10)) {
+                let free = card::wait_for_removal(READER, Duration::from_secs(10))
+                    .and_then(|()| card::wait_for_removal(CHIP_READER, Duration::from_secs(10)));
+                match free {
                     Ok(()) => break,
                     // The pcscd seen at first was another test binary's, and has since exited
                     // by itself (--auto-exit, 60 s after its last client): start ours.
@@ -203,6 +212,54 @@ impl VirtualCard {
 }
 
 impl Drop for VirtualCard {
+    fn drop(&mut self) {
+        self.pull();
+    }
+}
+
+/// A virtual eID chip in [`CHIP_READER`]: one `tasjil-vcard --emrtd` process. Dropping it pulls
+/// it out.
+#[derive(Debug)]
+pub struct VirtualChip {
+    child: Child,
+}
+
+impl VirtualChip {
+    /// Start a chip process holding `page` and wait (through PC/SC) until it is in the reader.
+    pub fn insert(bin: &Path, page: &IdentityPage) -> VirtualChip {
+        let mrz = page
+            .try_to_mrz()
+            .unwrap_or_else(|e| panic!("the test's identity page has no TD1 MRZ: {e}"));
+        // A chip left by an earlier test must be gone first, or the new one cannot connect.
+        if let Err(e) = card::wait_for_removal(CHIP_READER, Duration::from_secs(10)) {
+            panic!("the chip reader still holds a card: {e}");
+        }
+        let child = Command::new(bin)
+            .args(["--emrtd", &mrz, "--port", &CHIP_PORT.to_string()])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut chip = VirtualChip { child };
+        let t = Instant::now();
+        if let Err(e) = card::wait_for_card(Some(CHIP_READER), Duration::from_secs(15)) {
+            let status = chip.child.try_wait();
+            panic!(
+                "virtual chip not seen in {CHIP_READER} after {:?}: {e} (process: {status:?})",
+                t.elapsed()
+            );
+        }
+        chip
+    }
+
+    /// Pull the chip out: kill its process, and wait (up to 10 s) until PC/SC no longer sees it.
+    pub fn pull(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = card::wait_for_removal(CHIP_READER, Duration::from_secs(10));
+    }
+}
+
+impl Drop for VirtualChip {
     fn drop(&mut self) {
         self.pull();
     }

@@ -1,8 +1,12 @@
-//! `tasjil-vcard`: a virtual OpenPGP officer badge for the PC/SC tests.
+//! `tasjil-vcard`: a virtual OpenPGP officer badge, or a virtual citizen's eID chip, for the
+//! PC/SC tests.
 //!
 //! It runs the `opcard` OpenPGP card application on trussed's in-RAM software platform and
 //! inserts it into vsmartcard's virtual reader (`vpcd`, part of pcscd's drivers), so the station's
-//! real PC/SC badge backend talks to a real card implementation through a real pcscd.
+//! real PC/SC badge backend talks to a real card implementation through a real pcscd. With
+//! `--emrtd` it inserts instead the station's own software eMRTD chip
+//! (`tasjil_drivers::emrtd::SoftChip`, BAC and secure messaging) holding the identity page given,
+//! into vpcd's second reader, so the station's chip reader is tested through pcscd too.
 //!
 //! Test tool only: the card's random generator is seeded with a constant (keys repeat between
 //! runs) and its storage vanishes with the process. Never a dependency of a shipped binary.
@@ -13,13 +17,16 @@
 //! on, reset, ATR request; only the ATR request is answered); anything longer is a command APDU,
 //! answered with the response APDU (data + status word).
 //!
-//! Usage: `tasjil-vcard [--port N] [--serial HEX8]`. Prints `card ready` on stderr once connected.
+//! Usage: `tasjil-vcard [--port N] [--serial HEX8]` (OpenPGP badge, port 35963 by default) or
+//! `tasjil-vcard --emrtd MRZ90 [--port N]` (eID chip, port 35964 by default). Prints `card ready`
+//! on stderr once connected.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use iso7816::command::CommandView;
 use iso7816::{Command, Status};
+use tasjil_drivers::emrtd::{IdentityPage, SoftChip};
 
 mod platform;
 
@@ -28,6 +35,18 @@ mod platform;
 const ATR: &[u8] = &[
     0x3B, 0x8A, 0x80, 0x01, 0x00, 0x31, 0xF5, 0x73, 0xC0, 0x01, 0x60, 0x00, 0x90, 0x00, 0x8D,
 ];
+
+/// Answer to reset of the eID chip: T=1 (TD1 = 80, TD2 = 01), historical bytes "TASJILID"; the
+/// last byte is the XOR check over T0..end.
+const CHIP_ATR: &[u8] = &[
+    0x3B, 0x88, 0x80, 0x01, 0x54, 0x41, 0x53, 0x4A, 0x49, 0x4C, 0x49, 0x44, 0x0D,
+];
+
+/// vpcd's ports: the first reader ("Virtual PCD 00 00") for badges, the second for the chip.
+const BADGE_PORT: u16 = 35963;
+const CHIP_PORT: u16 = 35964;
+/// The chip's challenges are drawn from this seed: a test tool, not a secret.
+const CHIP_SEED: u64 = 1;
 
 const CTRL_OFF: u8 = 0;
 const CTRL_ON: u8 = 1;
@@ -41,47 +60,78 @@ const COMMAND_LEN: usize = 7609;
 /// Largest response to a short (not extended) APDU; longer ones go out by GET RESPONSE.
 const SHORT_LE: usize = 256;
 
+/// Which card goes in.
+enum Mode {
+    /// An OpenPGP badge with this serial number.
+    Badge { serial: [u8; 4] },
+    /// An eID chip holding this identity page.
+    Chip { page: Box<IdentityPage> },
+}
+
 struct Args {
-    port: u16,
-    serial: [u8; 4],
+    port: Option<u16>,
+    mode: Mode,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        port: 35963,
-        serial: [0x7A, 0x51, 0x00, 0x01],
-    };
+    let mut port = None;
+    let mut serial = None;
+    let mut page = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let value = it.next().ok_or(format!("{a} needs a value"))?;
         match a.as_str() {
-            "--port" => args.port = value.parse().map_err(|e| format!("--port: {e}"))?,
+            "--port" => port = Some(value.parse().map_err(|e| format!("--port: {e}"))?),
             "--serial" => {
                 let n = u32::from_str_radix(&value, 16).map_err(|e| format!("--serial: {e}"))?;
-                args.serial = n.to_be_bytes();
+                serial = Some(n.to_be_bytes());
+            }
+            "--emrtd" => {
+                page = Some(IdentityPage::from_mrz(&value).map_err(|e| format!("--emrtd: {e}"))?)
             }
             _ => return Err(format!("unknown argument {a}")),
         }
     }
-    Ok(args)
+    let mode = match (page, serial) {
+        (Some(_), Some(_)) => return Err("--serial is for the OpenPGP badge, not --emrtd".into()),
+        (Some(page), None) => Mode::Chip {
+            page: Box::new(page),
+        },
+        (None, serial) => Mode::Badge {
+            serial: serial.unwrap_or([0x7A, 0x51, 0x00, 0x01]),
+        },
+    };
+    Ok(Args { port, mode })
 }
 
 fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("tasjil-vcard: {e}\nusage: tasjil-vcard [--port N] [--serial HEX8]");
+            eprintln!(
+                "tasjil-vcard: {e}\nusage: tasjil-vcard [--port N] [--serial HEX8]\n       \
+                 tasjil-vcard --emrtd MRZ90 [--port N]"
+            );
             std::process::exit(2);
         }
     };
-    let result = platform::with_card_client(|client| {
-        let mut options = opcard::Options::default();
-        options.serial = args.serial;
-        // No touch button on a badge: signing needs the PIN only.
-        options.button_available = false;
-        let mut card = opcard::Card::new(client, options);
-        serve(&mut card, args.port)
-    });
+    let result = match args.mode {
+        Mode::Badge { serial } => platform::with_card_client(|client| {
+            let mut options = opcard::Options::default();
+            options.serial = serial;
+            // No touch button on a badge: signing needs the PIN only.
+            options.button_available = false;
+            let mut card = OpenPgpBadge {
+                card: opcard::Card::new(client, options),
+                apdu: Apdu::default(),
+            };
+            serve(&mut card, args.port.unwrap_or(BADGE_PORT))
+        }),
+        Mode::Chip { page } => {
+            let mut chip = Chip(SoftChip::new(&page, CHIP_SEED));
+            serve(&mut chip, args.port.unwrap_or(CHIP_PORT))
+        }
+    };
     match result {
         // vpcd closed the connection: pcscd stopped. A clean end for a test tool.
         Ok(()) => {}
@@ -136,27 +186,66 @@ fn quickack(stream: &TcpStream) {
     }
 }
 
-fn serve<C: opcard::Client>(card: &mut opcard::Card<C>, port: u16) -> Result<(), String> {
+/// A card as vpcd sees it: an ATR, a reset, and one response APDU per command APDU.
+trait VpcdCard {
+    fn atr(&self) -> &'static [u8];
+    /// Power off or reset: volatile state goes.
+    fn reset(&mut self);
+    fn respond(&mut self, command: &[u8]) -> Vec<u8>;
+}
+
+/// The opcard application behind the card OS's APDU handling (chaining, GET RESPONSE).
+struct OpenPgpBadge<C: opcard::Client> {
+    card: opcard::Card<C>,
+    apdu: Apdu,
+}
+
+impl<C: opcard::Client> VpcdCard for OpenPgpBadge<C> {
+    fn atr(&self) -> &'static [u8] {
+        ATR
+    }
+    fn reset(&mut self) {
+        self.card.reset();
+        self.apdu = Apdu::default();
+    }
+    fn respond(&mut self, command: &[u8]) -> Vec<u8> {
+        self.apdu.process(&mut self.card, command)
+    }
+}
+
+/// The station's software eMRTD chip; its answers fit short APDUs, so no GET RESPONSE.
+struct Chip(SoftChip);
+
+impl VpcdCard for Chip {
+    fn atr(&self) -> &'static [u8] {
+        CHIP_ATR
+    }
+    fn reset(&mut self) {
+        self.0.reset();
+    }
+    fn respond(&mut self, command: &[u8]) -> Vec<u8> {
+        self.0.respond(command)
+    }
+}
+
+/// Insert `card` into vpcd's reader at `port` and answer vpcd until it closes the connection.
+fn serve(card: &mut dyn VpcdCard, port: u16) -> Result<(), String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| {
         format!("cannot reach vpcd on 127.0.0.1:{port} (is pcscd running with vpcd?): {e}")
     })?;
     let _ = stream.set_nodelay(true);
     eprintln!("card ready");
-    let mut apdu = Apdu::default();
     loop {
         let Some(msg) = receive(&mut stream).map_err(|e| format!("vpcd link: {e}"))? else {
             return Ok(());
         };
         match msg.as_slice() {
-            [CTRL_ATR] => send(&mut stream, ATR).map_err(|e| format!("vpcd link: {e}"))?,
-            [CTRL_OFF] | [CTRL_RESET] => {
-                card.reset();
-                apdu = Apdu::default();
-            }
+            [CTRL_ATR] => send(&mut stream, card.atr()).map_err(|e| format!("vpcd link: {e}"))?,
+            [CTRL_OFF] | [CTRL_RESET] => card.reset(),
             [CTRL_ON] => {}
             [other] => eprintln!("tasjil-vcard: ignoring unknown vpcd control {other:#04x}"),
             command => {
-                let response = apdu.process(card, command);
+                let response = card.respond(command);
                 send(&mut stream, &response).map_err(|e| format!("vpcd link: {e}"))?;
             }
         }
@@ -228,4 +317,20 @@ impl Apdu {
 
 fn status(s: Status) -> Vec<u8> {
     <[u8; 2]>::from(s).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ATR's check byte makes the XOR of T0..TCK zero.
+    #[test]
+    fn both_atrs_carry_a_right_check_byte() {
+        for atr in [ATR, CHIP_ATR] {
+            assert_eq!(atr[0], 0x3B);
+            assert_eq!(atr[1..].iter().fold(0u8, |x, b| x ^ b), 0, "{atr:02X?}");
+            // T0's low nibble counts the historical bytes: TS, T0, TD1, TD2, history, TCK.
+            assert_eq!(atr.len(), 4 + usize::from(atr[1] & 0x0F) + 1, "{atr:02X?}");
+        }
+    }
 }
