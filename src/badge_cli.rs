@@ -280,6 +280,21 @@ pub fn officer_add(
         &badge.public_key,
         crate::now_ms(),
     )?;
+    // An officer already registered becomes a supervisor when added as one (audited); adding
+    // as an officer never takes a supervisor's role away.
+    let promoted = !new
+        && role == crate::cli::OfficerRole::Supervisor
+        && station
+            .store()
+            .promote_to_supervisor(&badge.officer_id, &badge.public_key)?;
+    if promoted {
+        station.audit(
+            "officer-promote",
+            &badge.officer_id,
+            json!({"id": badge.officer_id, "role": "supervisor", "badge": badge.public_key,
+                   "source": badge.source}),
+        )?;
+    }
     let registered = station
         .store()
         .officers()?
@@ -294,7 +309,12 @@ pub fn officer_add(
                    "badge": badge.public_key, "source": badge.source}),
         )?;
     }
-    let human = if new {
+    let human = if promoted {
+        format!(
+            "officer {} is now a supervisor (same badge key {})",
+            badge.officer_id, badge.public_key
+        )
+    } else if new {
         format!(
             "{} {} ({name}) registered with badge key {} ({})",
             role.as_str(),
@@ -312,7 +332,8 @@ pub fn officer_add(
     };
     Ok(Output::ok(
         json!({"id": registered.id, "name": registered.name, "role": registered.role,
-               "public_key": registered.public_key, "new": new, "source": badge.source}),
+               "public_key": registered.public_key, "new": new, "promoted": promoted,
+               "source": badge.source}),
         human,
     ))
 }

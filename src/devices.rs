@@ -309,7 +309,49 @@ fn roles(cfg: &Devices, badge_flag: Option<BadgeBackend>, real: &[Listed]) -> Ve
         ),
         simulated: false,
     };
-    vec![camera, fingerprint, signature, badge]
+    let id_card = match cfg.id_card {
+        IdCardBackend::Sim => sim(
+            "id_card",
+            "sim".into(),
+            "previous card (its chip holds the simulated citizen)",
+        ),
+        backend => {
+            let wanted = cfg.id_card_reader.trim();
+            let readers = real.iter().filter(|d| d.kind == "card").count();
+            let uses = if wanted.is_empty() && readers > 0 {
+                Ok(format!(
+                    "any PC/SC reader but the officer badge's ({readers} attached); the citizen's \
+                     card is read when the officer presses Read the card"
+                ))
+            } else if wanted.is_empty() {
+                Err(format!(
+                    "no PC/SC reader is attached for the citizen's card: plug one in, or \
+                     {HOW_TO_CHOOSE}"
+                ))
+            } else if real.iter().any(|d| d.kind == "card" && d.detail == wanted) {
+                Ok(format!("the reader {wanted}"))
+            } else {
+                Err(format!(
+                    "the reader {wanted:?} (id_card_reader) is not attached: plug it in, or \
+                     {HOW_TO_CHOOSE}"
+                ))
+            };
+            Role {
+                role: "id_card",
+                setting: format!(
+                    "{} (id_card_reader = {wanted:?})",
+                    if backend == IdCardBackend::Auto {
+                        "auto"
+                    } else {
+                        "pcsc"
+                    }
+                ),
+                uses,
+                simulated: false,
+            }
+        }
+    };
+    vec![camera, fingerprint, signature, badge, id_card]
 }
 
 /// `tasjil devices`: what is attached, and what each role will use under the configuration.

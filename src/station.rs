@@ -296,10 +296,28 @@ impl Station {
         Ok(())
     }
 
-    /// Register a supervisor's badge key on first use (a known id with another key is refused).
+    /// The badge about to approve or countersign an export must be a supervisor's. A badge
+    /// registered as an officer (at its first login, or by `tasjil officer add`) is refused;
+    /// an unknown one is registered as a supervisor on first use (a known id with another key is
+    /// refused).
     pub fn register_supervisor(&mut self, badge: &dyn OfficerBadge) -> anyhow::Result<()> {
+        let id = badge.officer_id();
+        let known = self.view.store.officers()?.into_iter().find(|o| o.id == id);
+        if let Some(o) = known.filter(|o| o.role != "supervisor") {
+            anyhow::bail!(
+                "{id} is registered at this station as {} {}, not as a supervisor: only a \
+                 supervisor's badge approves records or signs an export (a supervisor registers \
+                 with `tasjil officer add --role supervisor`)",
+                if o.role.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                },
+                o.role
+            );
+        }
         self.view.store.register_officer(
-            &badge.officer_id(),
+            &id,
             &badge.officer_name(),
             "supervisor",
             &badge.public_key_hex(),

@@ -897,4 +897,52 @@ tmpfs /run/user/0 tmpfs rw 0 0
         assert!(station.own_awaiting(SIM_SUPERVISOR).unwrap().is_empty());
         assert_eq!(station.approve(&mut badge, &[]).unwrap().len(), 1);
     }
+
+    #[test]
+    fn an_officer_s_badge_neither_approves_nor_exports_until_made_a_supervisor() {
+        let (_tmp, dir) = crate::kiosk::session::test_station();
+        commit_simulated_by(&dir, 2, 8, "OFF-A");
+        let mut station = Station::open(&dir).unwrap();
+        // OFF-B logged in to enrol once: registered as an officer.
+        let mut officer = crate::enrolment::SimBadge::unlock("OFF-B", SIM_PIN).unwrap();
+        station.login(&officer).unwrap();
+        let refused = station.approve(&mut officer, &[]).unwrap_err();
+        assert!(
+            format!("{refused:#}")
+                .contains("OFF-B is registered at this station as an officer, not as a supervisor"),
+            "{refused:#}"
+        );
+        let out = tempfile::tempdir().unwrap();
+        let events = run_all(
+            &mut station,
+            Command::Export {
+                to: out.path().to_path_buf(),
+                supervisor: "OFF-B".into(),
+                pin: SIM_PIN.into(),
+            },
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Failed(Problem::Other(why))
+                if why.contains("not as a supervisor"))),
+            "{events:?}"
+        );
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+        assert!(station
+            .view
+            .store
+            .envelopes()
+            .unwrap()
+            .iter()
+            .all(|r| !r.approved));
+        // Made a supervisor (same badge key), OFF-B approves; logging in again keeps the role.
+        let key = officer.public_key_hex();
+        assert!(station
+            .store()
+            .promote_to_supervisor("OFF-B", &key)
+            .unwrap());
+        station.login(&officer).unwrap();
+        assert_eq!(station.approve(&mut officer, &[]).unwrap().len(), 2);
+    }
 }

@@ -298,6 +298,22 @@ impl Store {
         }
     }
 
+    /// Make a registered officer a supervisor (same badge key); `false` when `id` is not
+    /// registered with `public_key` or is a supervisor already.
+    pub fn promote_to_supervisor(
+        &mut self,
+        id: &str,
+        public_key: &str,
+    ) -> Result<bool, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE officers SET role = 'supervisor' WHERE id = ?1 AND public_key = ?2 AND role <> 'supervisor'",
+                params![id, public_key],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| self.sql(e))
+    }
+
     /// Every registered officer and supervisor, by id.
     pub fn officers(&self) -> Result<Vec<OfficerRow>, StoreError> {
         let mut stmt = self

@@ -129,8 +129,31 @@ fn officer_enrols_and_supervisor_approves_with_a_card_badge() {
     assert_eq!(records.len(), 2);
     assert!(records.iter().all(|r| r["officer"] == "OFF-0042"), "{list}");
 
-    // The card's officer cannot approve what they enrolled (`auto` finds the card in the
-    // reader): nothing approved, and the output says another supervisor must.
+    // An officer's badge approves nothing: the card was registered as an officer's at its
+    // first login.
+    let out = with_stdin(&s, &["approve", "--all", "--pin-stdin", "--json"], USER_PIN);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("OFF-0042 is registered at this station as an officer, not as a supervisor"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(s.json(&["status"]).1["approved"], 0);
+    // The crew's chief makes OFF-0042 a supervisor (same badge key), which is audited.
+    let (code, promoted) = s.json(&["officer", "add", "--role", "supervisor", "--badge", "pcsc"]);
+    assert_eq!(code, 0, "{promoted}");
+    assert_eq!(
+        (&promoted["promoted"], &promoted["role"], &promoted["new"]),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!("supervisor"),
+            &serde_json::json!(false)
+        )
+    );
+
+    // A supervisor cannot approve what they enrolled (`auto` finds the card in the reader):
+    // nothing approved, and the output says another supervisor must.
     let out = with_stdin(&s, &["approve", "--all", "--pin-stdin", "--json"], USER_PIN);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(json(&out)["approved"], 0);

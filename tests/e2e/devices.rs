@@ -324,4 +324,27 @@ fn devices_reports_each_role_under_the_configuration() {
         "{fingerprint}"
     );
     assert_eq!(role("card")["simulated"], true, "TASJIL_BADGE=sim wins");
+    // The citizen's previous card: a reader named in the configuration that is not attached.
+    std::fs::write(
+        s.station.join("config.toml"),
+        "[devices]\nid_card = \"pcsc\"\nid_card_reader = \"No Such Reader 00 00\"\n",
+    )
+    .unwrap();
+    let (code, v) = s.json(&["devices"]);
+    assert_eq!(code, 0, "{v}");
+    let id_card = v["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "id_card")
+        .cloned()
+        .unwrap_or_else(|| panic!("no role id_card: {v}"));
+    assert_eq!(id_card["ready"], false, "{id_card}");
+    assert!(
+        id_card["problem"]
+            .as_str()
+            .unwrap()
+            .contains("\"No Such Reader 00 00\" (id_card_reader) is not attached"),
+        "{id_card}"
+    );
 }
