@@ -99,6 +99,9 @@ pub enum Command {
     /// Officers and supervisors this station accepts, with their badge keys.
     #[command(subcommand)]
     Officer(OfficerCommand),
+    /// The citizen's previous card, read through its chip (what the kiosk does for a renewal).
+    #[command(subcommand)]
+    IdCard(crate::id_card_cli::IdCardCommand),
     /// Write the approved records the centre has not acknowledged to a bundle file on a USB
     /// stick, countersigned with the supervisor's badge and PIN.
     Export {
@@ -393,6 +396,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             &configured_badge(&dir, badge)?,
         ),
         Command::Badge(c) => crate::badge_cli::run(c),
+        Command::IdCard(c) => crate::id_card_cli::run(c),
         Command::Export {
             to,
             since,

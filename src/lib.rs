@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod devices;
 pub mod enrolment;
+mod id_card_cli;
 pub mod kiosk;
 pub mod receipt_pdf;
 pub mod schema;

@@ -198,3 +198,84 @@ fn officer_enrols_and_supervisor_approves_with_a_card_badge() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["valid"], 2);
 }
+
+#[test]
+fn id_card_read_opens_a_citizen_s_chip_through_pcscd() {
+    const TEST: &str = "id_card_read_opens_a_citizen_s_chip_through_pcscd";
+    let Some(_stack) = require_stack(TEST) else {
+        return;
+    };
+    let Some(bin) = vcard_bin() else {
+        let why = "tasjil-vcard is not built: run `cargo test --workspace`";
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI=true: {why}"
+        );
+        eprintln!("\n!!!!!!!! SKIPPED {TEST}: {why}\n");
+        return;
+    };
+    let s = Setup::new();
+    let page = tasjil_drivers::emrtd::IdentityPage {
+        document_code: "ID".into(),
+        issuing_state: "MAR".into(),
+        document_number: "BK482913".into(),
+        birth_date: "850312".into(),
+        sex: "M".into(),
+        expiry_date: "310930".into(),
+        nationality: "MAR".into(),
+        surname: "OUAZZANI".into(),
+        given_names: "YOUSSEF".into(),
+        optional_data: String::new(),
+    };
+    let _chip = tasjil_vcard::VirtualChip::insert(&bin, &page);
+    let read = |number: &str| {
+        with_stdin(
+            &s,
+            &[
+                "id-card",
+                "read",
+                "--number",
+                number,
+                "--birth",
+                "1985-03-12",
+                "--expiry",
+                "2031-09-30",
+                "--count",
+                "20",
+                "--json",
+            ],
+            "",
+        )
+    };
+    // The printed number, typed in small letters: read, and the same page every time.
+    let out = read("bk482913");
+    assert!(out.status.success(), "{}", text(&out));
+    let v = json(&out);
+    assert_eq!(v["reader"], tasjil_vcard::CHIP_READER);
+    assert_eq!(
+        (&v["document_number"], &v["surname"], &v["given_names"]),
+        (
+            &Value::from("BK482913"),
+            &Value::from("OUAZZANI"),
+            &Value::from("YOUSSEF")
+        )
+    );
+    assert_eq!(
+        (&v["birth_date"], &v["sex"]),
+        (&Value::from("850312"), &Value::from("M"))
+    );
+    assert_eq!(v["readings"], 20);
+    eprintln!(
+        "id-card read through pcscd: mean {:.1} ms, p95 {:.1} ms",
+        v["mean_ms"].as_f64().unwrap(),
+        v["p95_ms"].as_f64().unwrap()
+    );
+    // One character wrong: the chip refuses, exit 1, and the message says what to check.
+    let out = read("BK482914");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the chip refused the access key"),
+        "{}",
+        text(&out)
+    );
+}
