@@ -144,6 +144,12 @@ pub fn payload(
                 })
                 .collect(),
         },
+        previous_card: done.previous_card_mrz.as_ref().map(|mrz| {
+            tasjil_sync::record::PayloadPreviousCard {
+                source: "chip-bac".into(),
+                mrz: mrz.clone(),
+            }
+        }),
     })
 }
 

@@ -111,6 +111,9 @@ pub struct Completed {
     pub signature: SignatureCapture,
     pub started_ms: i64,
     pub finished_ms: i64,
+    /// The previous card's MRZ as its chip gave it, when the kiosk read it (renewal,
+    /// correction) and the card number in the demographics is the chip's.
+    pub previous_card_mrz: Option<String>,
 }
 
 /// One citizen's enrolment in progress.
@@ -372,6 +375,7 @@ impl Enrolment {
             signature,
             started_ms: self.started_ms,
             finished_ms: now_ms,
+            previous_card_mrz: None,
         })
     }
 }

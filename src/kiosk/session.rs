@@ -156,6 +156,8 @@ pub struct Session {
     badge: Option<Unlocked>,
     enrolment: Option<Enrolment>,
     last_frame: Option<RgbFrame>,
+    /// The previous card read through its chip for the enrolment in progress.
+    previous_card: Option<IdentityPage>,
 }
 
 impl std::fmt::Debug for Session {
@@ -183,6 +185,7 @@ impl Session {
             badge: None,
             enrolment: None,
             last_frame: None,
+            previous_card: None,
         })
     }
 
@@ -234,14 +237,35 @@ impl Session {
         let t = std::time::Instant::now();
         let read = self.devices.id_card.read(key, &exclude);
         match &read {
-            Ok(page) => tracing::info!(
-                "previous card {} read from its chip in {} ms",
-                page.document_number,
-                t.elapsed().as_millis()
-            ),
+            Ok(page) => {
+                tracing::info!(
+                    "previous card {} read from its chip in {} ms",
+                    page.document_number,
+                    t.elapsed().as_millis()
+                );
+                self.previous_card = Some(page.clone());
+            }
             Err(e) => tracing::warn!("previous card not read: {e}"),
         }
         read
+    }
+
+    /// The chip's MRZ for the record, when the card number the form carries is the chip's (an
+    /// officer who typed another number afterwards gets no chip evidence in the record).
+    fn chip_evidence(
+        &self,
+        demographics: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<String> {
+        let page = self.previous_card.as_ref()?;
+        let typed = demographics.get("previous_card_number")?.as_str()?;
+        if typed.trim() != page.document_number {
+            tracing::warn!(
+                "the previous card number was changed after the chip was read: the record keeps \
+                 no chip evidence"
+            );
+            return None;
+        }
+        page.try_to_mrz().ok()
     }
 
     /// Whether badges come and go by themselves (card badges), so the reader must be polled.
@@ -273,6 +297,7 @@ impl Session {
         self.badge = None;
         self.enrolment = None;
         self.last_frame = None;
+        self.previous_card = None;
     }
 
     pub fn home(&self) -> anyhow::Result<HomeStats> {
@@ -311,12 +336,14 @@ impl Session {
         }
         self.enrolment = Some(Enrolment::new(self.policy.clone(), crate::now_ms()));
         self.last_frame = None;
+        self.previous_card = None;
         Ok(())
     }
 
     pub fn cancel(&mut self) {
         self.enrolment = None;
         self.last_frame = None;
+        self.previous_card = None;
     }
 
     pub fn identify(&mut self, kind: EnrolmentKind) -> anyhow::Result<Step> {
@@ -489,9 +516,11 @@ impl Session {
             .enrolment
             .clone()
             .context("no enrolment in progress: start one from the home screen")?;
-        let done = e.finish(crate::now_ms())?;
+        let mut done = e.finish(crate::now_ms())?;
+        done.previous_card_mrz = self.chip_evidence(&done.demographics);
         let committed = self.station.commit(&done, &mut badge)?;
         self.enrolment = None;
+        self.previous_card = None;
         Ok(Receipt {
             committed,
             station: self.station.station_id().to_string(),
@@ -596,13 +625,20 @@ impl Session {
 /// A station in a temporary directory, for tests of the kiosk.
 #[cfg(test)]
 pub(crate) fn test_station() -> (tempfile::TempDir, DataDir) {
+    let (tmp, dir, _) = test_station_with_centre();
+    (tmp, dir)
+}
+
+/// A station, and the centre's keys that open its payloads.
+#[cfg(test)]
+pub(crate) fn test_station_with_centre() -> (tempfile::TempDir, DataDir, tasjil_sync::CentreKeys) {
     let tmp = tempfile::tempdir().unwrap();
     let centre = tasjil_sync::CentreKeys::generate();
     let centre_pub = tmp.path().join("centre.pub");
     std::fs::write(&centre_pub, centre.public().to_json()).unwrap();
     let dir = DataDir(tmp.path().join("station"));
     crate::station::init(&dir, "VAN-TEST-1", &centre_pub).unwrap();
-    (tmp, dir)
+    (tmp, dir, centre)
 }
 
 #[cfg(test)]
@@ -618,7 +654,7 @@ mod tests {
 
     #[test]
     fn a_complete_enrolment_through_the_kiosk_controller_is_committed_and_verifies() {
-        let (_tmp, dir) = test_station();
+        let (_tmp, dir, centre) = test_station_with_centre();
         let (mut s, _plug) = session(&dir);
         assert!(s.start().is_err(), "no enrolment before login");
         assert!(s.login("OFF-9", "000000").is_err());
@@ -634,6 +670,16 @@ mod tests {
         let errors = s.demographics(data.clone()).unwrap().unwrap_err();
         assert!(errors.iter().any(|e| e.field == "previous_card_number"));
         data.insert("previous_card_number".into(), previous);
+        // The previous card was read through its chip (the simulated card of the same citizen).
+        let card = crate::devices::simulated_card(3);
+        let key = tasjil_drivers::emrtd::AccessKey::new(
+            &card.document_number,
+            &card.birth_date,
+            &card.expiry_date,
+        )
+        .unwrap();
+        let read = s.read_previous_card(&key).unwrap();
+        assert_eq!(read.document_number, data["previous_card_number"]);
         assert_eq!(s.demographics(data).unwrap().unwrap(), Step::Face);
         assert!(s.capture_face().is_err(), "no picture before the preview");
         while s.step() == Some(Step::Face) {
@@ -685,6 +731,17 @@ mod tests {
         assert_eq!(rows[0].id, receipt.committed.id);
         assert_eq!(rows[0].officer, "OFF-9");
         assert_eq!(rows[0].kind, "renewal");
+        // The sealed payload carries the chip's MRZ, which only the centre can open.
+        let sealed = View::open(&dir)
+            .unwrap()
+            .store
+            .payload(&rows[0].payload)
+            .unwrap()
+            .unwrap();
+        let payload = tasjil_sync::Payload::open(&sealed, &centre.identity).unwrap();
+        let evidence = payload.previous_card.expect("chip evidence in the record");
+        assert_eq!(evidence.source, "chip-bac");
+        assert_eq!(evidence.mrz, card.try_to_mrz().unwrap());
     }
 
     #[test]

@@ -263,6 +263,7 @@ mod tests {
                 image: image("png"),
                 strokes: vec![],
             },
+            previous_card: None,
         }
     }
 

@@ -12,7 +12,9 @@ pub use envelope::{
     CaptureTimes, CoSignature, EnrolmentKind, Envelope, EnvelopeBody, FingerQuality, PayloadRef,
     QualitySummary, Signed, Unsigned, ENVELOPE_VERSION, GENESIS,
 };
-pub use payload::{Payload, PayloadException, PayloadFinger, PayloadImage, PayloadSignature};
+pub use payload::{
+    Payload, PayloadException, PayloadFinger, PayloadImage, PayloadPreviousCard, PayloadSignature,
+};
 
 /// What is wrong with a record. Each variant names the check that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

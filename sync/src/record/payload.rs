@@ -68,6 +68,18 @@ pub struct PayloadSignature {
     pub strokes: Vec<Vec<[u32; 4]>>,
 }
 
+/// The previous card as its chip gave it (a renewal or correction read at the kiosk): evidence
+/// that the card number is the chip's, not only typed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayloadPreviousCard {
+    /// How it was read: `"chip-bac"` (ICAO Doc 9303 Basic Access Control and secure messaging;
+    /// not passively authenticated).
+    pub source: String,
+    /// The chip's machine-readable zone (EF.DG1), three lines of 30 characters, concatenated.
+    pub mrz: String,
+}
+
 /// Everything captured for one enrolment. Lives in memory only until it is sealed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +91,9 @@ pub struct Payload {
     pub fingers: Vec<PayloadFinger>,
     pub exceptions: Vec<PayloadException>,
     pub signature: PayloadSignature,
+    /// The previous card read through its chip, when it was (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_card: Option<PayloadPreviousCard>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -257,6 +272,10 @@ pub(crate) mod tests {
                 image: image("png", vec![1, 2, 3]),
                 strokes: vec![vec![[1, 2, 3, 4], [5, 6, 7, 8]]],
             },
+            previous_card: Some(PayloadPreviousCard {
+                source: "chip-bac".into(),
+                mrz: format!("{:<<90}", "IDMARAB123456"),
+            }),
         }
     }
 
