@@ -235,6 +235,18 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphabetic() || c == ' ' || c == '-' || c == '\''
 }
 
+/// What the composite check digit of a TD1 covers (Doc 9303 part 5): line 1 from the document
+/// number on, and line 2's birth date, expiry date and optional data with their check digits.
+fn composite_field(line1: &str, line2: &str) -> String {
+    format!(
+        "{}{}{}{}",
+        &line1[5..30],
+        &line2[0..7],
+        &line2[8..15],
+        &line2[18..29]
+    )
+}
+
 fn strip_filler(s: &str) -> String {
     s.trim_end_matches('<').to_owned()
 }
@@ -265,13 +277,7 @@ impl IdentityPage {
         line2.push(check_digit(&expiry));
         line2 += &mrz_field(&self.nationality, 3);
         line2 += &"<".repeat(11);
-        let composite = format!(
-            "{}{}{}{}",
-            &line1[5..30],
-            &line2[0..7],
-            &line2[8..15],
-            &line2[18..29]
-        );
+        let composite = composite_field(&line1, &line2);
         line2.push(check_digit(&composite));
 
         let mut name = mrz_name(&self.surname);
@@ -404,13 +410,7 @@ impl IdentityPage {
             at(line2, 14),
             "the date of expiry (line 2, position 15)",
         )?;
-        let composite = format!(
-            "{}{}{}{}",
-            &line1[5..30],
-            &line2[0..7],
-            &line2[8..15],
-            &line2[18..29]
-        );
+        let composite = composite_field(&line1, &line2);
         verify(
             &composite,
             at(line2, 29),

@@ -595,14 +595,6 @@ fn the_supervisor_approves_exports_and_takes_the_receipt_back_in_the_window() {
     check_and_write_screens(&h.screens);
 }
 
-/// The test-only virtual OpenPGP card's binary, built by `cargo test --workspace` next to the
-/// test binaries (`target/<profile>/tasjil-vcard`).
-fn vcard_bin() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("tasjil-vcard");
-    bin.exists().then_some(bin)
-}
-
 #[test]
 fn with_a_card_badge_the_officer_logs_in_co_signs_on_the_card_and_pulling_it_logs_out() {
     use tasjil_vcard::{require_stack, VirtualCard, VirtualChip, ADMIN_PIN, READER, USER_PIN};
@@ -610,13 +602,7 @@ fn with_a_card_badge_the_officer_logs_in_co_signs_on_the_card_and_pulling_it_log
     let Some(_stack) = require_stack(TEST) else {
         return;
     };
-    let Some(bin) = vcard_bin() else {
-        let why = "tasjil-vcard is not built: run `cargo test --workspace`";
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "CI=true: {why}"
-        );
-        eprintln!("\n!!!!!!!! SKIPPED {TEST}: {why}\n");
+    let Some(bin) = tasjil_vcard::card_binary(TEST) else {
         return;
     };
     // A badge as a supervisor makes one with `tasjil badge personalise`.

@@ -2,20 +2,12 @@
 //! OpenPGP card (`tasjil-vcard`). Personalise the card, enrol and approve with it, verify.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use tasjil_vcard::{require_stack, VirtualCard, ADMIN_PIN, READER, USER_PIN};
 
 use crate::common::{text, Setup, BIN};
-
-/// The card binary, built next to this test by `cargo test --workspace`.
-fn vcard_bin() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("tasjil-vcard");
-    bin.exists().then_some(bin)
-}
 
 fn with_stdin(s: &Setup, args: &[&str], input: &str) -> Output {
     let mut child = Command::new(BIN)
@@ -43,14 +35,9 @@ fn officer_enrols_and_supervisor_approves_with_a_card_badge() {
     else {
         return;
     };
-    let Some(bin) = vcard_bin() else {
-        let why = "tasjil-vcard is not built: run `cargo test --workspace`";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI=true: {why}");
-        }
-        eprintln!(
-            "\n!!!!!!!! SKIPPED officer_enrols_and_supervisor_approves_with_a_card_badge: {why}\n"
-        );
+    let Some(bin) =
+        tasjil_vcard::card_binary("officer_enrols_and_supervisor_approves_with_a_card_badge")
+    else {
         return;
     };
     let s = Setup::new();
@@ -205,13 +192,7 @@ fn id_card_read_opens_a_citizen_s_chip_through_pcscd() {
     let Some(_stack) = require_stack(TEST) else {
         return;
     };
-    let Some(bin) = vcard_bin() else {
-        let why = "tasjil-vcard is not built: run `cargo test --workspace`";
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "CI=true: {why}"
-        );
-        eprintln!("\n!!!!!!!! SKIPPED {TEST}: {why}\n");
+    let Some(bin) = tasjil_vcard::card_binary(TEST) else {
         return;
     };
     let s = Setup::new();

@@ -88,6 +88,24 @@ pub fn require_stack(test: &str) -> Option<Stack> {
     }
 }
 
+/// The `tasjil-vcard` binary that `cargo test --workspace` builds next to the calling test
+/// binary (`target/<profile>/tasjil-vcard`). Missing, it is `None` after a loud SKIPPED banner
+/// naming `test`, or a failure when `CI=true`.
+pub fn card_binary(test: &str) -> Option<PathBuf> {
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("tasjil-vcard")))
+        .filter(|b| b.exists());
+    if bin.is_none() {
+        let why = "tasjil-vcard is not built: run `cargo test --workspace`";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true: {test}: {why}");
+        }
+        eprintln!("\n!!!!!!!! SKIPPED {test}: {why}\n");
+    }
+    bin
+}
+
 /// Where the pcscd started by the harness writes its log.
 pub fn log_path() -> PathBuf {
     std::env::temp_dir().join("tasjil-test-pcscd.log")
