@@ -410,7 +410,7 @@ impl IdentityPage {
             at(line2, 14),
             "the date of expiry (line 2, position 15)",
         )?;
-        let composite = composite_field(&line1, &line2);
+        let composite = composite_field(line1, line2);
         verify(
             &composite,
             at(line2, 29),
