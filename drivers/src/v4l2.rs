@@ -177,9 +177,97 @@ fn clamp8(v: i32) -> u8 {
     v.clamp(0, 255) as u8
 }
 
-/// One MJPEG frame (a baseline JPEG) to RGB8; returns width, height and pixels.
+/// The Huffman tables of ITU-T T.81 Annex K.3 (luminance and chrominance, DC and AC), as one
+/// DHT segment's payload: class/id byte, 16 code counts by length, then the values.
+const ANNEX_K_TABLES: &[(u8, [u8; 16], &[u8])] = &[
+    (
+        0x00,
+        [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0],
+        &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+    ),
+    (
+        0x01,
+        [0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0],
+        &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+    ),
+    (
+        0x10,
+        [0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7d],
+        &[
+            0x01, 0x02, 0x03, 0x00, 0x04, 0x11, 0x05, 0x12, 0x21, 0x31, 0x41, 0x06, 0x13, 0x51,
+            0x61, 0x07, 0x22, 0x71, 0x14, 0x32, 0x81, 0x91, 0xa1, 0x08, 0x23, 0x42, 0xb1, 0xc1,
+            0x15, 0x52, 0xd1, 0xf0, 0x24, 0x33, 0x62, 0x72, 0x82, 0x09, 0x0a, 0x16, 0x17, 0x18,
+            0x19, 0x1a, 0x25, 0x26, 0x27, 0x28, 0x29, 0x2a, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39,
+            0x3a, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49, 0x4a, 0x53, 0x54, 0x55, 0x56, 0x57,
+            0x58, 0x59, 0x5a, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x73, 0x74, 0x75,
+            0x76, 0x77, 0x78, 0x79, 0x7a, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x92,
+            0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9a, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7,
+            0xa8, 0xa9, 0xaa, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7, 0xb8, 0xb9, 0xba, 0xc2, 0xc3,
+            0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8,
+            0xd9, 0xda, 0xe1, 0xe2, 0xe3, 0xe4, 0xe5, 0xe6, 0xe7, 0xe8, 0xe9, 0xea, 0xf1, 0xf2,
+            0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa,
+        ],
+    ),
+    (
+        0x11,
+        [0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77],
+        &[
+            0x00, 0x01, 0x02, 0x03, 0x11, 0x04, 0x05, 0x21, 0x31, 0x06, 0x12, 0x41, 0x51, 0x07,
+            0x61, 0x71, 0x13, 0x22, 0x32, 0x81, 0x08, 0x14, 0x42, 0x91, 0xa1, 0xb1, 0xc1, 0x09,
+            0x23, 0x33, 0x52, 0xf0, 0x15, 0x62, 0x72, 0xd1, 0x0a, 0x16, 0x24, 0x34, 0xe1, 0x25,
+            0xf1, 0x17, 0x18, 0x19, 0x1a, 0x26, 0x27, 0x28, 0x29, 0x2a, 0x35, 0x36, 0x37, 0x38,
+            0x39, 0x3a, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49, 0x4a, 0x53, 0x54, 0x55, 0x56,
+            0x57, 0x58, 0x59, 0x5a, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x73, 0x74,
+            0x75, 0x76, 0x77, 0x78, 0x79, 0x7a, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89,
+            0x8a, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9a, 0xa2, 0xa3, 0xa4, 0xa5,
+            0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7, 0xb8, 0xb9, 0xba,
+            0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6,
+            0xd7, 0xd8, 0xd9, 0xda, 0xe2, 0xe3, 0xe4, 0xe5, 0xe6, 0xe7, 0xe8, 0xe9, 0xea, 0xf2,
+            0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa,
+        ],
+    ),
+];
+
+/// Many USB cameras send MJPEG frames without Huffman tables (no DHT segment): the stream is
+/// coded with the tables of T.81 Annex K, which the frame leaves out to save bytes. Such a frame
+/// gets those tables inserted just before its scan; a frame with its own tables is unchanged.
+pub fn with_default_huffman_tables(jpeg: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    // Walk the marker segments from SOI up to SOS; give up (unchanged) on anything odd.
+    let mut at = 2;
+    if !jpeg.starts_with(&[0xFF, 0xD8]) {
+        return jpeg.into();
+    }
+    while at + 4 <= jpeg.len() && jpeg[at] == 0xFF {
+        let marker = jpeg[at + 1];
+        if marker == 0xC4 {
+            return jpeg.into();
+        }
+        if marker == 0xDA {
+            let mut segment = Vec::new();
+            for (class_id, counts, values) in ANNEX_K_TABLES {
+                segment.push(*class_id);
+                segment.extend_from_slice(counts);
+                segment.extend_from_slice(values);
+            }
+            let mut out = Vec::with_capacity(jpeg.len() + segment.len() + 4);
+            out.extend_from_slice(&jpeg[..at]);
+            out.extend_from_slice(&[0xFF, 0xC4]);
+            out.extend_from_slice(&((segment.len() + 2) as u16).to_be_bytes());
+            out.extend_from_slice(&segment);
+            out.extend_from_slice(&jpeg[at..]);
+            return out.into();
+        }
+        let len = usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
+        at += 2 + len;
+    }
+    jpeg.into()
+}
+
+/// One MJPEG frame (a baseline JPEG, with or without its Huffman tables) to RGB8; returns width,
+/// height and pixels.
 pub fn mjpeg_to_rgb(jpeg: &[u8]) -> Result<(u32, u32, Vec<u8>), CaptureError> {
-    let image = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
+    let jpeg = with_default_huffman_tables(jpeg);
+    let image = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
         .map_err(|e| CaptureError::Image(format!("MJPEG frame: {e}")))?
         .into_rgb8();
     Ok((image.width(), image.height(), image.into_raw()))
@@ -526,5 +614,90 @@ mod tests {
             mjpeg_to_rgb(b"\xff\xd8 not a jpeg"),
             Err(CaptureError::Image(_))
         ));
+    }
+
+    /// The marker segments of a JPEG up to its scan: `(marker, payload)`.
+    fn segments(jpeg: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut at = 2;
+        while jpeg[at] == 0xFF && jpeg[at + 1] != 0xDA {
+            let len = usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
+            out.push((jpeg[at + 1], jpeg[at + 4..at + 2 + len].to_vec()));
+            at += 2 + len;
+        }
+        out
+    }
+
+    #[test]
+    fn an_mjpeg_frame_without_huffman_tables_decodes_with_annex_k_s() {
+        // A colour frame as a camera would code it (the encoder uses T.81 Annex K's tables).
+        let (w, h) = (64u32, 48u32);
+        let rgb: Vec<u8> = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = (i % w, i / w);
+                [(x * 4) as u8, (y * 5) as u8, ((x + y) * 2) as u8]
+            })
+            .collect();
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+            .encode(&rgb, w, h, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        // Our tables are byte for byte the ones the encoder wrote (a table typed wrong fails here).
+        let written: Vec<u8> = segments(&jpeg)
+            .into_iter()
+            .filter(|(m, _)| *m == 0xC4)
+            .flat_map(|(_, p)| p)
+            .collect();
+        let inserted = segments(&with_default_huffman_tables(&strip_dht(&jpeg)))
+            .into_iter()
+            .filter(|(m, _)| *m == 0xC4)
+            .flat_map(|(_, p)| p)
+            .collect::<Vec<u8>>();
+        assert!(!written.is_empty());
+        let tables = |bytes: &[u8]| {
+            // (class/id, counts, values) in any order.
+            let mut t = Vec::new();
+            let mut at = 0;
+            while at < bytes.len() {
+                let n: usize = bytes[at + 1..at + 17].iter().map(|&c| usize::from(c)).sum();
+                t.push(bytes[at..at + 17 + n].to_vec());
+                at += 17 + n;
+            }
+            t.sort();
+            t
+        };
+        assert_eq!(tables(&inserted), tables(&written));
+
+        // The frame as such a camera sends it: the same pixels come out.
+        let stripped = strip_dht(&jpeg);
+        assert!(segments(&stripped).iter().all(|(m, _)| *m != 0xC4));
+        assert!(
+            image::load_from_memory_with_format(&stripped, image::ImageFormat::Jpeg).is_err(),
+            "the JPEG decoder alone refuses a frame without tables"
+        );
+        let (_, _, want) = mjpeg_to_rgb(&jpeg).unwrap();
+        let (dw, dh, got) = mjpeg_to_rgb(&stripped).unwrap();
+        assert_eq!((dw, dh), (w, h));
+        assert_eq!(got, want);
+        // A frame with its own tables is left as it is.
+        assert!(matches!(
+            with_default_huffman_tables(&jpeg),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    /// `jpeg` without its DHT segments.
+    fn strip_dht(jpeg: &[u8]) -> Vec<u8> {
+        let mut out = jpeg[..2].to_vec();
+        let mut at = 2;
+        while jpeg[at] == 0xFF && jpeg[at + 1] != 0xDA {
+            let len = usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
+            if jpeg[at + 1] != 0xC4 {
+                out.extend_from_slice(&jpeg[at..at + 2 + len]);
+            }
+            at += 2 + len;
+        }
+        out.extend_from_slice(&jpeg[at..]);
+        out
     }
 }
