@@ -1143,29 +1143,43 @@ impl Kiosk {
         };
         let tr = ui.global::<Tr>();
         let lang = st.lang.code();
-        let rows: Vec<ReviewRow> = st
-            .schema
-            .fields
-            .iter()
-            .filter_map(|f| {
-                let value = review.demographics.get(&f.name)?;
-                let text = match value {
-                    serde_json::Value::Bool(true) => tr.invoke_yes().to_string(),
-                    serde_json::Value::Bool(false) => tr.invoke_no().to_string(),
-                    serde_json::Value::String(v) => f
-                        .values
-                        .iter()
-                        .find(|e| &e.value == v)
-                        .map_or(v.clone(), |e| e.label.get(lang).to_string()),
-                    other => other.to_string(),
-                };
-                Some(ReviewRow {
-                    label: s(f.label.get(lang)),
-                    value_font: s(font_for_text(&text)),
-                    value: s(text),
-                })
-            })
-            .collect();
+        let mut rows: Vec<ReviewRow> = Vec::new();
+        for f in &st.schema.fields {
+            let Some(value) = review.demographics.get(&f.name) else {
+                continue;
+            };
+            let text = match value {
+                serde_json::Value::Bool(true) => tr.invoke_yes().to_string(),
+                serde_json::Value::Bool(false) => tr.invoke_no().to_string(),
+                serde_json::Value::String(v) => f
+                    .values
+                    .iter()
+                    .find(|e| &e.value == v)
+                    .map_or(v.clone(), |e| e.label.get(lang).to_string()),
+                other => other.to_string(),
+            };
+            rows.push(ReviewRow {
+                label: s(f.label.get(lang)),
+                value_font: s(font_for_text(&text)),
+                value: s(text),
+            });
+            // Whether the previous card's number is the chip's or only typed.
+            if f.name == "previous_card_number" {
+                let how = Self::msg(
+                    ui,
+                    if review.previous_card_from_chip {
+                        "card-from-chip"
+                    } else {
+                        "card-typed"
+                    },
+                );
+                rows.push(ReviewRow {
+                    label: s(Self::msg(ui, "card-evidence")),
+                    value_font: s(font_for_text(&how)),
+                    value: s(how),
+                });
+            }
+        }
         let a = ui.global::<ReviewAdapter>();
         a.set_rows(ModelRc::new(VecModel::from(rows)));
         a.set_kind(tr.invoke_kind(s(review.kind.as_str())));

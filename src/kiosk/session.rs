@@ -135,6 +135,8 @@ pub struct Review {
     pub exceptions: Vec<(FingerPosition, String)>,
     pub below_threshold: Vec<String>,
     pub signature_png: Vec<u8>,
+    /// The previous card number is the chip's (its MRZ goes into the record).
+    pub previous_card_from_chip: bool,
 }
 
 /// The receipt handed to the citizen.
@@ -483,7 +485,9 @@ impl Session {
             .clone()
             .context("no enrolment in progress: start one from the home screen")?;
         let done = e.finish(crate::now_ms())?;
+        let previous_card_from_chip = self.chip_evidence(&done.demographics).is_some();
         Ok(Review {
+            previous_card_from_chip,
             kind: done.kind,
             demographics: done.demographics,
             face_jpeg: done.face.image.jpeg,
@@ -712,6 +716,7 @@ mod tests {
         let step = s.signature(300, 100, slow).unwrap();
         assert_eq!(step, Step::Review);
         let review = s.review().unwrap();
+        assert!(review.previous_card_from_chip);
         assert_eq!(review.exceptions.len(), 1);
         assert_eq!(review.fingers.len(), 9);
         assert!(

@@ -726,6 +726,15 @@ fn with_a_card_badge_the_officer_logs_in_co_signs_on_the_card_and_pulling_it_log
     h.draw_signature();
     h.click("NavBar::next-ltr");
     h.until("review", |ui| ui.global::<App>().get_view() == "review");
+    {
+        use slint::Model;
+        let rows = h.ui().global::<ReviewAdapter>().get_rows();
+        assert!(
+            rows.iter()
+                .any(|r| r.label == "Carte précédente" && r.value == "numéro lu dans sa puce"),
+            "the review says the number is the chip's"
+        );
+    }
     h.click("ReviewView::confirm");
     h.type_pin("000000");
     h.until("the wrong confirmation PIN refused", |ui| {
