@@ -430,7 +430,7 @@ fn states(ui: &AppWindow) -> Vec<String> {
 
 #[test]
 fn the_supervisor_approves_exports_and_takes_the_receipt_back_in_the_window() {
-    use tasjil_sync::central::{import::import, CentreStore};
+    use tasjil_central::{import::import, CentreStore};
 
     // A station with two records committed by an officer, and the centre it reports to.
     let tmp = tempfile::tempdir().unwrap();

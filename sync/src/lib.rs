@@ -1,15 +1,15 @@
 //! `tasjil-sync`: what travels between a station and the issuance centre.
 //!
-//! This crate owns the record format (signed envelope + sealed payload), the key files, and the
-//! centre's binary. It knows nothing of capture devices or of the kiosk UI: the station converts its
-//! captures into [`record::Payload`] before sealing.
+//! This crate is the language the station and the centre share: the record format (signed
+//! envelope + sealed payload), the key files, the per-day CRDT ledger, the wire protocol, the USB
+//! bundle and receipt formats, and the station's HTTP sync client. It knows nothing of capture
+//! devices, of the kiosk UI, or of how the centre stores what it receives (that is the
+//! `tasjil-central` crate): the station converts its captures into [`record::Payload`] before
+//! sealing.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod bundle;
 pub mod canonical;
-#[cfg(feature = "server")]
-pub mod central;
-#[cfg(feature = "client")]
 pub mod client;
 pub mod keys;
 pub mod ledger;

@@ -101,33 +101,6 @@ pub fn client_config(pinned_fingerprint: &str) -> Result<rustls::ClientConfig, r
     )
 }
 
-/// A new self-signed certificate: `(certificate DER, private key DER)`.
-#[cfg(feature = "server")]
-pub fn self_signed() -> Result<(Vec<u8>, Vec<u8>), String> {
-    let made = rcgen::generate_simple_self_signed(vec![
-        "tasjil-centre".to_string(),
-        "localhost".to_string(),
-    ])
-    .map_err(|e| e.to_string())?;
-    Ok((made.cert.der().to_vec(), made.signing_key.serialize_der()))
-}
-
-/// Server configuration presenting the centre's certificate.
-#[cfg(feature = "server")]
-pub fn server_config(
-    cert_der: Vec<u8>,
-    key_der: Vec<u8>,
-) -> Result<rustls::ServerConfig, rustls::Error> {
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(cert_der)],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der)),
-        )
-}
-
 /// Whether `host` (from a URL) is a loopback address, where plain HTTP is allowed.
 pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use tasjil_sync::central::{server, CentreStore};
+use tasjil_central::{server, CentreStore};
 
 pub struct TestCentre {
     pub url: String,
@@ -25,7 +25,7 @@ impl TestCentre {
 
     /// Serve TLS with the given certificate (DER) and key (PKCS#8 DER).
     pub fn start_tls(dir: &Path, cert: Vec<u8>, key: Vec<u8>) -> TestCentre {
-        let config = tasjil_sync::tls::server_config(cert, key).unwrap();
+        let config = tasjil_central::tls::server_config(cert, key).unwrap();
         Self::start_with(dir, "127.0.0.1:0".parse().unwrap(), Some(config))
     }
 

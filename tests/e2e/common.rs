@@ -128,7 +128,7 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The centre's binary, `tasjil-central`, next to the station's (it belongs to the tasjil-sync
+/// The centre's binary, `tasjil-central`, next to the station's (it belongs to the tasjil-central
 /// package, so cargo gives no path for it here): built on first use if missing.
 pub fn central_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -138,7 +138,7 @@ pub fn central_bin() -> PathBuf {
             if !path.exists() {
                 let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
                 let status = Command::new(cargo)
-                    .args(["build", "-p", "tasjil-sync", "--bin", "tasjil-central"])
+                    .args(["build", "-p", "tasjil-central", "--bin", "tasjil-central"])
                     .status()
                     .unwrap();
                 assert!(status.success(), "cannot build tasjil-central");

@@ -409,7 +409,7 @@ fn the_ledger_carries_approvals_up_and_statuses_down() {
 fn tls_to_the_pinned_centre_only() {
     let tmp = tempfile::tempdir().unwrap();
     let keys = tasjil_sync::CentreKeys::generate();
-    let (cert, key) = tasjil_sync::tls::self_signed().unwrap();
+    let (cert, key) = tasjil_central::tls::self_signed().unwrap();
     let mut public = keys.public();
     public.tls_cert_sha256 = Some(tasjil_sync::tls::fingerprint(&cert));
     std::fs::write(tmp.path().join("centre.pub"), public.to_json()).unwrap();
@@ -435,7 +435,7 @@ fn tls_to_the_pinned_centre_only() {
     let (code, v) = json_of(&station, &["sync", "--central", &centre.url]);
     assert_eq!((code, v["acknowledged"].as_u64()), (0, Some(2)), "{v}");
 
-    let (other_cert, other_key) = tasjil_sync::tls::self_signed().unwrap();
+    let (other_cert, other_key) = tasjil_central::tls::self_signed().unwrap();
     let impostor = TestCentre::start_tls(&tmp.path().join("impostor"), other_cert, other_key);
     impostor.register(&station);
     assert!(run(&station, &["enrol", "--simulate", "--count", "1"])

@@ -1,17 +1,21 @@
-//! The issuance centre: registry of station keys, verification and storage of what stations send,
-//! and the HTTP server. Built only with the `server` feature; the station never links it.
+//! `tasjil-central`: the issuance centre. Registry of station keys, verification and storage of
+//! what stations send (over the network or on a USB stick), the HTTP server, and the ANSI/NIST-ITL
+//! export. It speaks the formats of `tasjil-sync` and links nothing of the station: no Slint, no
+//! devices.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod import;
 pub mod nist;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 pub use store::{CentreError, CentreStore};
 
 use ed25519_dalek::VerifyingKey;
 use store::{BlobState, Ingested, RecordStatus};
 
-use crate::ledger::PeerState;
+use tasjil_sync::ledger::PeerState;
 
 /// What the HTTP server needs from the centre's storage. [`CentreStore`] (SQLite + a blob
 /// directory) is the embedded default; a backend for PostgreSQL + an S3-compatible object store

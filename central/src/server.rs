@@ -1,6 +1,6 @@
 //! The centre's HTTP server (axum): authenticates every request against the registered station
 //! key and a single-use nonce, and hands the work to a [`CentreBackend`] on blocking threads.
-//! See [`crate::protocol`] for the endpoints.
+//! See [`tasjil_sync::protocol`] for the endpoints.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,11 +16,11 @@ use axum::{Json, Router};
 use rand_core::RngCore;
 use serde::Serialize;
 
-use super::store::{BlobState, CentreError, Ingested};
-use super::CentreBackend;
-use crate::keys::{parse_signature, verify};
-use crate::ledger::PeerState;
-use crate::protocol::{
+use crate::store::{BlobState, CentreError, Ingested};
+use crate::CentreBackend;
+use tasjil_sync::keys::{parse_signature, verify};
+use tasjil_sync::ledger::PeerState;
+use tasjil_sync::protocol::{
     request_message, ApiError, BlobProgress, ChainHead, ChallengeRequest, ChallengeResponse,
     EnvelopeResult, EnvelopesRequest, EnvelopesResponse, HaveRequest, HaveResponse, LedgerRequest,
     LedgerResponse, Outcome, StatusRequest, StatusResponse, HEADER_NEXT_NONCE, HEADER_NONCE,
@@ -371,7 +371,7 @@ async fn envelopes(
         headers,
         body,
         |st, who, req: EnvelopesRequest| {
-            let now = crate::central::now_ms();
+            let now = crate::now_ms();
             // A station sends only its own envelopes; the others are refused without a look.
             let mine: Vec<bool> = req
                 .envelopes

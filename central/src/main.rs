@@ -1,6 +1,6 @@
 //! `tasjil-central`: the issuance centre's command line. Parse, run, print: human text by default,
 //! one JSON object with `--json`; exit 0 on success, 1 when a problem was found (named in the
-//! output), 2 on bad usage. The work itself lives in `tasjil_sync::central`.
+//! output), 2 on bad usage. The work itself lives in the `tasjil_central` library.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use tasjil_sync::central::{now_ms, CentreStore};
+use tasjil_central::{now_ms, CentreStore};
 use tasjil_sync::output::{finish, say, Output};
 use tasjil_sync::{CentreKeys, StationPublic};
 
@@ -177,7 +177,7 @@ fn serve(dir: &Path, listen: std::net::SocketAddr, plain_http: bool) -> anyhow::
                 )
             })
         };
-        Some(tasjil_sync::tls::server_config(
+        Some(tasjil_central::tls::server_config(
             read("tls-cert.der")?,
             read("tls-key.der")?,
         )?)
@@ -206,8 +206,8 @@ fn serve(dir: &Path, listen: std::net::SocketAddr, plain_http: bool) -> anyhow::
             }
         };
         match tls {
-            Some(config) => tasjil_sync::central::server::serve_tls(listener, config, store, shutdown).await,
-            None => tasjil_sync::central::server::serve(listener, store, shutdown).await,
+            Some(config) => tasjil_central::server::serve_tls(listener, config, store, shutdown).await,
+            None => tasjil_central::server::serve(listener, store, shutdown).await,
         }
         .context("server failed")
     })?;
@@ -219,7 +219,7 @@ fn init(dir: &Path) -> anyhow::Result<Output> {
     let keys = CentreKeys::generate();
     let secret = dir.join("centre.key");
     keys.save(&secret)?;
-    let (cert, tls_key) = tasjil_sync::tls::self_signed().map_err(anyhow::Error::msg)?;
+    let (cert, tls_key) = tasjil_central::tls::self_signed().map_err(anyhow::Error::msg)?;
     tasjil_sync::keys::write_new_file(&dir.join("tls-key.der"), &tls_key, 0o600)?;
     tasjil_sync::keys::write_new_file(&dir.join("tls-cert.der"), &cert, 0o644)?;
     let mut centre_pub = keys.public();
@@ -282,7 +282,7 @@ fn station_list(dir: &Path) -> anyhow::Result<Output> {
 }
 
 fn import(dir: &Path, bundle: &Path, receipt_out: Option<PathBuf>) -> anyhow::Result<Output> {
-    use tasjil_sync::central::import::{import, Step};
+    use tasjil_central::import::{import, Step};
     let store = open_store(dir)?;
     let keys = CentreKeys::load(&dir.join("centre.key"))?;
     let bar = progress_bar();
@@ -418,7 +418,7 @@ fn export_nist(dir: &Path, id: &str, out: &Path, tot: &str, dai: &str) -> anyhow
     let store = open_store(dir)?;
     let keys = CentreKeys::load(&dir.join("centre.key"))?;
     let (bytes, payload) =
-        tasjil_sync::central::nist::export(&store, &keys, id, tot, dai, now_ms())?;
+        tasjil_central::nist::export(&store, &keys, id, tot, dai, now_ms())?;
     std::fs::write(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(Output::ok(
         json!({

@@ -6,9 +6,9 @@ use anyhow::{bail, Context};
 use tasjil_nist::records::{self, Face, Finger, Header, Signature};
 use tasjil_nist::Transaction;
 
-use crate::central::CentreStore;
-use crate::record::Payload;
-use crate::CentreKeys;
+use crate::CentreStore;
+use tasjil_sync::record::Payload;
+use tasjil_sync::CentreKeys;
 
 /// Type-2 field for each demographic field of the `cnie-v1` schema. 2.018/2.020/2.022/2.024
 /// follow the customary meanings (name, place of birth, date of birth, sex); 2.201 onwards hold
@@ -226,7 +226,7 @@ pub fn export(
         );
     }
     let sealed = store.read_blob(&record.payload_sha256)?;
-    if crate::sha256_hex(&sealed) != record.payload_sha256 {
+    if tasjil_sync::sha256_hex(&sealed) != record.payload_sha256 {
         bail!("the stored payload of {id} does not match its envelope: run tasjil-central verify");
     }
     let payload = Payload::open(&sealed, &keys.identity)
@@ -246,7 +246,7 @@ mod tests {
     use super::*;
 
     fn payload(demographics: serde_json::Value) -> Payload {
-        let image = |format: &str| crate::record::PayloadImage {
+        let image = |format: &str| tasjil_sync::record::PayloadImage {
             format: format.into(),
             width: 1,
             height: 1,
@@ -259,7 +259,7 @@ mod tests {
             face: image("jpeg"),
             fingers: vec![],
             exceptions: vec![],
-            signature: crate::record::PayloadSignature {
+            signature: tasjil_sync::record::PayloadSignature {
                 image: image("png"),
                 strokes: vec![],
             },

@@ -1,6 +1,6 @@
 //! `tasjil-central import`: a USB bundle in, a signed receipt out.
 //!
-//! Everything is verified before anything is ingested ([`crate::bundle::verify_bundle`]); then
+//! Everything is verified before anything is ingested ([`tasjil_sync::bundle::verify_bundle`]); then
 //! the payloads go into the blob store and the envelopes and ledgers through the same checks and
 //! the same transaction shape as network sync ([`CentreStore::import_bundle`]). Importing a bundle
 //! again, or a bundle whose records already came by network, changes nothing: the receipt is
@@ -13,14 +13,14 @@ use base64::Engine;
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
 
-use super::store::{BlobState, BundleImport, Ingested, Problem};
-use super::{CentreError, CentreStore};
-use crate::bundle::{
+use crate::store::{BlobState, BundleImport, Ingested, Problem};
+use crate::{CentreError, CentreStore};
+use tasjil_sync::bundle::{
     verify_bundle, BundleError, BundleReader, Receipt, ReceiptBody, ReceiptLedger, ReceiptRecord,
     RECEIPT_FORMAT,
 };
-use crate::ledger::{day_of_ms, doc_name};
-use crate::record::{Envelope, Signed};
+use tasjil_sync::ledger::{day_of_ms, doc_name};
+use tasjil_sync::record::{Envelope, Signed};
 
 /// Why an import did not happen. Nothing was stored in either case.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +171,7 @@ pub fn import(
 pub fn receipt_for(
     store: &CentreStore,
     signing: &SigningKey,
-    verified: &crate::bundle::VerifiedBundle,
+    verified: &tasjil_sync::bundle::VerifiedBundle,
     now_ms: i64,
 ) -> Result<Receipt, ImportError> {
     let manifest = &verified.header.manifest;
@@ -187,7 +187,7 @@ pub fn receipt_for(
             &day_of_ms(body.captured.finished_ms),
         ));
         ids.push(body.id.clone());
-        rows.push((body.id.clone(), body.seq, crate::sha256_hex(bytes)));
+        rows.push((body.id.clone(), body.seq, tasjil_sync::sha256_hex(bytes)));
     }
     let statuses = store.statuses(&manifest.station, &ids)?;
     let records = rows

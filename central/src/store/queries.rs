@@ -1,0 +1,232 @@
+//! What central staff ask of the store: the list of records, the full re-check, the counts.
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use tasjil_sync::keys::parse_verifying_key;
+use tasjil_sync::record::{Envelope, Signed, GENESIS};
+use tasjil_sync::sha256_hex;
+
+use super::decide::check_officer;
+use super::{lock, CentreError, CentreStore};
+
+/// One stored envelope, as listed (never demographics: the centre cannot even read them here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CentreRecord {
+    pub id: String,
+    pub station: String,
+    pub seq: u64,
+    pub status: String,
+    pub received_ms: i64,
+    pub payload_sha256: String,
+    pub payload_len: u64,
+}
+
+/// One record (or "database") that failed a check, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub id: String,
+    pub reason: String,
+}
+
+/// Result of [`CentreStore::verify_all`]: the JSON of `tasjil-central verify --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub records: u64,
+    pub valid: u64,
+    pub problems: Vec<Problem>,
+}
+
+/// Counts for `tasjil-central stats --json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub stations: u64,
+    pub records: u64,
+    pub verified: u64,
+    /// Distinct (station, id) pairs refused and not stored since.
+    pub rejected: u64,
+}
+
+impl CentreStore {
+    /// Every stored envelope, by station and sequence.
+    pub fn list(&self) -> Result<Vec<CentreRecord>, CentreError> {
+        let conn = lock(&self.conn);
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, station, seq, status, received_ms, payload_sha256, payload_len
+                 FROM envelopes ORDER BY station, seq",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(CentreRecord {
+                    id: r.get(0)?,
+                    station: r.get(1)?,
+                    seq: r.get::<_, i64>(2)? as u64,
+                    status: r.get(3)?,
+                    received_ms: r.get(4)?,
+                    payload_sha256: r.get(5)?,
+                    payload_len: r.get::<_, i64>(6)? as u64,
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// Re-check everything stored, and name each record that fails and why: SQLite's structure
+    /// check; per record, the signed bytes parse and agree with the index columns, the station
+    /// signature against the registered key, the officer co-signature, the chain from sequence 1
+    /// per station, and the payload file's presence, length and SHA-256.
+    pub fn verify_all(&self) -> Result<VerifyReport, CentreError> {
+        let conn = lock(&self.conn);
+        let mut problems = Vec::new();
+        {
+            let mut stmt = conn
+                .prepare("PRAGMA quick_check")
+                .map_err(|e| self.sql(e))?;
+            let lines = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| self.sql(e))?;
+            for line in lines.into_iter().filter(|l| l != "ok") {
+                problems.push(Problem {
+                    id: "database".into(),
+                    reason: format!("SQLite structure check: {line}"),
+                });
+            }
+        }
+
+        let mut keys: std::collections::HashMap<String, Result<VerifyingKey, String>> =
+            std::collections::HashMap::new();
+        {
+            let mut stmt = conn
+                .prepare("SELECT id, public_key FROM stations")
+                .map_err(|e| self.sql(e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| self.sql(e))?;
+            for (id, key) in rows {
+                keys.insert(id, parse_verifying_key(&key));
+            }
+        }
+
+        let mut stmt = conn
+            .prepare(
+                "SELECT station, seq, id, hash, envelope, payload_sha256, payload_len
+                 FROM envelopes ORDER BY station, seq",
+            )
+            .map_err(|e| self.sql(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.sql(e))?;
+        let (mut records, mut valid) = (0u64, 0u64);
+        let mut chain_station = String::new();
+        let (mut expected_seq, mut expected_prev) = (1u64, GENESIS.to_string());
+        while let Some(r) = rows.next().map_err(|e| self.sql(e))? {
+            let station: String = r.get(0).map_err(|e| self.sql(e))?;
+            let seq: i64 = r.get(1).map_err(|e| self.sql(e))?;
+            let id: String = r.get(2).map_err(|e| self.sql(e))?;
+            let hash: String = r.get(3).map_err(|e| self.sql(e))?;
+            let bytes: Vec<u8> = r.get(4).map_err(|e| self.sql(e))?;
+            let payload_sha256: String = r.get(5).map_err(|e| self.sql(e))?;
+            let payload_len: i64 = r.get(6).map_err(|e| self.sql(e))?;
+            records += 1;
+            if station != chain_station {
+                chain_station.clone_from(&station);
+                expected_seq = 1;
+                expected_prev = GENESIS.to_string();
+            }
+
+            let mut reasons: Vec<String> = Vec::new();
+            let computed = sha256_hex(&bytes);
+            match Envelope::<Signed>::from_bytes(&bytes) {
+                Err(e) => reasons.push(e.to_string()),
+                Ok(env) => {
+                    let b = env.body();
+                    let index_ok = b.id == id
+                        && b.station == station
+                        && i64::try_from(b.seq).ok() == Some(seq)
+                        && b.payload.sha256 == payload_sha256
+                        && i64::try_from(b.payload.len).ok() == Some(payload_len)
+                        && computed == hash;
+                    if !index_ok {
+                        reasons
+                            .push("stored index columns do not match the signed envelope".into());
+                    }
+                    match keys.get(&station) {
+                        Some(Ok(key)) => {
+                            if let Err(e) = env.verify_signature(key) {
+                                reasons.push(e.to_string());
+                            }
+                        }
+                        Some(Err(e)) => reasons.push(format!(
+                            "registered key of station {station} is unreadable: {e}"
+                        )),
+                        None => reasons.push(format!("station {station} is not registered")),
+                    }
+                    if let Err(e) = check_officer(&env) {
+                        reasons.push(e.to_string());
+                    }
+                    if let Err(e) = env.verify_chain_link(expected_seq, &expected_prev) {
+                        reasons.push(e.to_string());
+                    }
+                    match self.read_blob(&b.payload.sha256) {
+                        Ok(sealed) => {
+                            if let Err(e) = env.verify_payload(&sealed) {
+                                reasons.push(e.to_string());
+                            }
+                        }
+                        Err(CentreError::BlobMissing(sha)) => {
+                            reasons.push(format!("sealed payload {sha} is missing"))
+                        }
+                        Err(CentreError::BadAddress(a)) => {
+                            reasons.push(format!("payload address {a:?} is malformed"))
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            // A damaged record should not also make its successor look broken: carry the chain on
+            // from the hash the successor was built on (the stored index) when this one failed.
+            expected_prev = if reasons.is_empty() { computed } else { hash };
+            expected_seq = u64::try_from(seq).unwrap_or(0) + 1;
+            if reasons.is_empty() {
+                valid += 1;
+            } else {
+                problems.push(Problem {
+                    id,
+                    reason: reasons.join("; "),
+                });
+            }
+        }
+        Ok(VerifyReport {
+            ok: problems.is_empty(),
+            records,
+            valid,
+            problems,
+        })
+    }
+
+    /// Counts of stations and records.
+    pub fn stats(&self) -> Result<Stats, CentreError> {
+        let conn = lock(&self.conn);
+        conn.query_row(
+            "SELECT (SELECT count(*) FROM stations),
+                    (SELECT count(*) FROM envelopes),
+                    (SELECT count(*) FROM envelopes WHERE status = 'verified'),
+                    (SELECT count(*) FROM (
+                        SELECT DISTINCT r.station, r.id FROM rejections r
+                        WHERE NOT EXISTS (SELECT 1 FROM envelopes e
+                                          WHERE e.id = r.id AND e.station = r.station)))",
+            [],
+            |r| {
+                Ok(Stats {
+                    stations: r.get::<_, i64>(0)? as u64,
+                    records: r.get::<_, i64>(1)? as u64,
+                    verified: r.get::<_, i64>(2)? as u64,
+                    rejected: r.get::<_, i64>(3)? as u64,
+                })
+            },
+        )
+        .map_err(|e| self.sql(e))
+    }
+}

@@ -1,0 +1,667 @@
+use super::*;
+use tasjil_sync::record::{
+    CaptureTimes, CoSignature, EnrolmentKind, EnvelopeBody, PayloadRef, QualitySummary,
+    ENVELOPE_VERSION,
+};
+use tasjil_sync::record::{Envelope, RecordError, Signed, GENESIS};
+use tasjil_sync::{sha256_hex, StationKey, StationPublic};
+
+const NOW: i64 = 1_750_000_000_000;
+
+/// A registered station with its badge, making envelopes the way the station does.
+struct Van {
+    name: String,
+    key: StationKey,
+    officer: StationKey,
+}
+
+impl Van {
+    fn new(name: &str) -> Van {
+        Van {
+            name: name.into(),
+            key: StationKey::generate(),
+            officer: StationKey::generate(),
+        }
+    }
+
+    fn public(&self) -> StationPublic {
+        StationPublic::new(&self.name, &self.key)
+    }
+
+    fn body(&self, seq: u64, prev: &str, sealed: &[u8], salt: u128) -> EnvelopeBody {
+        EnvelopeBody {
+            v: ENVELOPE_VERSION,
+            // Distinct per station, sequence and salt, and the same on every run.
+            id: {
+                let van = u128::from(tasjil_sync::canonical::sha256(self.name.as_bytes())[0]);
+                ulid::Ulid::from_parts(
+                    1_700_000_000_000 + seq,
+                    van << 72 | salt << 16 | seq as u128,
+                )
+                .to_string()
+            },
+            kind: EnrolmentKind::New,
+            station: self.name.clone(),
+            officer: "OFF-1".into(),
+            seq,
+            prev: prev.into(),
+            demographics_schema: "cnie-v1".into(),
+            captured: CaptureTimes {
+                started_ms: 1,
+                face_ms: 2,
+                fingers_ms: 3,
+                signature_ms: 4,
+                finished_ms: 5,
+            },
+            quality: QualitySummary {
+                face: 80,
+                face_attempts: 1,
+                fingers: vec![],
+                finger_exceptions: vec![],
+                below_threshold: vec![],
+            },
+            payload: PayloadRef {
+                sha256: sha256_hex(sealed),
+                len: sealed.len() as u64,
+            },
+        }
+    }
+
+    /// Co-signed by the badge, signed by `signer` (normally the station's own key).
+    fn seal(&self, body: EnvelopeBody, signer: &StationKey) -> Envelope<Signed> {
+        let env = Envelope::new(body).unwrap();
+        let sig = self.officer.sign(&env.officer_message().unwrap());
+        env.with_officer_signature(CoSignature {
+            key: self.officer.public_hex(),
+            sig: hex::encode(sig.to_bytes()),
+        })
+        .sign(signer)
+        .unwrap()
+    }
+
+    fn envelope(&self, seq: u64, prev: &str, sealed: &[u8]) -> Envelope<Signed> {
+        self.seal(self.body(seq, prev, sealed, 0), &self.key)
+    }
+}
+
+fn payload(n: u8) -> Vec<u8> {
+    (0..1000u32).map(|i| (i as u8).wrapping_mul(n)).collect()
+}
+
+fn upload(store: &CentreStore, sealed: &[u8]) {
+    let state = store
+        .put_blob_chunk(&sha256_hex(sealed), 0, sealed.len() as u64, sealed)
+        .unwrap();
+    assert_eq!(
+        state,
+        BlobState::Complete {
+            len: sealed.len() as u64
+        }
+    );
+}
+
+fn setup() -> (tempfile::TempDir, CentreStore, Van) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CentreStore::open(dir.path()).unwrap();
+    let van = Van::new("VAN-07-A");
+    assert!(store.add_station(&van.public(), NOW).unwrap());
+    (dir, store, van)
+}
+
+/// Store a chain of `n` envelopes with uploaded payloads; returns them.
+fn chain(store: &CentreStore, van: &Van, n: u64) -> Vec<Envelope<Signed>> {
+    let mut out: Vec<Envelope<Signed>> = Vec::new();
+    for seq in 1..=n {
+        let prev = out
+            .last()
+            .map_or(GENESIS.to_string(), |e| e.hash().unwrap());
+        let sealed = payload(seq as u8);
+        upload(store, &sealed);
+        let env = van.envelope(seq, &prev, &sealed);
+        let got = store
+            .ingest(&env.to_bytes().unwrap(), NOW + seq as i64)
+            .unwrap();
+        assert_eq!(
+            got,
+            Ingested::Stored {
+                id: env.body().id.clone(),
+                station: van.name.clone(),
+                seq
+            }
+        );
+        out.push(env);
+    }
+    out
+}
+
+fn reason(outcome: Ingested) -> String {
+    match outcome {
+        Ingested::Rejected { reason, .. } => reason,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn store_is_shareable_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<CentreStore>();
+}
+
+#[test]
+fn three_record_chain_is_stored_and_re_ingest_is_harmless() {
+    let (_dir, store, van) = setup();
+    assert_eq!(store.head(&van.name).unwrap(), (0, GENESIS.to_string()));
+    let envs = chain(&store, &van, 3);
+    assert_eq!(store.head(&van.name).unwrap(), (3, envs[2].hash().unwrap()));
+    let again = store
+        .ingest(&envs[1].to_bytes().unwrap(), NOW + 10)
+        .unwrap();
+    assert_eq!(
+        again,
+        Ingested::AlreadyHave {
+            id: envs[1].body().id.clone()
+        }
+    );
+    let stats = store.stats().unwrap();
+    assert_eq!(
+        stats,
+        Stats {
+            stations: 1,
+            records: 3,
+            verified: 3,
+            rejected: 0
+        }
+    );
+    let infos = store.stations().unwrap();
+    assert_eq!((infos[0].records, infos[0].last_seq), (3, 3));
+    assert_eq!(infos[0].key_hex, van.key.public_hex());
+    assert!(store.verify_all().unwrap().ok);
+}
+
+#[test]
+fn envelope_from_an_unknown_station_is_refused_and_recorded() {
+    let (_dir, store, _van) = setup();
+    let stranger = Van::new("VAN-99-Z");
+    let sealed = payload(1);
+    upload(&store, &sealed);
+    let env = stranger.envelope(1, GENESIS, &sealed);
+    let got = store.ingest(&env.to_bytes().unwrap(), NOW).unwrap();
+    assert_eq!(
+        got,
+        Ingested::Rejected {
+            id: Some(env.body().id.clone()),
+            station: Some("VAN-99-Z".into()),
+            reason: "unknown station VAN-99-Z: it is not registered at the centre".into(),
+        }
+    );
+    assert_eq!(store.stats().unwrap().rejected, 1);
+    assert!(matches!(
+        store.head("VAN-99-Z"),
+        Err(CentreError::UnknownStation(s)) if s == "VAN-99-Z"
+    ));
+}
+
+#[test]
+fn forged_station_signature_is_refused() {
+    let (_dir, store, van) = setup();
+    let sealed = payload(1);
+    upload(&store, &sealed);
+    let forger = StationKey::generate();
+    let env = van.seal(van.body(1, GENESIS, &sealed, 0), &forger);
+    let got = store.ingest(&env.to_bytes().unwrap(), NOW).unwrap();
+    assert_eq!(reason(got), RecordError::Signature.to_string());
+    let st = store.statuses(&van.name, &[env.body().id.clone()]).unwrap();
+    assert_eq!(st[0].status, "rejected");
+    assert_eq!(
+        st[0].reason.as_deref(),
+        Some("station signature does not verify")
+    );
+    assert_eq!(store.stats().unwrap().records, 0);
+}
+
+#[test]
+fn missing_or_wrong_officer_co_signature_is_refused() {
+    let (_dir, store, van) = setup();
+    let sealed = payload(1);
+    upload(&store, &sealed);
+    let bare = Envelope::new(van.body(1, GENESIS, &sealed, 0))
+        .unwrap()
+        .sign(&van.key)
+        .unwrap();
+    let got = store.ingest(&bare.to_bytes().unwrap(), NOW).unwrap();
+    assert_eq!(
+        reason(got),
+        RecordError::OfficerSignatureMissing.to_string()
+    );
+
+    // Badge key of one officer, signature of another.
+    let env = Envelope::new(van.body(1, GENESIS, &sealed, 1)).unwrap();
+    let other = StationKey::generate();
+    let sig = other.sign(&env.officer_message().unwrap());
+    let env = env
+        .with_officer_signature(CoSignature {
+            key: van.officer.public_hex(),
+            sig: hex::encode(sig.to_bytes()),
+        })
+        .sign(&van.key)
+        .unwrap();
+    let got = store.ingest(&env.to_bytes().unwrap(), NOW).unwrap();
+    assert_eq!(reason(got), RecordError::OfficerSignature.to_string());
+}
+
+#[test]
+fn chain_gap_is_refused_then_accepted_in_order() {
+    let (_dir, store, van) = setup();
+    let (p1, p2) = (payload(1), payload(2));
+    upload(&store, &p1);
+    upload(&store, &p2);
+    let first = van.envelope(1, GENESIS, &p1);
+    let second = van.envelope(2, &first.hash().unwrap(), &p2);
+    let got = store.ingest(&second.to_bytes().unwrap(), NOW).unwrap();
+    assert_eq!(reason(got), "chain gap: expected sequence 1, found 2");
+    assert_eq!(store.stats().unwrap().rejected, 1);
+    // Out of order is not fatal: once the gap is filled, the same envelope goes in.
+    for env in [&first, &second] {
+        assert!(matches!(
+            store.ingest(&env.to_bytes().unwrap(), NOW).unwrap(),
+            Ingested::Stored { .. }
+        ));
+    }
+    let st = store
+        .statuses(&van.name, &[second.body().id.clone(), "01JUNKNOWN".into()])
+        .unwrap();
+    assert_eq!(
+        st,
+        vec![
+            RecordStatus {
+                id: second.body().id.clone(),
+                status: "verified".into(),
+                reason: None
+            },
+            RecordStatus {
+                id: "01JUNKNOWN".into(),
+                status: "unknown".into(),
+                reason: None
+            },
+        ]
+    );
+    assert_eq!(store.stats().unwrap().rejected, 0);
+}
+
+#[test]
+fn chain_fork_is_refused() {
+    let (_dir, store, van) = setup();
+    let envs = chain(&store, &van, 1);
+    let other = payload(9);
+    upload(&store, &other);
+    // Same sequence number, other content.
+    let twin = van.seal(van.body(1, GENESIS, &other, 7), &van.key);
+    let got = reason(store.ingest(&twin.to_bytes().unwrap(), NOW).unwrap());
+    assert!(got.starts_with("chain fork: "), "{got}");
+    assert!(got.contains(&envs[0].body().id), "{got}");
+    // Same id, other content.
+    let mut body = van.body(2, &envs[0].hash().unwrap(), &other, 0);
+    body.id = envs[0].body().id.clone();
+    let reuse = van.seal(body, &van.key);
+    let got = reason(store.ingest(&reuse.to_bytes().unwrap(), NOW).unwrap());
+    assert!(got.starts_with("chain fork: "), "{got}");
+    // Next sequence number, but built on another history.
+    let stray = van.envelope(2, GENESIS, &other);
+    let got = reason(store.ingest(&stray.to_bytes().unwrap(), NOW).unwrap());
+    assert!(got.starts_with("chain fork at sequence 2"), "{got}");
+    assert_eq!(store.stats().unwrap().records, 1);
+}
+
+#[test]
+fn envelope_before_its_payload_is_refused() {
+    let (_dir, store, van) = setup();
+    let sealed = payload(1);
+    let env = van.envelope(1, GENESIS, &sealed);
+    let got = reason(store.ingest(&env.to_bytes().unwrap(), NOW).unwrap());
+    assert!(got.starts_with("payload not received"), "{got}");
+    // Half an upload is still not received.
+    store
+        .put_blob_chunk(&sha256_hex(&sealed), 0, sealed.len() as u64, &sealed[..10])
+        .unwrap();
+    let got = reason(store.ingest(&env.to_bytes().unwrap(), NOW).unwrap());
+    assert!(got.starts_with("payload not received"), "{got}");
+    upload(&store, &sealed);
+    assert!(matches!(
+        store.ingest(&env.to_bytes().unwrap(), NOW).unwrap(),
+        Ingested::Stored { .. }
+    ));
+}
+
+#[test]
+fn payload_that_does_not_match_the_envelope_is_refused() {
+    let (dir, store, van) = setup();
+    let sealed = payload(1);
+    upload(&store, &sealed);
+    let mut body = van.body(1, GENESIS, &sealed, 0);
+    body.payload.len += 1;
+    let env = van.seal(body, &van.key);
+    let got = reason(store.ingest(&env.to_bytes().unwrap(), NOW).unwrap());
+    assert!(got.starts_with("payload length mismatch"), "{got}");
+
+    // A payload file damaged on disk after upload.
+    let path = dir.path().join("blobs").join(sha256_hex(&sealed));
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[3] ^= 0x40;
+    fs::write(&path, bytes).unwrap();
+    let env = van.envelope(1, GENESIS, &sealed);
+    let got = reason(store.ingest(&env.to_bytes().unwrap(), NOW).unwrap());
+    assert!(got.starts_with("payload hash mismatch"), "{got}");
+}
+
+#[test]
+fn garbage_envelope_is_refused_with_what_could_be_read() {
+    let (_dir, store, _van) = setup();
+    let got = store.ingest(b"not json", NOW).unwrap();
+    assert!(
+        matches!(got, Ingested::Rejected { id: None, station: None, ref reason }
+        if reason.starts_with("envelope does not follow the schema"))
+    );
+    let claimed = br#"{"body":{"id":"01ABC","station":"VAN-07-A"},"extra":1}"#;
+    let got = store.ingest(claimed, NOW).unwrap();
+    assert!(
+        matches!(got, Ingested::Rejected { id: Some(ref i), station: Some(ref s), .. }
+        if i == "01ABC" && s == "VAN-07-A")
+    );
+    let st = store.statuses("VAN-07-A", &["01ABC".into()]).unwrap();
+    assert_eq!(st[0].status, "rejected");
+    let huge = vec![b' '; MAX_ENVELOPE + 1];
+    assert!(matches!(
+        store.ingest(&huge, NOW).unwrap(),
+        Ingested::Rejected { .. }
+    ));
+}
+
+#[test]
+fn blob_upload_resumes_in_chunks_and_checks_the_hash() {
+    let (dir, store, _van) = setup();
+    let sealed = payload(3);
+    let sha = sha256_hex(&sealed);
+    let total = sealed.len() as u64;
+    assert_eq!(store.blob_state(&sha).unwrap(), BlobState::Absent);
+    assert_eq!(
+        store
+            .put_blob_chunk(&sha, 0, total, &sealed[..400])
+            .unwrap(),
+        BlobState::Partial { have: 400 }
+    );
+    // Skipping ahead is refused and says where to resume.
+    assert!(matches!(
+        store.put_blob_chunk(&sha, 800, total, &sealed[800..]),
+        Err(CentreError::OffsetMismatch { have: 400 })
+    ));
+    assert_eq!(
+        store.blob_state(&sha).unwrap(),
+        BlobState::Partial { have: 400 }
+    );
+    // An overlapping resend is fine: only the new bytes are written.
+    assert_eq!(
+        store
+            .put_blob_chunk(&sha, 300, total, &sealed[300..800])
+            .unwrap(),
+        BlobState::Partial { have: 800 }
+    );
+    assert_eq!(
+        store
+            .put_blob_chunk(&sha, 800, total, &sealed[800..])
+            .unwrap(),
+        BlobState::Complete { len: total }
+    );
+    assert_eq!(store.read_blob(&sha).unwrap(), sealed);
+    assert!(!dir.path().join("blobs/partial").join(&sha).exists());
+    // Idempotent once complete.
+    assert_eq!(
+        store.put_blob_chunk(&sha, 0, total, &sealed[..10]).unwrap(),
+        BlobState::Complete { len: total }
+    );
+
+    // Bytes that do not hash to their address are discarded at the last chunk.
+    let other = payload(5);
+    let claimed = sha256_hex(&payload(6));
+    store
+        .put_blob_chunk(&claimed, 0, total, &other[..500])
+        .unwrap();
+    let err = store
+        .put_blob_chunk(&claimed, 500, total, &other[500..])
+        .unwrap_err();
+    assert!(
+        matches!(err, CentreError::BlobHashMismatch { ref expected, ref found }
+        if *expected == claimed && *found == sha256_hex(&other))
+    );
+    assert_eq!(store.blob_state(&claimed).unwrap(), BlobState::Absent);
+    assert!(matches!(
+        store.read_blob(&claimed),
+        Err(CentreError::BlobMissing(_))
+    ));
+}
+
+#[test]
+fn blob_limits_are_enforced() {
+    let (_dir, store, _van) = setup();
+    let sha = sha256_hex(b"x");
+    assert!(matches!(
+        store.put_blob_chunk(&sha, 0, MAX_BLOB + 1, b"x"),
+        Err(CentreError::BlobTooLarge { .. })
+    ));
+    assert!(matches!(
+        store.put_blob_chunk(&sha, 0, 1, b"xy"),
+        Err(CentreError::ChunkPastEnd {
+            end: 2,
+            total_len: 1
+        })
+    ));
+    // A partial longer than the length now claimed cannot become this payload: start over.
+    store.put_blob_chunk(&sha, 0, 10, b"abcdef").unwrap();
+    assert!(matches!(
+        store.put_blob_chunk(&sha, 0, 1, b"x"),
+        Err(CentreError::OffsetMismatch { have: 0 })
+    ));
+    assert_eq!(
+        store.put_blob_chunk(&sha, 0, 1, b"x").unwrap(),
+        BlobState::Complete { len: 1 }
+    );
+    let empty = sha256_hex(b"");
+    assert_eq!(
+        store.put_blob_chunk(&empty, 0, 0, b"").unwrap(),
+        BlobState::Complete { len: 0 }
+    );
+}
+
+#[test]
+fn blob_addresses_cannot_escape_the_blob_directory() {
+    let (dir, store, _van) = setup();
+    let upper = sha256_hex(b"x").to_uppercase();
+    for bad in [
+        "../x",
+        "",
+        "partial",
+        &"a".repeat(63),
+        &upper,
+        &format!("../{}", &"a".repeat(61)),
+    ] {
+        assert!(
+            matches!(store.blob_state(bad), Err(CentreError::BadAddress(_))),
+            "{bad}"
+        );
+        assert!(matches!(
+            store.put_blob_chunk(bad, 0, 1, b"x"),
+            Err(CentreError::BadAddress(_))
+        ));
+        assert!(matches!(
+            store.read_blob(bad),
+            Err(CentreError::BadAddress(_))
+        ));
+    }
+    assert!(!dir.path().join("x").exists());
+}
+
+#[test]
+fn verify_all_names_a_damaged_payload_file_and_a_damaged_envelope_row() {
+    let (dir, store, van) = setup();
+    let envs = chain(&store, &van, 3);
+    let report = store.verify_all().unwrap();
+    assert_eq!((report.ok, report.records, report.valid), (true, 3, 3));
+
+    let blob = dir.path().join("blobs").join(sha256_hex(&payload(2)));
+    let good = fs::read(&blob).unwrap();
+    let mut bad = good.clone();
+    bad[100] ^= 1;
+    fs::write(&blob, &bad).unwrap();
+    let report = store.verify_all().unwrap();
+    assert_eq!((report.ok, report.valid), (false, 2));
+    assert_eq!(report.problems.len(), 1);
+    assert_eq!(report.problems[0].id, envs[1].body().id);
+    assert!(report.problems[0]
+        .reason
+        .starts_with("payload hash mismatch"));
+    fs::write(&blob, &good).unwrap();
+
+    let raw = Connection::open(dir.path().join("centre.db")).unwrap();
+    let mut row: Vec<u8> = raw
+        .query_row("SELECT envelope FROM envelopes WHERE seq = 2", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let at = row.len() - 10; // inside the station signature
+    row[at] = if row[at] == b'0' { b'1' } else { b'0' };
+    raw.execute("UPDATE envelopes SET envelope = ?1 WHERE seq = 2", [&row])
+        .unwrap();
+    let report = store.verify_all().unwrap();
+    assert_eq!((report.ok, report.records, report.valid), (false, 3, 2));
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(report.problems[0].id, envs[1].body().id);
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        json.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["ok", "problems", "records", "valid"]
+    );
+    assert!(json["problems"][0]["reason"].is_string());
+}
+
+#[test]
+fn list_and_stats_count_what_is_stored_and_refused() {
+    let (_dir, store, van) = setup();
+    let other = Van::new("VAN-08-B");
+    store.add_station(&other.public(), NOW).unwrap();
+    chain(&store, &van, 2);
+    chain(&store, &other, 1);
+    let sealed = payload(1);
+    let forged = van.seal(van.body(3, GENESIS, &sealed, 3), &other.key);
+    store.ingest(&forged.to_bytes().unwrap(), NOW).unwrap();
+    store.ingest(&forged.to_bytes().unwrap(), NOW + 1).unwrap();
+    assert_eq!(
+        store.stats().unwrap(),
+        Stats {
+            stations: 2,
+            records: 3,
+            verified: 3,
+            rejected: 1
+        }
+    );
+    let list = store.list().unwrap();
+    let keys: Vec<(&str, u64)> = list.iter().map(|r| (r.station.as_str(), r.seq)).collect();
+    assert_eq!(keys, [("VAN-07-A", 1), ("VAN-07-A", 2), ("VAN-08-B", 1)]);
+    assert!(list
+        .iter()
+        .all(|r| r.status == "verified" && r.payload_len == 1000));
+    let json = serde_json::to_value(store.stats().unwrap()).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"stations": 2, "records": 3, "verified": 3, "rejected": 1})
+    );
+}
+
+#[test]
+fn station_registration_refuses_a_second_key() {
+    let (_dir, store, van) = setup();
+    assert!(!store.add_station(&van.public(), NOW + 1).unwrap());
+    let impostor = StationPublic::new(&van.name, &StationKey::generate());
+    assert!(matches!(
+        store.add_station(&impostor, NOW),
+        Err(CentreError::StationKeyConflict { ref station }) if *station == van.name
+    ));
+    assert_eq!(
+        store.station_key(&van.name).unwrap(),
+        Some(van.key.verifying_key())
+    );
+    assert_eq!(store.station_key("VAN-00").unwrap(), None);
+    let bad_id = StationPublic::new("../etc", &StationKey::generate());
+    assert!(matches!(
+        store.add_station(&bad_id, NOW),
+        Err(CentreError::BadStationId(_))
+    ));
+    let mut bad_key = van.public();
+    bad_key.station = "VAN-09".into();
+    bad_key.ed25519 = "zz".into();
+    assert!(matches!(
+        store.add_station(&bad_key, NOW),
+        Err(CentreError::BadStationKey { .. })
+    ));
+}
+
+#[test]
+fn store_survives_reopening_and_refuses_garbage() {
+    let (dir, store, van) = setup();
+    chain(&store, &van, 2);
+    drop(store);
+    let store = CentreStore::open(dir.path()).unwrap();
+    assert_eq!(store.head(&van.name).unwrap().0, 2);
+    let conn = lock(&store.conn);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    let sync: i64 = conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    let fk: i64 = conn
+        .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((mode.as_str(), sync, fk), ("wal", 2, 1));
+    assert!(migrations().validate().is_ok());
+
+    let other = tempfile::tempdir().unwrap();
+    fs::write(other.path().join("centre.db"), vec![0x42; 8192]).unwrap();
+    assert!(matches!(
+        CentreStore::open(other.path()),
+        Err(CentreError::Damaged { .. })
+    ));
+}
+
+#[test]
+fn concurrent_ingests_keep_one_chain() {
+    let (_dir, store, van) = setup();
+    let store = std::sync::Arc::new(store);
+    let mut envs: Vec<Envelope<Signed>> = Vec::new();
+    for seq in 1..=8u64 {
+        let prev = envs
+            .last()
+            .map_or(GENESIS.to_string(), |e| e.hash().unwrap());
+        let sealed = payload(seq as u8);
+        upload(&store, &sealed);
+        envs.push(van.envelope(seq, &prev, &sealed));
+    }
+    // Every thread offers the whole chain until it is in; each envelope is stored once.
+    let bytes: Vec<Vec<u8>> = envs.iter().map(|e| e.to_bytes().unwrap()).collect();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            let bytes = bytes.clone();
+            std::thread::spawn(move || {
+                let mut stored = 0;
+                for b in &bytes {
+                    if let Ingested::Stored { .. } = store.ingest(b, NOW).unwrap() {
+                        stored += 1;
+                    }
+                }
+                stored
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(total, 8);
+    assert!(store.verify_all().unwrap().ok);
+}
