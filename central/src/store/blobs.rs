@@ -1,9 +1,19 @@
 //! Sealed payloads as files named by the SHA-256 of their bytes under `blobs/`, uploaded in
 //! resumable chunks under `blobs/partial/` and renamed into place only once their hash checks out.
+//!
+//! Safe with any number of processes on one data directory (the server, `import`, the CLI): every
+//! writer holds this process's mutex *and* an exclusive lock on `blobs/.writer.lock` (an OS file
+//! lock, released if the process dies), so a network upload and a USB import of the same payload
+//! take turns instead of appending to one partial file. A whole payload is written under a name
+//! no other writer uses, hashed, then renamed. A payload file is never trusted for its name alone:
+//! one whose bytes do not hash to its name is moved to `blobs/damaged/` and treated as absent, so
+//! the station's next upload replaces it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::MutexGuard;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -61,7 +71,81 @@ fn sync_dir(dir: &Path) -> Result<(), CentreError> {
         .map_err(|e| CentreError::io(dir, e))
 }
 
+/// The store-wide payload writer lock, held for the whole of one write (see the module docs).
+pub(super) struct BlobWriter<'a> {
+    _in_process: MutexGuard<'a, ()>,
+    file: &'a File,
+}
+
+impl Drop for BlobWriter<'_> {
+    fn drop(&mut self) {
+        // Closing the process would release it too; an unlock error leaves nothing to repair.
+        let _ = self.file.unlock();
+    }
+}
+
+/// Distinct temporary names within this process (the pid tells processes apart).
+static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
 impl CentreStore {
+    /// Take the payload writer lock, waiting for writers in this and other processes.
+    pub(super) fn blob_writer(&self) -> Result<BlobWriter<'_>, CentreError> {
+        let in_process = lock(&self.blob_writer);
+        self.blob_lock
+            .lock()
+            .map_err(|e| CentreError::io(&self.blobs.join(".writer.lock"), e))?;
+        Ok(BlobWriter {
+            _in_process: in_process,
+            file: &self.blob_lock,
+        })
+    }
+
+    /// The length of the complete payload `sha256` when its bytes hash to its name. A file that
+    /// does not is moved aside (`blobs/damaged/`) and reported as absent. Call with the writer
+    /// lock held.
+    pub(super) fn intact_len(&self, _writer: &BlobWriter<'_>, sha256: &str) -> Result<Option<u64>, CentreError> {
+        let complete = self.complete_path(sha256);
+        let Some(len) = file_len(&complete)? else {
+            return Ok(None);
+        };
+        if hash_file(&complete)? == sha256 {
+            return Ok(Some(len));
+        }
+        self.quarantine(sha256)?;
+        Ok(None)
+    }
+
+    /// Move the complete payload file `sha256`, whose bytes do not match its name, out of the way.
+    fn quarantine(&self, sha256: &str) -> Result<PathBuf, CentreError> {
+        let damaged = self.blobs.join("damaged");
+        fs::create_dir_all(&damaged).map_err(|e| CentreError::io(&damaged, e))?;
+        let to = damaged.join(format!("{sha256}.{}", crate::now_ms()));
+        let from = self.complete_path(sha256);
+        fs::rename(&from, &to).map_err(|e| CentreError::io(&from, e))?;
+        sync_dir(&self.blobs)?;
+        tracing::error!(sha256, moved_to = %to.display(), "payload file does not hash to its name; moved aside, a new upload will replace it");
+        Ok(to)
+    }
+
+    /// The complete payload `sha256`, checked against its name: `None` when the centre has none,
+    /// or had one whose bytes were wrong (moved aside, so the station sends it again).
+    pub(super) fn read_blob_checked(&self, sha256: &str) -> Result<Option<Vec<u8>>, CentreError> {
+        let bytes = match self.read_blob(sha256) {
+            Ok(b) => b,
+            Err(CentreError::BlobMissing(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if tasjil_sync::sha256_hex(&bytes) == sha256 {
+            return Ok(Some(bytes));
+        }
+        // Look again under the lock: another writer may have just replaced it.
+        let writer = self.blob_writer()?;
+        match self.intact_len(&writer, sha256)? {
+            Some(_) => self.read_blob(sha256).map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn complete_path(&self, sha256: &str) -> PathBuf {
         self.blobs.join(sha256)
     }
@@ -106,11 +190,11 @@ impl CentreStore {
         if end > total_len {
             return Err(CentreError::ChunkPastEnd { end, total_len });
         }
-        let _writer = lock(&self.blob_writer);
-        let complete = self.complete_path(sha256);
-        if let Some(len) = file_len(&complete)? {
+        let writer = self.blob_writer()?;
+        if let Some(len) = self.intact_len(&writer, sha256)? {
             return Ok(BlobState::Complete { len });
         }
+        let complete = self.complete_path(sha256);
         let partial = self.partial_path(sha256);
         let have = file_len(&partial)?.unwrap_or(0);
         if have > total_len {
@@ -156,8 +240,8 @@ impl CentreStore {
         Ok(BlobState::Complete { len: have })
     }
 
-    /// Store a whole payload at once (a USB import): written to `partial/`, checked against its
-    /// address, fsynced and renamed into place. The directory is *not* fsynced here: call
+    /// Store a whole payload at once (a USB import): checked against its address, written to a
+    /// name of its own under `partial/`, fsynced and renamed into place. The directory is *not* fsynced here: call
     /// [`Self::sync_blobs`] once after a batch, before ingesting any envelope that names these
     /// payloads. A payload already complete is left alone.
     pub fn put_blob_whole(&self, sha256: &str, bytes: &[u8]) -> Result<BlobState, CentreError> {
@@ -166,11 +250,6 @@ impl CentreStore {
         if len > MAX_BLOB {
             return Err(CentreError::BlobTooLarge { len, max: MAX_BLOB });
         }
-        let _writer = lock(&self.blob_writer);
-        let complete = self.complete_path(sha256);
-        if let Some(len) = file_len(&complete)? {
-            return Ok(BlobState::Complete { len });
-        }
         let found = tasjil_sync::sha256_hex(bytes);
         if found != sha256 {
             return Err(CentreError::BlobHashMismatch {
@@ -178,13 +257,27 @@ impl CentreStore {
                 found,
             });
         }
-        let partial = self.partial_path(sha256);
-        let mut file = File::create(&partial).map_err(|e| CentreError::io(&partial, e))?;
-        file.write_all(bytes)
-            .and_then(|()| file.sync_data())
-            .map_err(|e| CentreError::io(&partial, e))?;
-        drop(file);
-        fs::rename(&partial, &complete).map_err(|e| CentreError::io(&complete, e))?;
+        let writer = self.blob_writer()?;
+        if let Some(len) = self.intact_len(&writer, sha256)? {
+            return Ok(BlobState::Complete { len });
+        }
+        let complete = self.complete_path(sha256);
+        // Never the chunked upload's partial name: a network upload of the same payload may be
+        // half-way through it.
+        let temp = self.partial.join(format!(
+            "{sha256}.{}-{}.whole",
+            std::process::id(),
+            TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = File::create(&temp).and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_data()
+        });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&temp);
+            return Err(CentreError::io(&temp, e));
+        }
+        fs::rename(&temp, &complete).map_err(|e| CentreError::io(&complete, e))?;
         Ok(BlobState::Complete { len })
     }
 

@@ -101,11 +101,7 @@ impl CentreStore {
         if let ChainVerdict::Done(outcome) = candidate.check_chain(&facts) {
             return Ok(outcome);
         }
-        let sealed = match self.read_blob(&body.payload.sha256) {
-            Ok(sealed) => Some(sealed),
-            Err(CentreError::BlobMissing(_)) => None,
-            Err(e) => return Err(e),
-        };
+        let sealed = self.read_blob_checked(&body.payload.sha256)?;
         let outcome = candidate.check_payload(sealed.as_deref());
         if let (Ingested::Stored { .. }, Some(sealed)) = (&outcome, &sealed) {
             conn.execute(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tasjil_sync::ledger::{day_of_ms, doc_name, Ledger, LedgerError, PeerState, Status, StatusEntry};
 use tasjil_sync::record::{Envelope, Signed};
 
@@ -125,15 +125,21 @@ impl CentreStore {
                 reason: format!("belongs to station {owner}, not {station}"),
             });
         }
-        let conn = lock(&self.conn);
+        let mut conn = lock(&self.conn);
+        // One write transaction from load to save: an import in another process merging into the
+        // same ledger meanwhile must not be overwritten by this save.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.sql(e))?;
         let mut answer = None;
-        self.with_ledger(&conn, station, day, |ledger| {
+        self.with_ledger(&tx, station, day, |ledger| {
             if let Some(m) = message {
                 ledger.receive_sync_message(peer, m)?;
             }
             answer = ledger.generate_sync_message(peer);
             Ok(())
         })?;
+        tx.commit().map_err(|e| self.sql(e))?;
         Ok(answer)
     }
 

@@ -66,8 +66,10 @@ pub struct CentreStore {
     db_path: PathBuf,
     blobs: PathBuf,
     partial: PathBuf,
-    /// Serialises writers of partial payload files: two uploads of one payload must not interleave.
+    /// Serialises payload writers in this process; `blob_lock` does the same across processes.
     blob_writer: Mutex<()>,
+    /// `blobs/.writer.lock`, locked exclusively by whoever writes payload files (see `blobs`).
+    blob_lock: fs::File,
     /// This process's Automerge actor: fresh at every start, so no two writers ever share one.
     actor: [u8; 16],
 }
@@ -90,7 +92,11 @@ impl CentreStore {
     pub fn open(dir: &Path) -> Result<CentreStore, CentreError> {
         let blobs = dir.join("blobs");
         let partial = blobs.join("partial");
-        fs::create_dir_all(&partial).map_err(|e| CentreError::io(&partial, e))?;
+        private_dir(dir)?;
+        private_dir(&blobs)?;
+        private_dir(&partial)?;
+        let lock_path = blobs.join(".writer.lock");
+        let blob_lock = private_file(&lock_path).map_err(|e| CentreError::io(&lock_path, e))?;
         let db_path = dir.join("centre.db");
         let mut conn =
             Connection::open(&db_path).map_err(|e| CentreError::from_sqlite(&db_path, e))?;
@@ -101,6 +107,7 @@ impl CentreStore {
             blobs,
             partial,
             blob_writer: Mutex::new(()),
+            blob_lock,
             actor: {
                 use rand_core::RngCore;
                 let mut a = [0u8; 16];
@@ -118,6 +125,28 @@ impl CentreStore {
     pub fn db_path(&self) -> &Path {
         &self.db_path
     }
+}
+
+/// Create `dir` if needed and make it 0700: it holds sealed personal data and the centre's keys.
+pub fn private_dir(dir: &Path) -> Result<(), CentreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(0o700)))
+        .map_err(|e| CentreError::io(dir, e))
+}
+
+/// Open (creating, mode 0600) a file for writing without truncating it.
+fn private_file(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
 }
 
 fn setup(conn: &mut Connection, path: &Path) -> Result<(), CentreError> {

@@ -35,6 +35,13 @@ pub struct VerifyReport {
     pub records: u64,
     pub valid: u64,
     pub problems: Vec<Problem>,
+    /// Payload files that no stored envelope names (an upload whose envelope was refused, or
+    /// never sent): kept, listed.
+    #[serde(default)]
+    pub orphans: Vec<String>,
+    /// What `verify` put right: damaged payload files no envelope names, moved aside.
+    #[serde(default)]
+    pub repaired: Vec<String>,
 }
 
 /// Counts for `tasjil-central stats --json`.
@@ -119,6 +126,7 @@ impl CentreStore {
             .map_err(|e| self.sql(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.sql(e))?;
         let (mut records, mut valid) = (0u64, 0u64);
+        let mut named = std::collections::HashSet::new();
         let mut chain_station = String::new();
         let (mut expected_seq, mut expected_prev) = (1u64, GENESIS.to_string());
         while let Some(r) = rows.next().map_err(|e| self.sql(e))? {
@@ -130,6 +138,7 @@ impl CentreStore {
             let payload_sha256: String = r.get(5).map_err(|e| self.sql(e))?;
             let payload_len: i64 = r.get(6).map_err(|e| self.sql(e))?;
             records += 1;
+            named.insert(payload_sha256.clone());
             if station != chain_station {
                 chain_station.clone_from(&station);
                 expected_seq = 1;
@@ -198,12 +207,51 @@ impl CentreStore {
                 });
             }
         }
+        drop(rows);
+        drop(stmt);
+        drop(conn);
+        let (orphans, repaired) = self.check_unnamed_blobs(&named, &mut problems)?;
         Ok(VerifyReport {
             ok: problems.is_empty(),
             records,
             valid,
             problems,
+            orphans,
+            repaired,
         })
+    }
+
+    /// Every payload file no envelope names: hashed against its name; a damaged one is moved
+    /// aside (nothing refers to it, a new upload would replace it), an intact one is an orphan.
+    fn check_unnamed_blobs(
+        &self,
+        named: &std::collections::HashSet<String>,
+        problems: &mut Vec<Problem>,
+    ) -> Result<(Vec<String>, Vec<String>), CentreError> {
+        let (mut orphans, mut repaired) = (Vec::new(), Vec::new());
+        let entries = std::fs::read_dir(&self.blobs).map_err(|e| CentreError::io(&self.blobs, e))?;
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.len() == 64 && n.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .filter(|n| !named.contains(n))
+            .collect();
+        names.sort();
+        for name in names {
+            let writer = self.blob_writer()?;
+            match self.intact_len(&writer, &name) {
+                Ok(Some(_)) => orphans.push(name),
+                Ok(None) => repaired.push(format!(
+                    "payload file {name} did not hash to its name: moved to blobs/damaged/"
+                )),
+                Err(e) => problems.push(Problem {
+                    id: format!("payload {name}"),
+                    reason: format!("cannot check or move aside: {e}"),
+                }),
+            }
+        }
+        Ok((orphans, repaired))
     }
 
     /// Counts of stations and records.

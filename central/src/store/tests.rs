@@ -343,14 +343,15 @@ fn payload_that_does_not_match_the_envelope_is_refused() {
     let got = reason(store.ingest(&env.to_bytes().unwrap(), NOW).unwrap());
     assert!(got.starts_with("payload length mismatch"), "{got}");
 
-    // A payload file damaged on disk after upload.
+    // A payload file damaged on disk after upload is not the payload: the station is told to
+    // send it (again), never that its own record is wrong.
     let path = dir.path().join("blobs").join(sha256_hex(&sealed));
     let mut bytes = fs::read(&path).unwrap();
     bytes[3] ^= 0x40;
     fs::write(&path, bytes).unwrap();
     let env = van.envelope(1, GENESIS, &sealed);
     let got = reason(store.ingest(&env.to_bytes().unwrap(), NOW).unwrap());
-    assert!(got.starts_with("payload hash mismatch"), "{got}");
+    assert!(got.starts_with("payload not received"), "{got}");
 }
 
 #[test]
@@ -537,7 +538,7 @@ fn verify_all_names_a_damaged_payload_file_and_a_damaged_envelope_row() {
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(
         json.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["ok", "problems", "records", "valid"]
+        ["ok", "orphans", "problems", "records", "repaired", "valid"]
     );
     assert!(json["problems"][0]["reason"].is_string());
 }
@@ -664,4 +665,95 @@ fn concurrent_ingests_keep_one_chain() {
     let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(total, 8);
     assert!(store.verify_all().unwrap().ok);
+}
+
+/// Two stores on one directory stand for two processes (the server and `tasjil-central import`):
+/// their OS file locks on `blobs/.writer.lock` conflict just as two processes' do. One uploads
+/// payloads in chunks while the other stores the same payloads whole, round after round.
+#[test]
+fn two_writers_of_one_payload_never_leave_a_wrong_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = std::sync::Arc::new(CentreStore::open(dir.path()).unwrap());
+    let importer = std::sync::Arc::new(CentreStore::open(dir.path()).unwrap());
+    for round in 0..40u8 {
+        let sealed: Vec<u8> = (0..200_000u32)
+            .map(|i| (i as u8).wrapping_mul(round | 1).wrapping_add(round))
+            .collect();
+        let sha = sha256_hex(&sealed);
+        let (a, b) = (server.clone(), importer.clone());
+        let (s1, s2, h1) = (sealed.clone(), sealed.clone(), sha.clone());
+        let chunked = std::thread::spawn(move || {
+            let mut offset = 0u64;
+            while offset < s1.len() as u64 {
+                let end = (offset as usize + 7_000).min(s1.len());
+                match a.put_blob_chunk(&h1, offset, s1.len() as u64, &s1[offset as usize..end]) {
+                    Ok(BlobState::Complete { .. }) => return,
+                    Ok(BlobState::Partial { have }) => offset = have,
+                    Err(CentreError::OffsetMismatch { have }) => offset = have,
+                    Err(e) => panic!("chunk upload failed: {e}"),
+                    Ok(BlobState::Absent) => offset = 0,
+                }
+            }
+        });
+        let sha2 = sha.clone();
+        let whole = std::thread::spawn(move || b.put_blob_whole(&sha2, &s2).unwrap());
+        chunked.join().unwrap();
+        assert!(matches!(whole.join().unwrap(), BlobState::Complete { .. }));
+        let on_disk = fs::read(dir.path().join("blobs").join(&sha)).unwrap();
+        assert_eq!(sha256_hex(&on_disk), sha, "round {round}: the payload file holds other bytes");
+    }
+    let report = server.verify_all().unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.orphans.len(), 40);
+    assert!(report.repaired.is_empty());
+}
+
+/// A payload file whose bytes were changed on disk is never trusted for its name: ingest treats
+/// it as absent (so the station sends it again), the new upload replaces it, and the record then
+/// stores; `verify` moves a damaged file no record names out of the way and says so.
+#[test]
+fn a_damaged_payload_file_is_replaced_not_trusted() {
+    let (dir, store, van) = setup();
+    let sealed = payload(9);
+    upload(&store, &sealed);
+    let blob = dir.path().join("blobs").join(sha256_hex(&sealed));
+    let mut bad = fs::read(&blob).unwrap();
+    bad.extend_from_slice(&bad.clone());
+    fs::write(&blob, &bad).unwrap();
+
+    let env = van.envelope(1, GENESIS, &sealed);
+    let got = store.ingest(&env.to_bytes().unwrap(), NOW).unwrap();
+    assert!(reason(got).starts_with("payload not received"));
+    assert_eq!(store.blob_state(&sha256_hex(&sealed)).unwrap(), BlobState::Absent);
+    assert_eq!(fs::read_dir(dir.path().join("blobs/damaged")).unwrap().count(), 1);
+
+    upload(&store, &sealed);
+    let got = store.ingest(&env.to_bytes().unwrap(), NOW + 1).unwrap();
+    assert!(matches!(got, Ingested::Stored { seq: 1, .. }), "{got:?}");
+
+    let stray = payload(10);
+    upload(&store, &stray);
+    let stray_file = dir.path().join("blobs").join(sha256_hex(&stray));
+    fs::write(&stray_file, b"not the payload").unwrap();
+    let report = store.verify_all().unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.repaired.len(), 1, "{:?}", report.repaired);
+    assert!(report.repaired[0].contains(&sha256_hex(&stray)));
+    assert!(!stray_file.exists());
+    // Uploading it again is accepted: the damaged file no longer stands in the way.
+    upload(&store, &stray);
+}
+
+#[test]
+fn the_data_directory_and_its_blob_directories_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let centre = dir.path().join("centre");
+    fs::create_dir(&centre).unwrap();
+    fs::set_permissions(&centre, fs::Permissions::from_mode(0o755)).unwrap();
+    let _store = CentreStore::open(&centre).unwrap();
+    for d in ["", "blobs", "blobs/partial"] {
+        let mode = fs::metadata(centre.join(d)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{d:?} is {mode:o}");
+    }
 }
