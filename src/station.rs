@@ -124,12 +124,15 @@ pub fn init(dir: &DataDir, station_id: &str, central_key: &Path) -> anyhow::Resu
     })
 }
 
+/// Create the data directory, or tighten an existing one, to 0700: it holds the station key and
+/// sealed personal data.
 fn create_private_dir(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)
+        .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(0o700)))
         .with_context(|| format!("cannot create data directory {}", path.display()))
 }
 

@@ -215,7 +215,7 @@ fn serve(dir: &Path, listen: std::net::SocketAddr, plain_http: bool) -> anyhow::
 }
 
 fn init(dir: &Path) -> anyhow::Result<Output> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    tasjil_central::store::private_dir(dir)?;
     let keys = CentreKeys::generate();
     let secret = dir.join("centre.key");
     keys.save(&secret)?;
@@ -414,12 +414,35 @@ fn verify(dir: &Path) -> anyhow::Result<Output> {
     })
 }
 
+/// Write personal data for the AFIS: mode 0600 from the first byte (an existing file is
+/// replaced whole through a temporary name, never left readable by others), fsynced.
+fn write_private(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = out.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temp, out));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
 fn export_nist(dir: &Path, id: &str, out: &Path, tot: &str, dai: &str) -> anyhow::Result<Output> {
     let store = open_store(dir)?;
     let keys = CentreKeys::load(&dir.join("centre.key"))?;
     let (bytes, payload) =
         tasjil_central::nist::export(&store, &keys, id, tot, dai, now_ms())?;
-    std::fs::write(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    write_private(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(Output::ok(
         json!({
             "id": id,

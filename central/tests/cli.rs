@@ -30,9 +30,21 @@ fn json(out: &Output) -> serde_json::Value {
 #[test]
 fn init_makes_keys_once_and_an_empty_store_that_verifies() {
     let dir = tempfile::tempdir().unwrap();
+    // An operator's pre-made directory, readable by everyone: init tightens it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let out = central(dir.path(), &["init"]);
     assert!(out.status.success(), "{out:?}");
     assert!(dir.path().join("centre.pub").is_file());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for d in ["", "blobs"] {
+            let mode = std::fs::metadata(dir.path().join(d)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{d:?} is {mode:o}");
+        }
+    }
     let key = dir.path().join("centre.key");
     #[cfg(unix)]
     {

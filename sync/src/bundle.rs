@@ -529,6 +529,13 @@ pub fn verify_bundle(
     let header = reader.header().clone();
     header.verify_signatures(station_key)?;
     let manifest = &header.manifest;
+    // Never used as a path today; refused anyway, so no later use of it can become one.
+    if manifest.bundle_id.len() != 26 || ulid::Ulid::from_string(&manifest.bundle_id).is_err() {
+        return Err(BundleError::Header(format!(
+            "bundle id {:?} is not a ULID",
+            manifest.bundle_id.chars().take(40).collect::<String>()
+        )));
+    }
     let station = manifest.station.clone();
     let mut envelopes: Vec<Vec<u8>> = Vec::new();
     let mut parsed: Vec<Envelope<Signed>> = Vec::new();
@@ -849,6 +856,26 @@ mod tests {
             forged.verify_signatures(&key.verifying_key()),
             Err(BundleError::SupervisorSignature(_))
         ));
+    }
+
+    #[test]
+    fn a_signed_bundle_with_a_path_like_id_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, badge) = (StationKey::generate(), StationKey::generate());
+        for id in ["../../../tmp/x", "01ARZ3NDEKTSV4RRFFQ69G5FA/", ""] {
+            let mut h = header(&key, &badge, vec![]);
+            h.manifest.bundle_id = id.into();
+            let m = h.manifest.signing_message().unwrap();
+            h.station_signature = hex::encode(key.sign(&m).to_bytes());
+            h.supervisor_signature = hex::encode(badge.sign(&m).to_bytes());
+            let path = write(dir.path(), &h, &[]);
+            let mut r = BundleReader::open(&path).unwrap();
+            let got = verify_bundle(&mut r, &key.verifying_key(), &mut |_| {});
+            assert!(
+                matches!(&got, Err(BundleError::Header(m)) if m.contains("not a ULID")),
+                "{id:?}: {got:?}"
+            );
+        }
     }
 
     #[test]
