@@ -410,6 +410,11 @@ async fn envelopes(
                         outcome: Outcome::Already,
                         reason: None,
                     },
+                    (true, Some(Ingested::Held { id, reason, .. })) => EnvelopeResult {
+                        id: Some(id),
+                        outcome: Outcome::Rejected,
+                        reason: Some(reason),
+                    },
                     (true, Some(Ingested::Rejected { id, reason, .. })) => EnvelopeResult {
                         id,
                         outcome: Outcome::Rejected,

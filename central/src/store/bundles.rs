@@ -98,7 +98,7 @@ impl CentreStore {
             .count() as i64;
         let rejected = outcomes
             .iter()
-            .filter(|o| matches!(o, Ingested::Rejected { .. }))
+            .filter(|o| matches!(o, Ingested::Rejected { .. } | Ingested::Held { .. }))
             .count() as i64;
         tx.execute(
             "INSERT INTO bundles (bundle_id, station, manifest_sha256, imported_ms, records, stored, rejected)

@@ -27,6 +27,14 @@ pub enum Ingested {
         station: String,
         seq: u64,
     },
+    /// Verified and durably stored in its station's chain, but its id was already used by
+    /// another station's record: held for central staff, reported to the station as refused.
+    Held {
+        id: String,
+        station: String,
+        seq: u64,
+        reason: String,
+    },
     /// The very same envelope was stored before: nothing to do.
     AlreadyHave { id: String },
     /// Refused; `reason` names the check that failed. Recorded for the station when the id and
@@ -79,8 +87,10 @@ pub struct Neighbour {
 pub struct ChainFacts {
     /// The station's registered key, `None` when it is not registered.
     pub key: Option<VerifyingKey>,
-    /// Stored envelopes with the candidate's id or at its station and sequence number.
+    /// Envelopes of the candidate's station with its id or at its sequence number.
     pub neighbours: Vec<Neighbour>,
+    /// Another station's stored envelope with the candidate's id, if any.
+    pub id_elsewhere: Option<Neighbour>,
     /// `(seq, hash)` of the station's last stored envelope (`(0, GENESIS)` before the first).
     pub head: (u64, String),
 }
@@ -170,8 +180,8 @@ impl Candidate {
                 )
             } else {
                 format!(
-                    "chain fork: id {} is already used by another envelope (station {}, sequence {})",
-                    body.id, n.station, n.seq
+                    "chain fork: id {} is already used at sequence {} of station {}",
+                    body.id, n.seq, n.station
                 )
             };
             return ChainVerdict::Done(self.rejected(reason));
@@ -184,7 +194,10 @@ impl Candidate {
     }
 
     /// The last check: the sealed payload the envelope names, or `None` when the centre has none.
-    pub fn check_payload(&self, sealed: Option<&[u8]>) -> Ingested {
+    /// A record that passes everything but reuses another station's id is held, not refused:
+    /// refusing it would block its station's chain, and the centre cannot tell which of the two
+    /// stations is the rightful one (the first to arrive is not always it).
+    pub fn check_payload(&self, sealed: Option<&[u8]>, facts: &ChainFacts) -> Ingested {
         let body = self.env.body();
         let Some(sealed) = sealed else {
             return self.rejected(format!(
@@ -194,6 +207,17 @@ impl Candidate {
         };
         if let Err(e) = self.env.verify_payload(sealed) {
             return self.rejected(e.to_string());
+        }
+        if let Some(other) = &facts.id_elsewhere {
+            return Ingested::Held {
+                id: body.id.clone(),
+                station: body.station.clone(),
+                seq: body.seq,
+                reason: format!(
+                    "held: enrolment id {} was already used by station {} (sequence {}); central staff must check which record is genuine",
+                    body.id, other.station, other.seq
+                ),
+            };
         }
         Ingested::Stored {
             id: body.id.clone(),

@@ -61,12 +61,21 @@ impl CentreStore {
         for envelope_bytes in envelopes {
             let outcome = self.decide(tx, envelope_bytes, now_ms)?;
             self.note_in_ledger(tx, ledgers, envelope_bytes, &outcome, now_ms)?;
-            if let Ingested::Rejected {
-                id: Some(id),
-                station: Some(station),
-                reason,
-            } = &outcome
-            {
+            let refused = match &outcome {
+                Ingested::Rejected {
+                    id: Some(id),
+                    station: Some(station),
+                    reason,
+                } => Some((id, station, reason)),
+                Ingested::Held {
+                    id,
+                    station,
+                    reason,
+                    ..
+                } => Some((id, station, reason)),
+                _ => None,
+            };
+            if let Some((id, station, reason)) = refused {
                 tx.execute(
                     "INSERT INTO rejections (id, station, reason, at_ms) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (station, id, reason) DO UPDATE SET at_ms = excluded.at_ms",
@@ -96,18 +105,25 @@ impl CentreStore {
             key: station_key_in(conn, &self.db_path, &body.station)?,
             neighbours: neighbours_in(conn, &body.id, &body.station, seq)
                 .map_err(|e| self.sql(e))?,
+            id_elsewhere: id_elsewhere_in(conn, &body.id, &body.station)
+                .map_err(|e| self.sql(e))?,
             head: head_in(conn, &body.station).map_err(|e| self.sql(e))?,
         };
         if let ChainVerdict::Done(outcome) = candidate.check_chain(&facts) {
             return Ok(outcome);
         }
         let sealed = self.read_blob_checked(&body.payload.sha256)?;
-        let outcome = candidate.check_payload(sealed.as_deref());
-        if let (Ingested::Stored { .. }, Some(sealed)) = (&outcome, &sealed) {
+        let outcome = candidate.check_payload(sealed.as_deref(), &facts);
+        let status = match &outcome {
+            Ingested::Stored { .. } => "verified",
+            Ingested::Held { .. } => "held",
+            _ => return Ok(outcome),
+        };
+        if let Some(sealed) = &sealed {
             conn.execute(
                 "INSERT INTO envelopes
                    (station, seq, id, hash, envelope, payload_sha256, payload_len, received_ms, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'verified')",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     body.station,
                     seq,
@@ -116,7 +132,8 @@ impl CentreStore {
                     bytes,
                     body.payload.sha256,
                     sealed.len() as i64,
-                    now_ms
+                    now_ms,
+                    status
                 ],
             )
             .map_err(|e| self.sql(e))?;
@@ -160,6 +177,16 @@ impl CentreStore {
                 .optional()
                 .map_err(|e| self.sql(e))?;
             let answer = match status {
+                // Held records are in their chain but not accepted: the station hears "rejected"
+                // with the reason, which is what its supervisor must act on.
+                Some(status) if status == "held" => RecordStatus {
+                    id: id.clone(),
+                    status: "rejected".into(),
+                    reason: refused
+                        .query_row(params![id, station], |r| r.get(0))
+                        .optional()
+                        .map_err(|e| self.sql(e))?,
+                },
                 Some(status) => RecordStatus {
                     id: id.clone(),
                     status,
@@ -195,6 +222,12 @@ pub(super) fn log_outcomes(outcomes: &[Ingested]) {
                 tracing::info!(%id, %station, seq, "envelope stored")
             }
             Ingested::AlreadyHave { id } => tracing::debug!(%id, "envelope already stored"),
+            Ingested::Held {
+                id,
+                station,
+                seq,
+                reason,
+            } => tracing::warn!(%id, %station, seq, %reason, "envelope stored but held"),
             Ingested::Rejected {
                 id,
                 station,
@@ -217,7 +250,28 @@ pub(super) fn head_in(conn: &Connection, station: &str) -> rusqlite::Result<(u64
     Ok(head.map_or((0, GENESIS.to_string()), |(s, h)| (s as u64, h)))
 }
 
-/// Stored envelopes that share `id`, or the slot (`station`, `seq`).
+/// Another station's stored envelope with enrolment id `id`, if any.
+fn id_elsewhere_in(
+    conn: &Connection,
+    id: &str,
+    station: &str,
+) -> rusqlite::Result<Option<Neighbour>> {
+    conn.prepare_cached(
+        "SELECT id, station, seq, hash FROM envelopes WHERE id = ?1 AND station <> ?2
+         ORDER BY received_ms LIMIT 1",
+    )?
+    .query_row(params![id, station], |r| {
+        Ok(Neighbour {
+            id: r.get(0)?,
+            station: r.get(1)?,
+            seq: r.get::<_, i64>(2)? as u64,
+            hash: r.get(3)?,
+        })
+    })
+    .optional()
+}
+
+/// Envelopes of `station` with enrolment id `id` or at sequence `seq`.
 fn neighbours_in(
     conn: &Connection,
     id: &str,
@@ -225,7 +279,7 @@ fn neighbours_in(
     seq: i64,
 ) -> rusqlite::Result<Vec<Neighbour>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, station, seq, hash FROM envelopes WHERE id = ?1 OR (station = ?2 AND seq = ?3)",
+        "SELECT id, station, seq, hash FROM envelopes WHERE station = ?2 AND (id = ?1 OR seq = ?3)",
     )?;
     let rows = stmt.query_map(params![id, station, seq], |r| {
         Ok(Neighbour {

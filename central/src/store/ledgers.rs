@@ -23,6 +23,7 @@ impl CentreStore {
     ) -> Result<(), CentreError> {
         let (id, status, reason) = match outcome {
             Ingested::Stored { id, .. } => (id, Status::Verified, None),
+            Ingested::Held { id, reason, .. } => (id, Status::Rejected, Some(reason.clone())),
             Ingested::Rejected {
                 id: Some(id),
                 reason,

@@ -57,6 +57,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0001_init.sql")),
         M::up(include_str!("../../migrations/0002_ledgers.sql")),
         M::up(include_str!("../../migrations/0003_bundles.sql")),
+        M::up(include_str!("../../migrations/0004_station_scoped_ids.sql")),
     ])
 }
 

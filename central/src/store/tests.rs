@@ -757,3 +757,50 @@ fn the_data_directory_and_its_blob_directories_are_private() {
         assert_eq!(mode, 0o700, "{d:?} is {mode:o}");
     }
 }
+
+/// A station that copies another station's enrolment ids (read off receipts) never blocks the
+/// rightful station's chain, whichever arrives first: the later record of an id is held, kept in
+/// its own chain, and reported to its station as refused with the reason.
+#[test]
+fn an_id_reused_by_another_station_is_held_and_blocks_no_chain() {
+    let (_dir, store, victim) = setup();
+    let thief = Van::new("VAN-99-Z");
+    assert!(store.add_station(&thief.public(), NOW).unwrap());
+
+    // The victim first: the thief's copy of id 1 is held; the victim's chain goes on.
+    let v1 = victim.envelope(1, GENESIS, &payload(1));
+    upload(&store, &payload(1));
+    assert!(matches!(store.ingest(&v1.to_bytes().unwrap(), NOW).unwrap(), Ingested::Stored { .. }));
+    let mut copied = thief.body(1, GENESIS, &payload(2), 0);
+    copied.id = v1.body().id.clone();
+    let copy = thief.seal(copied, &thief.key);
+    upload(&store, &payload(2));
+    let got = store.ingest(&copy.to_bytes().unwrap(), NOW + 1).unwrap();
+    assert!(matches!(&got, Ingested::Held { station, .. } if station == "VAN-99-Z"), "{got:?}");
+    let told = store.statuses("VAN-99-Z", &[v1.body().id.clone()]).unwrap();
+    assert_eq!(told[0].status, "rejected");
+    assert!(told[0].reason.as_deref().unwrap().contains("already used by station VAN-07-A"));
+    let mine = store.statuses("VAN-07-A", &[v1.body().id.clone()]).unwrap();
+    assert_eq!(mine[0].status, "verified");
+
+    // The thief first with the victim's next id: the victim's record still stores in its chain
+    // (held), and the victim's later records deliver normally.
+    let v2 = victim.envelope(2, &v1.hash().unwrap(), &payload(3));
+    let mut early = thief.body(2, &copy.hash().unwrap(), &payload(4), 0);
+    early.id = v2.body().id.clone();
+    let early = thief.seal(early, &thief.key);
+    upload(&store, &payload(4));
+    // Nobody holds that id yet: the centre cannot know it is a copy.
+    assert!(matches!(store.ingest(&early.to_bytes().unwrap(), NOW + 2).unwrap(), Ingested::Stored { .. }));
+    upload(&store, &payload(3));
+    let got = store.ingest(&v2.to_bytes().unwrap(), NOW + 3).unwrap();
+    assert!(matches!(&got, Ingested::Held { station, seq: 2, .. } if station == "VAN-07-A"), "{got:?}");
+    let v3 = victim.envelope(3, &v2.hash().unwrap(), &payload(5));
+    upload(&store, &payload(5));
+    let got = store.ingest(&v3.to_bytes().unwrap(), NOW + 4).unwrap();
+    assert!(matches!(got, Ingested::Stored { seq: 3, .. }), "{got:?}");
+    assert_eq!(store.head("VAN-07-A").unwrap().0, 3);
+    let report = store.verify_all().unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.records, 5);
+}
