@@ -75,6 +75,9 @@ enum Command {
     ExportNist {
         /// Enrolment ID, as `tasjil-central list` shows it.
         id: String,
+        /// The station that enrolled it (needed only when two stations used the id).
+        #[arg(long)]
+        station: Option<String>,
         /// File to write (conventionally .an2 or .eft).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -147,7 +150,13 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             receipt_out,
         } => import(&dir, &bundle, receipt_out),
         Command::List => list(&dir),
-        Command::ExportNist { id, out, tot, dai } => export_nist(&dir, &id, &out, &tot, &dai),
+        Command::ExportNist {
+            id,
+            station,
+            out,
+            tot,
+            dai,
+        } => export_nist(&dir, station.as_deref(), &id, &out, &tot, &dai),
         Command::Verify => verify(&dir),
         Command::Stats => {
             let stats = open_store(&dir)?.stats()?;
@@ -437,11 +446,18 @@ fn write_private(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
-fn export_nist(dir: &Path, id: &str, out: &Path, tot: &str, dai: &str) -> anyhow::Result<Output> {
+fn export_nist(
+    dir: &Path,
+    station: Option<&str>,
+    id: &str,
+    out: &Path,
+    tot: &str,
+    dai: &str,
+) -> anyhow::Result<Output> {
     let store = open_store(dir)?;
     let keys = CentreKeys::load(&dir.join("centre.key"))?;
     let (bytes, payload) =
-        tasjil_central::nist::export(&store, &keys, id, tot, dai, now_ms())?;
+        tasjil_central::nist::export(&store, &keys, station, id, tot, dai, now_ms())?;
     write_private(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(Output::ok(
         json!({

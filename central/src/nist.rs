@@ -206,18 +206,31 @@ pub fn transaction(p: &Payload, ctx: &ExportContext) -> anyhow::Result<Transacti
 
 /// Opens the stored, verified payload of enrolment `id` with the centre's keys and builds its
 /// transaction (the station that enrolled is the originator). Returns the bytes and the payload.
+/// Enrolment ids are unique per station: `station` picks one when two stations used the id.
+#[allow(clippy::too_many_arguments)]
 pub fn export(
     store: &CentreStore,
     keys: &CentreKeys,
+    station: Option<&str>,
     id: &str,
     transaction_type: &str,
     destination: &str,
     now_ms: i64,
 ) -> anyhow::Result<(Vec<u8>, Payload)> {
-    let record = store
+    let mut matches: Vec<_> = store
         .list()?
         .into_iter()
-        .find(|r| r.id == id)
+        .filter(|r| r.id == id && station.is_none_or(|s| r.station == s))
+        .collect();
+    if matches.len() > 1 {
+        let stations: Vec<_> = matches.iter().map(|r| r.station.as_str()).collect();
+        bail!(
+            "enrolment id {id} is used by stations {}: say which with --station",
+            stations.join(", ")
+        );
+    }
+    let record = matches
+        .pop()
         .with_context(|| format!("no record {id} at this centre (see tasjil-central list)"))?;
     if record.status != "verified" {
         bail!(

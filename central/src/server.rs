@@ -2,12 +2,12 @@
 //! key and a single-use nonce, and hands the work to a [`CentreBackend`] on blocking threads.
 //! See [`tasjil_sync::protocol`] for the endpoints.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -21,18 +21,23 @@ use crate::CentreBackend;
 use tasjil_sync::keys::{parse_signature, verify};
 use tasjil_sync::ledger::PeerState;
 use tasjil_sync::protocol::{
-    request_message, ApiError, BlobProgress, ChainHead, ChallengeRequest, ChallengeResponse,
-    EnvelopeResult, EnvelopesRequest, EnvelopesResponse, HaveRequest, HaveResponse, LedgerRequest,
-    LedgerResponse, Outcome, StatusRequest, StatusResponse, HEADER_NEXT_NONCE, HEADER_NONCE,
-    HEADER_SIGNATURE, HEADER_STATION,
+    request_message_for_hash, ApiError, BlobProgress, ChainHead, ChallengeRequest,
+    ChallengeResponse, EnvelopeResult, EnvelopesRequest, EnvelopesResponse, HaveRequest,
+    HaveResponse, LedgerRequest, LedgerResponse, Outcome, StatusRequest, StatusResponse,
+    CHALLENGE_NONCE, HEADER_BODY_SHA256, HEADER_NEXT_NONCE, HEADER_NONCE, HEADER_SIGNATURE,
+    HEADER_STATION,
 };
 
 /// How long a nonce stays good, on the centre's clock.
 const NONCE_TTL: Duration = Duration::from_secs(300);
-/// Outstanding nonces kept at most (oldest dropped first when exceeded).
-const MAX_NONCES: usize = 100_000;
+/// Outstanding nonces kept per station (its oldest dropped first when exceeded). Only a request
+/// signed by the station mints one, so nobody else can push a station's nonces out.
+const MAX_NONCES_PER_STATION: usize = 32;
 /// Largest request body (a blob chunk or a batch of envelopes).
 pub const MAX_BODY: usize = 8 << 20;
+/// Longest time an authenticated body may take to arrive (8 MiB at ~28 KB/s); a station on a
+/// slower link gets smaller chunks from its own backoff.
+const BODY_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug)]
 struct Nonce {
@@ -40,11 +45,18 @@ struct Nonce {
     expires: Instant,
 }
 
+/// Outstanding nonces, and per station the order they were minted in.
+#[derive(Debug, Default)]
+struct Nonces {
+    by_nonce: HashMap<String, Nonce>,
+    by_station: HashMap<String, VecDeque<String>>,
+}
+
 /// Shared state of the server.
 #[derive(Debug)]
 pub struct AppState {
     store: Arc<dyn CentreBackend>,
-    nonces: Mutex<HashMap<String, Nonce>>,
+    nonces: Mutex<Nonces>,
     /// Automerge sync state per (station, ledger), kept while the server runs (losing it only
     /// makes the next sync a little larger).
     ledger_peers: Mutex<HashMap<String, PeerState>>,
@@ -117,7 +129,7 @@ impl AppState {
     pub fn new(store: Arc<dyn CentreBackend>) -> Arc<AppState> {
         Arc::new(AppState {
             store,
-            nonces: Mutex::new(HashMap::new()),
+            nonces: Mutex::new(Nonces::default()),
             ledger_peers: Mutex::new(HashMap::new()),
         })
     }
@@ -127,14 +139,17 @@ impl AppState {
         rand_core::OsRng.fill_bytes(&mut bytes);
         let nonce = hex::encode(bytes);
         let now = Instant::now();
-        let mut map = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_NONCES {
-            map.retain(|_, n| n.expires > now);
-            if map.len() >= MAX_NONCES {
-                map.clear();
+        let mut guard = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        let n = &mut *guard;
+        let order = n.by_station.entry(station.to_string()).or_default();
+        // Entries already used or expired linger in `order` until they reach its front.
+        while order.len() >= MAX_NONCES_PER_STATION {
+            if let Some(old) = order.pop_front() {
+                n.by_nonce.remove(&old);
             }
         }
-        map.insert(
+        order.push_back(nonce.clone());
+        n.by_nonce.insert(
             nonce.clone(),
             Nonce {
                 station: station.to_string(),
@@ -144,14 +159,17 @@ impl AppState {
         nonce
     }
 
-    /// Check station, nonce (single use) and signature; returns the station id.
+    /// Check station, nonce (single use) and the signature over the body's stated hash, before a
+    /// byte of the body is read; then read the body (bounded in size and time) and check it has
+    /// that hash. Returns the station id and the body.
     async fn authenticate(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<String, Fail> {
+        body: Body,
+        challenge: bool,
+    ) -> Result<(String, Bytes), Fail> {
         let header = |name: &str| {
             headers
                 .get(name)
@@ -166,8 +184,26 @@ impl AppState {
                 })
         };
         let station = header(HEADER_STATION)?;
-        let nonce = header(HEADER_NONCE)?;
+        let nonce = if challenge {
+            CHALLENGE_NONCE.to_string()
+        } else {
+            header(HEADER_NONCE)?
+        };
         let sig = header(HEADER_SIGNATURE)?;
+        let body_sha = header(HEADER_BODY_SHA256)?;
+        if let Some(len) = headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if len > MAX_BODY as u64 {
+                return Err(Fail::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("request body of {len} bytes is larger than the {MAX_BODY} allowed"),
+                ));
+            }
+        }
         let store = self.store.clone();
         let id = station.clone();
         let key = blocking(move || store.station_key(&id))
@@ -176,26 +212,27 @@ impl AppState {
                 Fail::new(
                     StatusCode::FORBIDDEN,
                     "unknown_station",
-                    format!("station {station} is not registered"),
+                    format!("station {station} is not registered at this centre"),
                 )
             })?;
-        let issued = self
-            .nonces
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&nonce);
-        match issued {
-            Some(n) if n.station == station && n.expires > Instant::now() => {}
-            _ => {
-                return Err(Fail::new(
-                    StatusCode::UNAUTHORIZED,
-                    "bad_nonce",
-                    "nonce unknown, already used or expired: ask for a new challenge",
-                ))
+        if !challenge {
+            let issued = {
+                let mut n = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+                n.by_nonce.remove(&nonce)
+            };
+            match issued {
+                Some(n) if n.station == station && n.expires > Instant::now() => {}
+                _ => {
+                    return Err(Fail::new(
+                        StatusCode::UNAUTHORIZED,
+                        "bad_nonce",
+                        "nonce unknown, already used or expired: ask for a new challenge",
+                    ))
+                }
             }
         }
         let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-        let msg = request_message(method.as_str(), path, &station, &nonce, body);
+        let msg = request_message_for_hash(method.as_str(), path, &station, &nonce, &body_sha);
         let ok = parse_signature(&sig).is_ok_and(|s| verify(&key, &msg, &s));
         if !ok {
             return Err(Fail::new(
@@ -204,7 +241,31 @@ impl AppState {
                 "request signature does not verify with the registered station key",
             ));
         }
-        Ok(station)
+        let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                return Err(Fail::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("request body not received whole (or over {MAX_BODY} bytes): {e}"),
+                ))
+            }
+            Err(_) => {
+                return Err(Fail::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    "request body took too long to arrive: send smaller chunks",
+                ))
+            }
+        };
+        if tasjil_sync::sha256_hex(&bytes) != body_sha {
+            return Err(Fail::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "request body does not match the SHA-256 it was signed with",
+            ));
+        }
+        Ok((station, bytes))
     }
 
     /// A JSON answer carrying the station's next nonce.
@@ -250,15 +311,20 @@ fn progress(sha256: &str, state: BlobState) -> BlobProgress {
     }
 }
 
-async fn challenge(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, Fail> {
+async fn challenge(
+    State(st): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Fail> {
+    let (station, body) = st.authenticate(&method, &uri, &headers, body, true).await?;
     let req: ChallengeRequest = parse(&body)?;
-    let store = st.store.clone();
-    let id = req.station.clone();
-    if blocking(move || store.station_key(&id)).await?.is_none() {
+    if req.station != station {
         return Err(Fail::new(
-            StatusCode::FORBIDDEN,
-            "unknown_station",
-            format!("station {} is not registered at this centre", req.station),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the challenge names another station than the one that signed it",
         ));
     }
     Ok(Json(ChallengeResponse {
@@ -275,14 +341,14 @@ async fn json_endpoint<Req, Resp>(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
     work: impl FnOnce(&AppState, &str, Req) -> Result<Resp, Fail> + Send + 'static,
 ) -> Result<Response, Fail>
 where
     Req: serde::de::DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
-    let station = st.authenticate(&method, &uri, &headers, &body).await?;
+    let (station, body) = st.authenticate(&method, &uri, &headers, body, false).await?;
     let req: Req = parse(&body)?;
     let (state, who) = (st.clone(), station.clone());
     let answer = tokio::task::spawn_blocking(move || work(&state, &who, req))
@@ -302,7 +368,7 @@ async fn have(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, Fail> {
     json_endpoint(
         st,
@@ -338,9 +404,9 @@ async fn put_blob(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, Fail> {
-    let station = st.authenticate(&method, &uri, &headers, &body).await?;
+    let (station, body) = st.authenticate(&method, &uri, &headers, body, false).await?;
     let store = st.store.clone();
     let key = sha.clone();
     let state = blocking(move || store.put_blob_chunk(&key, q.offset, q.total, &body)).await;
@@ -362,7 +428,7 @@ async fn envelopes(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, Fail> {
     json_endpoint(
         st,
@@ -434,7 +500,7 @@ async fn status(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, Fail> {
     json_endpoint(
         st,
@@ -456,7 +522,7 @@ async fn ledger(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, Fail> {
     json_endpoint(
         st,

@@ -12,7 +12,8 @@ use serde::Serialize;
 use crate::keys::StationKey;
 use crate::protocol::{
     request_message, ApiError, BlobProgress, ChallengeRequest, ChallengeResponse,
-    HEADER_NEXT_NONCE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_STATION,
+    CHALLENGE_NONCE, HEADER_BODY_SHA256, HEADER_NEXT_NONCE, HEADER_NONCE, HEADER_SIGNATURE,
+    HEADER_STATION,
 };
 use crate::session::{Action, Session, Summary};
 
@@ -151,10 +152,15 @@ impl CentreClient {
             station: self.station.clone(),
         })
         .map_err(|e| SyncError::Local(e.to_string()))?;
+        let msg = request_message("POST", "/v1/challenge", &self.station, CHALLENGE_NONCE, &body);
+        let sig = hex::encode(self.key.sign(&msg).to_bytes());
         let resp = self
             .http
             .post(format!("{}/v1/challenge", self.base))
             .header("content-type", "application/json")
+            .header(HEADER_STATION, &self.station)
+            .header(HEADER_BODY_SHA256, crate::sha256_hex(&body))
+            .header(HEADER_SIGNATURE, sig)
             .body(body)
             .send()
             .await
@@ -217,6 +223,7 @@ impl CentreClient {
             .header(HEADER_STATION, &self.station)
             .header(HEADER_NONCE, &nonce)
             .header(HEADER_SIGNATURE, sig)
+            .header(HEADER_BODY_SHA256, crate::sha256_hex(&body))
             .header("content-type", "application/octet-stream")
             .body(body)
             .send()

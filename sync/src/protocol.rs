@@ -1,13 +1,18 @@
 //! The station ↔ centre wire protocol (HTTP + JSON), shared by the client and the server.
 //!
 //! Authentication: every request after `POST /v1/challenge` carries the station id, a nonce the
-//! centre issued, and the station's Ed25519 signature over [`request_message`] (method, path,
-//! station, nonce, body hash). A nonce is good for one request and a few minutes of the *centre's*
-//! clock, so a captured request cannot be replayed and a van whose clock is days off still syncs.
-//! Each authenticated response carries the next nonce, so a sync costs one extra round trip only.
+//! centre issued, the SHA-256 of its body, and the station's Ed25519 signature over
+//! [`request_message`] (method, path, station, nonce, body hash). A nonce is good for one request
+//! and a few minutes of the *centre's* clock, so a captured request cannot be replayed and a van
+//! whose clock is days off still syncs. Each authenticated response carries the next nonce, so a
+//! sync costs one extra round trip only. Because the body hash travels in a header, the centre
+//! checks the signature before it reads a byte of the body: an unauthenticated upload costs it
+//! nothing. The challenge itself is signed too (with the empty nonce, [`CHALLENGE_NONCE`]), so a
+//! flood of challenges from anyone but a registered station fills no nonce table.
 //!
 //! Endpoints (all JSON unless noted):
-//! - `POST /v1/challenge` `{station}` → `{nonce, ttl_s}` (no auth; unknown stations get 403)
+//! - `POST /v1/challenge` `{station}` → `{nonce, ttl_s}` (signed with [`CHALLENGE_NONCE`];
+//!   unknown stations get 403)
 //! - `POST /v1/have` `{blobs: [sha256]}` → `{blobs: [{sha256, have, complete}], head: {seq, hash}}`
 //! - `PUT /v1/blobs/{sha256}?offset=N&total=T` raw bytes → `{sha256, have, complete}`
 //! - `POST /v1/envelopes` `{envelopes: [canonical JSON text]}` → `{results: [{id, outcome, reason}]}`
@@ -23,6 +28,10 @@ pub const HEADER_STATION: &str = "x-tasjil-station";
 pub const HEADER_NONCE: &str = "x-tasjil-nonce";
 pub const HEADER_SIGNATURE: &str = "x-tasjil-signature";
 pub const HEADER_NEXT_NONCE: &str = "x-tasjil-next-nonce";
+/// SHA-256 (lower-case hex) of the request body, as signed.
+pub const HEADER_BODY_SHA256: &str = "x-tasjil-body-sha256";
+/// The nonce a challenge request is signed with: it has none yet.
+pub const CHALLENGE_NONCE: &str = "";
 
 const REQUEST_DOMAIN: &[u8] = b"tasjil/request/v1\0";
 
@@ -34,8 +43,19 @@ pub fn request_message(
     nonce: &str,
     body: &[u8],
 ) -> Vec<u8> {
+    request_message_for_hash(method, path_and_query, station, nonce, &sha256_hex(body))
+}
+
+/// [`request_message`] from the body's SHA-256 (what the centre checks before reading the body).
+pub fn request_message_for_hash(
+    method: &str,
+    path_and_query: &str,
+    station: &str,
+    nonce: &str,
+    body_sha256: &str,
+) -> Vec<u8> {
     let mut m = REQUEST_DOMAIN.to_vec();
-    for part in [method, path_and_query, station, nonce, &sha256_hex(body)] {
+    for part in [method, path_and_query, station, nonce, body_sha256] {
         m.extend_from_slice(part.as_bytes());
         m.push(b'\n');
     }

@@ -7,6 +7,7 @@ mod common;
 mod badge;
 mod bundle;
 mod centre;
+mod centre_load;
 mod crash;
 mod devices;
 mod enrol;

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tasjil_sync::protocol::{
-    request_message, StatusRequest, HEADER_NONCE, HEADER_SIGNATURE, HEADER_STATION,
+    request_message, StatusRequest, CHALLENGE_NONCE, HEADER_BODY_SHA256, HEADER_NONCE,
+    HEADER_SIGNATURE, HEADER_STATION,
 };
 
 use crate::centre::TestCentre;
@@ -119,16 +120,50 @@ fn replayed_and_forged_requests_are_refused() {
         .install_default();
     rt.block_on(async {
         let http = reqwest::Client::new();
+        let ask = r#"{"station":"VAN-TEST"}"#;
+        let challenge_sig = hex::encode(
+            key.sign(&request_message("POST", "/v1/challenge", "VAN-TEST", CHALLENGE_NONCE, ask.as_bytes()))
+                .to_bytes(),
+        );
         let challenge = || async {
             let r = http
                 .post(format!("{}/v1/challenge", centre.url))
-                .body(r#"{"station":"VAN-TEST"}"#)
+                .header(HEADER_STATION, "VAN-TEST")
+                .header(HEADER_BODY_SHA256, tasjil_sync::sha256_hex(ask.as_bytes()))
+                .header(HEADER_SIGNATURE, &challenge_sig)
+                .body(ask)
                 .send()
                 .await
                 .unwrap();
             let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
             v["nonce"].as_str().unwrap().to_string()
         };
+        // An unsigned challenge, or one signed by another key, mints nothing.
+        let unsigned = http
+            .post(format!("{}/v1/challenge", centre.url))
+            .body(ask)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unsigned.status().as_u16(), 401);
+        let stranger = tasjil_sync::StationKey::generate();
+        let forged_ask = http
+            .post(format!("{}/v1/challenge", centre.url))
+            .header(HEADER_STATION, "VAN-TEST")
+            .header(HEADER_BODY_SHA256, tasjil_sync::sha256_hex(ask.as_bytes()))
+            .header(
+                HEADER_SIGNATURE,
+                hex::encode(
+                    stranger
+                        .sign(&request_message("POST", "/v1/challenge", "VAN-TEST", CHALLENGE_NONCE, ask.as_bytes()))
+                        .to_bytes(),
+                ),
+            )
+            .body(ask)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged_ask.status().as_u16(), 401);
         let body = serde_json::to_vec(&StatusRequest { ids: vec![] }).unwrap();
         let send = |nonce: String, sig: String| {
             let http = http.clone();
@@ -140,6 +175,7 @@ fn replayed_and_forged_requests_are_refused() {
                     .header(HEADER_STATION, "VAN-TEST")
                     .header(HEADER_NONCE, nonce)
                     .header(HEADER_SIGNATURE, sig)
+                    .header(HEADER_BODY_SHA256, tasjil_sync::sha256_hex(&body))
                     .body(body)
                     .send()
                     .await

@@ -1,0 +1,132 @@
+//! The real `tasjil-central serve` under unauthenticated load, beside a real station's sync:
+//! uploads that nobody signed are refused before their bodies are read, and a flood of challenges
+//! mints nothing for anyone but a station that signs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::common::{json_of, station_for, Central};
+
+/// `tasjil-central serve` as a child process on a port of its choosing.
+struct Serve {
+    child: Child,
+    addr: String,
+}
+
+impl Serve {
+    fn start(central: &Central) -> Serve {
+        let mut child = Command::new(crate::common::central_bin())
+            .arg("--data-dir")
+            .arg(&central.dir)
+            .args(["serve", "--listen", "127.0.0.1:0", "--plain-http"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .rsplit("://")
+            .next()
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        Serve { child, addr }
+    }
+
+    fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Send a request head (and as much of the body as the server takes); return the status code.
+fn unsigned_put(addr: &str, len: usize) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let sha = "a".repeat(64);
+    let head = format!(
+        "PUT /v1/blobs/{sha}?offset=0&total={len} HTTP/1.1\r\nhost: {addr}\r\nx-tasjil-station: VAN-LOAD\r\nx-tasjil-nonce: {n}\r\nx-tasjil-signature: {sig}\r\nx-tasjil-body-sha256: {sha}\r\ncontent-length: {len}\r\n\r\n",
+        n = "0".repeat(64),
+        sig = "0".repeat(128),
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // The first megabyte; a server that refuses at the head stops reading long before the rest.
+    let _ = s.write_all(&vec![0u8; len.min(1 << 20)]);
+    let mut answer = [0u8; 64];
+    let n = s.read(&mut answer).unwrap_or(0);
+    let text = String::from_utf8_lossy(&answer[..n]);
+    text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+fn unsigned_challenge(addr: &str, station: &str) -> u16 {
+    let body = format!(r#"{{"station":"{station}"}}"#);
+    let mut s = TcpStream::connect(addr).unwrap();
+    let req = format!(
+        "POST /v1/challenge HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn unauthenticated_uploads_and_challenge_floods_cost_the_centre_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let central = Central::init(&tmp.path().join("centre"));
+    let station = station_for(&central, &tmp.path().join("van"), "VAN-LOAD");
+    let out = crate::common::run(&station, &["enrol", "--simulate", "--count", "3", "--seed", "4"]);
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+    let serve = Serve::start(&central);
+    let idle = serve.rss_kb();
+
+    let uploads: Vec<_> = (0..50)
+        .map(|_| {
+            let addr = serve.addr.clone();
+            std::thread::spawn(move || unsigned_put(&addr, 8 << 20))
+        })
+        .collect();
+    for u in uploads {
+        assert_eq!(u.join().unwrap(), 401, "an unsigned upload was not refused");
+    }
+    let loaded = serve.rss_kb();
+    eprintln!("centre RSS: idle {idle} kB, after 50 unsigned 8 MiB uploads {loaded} kB");
+    assert!(
+        loaded < idle + 20 * 1024,
+        "50 unsigned 8 MiB uploads took the centre from {idle} kB to {loaded} kB"
+    );
+
+    // A flood of unsigned challenges naming the station: every one refused, none minted.
+    let flood: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = serve.addr.clone();
+            std::thread::spawn(move || {
+                (0..2_500).filter(|_| unsigned_challenge(&addr, "VAN-LOAD") == 401).count()
+            })
+        })
+        .collect();
+    let refused: usize = flood.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(refused, 10_000);
+
+    // The real station still syncs, first time.
+    let (code, sync) = json_of(&station, &["sync", "--central", &format!("http://{}", serve.addr)]);
+    assert_eq!(code, 0, "{sync}");
+    assert_eq!(json_of(&station, &["status"]).1["acknowledged"], 3);
+}
