@@ -130,3 +130,62 @@ fn unauthenticated_uploads_and_challenge_floods_cost_the_centre_nothing() {
     assert_eq!(code, 0, "{sync}");
     assert_eq!(json_of(&station, &["status"]).1["acknowledged"], 3);
 }
+
+/// The network sync of a station and `tasjil-central import` of a bundle of the same records, as
+/// two processes at once on one data directory, round after round: every payload file ends up
+/// holding exactly the bytes of its name, every record verifies, the station's chain is whole.
+#[test]
+fn sync_and_usb_import_of_the_same_records_at_once_never_corrupt_the_centre() {
+    let tmp = tempfile::tempdir().unwrap();
+    let central = Central::init(&tmp.path().join("centre"));
+    let station = station_for(&central, &tmp.path().join("van"), "VAN-RACE");
+    let serve = Serve::start(&central);
+    let url = format!("http://{}", serve.addr);
+    let rounds = 30;
+    for round in 0..rounds {
+        crate::common::enrol_in(&station, 2, 100 + round);
+        let out = crate::common::run_with_input(&station, &["approve", "--all", "--pin-stdin"], "123456\n");
+        assert!(out.status.success(), "approve: {}", crate::common::text(&out));
+        let usb = tmp.path().join(format!("usb-{round}"));
+        std::fs::create_dir_all(&usb).unwrap();
+        let out = crate::common::run_with_input(
+            &station,
+            &["export", "--to", usb.to_str().unwrap(), "--pin-stdin", "--json"],
+            "123456\n",
+        );
+        assert!(out.status.success(), "export: {}", crate::common::text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let bundle = v["file"].as_str().unwrap().to_string();
+        let importer = {
+            let dir = central.dir.clone();
+            std::thread::spawn(move || {
+                Central { dir }.json(&["import", &bundle])
+            })
+        };
+        let (code, sync) = json_of(&station, &["sync", "--central", &url]);
+        let (icode, import) = importer.join().unwrap();
+        assert_eq!(code, 0, "round {round}: sync {sync}");
+        assert_eq!(icode, 0, "round {round}: import {import}");
+    }
+    // One more sync picks up whatever the bundle delivered first.
+    let (code, sync) = json_of(&station, &["sync", "--central", &url]);
+    assert_eq!(code, 0, "{sync}");
+    drop(serve);
+    let blobs = central.dir.join("blobs");
+    for entry in std::fs::read_dir(&blobs).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name.len() == 64 {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            assert_eq!(tasjil_sync::sha256_hex(&bytes), name, "payload file holds other bytes");
+        }
+    }
+    assert!(!blobs.join("damaged").exists(), "a payload file was damaged on the way");
+    let (code, verify) = central.json(&["verify"]);
+    assert_eq!((code, verify["records"].as_u64()), (0, Some(2 * rounds)), "{verify}");
+    let status = json_of(&station, &["status"]).1;
+    assert_eq!(status["acknowledged"].as_u64(), Some(2 * rounds), "{status}");
+    assert_eq!(status["rejected"], 0, "{status}");
+    let (code, v) = json_of(&station, &["verify"]);
+    assert_eq!(code, 0, "{v}");
+}
