@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use serde_json::json;
+use tasjil_central::store::StationState;
 use tasjil_central::{now_ms, CentreStore};
 use tasjil_sync::output::{finish, say, Output};
 use tasjil_sync::{CentreKeys, StationPublic};
@@ -101,8 +102,29 @@ enum StationCommand {
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
     },
-    /// List registered stations.
+    /// List registered stations with their state.
     List,
+    /// Revoke a station for good (a stolen or scrapped van): its next sync or bundle import is
+    /// refused as "revoked"; what it sent before stays.
+    Revoke {
+        #[arg(long)]
+        id: String,
+        /// Why, for the record (shown to staff and in the refusal).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Suspend a station for a while (refused as "suspended" until resumed).
+    Suspend {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Let a suspended station sync and import again (a revoked one stays revoked).
+    Resume {
+        #[arg(long)]
+        id: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -144,6 +166,15 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
         Command::Station {
             command: StationCommand::List,
         } => station_list(&dir),
+        Command::Station {
+            command: StationCommand::Revoke { id, reason },
+        } => station_state(&dir, &id, StationState::Revoked, Some(&reason)),
+        Command::Station {
+            command: StationCommand::Suspend { id, reason },
+        } => station_state(&dir, &id, StationState::Suspended, reason.as_deref()),
+        Command::Station {
+            command: StationCommand::Resume { id },
+        } => station_state(&dir, &id, StationState::Active, None),
         Command::Serve { listen, plain_http } => serve(&dir, listen, plain_http),
         Command::Import {
             bundle,
@@ -274,16 +305,39 @@ fn station_add(dir: &Path, id: &str, key: &Path) -> anyhow::Result<Output> {
     ))
 }
 
+fn station_state(
+    dir: &Path,
+    id: &str,
+    state: StationState,
+    reason: Option<&str>,
+) -> anyhow::Result<Output> {
+    if state == StationState::Revoked && reason.is_none_or(|r| r.trim().is_empty()) {
+        bail!("say why the station is revoked with --reason");
+    }
+    let store = open_store(dir)?;
+    let before = store.set_station_state(id, state, reason, now_ms())?;
+    let now = store
+        .stations()?
+        .into_iter()
+        .find(|s| s.id == id)
+        .map(|s| s.state)
+        .unwrap_or_default();
+    Ok(Output::ok(
+        json!({"station": id, "was": before, "state": now, "reason": reason}),
+        format!("station {id}: {before} → {now}"),
+    ))
+}
+
 fn station_list(dir: &Path) -> anyhow::Result<Output> {
     let stations = open_store(dir)?.stations()?;
     let mut human = format!(
-        "{:<20}  {:>8}  {:>8}  key",
-        "station", "records", "last seq"
+        "{:<20}  {:<9}  {:>8}  {:>8}  key",
+        "station", "state", "records", "last seq"
     );
     for s in &stations {
         human.push_str(&format!(
-            "\n{:<20}  {:>8}  {:>8}  {}",
-            s.id, s.records, s.last_seq, s.key_hex
+            "\n{:<20}  {:<9}  {:>8}  {:>8}  {}",
+            s.id, s.state, s.records, s.last_seq, s.key_hex
         ));
     }
     human.push_str(&format!("\n{} stations", stations.len()));

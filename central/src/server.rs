@@ -110,6 +110,10 @@ impl From<CentreError> for Fail {
             CentreError::Ledger { .. } => {
                 Fail::new(StatusCode::BAD_REQUEST, "bad_ledger", e.to_string())
             }
+            CentreError::StationBarred { ref state, .. } => {
+                let code = if state == "revoked" { "revoked" } else { "suspended" };
+                Fail::new(StatusCode::FORBIDDEN, code, e.to_string())
+            }
             CentreError::UnknownStation(_) => {
                 Fail::new(StatusCode::FORBIDDEN, "unknown_station", e.to_string())
             }

@@ -1,6 +1,7 @@
-//! The real `tasjil-central serve` under unauthenticated load, beside a real station's sync:
-//! uploads that nobody signed are refused before their bodies are read, and a flood of challenges
-//! mints nothing for anyone but a station that signs.
+//! The real `tasjil-central serve` and `import` as separate processes, under bad luck and bad
+//! actors: uploads that nobody signed are refused before their bodies are read, a flood of
+//! challenges mints nothing for anyone but a station that signs, a sync and an import of the same
+//! records at once leave every payload whole, and a revoked station is refused by both paths.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -188,4 +189,64 @@ fn sync_and_usb_import_of_the_same_records_at_once_never_corrupt_the_centre() {
     assert_eq!(status["rejected"], 0, "{status}");
     let (code, v) = json_of(&station, &["verify"]);
     assert_eq!(code, 0, "{v}");
+}
+
+/// A stolen van: revoked at the centre, its next sync and its next bundle are refused with a
+/// message that says "revoked", and what it sent before stays verified. A suspended van is
+/// refused as such until resumed.
+#[test]
+fn a_revoked_station_is_refused_by_sync_and_by_usb_and_keeps_what_it_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let central = Central::init(&tmp.path().join("centre"));
+    let station = station_for(&central, &tmp.path().join("van"), "VAN-GONE");
+    crate::common::enrol_in(&station, 2, 7);
+    let serve = Serve::start(&central);
+    let url = format!("http://{}", serve.addr);
+    let (code, sync) = json_of(&station, &["sync", "--central", &url]);
+    assert_eq!(code, 0, "{sync}");
+
+    // Suspended: refused as such, then resumed.
+    let out = central.run(&["station", "suspend", "--id", "VAN-GONE", "--reason", "workshop"]);
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+    crate::common::enrol_in(&station, 1, 8);
+    let out = crate::common::run(&station, &["sync", "--central", &url]);
+    assert!(!out.status.success());
+    assert!(crate::common::text(&out).contains("suspended"), "{}", crate::common::text(&out));
+    let out = central.run(&["station", "resume", "--id", "VAN-GONE"]);
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+    let (code, sync) = json_of(&station, &["sync", "--central", &url]);
+    assert_eq!(code, 0, "{sync}");
+
+    // Revoked: no sync, no bundle, no resume.
+    let out = central.run(&["station", "revoke", "--id", "VAN-GONE"]);
+    assert_eq!(out.status.code(), Some(2), "revoke without a reason: {}", crate::common::text(&out));
+    let (code, v) = central.json(&["station", "revoke", "--id", "VAN-GONE", "--reason", "van stolen in Azrou"]);
+    assert_eq!((code, v["state"].as_str()), (0, Some("revoked")), "{v}");
+    crate::common::enrol_in(&station, 1, 9);
+    let out = crate::common::run(&station, &["sync", "--central", &url]);
+    assert!(!out.status.success());
+    let said = crate::common::text(&out);
+    assert!(said.contains("revoked") && said.contains("van stolen in Azrou"), "{said}");
+
+    let usb = tmp.path().join("usb");
+    std::fs::create_dir_all(&usb).unwrap();
+    let out = crate::common::run_with_input(&station, &["approve", "--all", "--pin-stdin"], "123456\n");
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+    let out = crate::common::run_with_input(
+        &station,
+        &["export", "--to", usb.to_str().unwrap(), "--pin-stdin", "--json"],
+        "123456\n",
+    );
+    assert!(out.status.success(), "export: {}", crate::common::text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = central.run(&["import", v["file"].as_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", crate::common::text(&out));
+    assert!(crate::common::text(&out).contains("revoked"), "{}", crate::common::text(&out));
+
+    let out = central.run(&["station", "resume", "--id", "VAN-GONE"]);
+    assert!(!out.status.success(), "a revoked station was resumed");
+    let (code, verify) = central.json(&["verify"]);
+    assert_eq!((code, verify["records"].as_u64()), (0, Some(3)), "{verify}");
+    let (_, list) = central.json(&["station", "list"]);
+    assert_eq!(list["stations"][0]["state"], "revoked", "{list}");
 }

@@ -31,6 +31,13 @@ pub enum CentreError {
     Sqlite(#[source] rusqlite::Error),
     #[error("station {0} is not registered at the centre: register it with `tasjil-central station add --id {0} --key station.pub`")]
     UnknownStation(String),
+    #[error("station {station} was {state} by the centre{}: {}", reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(), if state == "revoked" { "it may never sync or import again; what it sent before stays" } else { "it may not sync or import until central staff resume it" })]
+    StationBarred {
+        station: String,
+        /// "revoked" or "suspended".
+        state: String,
+        reason: Option<String>,
+    },
     #[error("station {station} is already registered with a different key; if the station was really re-keyed, that needs a key change procedure, not a second registration")]
     StationKeyConflict { station: String },
     #[error("{0:?} is not a valid station id (1 to 64 letters, digits, '-' or '_')")]

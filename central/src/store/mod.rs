@@ -43,7 +43,7 @@ pub use bundles::BundleImport;
 pub use decide::{Ingested, MAX_ENVELOPE};
 pub use error::CentreError;
 pub use queries::{CentreRecord, Problem, Stats, VerifyReport};
-pub use registry::StationInfo;
+pub use registry::{StationInfo, StationState};
 /// The centre's answer about one enrolment id of a station (the wire type itself).
 pub use tasjil_sync::protocol::RecordStatus;
 
@@ -58,6 +58,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0002_ledgers.sql")),
         M::up(include_str!("../../migrations/0003_bundles.sql")),
         M::up(include_str!("../../migrations/0004_station_scoped_ids.sql")),
+        M::up(include_str!("../../migrations/0005_station_states.sql")),
     ])
 }
 

@@ -18,6 +18,27 @@ pub struct StationInfo {
     pub added_ms: i64,
     pub records: u64,
     pub last_seq: u64,
+    /// "active", "suspended" or "revoked".
+    pub state: String,
+    pub state_reason: Option<String>,
+}
+
+/// What central staff can make of a registered station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StationState {
+    Active,
+    Suspended,
+    Revoked,
+}
+
+impl StationState {
+    fn as_str(self) -> &'static str {
+        match self {
+            StationState::Active => "active",
+            StationState::Suspended => "suspended",
+            StationState::Revoked => "revoked",
+        }
+    }
 }
 
 fn check_station_id(id: &str) -> Result<(), CentreError> {
@@ -85,7 +106,8 @@ impl CentreStore {
         let conn = lock(&self.conn);
         let mut stmt = conn
             .prepare(
-                "SELECT s.id, s.public_key, s.added_ms, count(e.seq), coalesce(max(e.seq), 0)
+                "SELECT s.id, s.public_key, s.added_ms, count(e.seq), coalesce(max(e.seq), 0),
+                        s.state, s.state_reason
                  FROM stations s LEFT JOIN envelopes e ON e.station = s.id
                  GROUP BY s.id ORDER BY s.id",
             )
@@ -98,29 +120,81 @@ impl CentreStore {
                     added_ms: r.get(2)?,
                     records: r.get::<_, i64>(3)? as u64,
                     last_seq: r.get::<_, i64>(4)? as u64,
+                    state: r.get(5)?,
+                    state_reason: r.get(6)?,
                 })
             })
             .map_err(|e| self.sql(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
     }
+
+    /// Suspend, resume or revoke `station`. A revoked station stays revoked (resuming it is
+    /// refused: a stolen van's key is never trusted again); records it sent before stay.
+    /// Returns the state it was in.
+    pub fn set_station_state(
+        &self,
+        station: &str,
+        state: StationState,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<String, CentreError> {
+        let mut conn = lock(&self.conn);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.sql(e))?;
+        let (before, before_reason): (String, Option<String>) = tx
+            .query_row(
+                "SELECT state, state_reason FROM stations WHERE id = ?1",
+                [station],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?
+            .ok_or_else(|| CentreError::UnknownStation(station.to_string()))?;
+        if before == "revoked" && state != StationState::Revoked {
+            return Err(CentreError::StationBarred {
+                station: station.to_string(),
+                state: before,
+                reason: before_reason,
+            });
+        }
+        tx.execute(
+            "UPDATE stations SET state = ?2, state_reason = ?3, state_ms = ?4 WHERE id = ?1",
+            params![station, state.as_str(), reason, now_ms],
+        )
+        .map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))?;
+        tracing::warn!(station, from = %before, to = state.as_str(), ?reason, "station state changed");
+        Ok(before)
+    }
 }
 
-/// The registered key of `station`. A key that no longer parses (it was checked when registered)
+/// The registered key of `station`, which may send. A suspended or revoked station is refused
+/// ([`CentreError::StationBarred`]). A key that no longer parses (it was checked when registered)
 /// means the row is damaged: say so rather than treat the station as unknown.
 pub(super) fn station_key_in(
     conn: &Connection,
     path: &Path,
     station: &str,
 ) -> Result<Option<VerifyingKey>, CentreError> {
-    let hex: Option<String> = conn
+    let row: Option<(String, String, Option<String>)> = conn
         .query_row(
-            "SELECT public_key FROM stations WHERE id = ?1",
+            "SELECT public_key, state, state_reason FROM stations WHERE id = ?1",
             [station],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()
         .map_err(|e| CentreError::from_sqlite(path, e))?;
-    hex.map(|h| {
+    if let Some((_, state, reason)) = &row {
+        if state != "active" {
+            return Err(CentreError::StationBarred {
+                station: station.to_string(),
+                state: state.clone(),
+                reason: reason.clone(),
+            });
+        }
+    }
+    row.map(|(h, _, _)| {
         parse_verifying_key(&h).map_err(|e| CentreError::Damaged {
             path: path.to_path_buf(),
             detail: format!("registered key of station {station} is unreadable: {e}"),
