@@ -7,6 +7,7 @@
 pub mod import;
 pub mod nist;
 pub mod server;
+pub mod staff;
 pub mod store;
 pub mod tls;
 

@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: StationCommand,
     },
+    /// Central staff accounts for the console (field staff are the roster, not here).
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
     /// List stored records (never demographics).
     List,
     /// Re-check every stored envelope and payload: signatures, chains, payload hashes.
@@ -88,6 +93,30 @@ enum Command {
         /// Destination agency (1.007 DAI).
         #[arg(long, default_value = "AFIS")]
         dai: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum StaffCommand {
+    /// Add an account. Prints the second factor's otpauth:// URI once: scan it into an
+    /// authenticator app now, it is never shown again.
+    Add {
+        #[arg(long)]
+        id: String,
+        /// viewer (counts and lists), verifier (opens records), issuer (issuance statuses),
+        /// admin (stations and staff).
+        #[arg(long, value_parser = ["viewer", "verifier", "issuer", "admin"])]
+        role: String,
+        /// Read the password (at least 12 characters) from standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List accounts: role, disabled, locked.
+    List,
+    /// Disable an account for good (kept for the access log's sake).
+    Disable {
+        #[arg(long)]
+        id: String,
     },
 }
 
@@ -166,6 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
         Command::Station {
             command: StationCommand::List,
         } => station_list(&dir),
+        Command::Staff { command } => staff(&dir, command),
         Command::Station {
             command: StationCommand::Revoke { id, reason },
         } => station_state(&dir, &id, StationState::Revoked, Some(&reason)),
@@ -303,6 +333,53 @@ fn station_add(dir: &Path, id: &str, key: &Path) -> anyhow::Result<Output> {
             format!("station {id} was already registered with this key; nothing changed")
         },
     ))
+}
+
+fn staff(dir: &Path, command: StaffCommand) -> anyhow::Result<Output> {
+    let store = open_store(dir)?;
+    match command {
+        StaffCommand::Add { id, role, .. } => {
+            let role = tasjil_central::staff::Role::parse(&role).context("unknown role")?;
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("cannot read the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let keys = CentreKeys::load(&dir.join("centre.key"))?;
+            let secret = store.add_staff(&id, role, password, &keys.identity.to_public(), now_ms())?;
+            let uri = tasjil_central::staff::otpauth_uri(&id, &secret);
+            Ok(Output::ok(
+                json!({"id": id, "role": role.as_str(), "otpauth_uri": uri}),
+                format!(
+                    "staff account {id} ({}) added\n  second factor (scan it now, it is not shown again):\n  {uri}",
+                    role.as_str()
+                ),
+            ))
+        }
+        StaffCommand::List => {
+            let staff = store.staff(now_ms())?;
+            let mut human = format!("{:<24}  {:<9}  state", "staff", "role");
+            for s in &staff {
+                let state = if s.disabled {
+                    "disabled"
+                } else if s.locked_until_ms.is_some() {
+                    "locked"
+                } else {
+                    "active"
+                };
+                human.push_str(&format!("\n{:<24}  {:<9}  {state}", s.id, s.role));
+            }
+            human.push_str(&format!("\n{} accounts", staff.len()));
+            Ok(Output::ok(json!({ "staff": staff }), human))
+        }
+        StaffCommand::Disable { id } => {
+            store.disable_staff(&id, now_ms())?;
+            Ok(Output::ok(
+                json!({"id": id, "disabled": true}),
+                format!("staff account {id} disabled"),
+            ))
+        }
+    }
 }
 
 fn station_state(

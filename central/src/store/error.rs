@@ -38,6 +38,8 @@ pub enum CentreError {
         state: String,
         reason: Option<String>,
     },
+    #[error("{0}")]
+    BadStaff(String),
     #[error("station {station} is already registered with a different key; if the station was really re-keyed, that needs a key change procedure, not a second registration")]
     StationKeyConflict { station: String },
     #[error("{0:?} is not a valid station id (1 to 64 letters, digits, '-' or '_')")]

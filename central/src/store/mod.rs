@@ -35,6 +35,7 @@ mod ingest;
 mod ledgers;
 mod queries;
 mod registry;
+pub mod staff;
 #[cfg(test)]
 mod tests;
 
@@ -59,6 +60,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0003_bundles.sql")),
         M::up(include_str!("../../migrations/0004_station_scoped_ids.sql")),
         M::up(include_str!("../../migrations/0005_station_states.sql")),
+        M::up(include_str!("../../migrations/0006_staff.sql")),
     ])
 }
 
