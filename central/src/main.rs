@@ -47,6 +47,12 @@ enum Command {
         #[command(subcommand)]
         command: StaffCommand,
     },
+    /// The access log: who opened which citizen's record, when and why (admin).
+    AccessLog {
+        /// Check the chain and the centre's signature on every entry (exit 1 on a problem).
+        #[arg(long)]
+        verify: bool,
+    },
     /// List stored records (never demographics).
     List,
     /// Re-check every stored envelope and payload: signatures, chains, payload hashes.
@@ -84,6 +90,9 @@ enum Command {
         /// The station that enrolled it (needed only when two stations used the id).
         #[arg(long)]
         station: Option<String>,
+        /// Why the record is opened, for the access log.
+        #[arg(long, default_value = "ANSI/NIST-ITL transaction for the AFIS")]
+        reason: String,
         /// File to write (conventionally .an2 or .eft).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -214,10 +223,12 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
         Command::ExportNist {
             id,
             station,
+            reason,
             out,
             tot,
             dai,
-        } => export_nist(&dir, station.as_deref(), &id, &out, &tot, &dai),
+        } => export_nist(&dir, station.as_deref(), &reason, &id, &out, &tot, &dai),
+        Command::AccessLog { verify } => access_log(&dir, verify),
         Command::Verify => verify(&dir),
         Command::Stats => {
             let stats = open_store(&dir)?.stats()?;
@@ -577,9 +588,53 @@ fn write_private(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
+/// Who runs this command, for the access log: the operating-system user.
+fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("os:{user}")
+}
+
+fn access_log(dir: &Path, verify: bool) -> anyhow::Result<Output> {
+    let store = open_store(dir)?;
+    if verify {
+        let public = tasjil_sync::CentrePublic::load(&dir.join("centre.pub"))?;
+        let key = tasjil_sync::keys::parse_verifying_key(&public.ed25519).map_err(anyhow::Error::msg)?;
+        let report = store.verify_access_log(&key)?;
+        let mut human = format!("{} access-log entries checked", report.entries);
+        for p in &report.problems {
+            human.push_str(&format!("\n  PROBLEM {}: {}", p.id, p.reason));
+        }
+        if report.ok {
+            human.push_str("\nall good");
+        }
+        return Ok(Output {
+            ok: report.ok,
+            json: serde_json::to_value(&report)?,
+            human,
+        });
+    }
+    let log = store.access_log()?;
+    let mut human = format!(
+        "{:>5}  {:<24}  {:<16}  {:<11}  record  reason",
+        "seq", "when (UTC ms)", "who", "action"
+    );
+    for l in &log {
+        let e = &l.entry;
+        human.push_str(&format!(
+            "\n{:>5}  {:<24}  {:<16}  {:<11}  {}/{}  {}",
+            e.seq, e.at_ms, e.who, e.action, e.station, e.record, e.reason
+        ));
+    }
+    human.push_str(&format!("\n{} entries", log.len()));
+    Ok(Output::ok(json!({ "entries": log }), human))
+}
+
 fn export_nist(
     dir: &Path,
     station: Option<&str>,
+    reason: &str,
     id: &str,
     out: &Path,
     tot: &str,
@@ -588,7 +643,7 @@ fn export_nist(
     let store = open_store(dir)?;
     let keys = CentreKeys::load(&dir.join("centre.key"))?;
     let (bytes, payload) =
-        tasjil_central::nist::export(&store, &keys, station, id, tot, dai, now_ms())?;
+        tasjil_central::nist::export(&store, &keys, &operator(), reason, station, id, tot, dai, now_ms())?;
     write_private(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(Output::ok(
         json!({

@@ -207,10 +207,13 @@ pub fn transaction(p: &Payload, ctx: &ExportContext) -> anyhow::Result<Transacti
 /// Opens the stored, verified payload of enrolment `id` with the centre's keys and builds its
 /// transaction (the station that enrolled is the originator). Returns the bytes and the payload.
 /// Enrolment ids are unique per station: `station` picks one when two stations used the id.
+/// The opening is written to the access log (`who`, `reason`) before the payload is opened.
 #[allow(clippy::too_many_arguments)]
 pub fn export(
     store: &CentreStore,
     keys: &CentreKeys,
+    who: &str,
+    reason: &str,
     station: Option<&str>,
     id: &str,
     transaction_type: &str,
@@ -242,6 +245,7 @@ pub fn export(
     if tasjil_sync::sha256_hex(&sealed) != record.payload_sha256 {
         bail!("the stored payload of {id} does not match its envelope: run tasjil-central verify");
     }
+    store.log_access(&keys.signing, who, "export-nist", &record.station, id, reason, now_ms)?;
     let payload = Payload::open(&sealed, &keys.identity)
         .with_context(|| format!("cannot open the payload of {id}"))?;
     let ctx = ExportContext {

@@ -250,3 +250,53 @@ fn a_revoked_station_is_refused_by_sync_and_by_usb_and_keeps_what_it_sent() {
     let (_, list) = central.json(&["station", "list"]);
     assert_eq!(list["stations"][0]["state"], "revoked", "{list}");
 }
+
+/// Every opening of a citizen's record at the centre is in the access log — who, when, which
+/// record, why — signed and chained; the AFIS file is written 0600; one changed byte in the log
+/// fails `access-log --verify`.
+#[test]
+fn export_nist_is_logged_and_the_access_log_catches_a_changed_byte() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let central = Central::init(&tmp.path().join("centre"));
+    let station = station_for(&central, &tmp.path().join("van"), "VAN-AFIS");
+    crate::common::enrol_in(&station, 1, 31);
+    let serve = Serve::start(&central);
+    let (code, sync) = json_of(&station, &["sync", "--central", &format!("http://{}", serve.addr)]);
+    assert_eq!(code, 0, "{sync}");
+    drop(serve);
+    let id = central.json(&["list"]).1["records"][0]["id"].as_str().unwrap().to_string();
+    let out_file = tmp.path().join("afis.an2");
+    let (code, v) = central.json(&[
+        "export-nist", &id, "--out", out_file.to_str().unwrap(), "--reason", "card production",
+    ]);
+    assert_eq!(code, 0, "{v}");
+    let mode = std::fs::metadata(&out_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the AFIS file is {mode:o}");
+
+    let (code, log) = central.json(&["access-log"]);
+    assert_eq!(code, 0, "{log}");
+    let e = &log["entries"][0];
+    assert_eq!(
+        (e["action"].as_str(), e["record"].as_str(), e["station"].as_str(), e["reason"].as_str()),
+        (Some("export-nist"), Some(id.as_str()), Some("VAN-AFIS"), Some("card production")),
+        "{log}"
+    );
+    assert!(e["who"].as_str().unwrap().starts_with("os:"), "{log}");
+    let (code, v) = central.json(&["access-log", "--verify"]);
+    assert_eq!((code, v["ok"].as_bool(), v["entries"].as_u64()), (0, Some(true), Some(1)), "{v}");
+
+    // One byte of the reason changed in the file's table.
+    let db = rusqlite::Connection::open(central.dir.join("centre.db")).unwrap();
+    db.execute_batch("DROP TRIGGER access_log_no_update").unwrap();
+    let mut entry: Vec<u8> = db
+        .query_row("SELECT entry FROM access_log WHERE seq = 1", [], |r| r.get(0))
+        .unwrap();
+    let at = entry.windows(4).position(|w| w == b"card").unwrap();
+    entry[at] = b'C';
+    db.execute("UPDATE access_log SET entry = ?1 WHERE seq = 1", [&entry]).unwrap();
+    drop(db);
+    let (code, v) = central.json(&["access-log", "--verify"]);
+    assert_eq!((code, v["ok"].as_bool()), (1, Some(false)), "{v}");
+    assert_eq!(v["problems"][0]["id"], "access-log entry 1", "{v}");
+}

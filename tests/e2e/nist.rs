@@ -28,7 +28,7 @@ fn an_exported_enrolment_reads_back_as_ansi_nist() {
     );
 
     let (bytes, payload) =
-        tasjil_central::nist::export(&centre.store, &s.centre, None, &record.id, "NFUF", "AFIS", 0)
+        tasjil_central::nist::export(&centre.store, &s.centre, "e2e", "AFIS test", None, &record.id, "NFUF", "AFIS", 0)
             .unwrap();
     let t = Transaction::parse(&bytes).unwrap();
     assert_eq!(

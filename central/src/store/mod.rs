@@ -27,6 +27,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use rusqlite_migration::{Migrations, M};
 
+pub mod access;
 mod blobs;
 mod bundles;
 pub mod decide;
@@ -61,6 +62,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0004_station_scoped_ids.sql")),
         M::up(include_str!("../../migrations/0005_station_states.sql")),
         M::up(include_str!("../../migrations/0006_staff.sql")),
+        M::up(include_str!("../../migrations/0007_access_log.sql")),
     ])
 }
 
