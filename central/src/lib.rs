@@ -42,6 +42,8 @@ pub trait CentreBackend: Send + Sync + std::fmt::Debug + 'static {
         message: Option<&[u8]>,
         peer: &mut PeerState,
     ) -> Result<Option<Vec<u8>>, CentreError>;
+    /// Counts for `/metrics` and `/healthz` (a cheap read: it also proves the store answers).
+    fn stats(&self) -> Result<store::Stats, CentreError>;
 }
 
 impl CentreBackend for CentreStore {
@@ -77,6 +79,9 @@ impl CentreBackend for CentreStore {
         peer: &mut PeerState,
     ) -> Result<Option<Vec<u8>>, CentreError> {
         CentreStore::ledger_sync(self, station, name, message, peer)
+    }
+    fn stats(&self) -> Result<store::Stats, CentreError> {
+        CentreStore::stats(self)
     }
 }
 

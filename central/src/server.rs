@@ -60,6 +60,11 @@ pub struct AppState {
     /// Automerge sync state per (station, ledger), kept while the server runs (losing it only
     /// makes the next sync a little larger).
     ledger_peers: Mutex<HashMap<String, PeerState>>,
+    /// Requests answered, by route and HTTP status, for `/metrics`.
+    requests: Mutex<std::collections::BTreeMap<(String, u16), u64>>,
+    /// Envelopes stored / refused (held included) since start, for `/metrics`.
+    stored: std::sync::atomic::AtomicU64,
+    refused: std::sync::atomic::AtomicU64,
 }
 
 /// A refusal: HTTP status + the JSON error body.
@@ -135,6 +140,9 @@ impl AppState {
             store,
             nonces: Mutex::new(Nonces::default()),
             ledger_peers: Mutex::new(HashMap::new()),
+            requests: Mutex::new(std::collections::BTreeMap::new()),
+            stored: std::sync::atomic::AtomicU64::new(0),
+            refused: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -460,7 +468,16 @@ async fn envelopes(
                 .filter(|(_, ok)| **ok)
                 .map(|(t, _)| t.as_bytes())
                 .collect();
-            let mut outcomes = st.store.ingest_batch(&batch, now)?.into_iter();
+            let outcomes = st.store.ingest_batch(&batch, now)?;
+            for o in &outcomes {
+                let counter = match o {
+                    Ingested::Stored { .. } => &st.stored,
+                    Ingested::Held { .. } | Ingested::Rejected { .. } => &st.refused,
+                    Ingested::AlreadyHave { .. } => continue,
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let mut outcomes = outcomes.into_iter();
             let mut results = Vec::with_capacity(req.envelopes.len());
             for ok in mine {
                 let outcome = if ok { outcomes.next() } else { None };
@@ -564,8 +581,73 @@ async fn ledger(
     .await
 }
 
+/// `GET /healthz`: 200 "ok" when the store answers, 503 with the reason when it does not.
+async fn healthz(State(st): State<Arc<AppState>>) -> Response {
+    let store = st.store.clone();
+    match blocking(move || store.stats()).await {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(Fail(_, e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {}\n", e.error)).into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text exposition, series named `tasjil_…`. No personal data.
+async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, Fail> {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering;
+    let store = st.store.clone();
+    let stats = blocking(move || store.stats()).await?;
+    let mut out = String::new();
+    let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n");
+    };
+    gauge(&mut out, "tasjil_stations", "Registered stations.", stats.stations);
+    gauge(&mut out, "tasjil_records", "Records stored at the centre.", stats.records);
+    gauge(&mut out, "tasjil_records_verified", "Records verified.", stats.verified);
+    gauge(&mut out, "tasjil_records_rejected", "Records refused and not stored since.", stats.rejected);
+    // No issuance statuses exist yet: every verified record still awaits its card.
+    gauge(&mut out, "tasjil_records_awaiting_issuance", "Verified records with no card produced yet.", stats.verified);
+    let _ = write!(
+        out,
+        "# HELP tasjil_envelopes_ingested_total Envelopes stored by this process.\n# TYPE tasjil_envelopes_ingested_total counter\ntasjil_envelopes_ingested_total {}\n",
+        st.stored.load(Ordering::Relaxed)
+    );
+    let _ = write!(
+        out,
+        "# HELP tasjil_envelopes_refused_total Envelopes refused or held by this process.\n# TYPE tasjil_envelopes_refused_total counter\ntasjil_envelopes_refused_total {}\n",
+        st.refused.load(Ordering::Relaxed)
+    );
+    out.push_str("# HELP tasjil_requests_total Requests answered, by route and status.\n# TYPE tasjil_requests_total counter\n");
+    for ((route, status), n) in st.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let _ = writeln!(out, "tasjil_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+    }
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
+        .into_response())
+}
+
+/// Count every answer by its route (the matched pattern, never a payload address) and status.
+async fn count_requests(
+    State(st): State<Arc<AppState>>,
+    matched: Option<axum::extract::MatchedPath>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = matched.map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let resp = next.run(req).await;
+    *st.requests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry((route, resp.status().as_u16()))
+        .or_default() += 1;
+    resp
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/metrics", axum::routing::get(metrics))
         .route("/v1/challenge", post(challenge))
         .route("/v1/have", post(have))
         .route("/v1/blobs/{sha}", put(put_blob))
@@ -573,6 +655,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/status", post(status))
         .route("/v1/ledger", post(ledger))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
 }
 

@@ -75,6 +75,18 @@ fn unsigned_put(addr: &str, len: usize) -> u16 {
     text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
+/// A plain GET; returns the status code and the body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let code = answer.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
 fn unsigned_challenge(addr: &str, station: &str) -> u16 {
     let body = format!(r#"{{"station":"{station}"}}"#);
     let mut s = TcpStream::connect(addr).unwrap();
@@ -130,6 +142,20 @@ fn unauthenticated_uploads_and_challenge_floods_cost_the_centre_nothing() {
     let (code, sync) = json_of(&station, &["sync", "--central", &format!("http://{}", serve.addr)]);
     assert_eq!(code, 0, "{sync}");
     assert_eq!(json_of(&station, &["status"]).1["acknowledged"], 3);
+
+    // What operations see: health, and the counts in Prometheus' text format.
+    assert_eq!(get(&serve.addr, "/healthz"), (200, "ok\n".to_string()));
+    let (code, metrics) = get(&serve.addr, "/metrics");
+    assert_eq!(code, 200);
+    for line in [
+        "tasjil_records 3",
+        "tasjil_stations 1",
+        "tasjil_envelopes_ingested_total 3",
+        "tasjil_requests_total{route=\"/v1/blobs/{sha}\",status=\"401\"} 50",
+        "tasjil_requests_total{route=\"/v1/challenge\",status=\"401\"} 10000",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line:?} in\n{metrics}");
+    }
 }
 
 /// The network sync of a station and `tasjil-central import` of a bundle of the same records, as
