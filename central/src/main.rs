@@ -357,7 +357,8 @@ fn staff(dir: &Path, command: StaffCommand) -> anyhow::Result<Output> {
                 .context("cannot read the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']);
             let keys = CentreKeys::load(&dir.join("centre.key"))?;
-            let secret = store.add_staff(&id, role, password, &keys.identity.to_public(), now_ms())?;
+            let secret =
+                store.add_staff(&id, role, password, &keys.identity.to_public(), now_ms())?;
             let uri = tasjil_central::staff::otpauth_uri(&id, &secret);
             Ok(Output::ok(
                 json!({"id": id, "role": role.as_str(), "otpauth_uri": uri}),
@@ -570,7 +571,10 @@ fn verify(dir: &Path) -> anyhow::Result<Output> {
 fn write_private(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp = out.with_file_name(format!(".{name}.{}.partial", std::process::id()));
     let written = std::fs::OpenOptions::new()
         .write(true)
@@ -600,7 +604,8 @@ fn access_log(dir: &Path, verify: bool) -> anyhow::Result<Output> {
     let store = open_store(dir)?;
     if verify {
         let public = tasjil_sync::CentrePublic::load(&dir.join("centre.pub"))?;
-        let key = tasjil_sync::keys::parse_verifying_key(&public.ed25519).map_err(anyhow::Error::msg)?;
+        let key =
+            tasjil_sync::keys::parse_verifying_key(&public.ed25519).map_err(anyhow::Error::msg)?;
         let report = store.verify_access_log(&key)?;
         let mut human = format!("{} access-log entries checked", report.entries);
         for p in &report.problems {
@@ -642,8 +647,17 @@ fn export_nist(
 ) -> anyhow::Result<Output> {
     let store = open_store(dir)?;
     let keys = CentreKeys::load(&dir.join("centre.key"))?;
-    let (bytes, payload) =
-        tasjil_central::nist::export(&store, &keys, &operator(), reason, station, id, tot, dai, now_ms())?;
+    let (bytes, payload) = tasjil_central::nist::export(
+        &store,
+        &keys,
+        &operator(),
+        reason,
+        station,
+        id,
+        tot,
+        dai,
+        now_ms(),
+    )?;
     write_private(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(Output::ok(
         json!({

@@ -245,7 +245,15 @@ pub fn export(
     if tasjil_sync::sha256_hex(&sealed) != record.payload_sha256 {
         bail!("the stored payload of {id} does not match its envelope: run tasjil-central verify");
     }
-    store.log_access(&keys.signing, who, "export-nist", &record.station, id, reason, now_ms)?;
+    store.log_access(
+        &keys.signing,
+        who,
+        "export-nist",
+        &record.station,
+        id,
+        reason,
+        now_ms,
+    )?;
     let payload = Payload::open(&sealed, &keys.identity)
         .with_context(|| format!("cannot open the payload of {id}"))?;
     let ctx = ExportContext {

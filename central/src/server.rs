@@ -116,7 +116,11 @@ impl From<CentreError> for Fail {
                 Fail::new(StatusCode::BAD_REQUEST, "bad_ledger", e.to_string())
             }
             CentreError::StationBarred { ref state, .. } => {
-                let code = if state == "revoked" { "revoked" } else { "suspended" };
+                let code = if state == "revoked" {
+                    "revoked"
+                } else {
+                    "suspended"
+                };
                 Fail::new(StatusCode::FORBIDDEN, code, e.to_string())
             }
             CentreError::UnknownStation(_) => {
@@ -253,23 +257,24 @@ impl AppState {
                 "request signature does not verify with the registered station key",
             ));
         }
-        let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                return Err(Fail::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    format!("request body not received whole (or over {MAX_BODY} bytes): {e}"),
-                ))
-            }
-            Err(_) => {
-                return Err(Fail::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "timeout",
-                    "request body took too long to arrive: send smaller chunks",
-                ))
-            }
-        };
+        let bytes =
+            match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    return Err(Fail::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        format!("request body not received whole (or over {MAX_BODY} bytes): {e}"),
+                    ))
+                }
+                Err(_) => {
+                    return Err(Fail::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "timeout",
+                        "request body took too long to arrive: send smaller chunks",
+                    ))
+                }
+            };
         if tasjil_sync::sha256_hex(&bytes) != body_sha {
             return Err(Fail::new(
                 StatusCode::BAD_REQUEST,
@@ -360,7 +365,9 @@ where
     Req: serde::de::DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
-    let (station, body) = st.authenticate(&method, &uri, &headers, body, false).await?;
+    let (station, body) = st
+        .authenticate(&method, &uri, &headers, body, false)
+        .await?;
     let req: Req = parse(&body)?;
     let (state, who) = (st.clone(), station.clone());
     let answer = tokio::task::spawn_blocking(move || work(&state, &who, req))
@@ -418,7 +425,9 @@ async fn put_blob(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Fail> {
-    let (station, body) = st.authenticate(&method, &uri, &headers, body, false).await?;
+    let (station, body) = st
+        .authenticate(&method, &uri, &headers, body, false)
+        .await?;
     let store = st.store.clone();
     let key = sha.clone();
     let state = blocking(move || store.put_blob_chunk(&key, q.offset, q.total, &body)).await;
@@ -586,7 +595,11 @@ async fn healthz(State(st): State<Arc<AppState>>) -> Response {
     let store = st.store.clone();
     match blocking(move || store.stats()).await {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
-        Err(Fail(_, e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {}\n", e.error)).into_response(),
+        Err(Fail(_, e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store: {}\n", e.error),
+        )
+            .into_response(),
     }
 }
 
@@ -598,14 +611,42 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, Fail> {
     let stats = blocking(move || store.stats()).await?;
     let mut out = String::new();
     let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n");
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+        );
     };
-    gauge(&mut out, "tasjil_stations", "Registered stations.", stats.stations);
-    gauge(&mut out, "tasjil_records", "Records stored at the centre.", stats.records);
-    gauge(&mut out, "tasjil_records_verified", "Records verified.", stats.verified);
-    gauge(&mut out, "tasjil_records_rejected", "Records refused and not stored since.", stats.rejected);
+    gauge(
+        &mut out,
+        "tasjil_stations",
+        "Registered stations.",
+        stats.stations,
+    );
+    gauge(
+        &mut out,
+        "tasjil_records",
+        "Records stored at the centre.",
+        stats.records,
+    );
+    gauge(
+        &mut out,
+        "tasjil_records_verified",
+        "Records verified.",
+        stats.verified,
+    );
+    gauge(
+        &mut out,
+        "tasjil_records_rejected",
+        "Records refused and not stored since.",
+        stats.rejected,
+    );
     // No issuance statuses exist yet: every verified record still awaits its card.
-    gauge(&mut out, "tasjil_records_awaiting_issuance", "Verified records with no card produced yet.", stats.verified);
+    gauge(
+        &mut out,
+        "tasjil_records_awaiting_issuance",
+        "Verified records with no card produced yet.",
+        stats.verified,
+    );
     let _ = write!(
         out,
         "# HELP tasjil_envelopes_ingested_total Envelopes stored by this process.\n# TYPE tasjil_envelopes_ingested_total counter\ntasjil_envelopes_ingested_total {}\n",
@@ -618,10 +659,16 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, Fail> {
     );
     out.push_str("# HELP tasjil_requests_total Requests answered, by route and status.\n# TYPE tasjil_requests_total counter\n");
     for ((route, status), n) in st.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-        let _ = writeln!(out, "tasjil_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "tasjil_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+        );
     }
     Ok((
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         out,
     )
         .into_response())
@@ -655,7 +702,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/status", post(status))
         .route("/v1/ledger", post(ledger))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 

@@ -5,7 +5,9 @@
 //! Not done here: the web sessions, CSRF tokens and the console that will use [`crate::store`]'s
 //! `staff_login` (the next step of the console work).
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use hmac::{Hmac, Mac};
 
@@ -58,8 +60,11 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 
 /// Whether `password` matches the PHC string `hash`.
 pub fn check_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash)
-        .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// The 6-digit code of `secret` at time step `step` (RFC 4226's dynamic truncation).
@@ -87,7 +92,11 @@ pub fn totp_step(now_ms: i64) -> i64 {
 /// The step at which `code` is good for `secret`, within one step of `now_ms` either way (clock
 /// drift of the staff member's phone), and later than `last_step` (a code is good once).
 pub fn totp_match(secret: &[u8], code: &str, now_ms: i64, last_step: i64) -> Option<i64> {
-    let code: u32 = code.trim().parse().ok().filter(|_| code.trim().len() == 6)?;
+    let code: u32 = code
+        .trim()
+        .parse()
+        .ok()
+        .filter(|_| code.trim().len() == 6)?;
     let now = totp_step(now_ms);
     (now - 1..=now + 1)
         .filter(|s| *s > last_step)
@@ -147,7 +156,11 @@ mod tests {
             (2000000000, 69279037),
             (20000000000, 65353130),
         ] {
-            assert_eq!(totp_code(secret, t / TOTP_STEP_S), code % 1_000_000, "t={t}");
+            assert_eq!(
+                totp_code(secret, t / TOTP_STEP_S),
+                code % 1_000_000,
+                "t={t}"
+            );
         }
     }
 
@@ -159,7 +172,11 @@ mod tests {
         let code = format!("{:06}", totp_code(secret, step));
         assert_eq!(totp_match(secret, &code, now, 0), Some(step));
         assert_eq!(totp_match(secret, &code, now, step), None, "replayed");
-        assert_eq!(totp_match(secret, &code, now + 5 * 60_000, 0), None, "too late");
+        assert_eq!(
+            totp_match(secret, &code, now + 5 * 60_000, 0),
+            None,
+            "too late"
+        );
         assert_eq!(totp_match(secret, "12345", now, 0), None);
         assert_eq!(totp_match(secret, "abcdef", now, 0), None);
     }

@@ -26,4 +26,3 @@ pub fn server_config(
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der)),
         )
 }
-

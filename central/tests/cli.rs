@@ -41,7 +41,10 @@ fn init_makes_keys_once_and_an_empty_store_that_verifies() {
     {
         use std::os::unix::fs::PermissionsExt;
         for d in ["", "blobs"] {
-            let mode = std::fs::metadata(dir.path().join(d)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(d))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o700, "{d:?} is {mode:o}");
         }
     }
@@ -110,7 +113,12 @@ fn central_with_input(dir: &Path, args: &[&str], input: &str) -> Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -118,30 +126,74 @@ fn central_with_input(dir: &Path, args: &[&str], input: &str) -> Output {
 fn staff_accounts_are_added_listed_and_disabled() {
     let dir = tempfile::tempdir().unwrap();
     assert!(central(dir.path(), &["init"]).status.success());
-    let add = ["staff", "add", "--id", "amina", "--role", "verifier", "--password-stdin", "--json"];
+    let add = [
+        "staff",
+        "add",
+        "--id",
+        "amina",
+        "--role",
+        "verifier",
+        "--password-stdin",
+        "--json",
+    ];
     let out = central_with_input(dir.path(), &add, "a long enough password\n");
     assert!(out.status.success(), "{out:?}");
     let v = json(&out);
     let uri = v["otpauth_uri"].as_str().unwrap();
-    assert!(uri.starts_with("otpauth://totp/Tasjil:amina?secret="), "{uri}");
+    assert!(
+        uri.starts_with("otpauth://totp/Tasjil:amina?secret="),
+        "{uri}"
+    );
     assert_eq!(v["role"], "verifier");
 
     let again = central_with_input(dir.path(), &add, "a long enough password\n");
     assert_eq!(again.status.code(), Some(1), "{again:?}");
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"), "{again:?}");
-    let short = ["staff", "add", "--id", "b", "--role", "viewer", "--password-stdin"];
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already exists"),
+        "{again:?}"
+    );
+    let short = [
+        "staff",
+        "add",
+        "--id",
+        "b",
+        "--role",
+        "viewer",
+        "--password-stdin",
+    ];
     let out = central_with_input(dir.path(), &short, "short\n");
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 12"), "{out:?}");
-    let bad_role = central(dir.path(), &["staff", "add", "--id", "c", "--role", "god", "--password-stdin"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at least 12"),
+        "{out:?}"
+    );
+    let bad_role = central(
+        dir.path(),
+        &[
+            "staff",
+            "add",
+            "--id",
+            "c",
+            "--role",
+            "god",
+            "--password-stdin",
+        ],
+    );
     assert_eq!(bad_role.status.code(), Some(2));
 
     let list = json(&central(dir.path(), &["staff", "list", "--json"]));
     assert_eq!(list["staff"][0]["id"], "amina");
     assert_eq!(list["staff"][0]["disabled"], false);
     assert!(list["staff"][0].get("password_hash").is_none());
-    assert!(central(dir.path(), &["staff", "disable", "--id", "amina"]).status.success());
+    assert!(central(dir.path(), &["staff", "disable", "--id", "amina"])
+        .status
+        .success());
     let list = json(&central(dir.path(), &["staff", "list", "--json"]));
     assert_eq!(list["staff"][0]["disabled"], true);
-    assert_eq!(central(dir.path(), &["staff", "disable", "--id", "nobody"]).status.code(), Some(1));
+    assert_eq!(
+        central(dir.path(), &["staff", "disable", "--id", "nobody"])
+            .status
+            .code(),
+        Some(1)
+    );
 }

@@ -11,9 +11,8 @@ use serde::Serialize;
 
 use crate::keys::StationKey;
 use crate::protocol::{
-    request_message, ApiError, BlobProgress, ChallengeRequest, ChallengeResponse,
-    CHALLENGE_NONCE, HEADER_BODY_SHA256, HEADER_NEXT_NONCE, HEADER_NONCE, HEADER_SIGNATURE,
-    HEADER_STATION,
+    request_message, ApiError, BlobProgress, ChallengeRequest, ChallengeResponse, CHALLENGE_NONCE,
+    HEADER_BODY_SHA256, HEADER_NEXT_NONCE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_STATION,
 };
 use crate::session::{Action, Session, Summary};
 
@@ -152,7 +151,13 @@ impl CentreClient {
             station: self.station.clone(),
         })
         .map_err(|e| SyncError::Local(e.to_string()))?;
-        let msg = request_message("POST", "/v1/challenge", &self.station, CHALLENGE_NONCE, &body);
+        let msg = request_message(
+            "POST",
+            "/v1/challenge",
+            &self.station,
+            CHALLENGE_NONCE,
+            &body,
+        );
         let sig = hex::encode(self.key.sign(&msg).to_bytes());
         let resp = self
             .http

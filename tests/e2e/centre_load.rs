@@ -72,7 +72,10 @@ fn unsigned_put(addr: &str, len: usize) -> u16 {
     let mut answer = [0u8; 64];
     let n = s.read(&mut answer).unwrap_or(0);
     let text = String::from_utf8_lossy(&answer[..n]);
-    text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A plain GET; returns the status code and the body.
@@ -82,8 +85,15 @@ fn get(addr: &str, path: &str) -> (u16, String) {
     s.write_all(req.as_bytes()).unwrap();
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
-    let code = answer.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let code = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (code, body)
 }
 
@@ -97,7 +107,11 @@ fn unsigned_challenge(addr: &str, station: &str) -> u16 {
     s.write_all(req.as_bytes()).unwrap();
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
-    answer.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -105,7 +119,10 @@ fn unauthenticated_uploads_and_challenge_floods_cost_the_centre_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let central = Central::init(&tmp.path().join("centre"));
     let station = station_for(&central, &tmp.path().join("van"), "VAN-LOAD");
-    let out = crate::common::run(&station, &["enrol", "--simulate", "--count", "3", "--seed", "4"]);
+    let out = crate::common::run(
+        &station,
+        &["enrol", "--simulate", "--count", "3", "--seed", "4"],
+    );
     assert!(out.status.success(), "{}", crate::common::text(&out));
     let serve = Serve::start(&central);
     let idle = serve.rss_kb();
@@ -131,7 +148,9 @@ fn unauthenticated_uploads_and_challenge_floods_cost_the_centre_nothing() {
         .map(|_| {
             let addr = serve.addr.clone();
             std::thread::spawn(move || {
-                (0..2_500).filter(|_| unsigned_challenge(&addr, "VAN-LOAD") == 401).count()
+                (0..2_500)
+                    .filter(|_| unsigned_challenge(&addr, "VAN-LOAD") == 401)
+                    .count()
             })
         })
         .collect();
@@ -139,7 +158,10 @@ fn unauthenticated_uploads_and_challenge_floods_cost_the_centre_nothing() {
     assert_eq!(refused, 10_000);
 
     // The real station still syncs, first time.
-    let (code, sync) = json_of(&station, &["sync", "--central", &format!("http://{}", serve.addr)]);
+    let (code, sync) = json_of(
+        &station,
+        &["sync", "--central", &format!("http://{}", serve.addr)],
+    );
     assert_eq!(code, 0, "{sync}");
     assert_eq!(json_of(&station, &["status"]).1["acknowledged"], 3);
 
@@ -154,7 +176,10 @@ fn unauthenticated_uploads_and_challenge_floods_cost_the_centre_nothing() {
         "tasjil_requests_total{route=\"/v1/blobs/{sha}\",status=\"401\"} 50",
         "tasjil_requests_total{route=\"/v1/challenge\",status=\"401\"} 10000",
     ] {
-        assert!(metrics.lines().any(|l| l == line), "no {line:?} in\n{metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
     }
 }
 
@@ -171,23 +196,39 @@ fn sync_and_usb_import_of_the_same_records_at_once_never_corrupt_the_centre() {
     let rounds = 30;
     for round in 0..rounds {
         crate::common::enrol_in(&station, 2, 100 + round);
-        let out = crate::common::run_with_input(&station, &["approve", "--all", "--pin-stdin"], "123456\n");
-        assert!(out.status.success(), "approve: {}", crate::common::text(&out));
+        let out = crate::common::run_with_input(
+            &station,
+            &["approve", "--all", "--pin-stdin"],
+            "123456\n",
+        );
+        assert!(
+            out.status.success(),
+            "approve: {}",
+            crate::common::text(&out)
+        );
         let usb = tmp.path().join(format!("usb-{round}"));
         std::fs::create_dir_all(&usb).unwrap();
         let out = crate::common::run_with_input(
             &station,
-            &["export", "--to", usb.to_str().unwrap(), "--pin-stdin", "--json"],
+            &[
+                "export",
+                "--to",
+                usb.to_str().unwrap(),
+                "--pin-stdin",
+                "--json",
+            ],
             "123456\n",
         );
-        assert!(out.status.success(), "export: {}", crate::common::text(&out));
+        assert!(
+            out.status.success(),
+            "export: {}",
+            crate::common::text(&out)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let bundle = v["file"].as_str().unwrap().to_string();
         let importer = {
             let dir = central.dir.clone();
-            std::thread::spawn(move || {
-                Central { dir }.json(&["import", &bundle])
-            })
+            std::thread::spawn(move || Central { dir }.json(&["import", &bundle]))
         };
         let (code, sync) = json_of(&station, &["sync", "--central", &url]);
         let (icode, import) = importer.join().unwrap();
@@ -204,14 +245,29 @@ fn sync_and_usb_import_of_the_same_records_at_once_never_corrupt_the_centre() {
         let name = entry.file_name().into_string().unwrap();
         if name.len() == 64 {
             let bytes = std::fs::read(entry.path()).unwrap();
-            assert_eq!(tasjil_sync::sha256_hex(&bytes), name, "payload file holds other bytes");
+            assert_eq!(
+                tasjil_sync::sha256_hex(&bytes),
+                name,
+                "payload file holds other bytes"
+            );
         }
     }
-    assert!(!blobs.join("damaged").exists(), "a payload file was damaged on the way");
+    assert!(
+        !blobs.join("damaged").exists(),
+        "a payload file was damaged on the way"
+    );
     let (code, verify) = central.json(&["verify"]);
-    assert_eq!((code, verify["records"].as_u64()), (0, Some(2 * rounds)), "{verify}");
+    assert_eq!(
+        (code, verify["records"].as_u64()),
+        (0, Some(2 * rounds)),
+        "{verify}"
+    );
     let status = json_of(&station, &["status"]).1;
-    assert_eq!(status["acknowledged"].as_u64(), Some(2 * rounds), "{status}");
+    assert_eq!(
+        status["acknowledged"].as_u64(),
+        Some(2 * rounds),
+        "{status}"
+    );
     assert_eq!(status["rejected"], 0, "{status}");
     let (code, v) = json_of(&station, &["verify"]);
     assert_eq!(code, 0, "{v}");
@@ -232,12 +288,18 @@ fn a_revoked_station_is_refused_by_sync_and_by_usb_and_keeps_what_it_sent() {
     assert_eq!(code, 0, "{sync}");
 
     // Suspended: refused as such, then resumed.
-    let out = central.run(&["station", "suspend", "--id", "VAN-GONE", "--reason", "workshop"]);
+    let out = central.run(&[
+        "station", "suspend", "--id", "VAN-GONE", "--reason", "workshop",
+    ]);
     assert!(out.status.success(), "{}", crate::common::text(&out));
     crate::common::enrol_in(&station, 1, 8);
     let out = crate::common::run(&station, &["sync", "--central", &url]);
     assert!(!out.status.success());
-    assert!(crate::common::text(&out).contains("suspended"), "{}", crate::common::text(&out));
+    assert!(
+        crate::common::text(&out).contains("suspended"),
+        "{}",
+        crate::common::text(&out)
+    );
     let out = central.run(&["station", "resume", "--id", "VAN-GONE"]);
     assert!(out.status.success(), "{}", crate::common::text(&out));
     let (code, sync) = json_of(&station, &["sync", "--central", &url]);
@@ -245,29 +307,59 @@ fn a_revoked_station_is_refused_by_sync_and_by_usb_and_keeps_what_it_sent() {
 
     // Revoked: no sync, no bundle, no resume.
     let out = central.run(&["station", "revoke", "--id", "VAN-GONE"]);
-    assert_eq!(out.status.code(), Some(2), "revoke without a reason: {}", crate::common::text(&out));
-    let (code, v) = central.json(&["station", "revoke", "--id", "VAN-GONE", "--reason", "van stolen in Azrou"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "revoke without a reason: {}",
+        crate::common::text(&out)
+    );
+    let (code, v) = central.json(&[
+        "station",
+        "revoke",
+        "--id",
+        "VAN-GONE",
+        "--reason",
+        "van stolen in Azrou",
+    ]);
     assert_eq!((code, v["state"].as_str()), (0, Some("revoked")), "{v}");
     crate::common::enrol_in(&station, 1, 9);
     let out = crate::common::run(&station, &["sync", "--central", &url]);
     assert!(!out.status.success());
     let said = crate::common::text(&out);
-    assert!(said.contains("revoked") && said.contains("van stolen in Azrou"), "{said}");
+    assert!(
+        said.contains("revoked") && said.contains("van stolen in Azrou"),
+        "{said}"
+    );
 
     let usb = tmp.path().join("usb");
     std::fs::create_dir_all(&usb).unwrap();
-    let out = crate::common::run_with_input(&station, &["approve", "--all", "--pin-stdin"], "123456\n");
+    let out =
+        crate::common::run_with_input(&station, &["approve", "--all", "--pin-stdin"], "123456\n");
     assert!(out.status.success(), "{}", crate::common::text(&out));
     let out = crate::common::run_with_input(
         &station,
-        &["export", "--to", usb.to_str().unwrap(), "--pin-stdin", "--json"],
+        &[
+            "export",
+            "--to",
+            usb.to_str().unwrap(),
+            "--pin-stdin",
+            "--json",
+        ],
         "123456\n",
     );
-    assert!(out.status.success(), "export: {}", crate::common::text(&out));
+    assert!(
+        out.status.success(),
+        "export: {}",
+        crate::common::text(&out)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let out = central.run(&["import", v["file"].as_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", crate::common::text(&out));
-    assert!(crate::common::text(&out).contains("revoked"), "{}", crate::common::text(&out));
+    assert!(
+        crate::common::text(&out).contains("revoked"),
+        "{}",
+        crate::common::text(&out)
+    );
 
     let out = central.run(&["station", "resume", "--id", "VAN-GONE"]);
     assert!(!out.status.success(), "a revoked station was resumed");
@@ -288,13 +380,24 @@ fn export_nist_is_logged_and_the_access_log_catches_a_changed_byte() {
     let station = station_for(&central, &tmp.path().join("van"), "VAN-AFIS");
     crate::common::enrol_in(&station, 1, 31);
     let serve = Serve::start(&central);
-    let (code, sync) = json_of(&station, &["sync", "--central", &format!("http://{}", serve.addr)]);
+    let (code, sync) = json_of(
+        &station,
+        &["sync", "--central", &format!("http://{}", serve.addr)],
+    );
     assert_eq!(code, 0, "{sync}");
     drop(serve);
-    let id = central.json(&["list"]).1["records"][0]["id"].as_str().unwrap().to_string();
+    let id = central.json(&["list"]).1["records"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let out_file = tmp.path().join("afis.an2");
     let (code, v) = central.json(&[
-        "export-nist", &id, "--out", out_file.to_str().unwrap(), "--reason", "card production",
+        "export-nist",
+        &id,
+        "--out",
+        out_file.to_str().unwrap(),
+        "--reason",
+        "card production",
     ]);
     assert_eq!(code, 0, "{v}");
     let mode = std::fs::metadata(&out_file).unwrap().permissions().mode() & 0o777;
@@ -304,23 +407,41 @@ fn export_nist_is_logged_and_the_access_log_catches_a_changed_byte() {
     assert_eq!(code, 0, "{log}");
     let e = &log["entries"][0];
     assert_eq!(
-        (e["action"].as_str(), e["record"].as_str(), e["station"].as_str(), e["reason"].as_str()),
-        (Some("export-nist"), Some(id.as_str()), Some("VAN-AFIS"), Some("card production")),
+        (
+            e["action"].as_str(),
+            e["record"].as_str(),
+            e["station"].as_str(),
+            e["reason"].as_str()
+        ),
+        (
+            Some("export-nist"),
+            Some(id.as_str()),
+            Some("VAN-AFIS"),
+            Some("card production")
+        ),
         "{log}"
     );
     assert!(e["who"].as_str().unwrap().starts_with("os:"), "{log}");
     let (code, v) = central.json(&["access-log", "--verify"]);
-    assert_eq!((code, v["ok"].as_bool(), v["entries"].as_u64()), (0, Some(true), Some(1)), "{v}");
+    assert_eq!(
+        (code, v["ok"].as_bool(), v["entries"].as_u64()),
+        (0, Some(true), Some(1)),
+        "{v}"
+    );
 
     // One byte of the reason changed in the file's table.
     let db = rusqlite::Connection::open(central.dir.join("centre.db")).unwrap();
-    db.execute_batch("DROP TRIGGER access_log_no_update").unwrap();
+    db.execute_batch("DROP TRIGGER access_log_no_update")
+        .unwrap();
     let mut entry: Vec<u8> = db
-        .query_row("SELECT entry FROM access_log WHERE seq = 1", [], |r| r.get(0))
+        .query_row("SELECT entry FROM access_log WHERE seq = 1", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     let at = entry.windows(4).position(|w| w == b"card").unwrap();
     entry[at] = b'C';
-    db.execute("UPDATE access_log SET entry = ?1 WHERE seq = 1", [&entry]).unwrap();
+    db.execute("UPDATE access_log SET entry = ?1 WHERE seq = 1", [&entry])
+        .unwrap();
     drop(db);
     let (code, v) = central.json(&["access-log", "--verify"]);
     assert_eq!((code, v["ok"].as_bool()), (1, Some(false)), "{v}");

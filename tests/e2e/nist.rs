@@ -27,9 +27,18 @@ fn an_exported_enrolment_reads_back_as_ansi_nist() {
         record.payload_len
     );
 
-    let (bytes, payload) =
-        tasjil_central::nist::export(&centre.store, &s.centre, "e2e", "AFIS test", None, &record.id, "NFUF", "AFIS", 0)
-            .unwrap();
+    let (bytes, payload) = tasjil_central::nist::export(
+        &centre.store,
+        &s.centre,
+        "e2e",
+        "AFIS test",
+        None,
+        &record.id,
+        "NFUF",
+        "AFIS",
+        0,
+    )
+    .unwrap();
     let t = Transaction::parse(&bytes).unwrap();
     assert_eq!(
         t.header.text(9),

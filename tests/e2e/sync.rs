@@ -122,8 +122,14 @@ fn replayed_and_forged_requests_are_refused() {
         let http = reqwest::Client::new();
         let ask = r#"{"station":"VAN-TEST"}"#;
         let challenge_sig = hex::encode(
-            key.sign(&request_message("POST", "/v1/challenge", "VAN-TEST", CHALLENGE_NONCE, ask.as_bytes()))
-                .to_bytes(),
+            key.sign(&request_message(
+                "POST",
+                "/v1/challenge",
+                "VAN-TEST",
+                CHALLENGE_NONCE,
+                ask.as_bytes(),
+            ))
+            .to_bytes(),
         );
         let challenge = || async {
             let r = http
@@ -155,7 +161,13 @@ fn replayed_and_forged_requests_are_refused() {
                 HEADER_SIGNATURE,
                 hex::encode(
                     stranger
-                        .sign(&request_message("POST", "/v1/challenge", "VAN-TEST", CHALLENGE_NONCE, ask.as_bytes()))
+                        .sign(&request_message(
+                            "POST",
+                            "/v1/challenge",
+                            "VAN-TEST",
+                            CHALLENGE_NONCE,
+                            ask.as_bytes(),
+                        ))
                         .to_bytes(),
                 ),
             )

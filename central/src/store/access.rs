@@ -120,18 +120,21 @@ impl CentreStore {
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         for row in rows {
             let (bytes, hash, signature) = row.map_err(|e| self.sql(e))?;
-            let entry: AccessEntry = serde_json::from_slice(&bytes).map_err(|e| {
-                CentreError::Damaged {
+            let entry: AccessEntry =
+                serde_json::from_slice(&bytes).map_err(|e| CentreError::Damaged {
                     path: self.db_path.clone(),
                     detail: format!("an access-log entry does not parse: {e}"),
-                }
-            })?;
+                })?;
             out.push(LoggedAccess {
                 entry,
                 hash,
@@ -169,7 +172,10 @@ impl CentreStore {
                         reasons.push("entry is not in canonical form".into());
                     }
                     if entry.seq != expected_seq || i64::try_from(entry.seq).ok() != Some(seq) {
-                        reasons.push(format!("entry number {} where {expected_seq} was due", entry.seq));
+                        reasons.push(format!(
+                            "entry number {} where {expected_seq} was due",
+                            entry.seq
+                        ));
                     }
                     if entry.prev != prev {
                         reasons.push("entry does not link to the one before it".into());
@@ -209,12 +215,27 @@ mod tests {
         let key = SigningKey::from_bytes(&[7u8; 32]);
         for i in 0..3 {
             store
-                .log_access(&key, "amina", "open", "VAN-1", &format!("R{i}"), "card issuance", 1000 + i)
+                .log_access(
+                    &key,
+                    "amina",
+                    "open",
+                    "VAN-1",
+                    &format!("R{i}"),
+                    "card issuance",
+                    1000 + i,
+                )
                 .unwrap();
         }
-        assert!(store.log_access(&key, "amina", "open", "VAN-1", "R9", "  ", 2000).is_err());
+        assert!(store
+            .log_access(&key, "amina", "open", "VAN-1", "R9", "  ", 2000)
+            .is_err());
         let report = store.verify_access_log(&key.verifying_key()).unwrap();
-        assert_eq!((report.ok, report.entries), (true, 3), "{:?}", report.problems);
+        assert_eq!(
+            (report.ok, report.entries),
+            (true, 3),
+            "{:?}",
+            report.problems
+        );
         let other = SigningKey::from_bytes(&[8u8; 32]).verifying_key();
         assert!(!store.verify_access_log(&other).unwrap().ok);
         let log = store.access_log().unwrap();
@@ -223,18 +244,28 @@ mod tests {
 
         // Append-only for SQL; a raw edit of one byte is caught.
         let raw = rusqlite::Connection::open(dir.path().join("centre.db")).unwrap();
-        assert!(raw.execute("DELETE FROM access_log WHERE seq = 2", []).is_err());
-        raw.execute_batch("DROP TRIGGER access_log_no_update").unwrap();
+        assert!(raw
+            .execute("DELETE FROM access_log WHERE seq = 2", [])
+            .is_err());
+        raw.execute_batch("DROP TRIGGER access_log_no_update")
+            .unwrap();
         let mut bytes: Vec<u8> = raw
-            .query_row("SELECT entry FROM access_log WHERE seq = 2", [], |r| r.get(0))
+            .query_row("SELECT entry FROM access_log WHERE seq = 2", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         let at = bytes.windows(2).position(|w| w == b"R1").unwrap() + 1;
         bytes[at] = b'7';
-        raw.execute("UPDATE access_log SET entry = ?1 WHERE seq = 2", [&bytes]).unwrap();
+        raw.execute("UPDATE access_log SET entry = ?1 WHERE seq = 2", [&bytes])
+            .unwrap();
         let report = store.verify_access_log(&key.verifying_key()).unwrap();
         assert!(!report.ok);
         assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
         assert_eq!(report.problems[0].id, "access-log entry 2");
-        assert!(report.problems[1].reason.contains("does not link"), "{:?}", report.problems);
+        assert!(
+            report.problems[1].reason.contains("does not link"),
+            "{:?}",
+            report.problems
+        );
     }
 }

@@ -103,7 +103,11 @@ impl CentreStore {
     /// The length of the complete payload `sha256` when its bytes hash to its name. A file that
     /// does not is moved aside (`blobs/damaged/`) and reported as absent. Call with the writer
     /// lock held.
-    pub(super) fn intact_len(&self, _writer: &BlobWriter<'_>, sha256: &str) -> Result<Option<u64>, CentreError> {
+    pub(super) fn intact_len(
+        &self,
+        _writer: &BlobWriter<'_>,
+        sha256: &str,
+    ) -> Result<Option<u64>, CentreError> {
         let complete = self.complete_path(sha256);
         let Some(len) = file_len(&complete)? else {
             return Ok(None);

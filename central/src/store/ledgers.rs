@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use tasjil_sync::ledger::{day_of_ms, doc_name, Ledger, LedgerError, PeerState, Status, StatusEntry};
+use tasjil_sync::ledger::{
+    day_of_ms, doc_name, Ledger, LedgerError, PeerState, Status, StatusEntry,
+};
 use tasjil_sync::record::{Envelope, Signed};
 
 use super::{lock, CentreError, CentreStore, Ingested};

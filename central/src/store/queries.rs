@@ -229,7 +229,8 @@ impl CentreStore {
         problems: &mut Vec<Problem>,
     ) -> Result<(Vec<String>, Vec<String>), CentreError> {
         let (mut orphans, mut repaired) = (Vec::new(), Vec::new());
-        let entries = std::fs::read_dir(&self.blobs).map_err(|e| CentreError::io(&self.blobs, e))?;
+        let entries =
+            std::fs::read_dir(&self.blobs).map_err(|e| CentreError::io(&self.blobs, e))?;
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))

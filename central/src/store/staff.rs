@@ -147,7 +147,17 @@ impl CentreStore {
                 "SELECT role, password_hash, totp_secret, totp_last_step, disabled_ms, failures,
                         locked_until_ms FROM staff WHERE id = ?1",
                 [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                },
             )
             .optional()
             .map_err(|e| self.sql(e))?;
@@ -162,11 +172,15 @@ impl CentreStore {
             return Ok(Err(LoginError::Disabled));
         }
         if locked_until > now_ms {
-            return Ok(Err(LoginError::Locked { until_ms: locked_until }));
+            return Ok(Err(LoginError::Locked {
+                until_ms: locked_until,
+            }));
         }
         let secret = age::decrypt(centre, &sealed).map_err(|e| CentreError::Damaged {
             path: self.db_path.clone(),
-            detail: format!("the second factor of staff {id} does not open with the centre key: {e}"),
+            detail: format!(
+                "the second factor of staff {id} does not open with the centre key: {e}"
+            ),
         })?;
         let step = if check_password(&hash, password) {
             totp_match(&secret, code, now_ms, last_step)
@@ -189,12 +203,18 @@ impl CentreStore {
                     params![id, until_ms],
                 )
                 .map_err(|e| self.sql(e))?;
-                tracing::warn!(staff = id, "staff account locked after repeated failed logins");
+                tracing::warn!(
+                    staff = id,
+                    "staff account locked after repeated failed logins"
+                );
                 Err(LoginError::Locked { until_ms })
             }
             None => {
-                tx.execute("UPDATE staff SET failures = failures + 1 WHERE id = ?1", [id])
-                    .map_err(|e| self.sql(e))?;
+                tx.execute(
+                    "UPDATE staff SET failures = failures + 1 WHERE id = ?1",
+                    [id],
+                )
+                .map_err(|e| self.sql(e))?;
                 Err(LoginError::BadCredentials)
             }
         };
@@ -220,30 +240,64 @@ mod tests {
         let store = CentreStore::open(dir.path()).unwrap();
         let key = age::x25519::Identity::generate();
         let secret = store
-            .add_staff("amina", Role::Verifier, "a long enough password", &key.to_public(), NOW)
+            .add_staff(
+                "amina",
+                Role::Verifier,
+                "a long enough password",
+                &key.to_public(),
+                NOW,
+            )
             .unwrap();
         let ok = store
-            .staff_login("amina", "a long enough password", &code(&secret, NOW), &key, NOW)
+            .staff_login(
+                "amina",
+                "a long enough password",
+                &code(&secret, NOW),
+                &key,
+                NOW,
+            )
             .unwrap();
         assert_eq!(ok, Ok(Role::Verifier));
         // The same code again (a replay) is refused, the next step's is good.
         let again = store
-            .staff_login("amina", "a long enough password", &code(&secret, NOW), &key, NOW + 1000)
+            .staff_login(
+                "amina",
+                "a long enough password",
+                &code(&secret, NOW),
+                &key,
+                NOW + 1000,
+            )
             .unwrap();
         assert_eq!(again, Err(LoginError::BadCredentials));
         let next = NOW + 30_000;
         let ok = store
-            .staff_login("amina", "a long enough password", &code(&secret, next), &key, next)
+            .staff_login(
+                "amina",
+                "a long enough password",
+                &code(&secret, next),
+                &key,
+                next,
+            )
             .unwrap();
         assert_eq!(ok, Ok(Role::Verifier));
         // Refusals: unknown id, short password at creation, a second account of the same id.
         assert_eq!(
-            store.staff_login("nobody", "x", "000000", &key, NOW).unwrap(),
+            store
+                .staff_login("nobody", "x", "000000", &key, NOW)
+                .unwrap(),
             Err(LoginError::BadCredentials)
         );
-        assert!(store.add_staff("b", Role::Viewer, "short", &key.to_public(), NOW).is_err());
         assert!(store
-            .add_staff("amina", Role::Admin, "another long password", &key.to_public(), NOW)
+            .add_staff("b", Role::Viewer, "short", &key.to_public(), NOW)
+            .is_err());
+        assert!(store
+            .add_staff(
+                "amina",
+                Role::Admin,
+                "another long password",
+                &key.to_public(),
+                NOW
+            )
             .is_err());
         // The second factor is not in the database in plaintext.
         drop(store);
@@ -266,19 +320,27 @@ mod tests {
             let got = store.staff_login("omar", pw, wrong, &key, NOW + i).unwrap();
             assert_eq!(got, Err(LoginError::BadCredentials), "attempt {i}");
         }
-        let got = store.staff_login("omar", pw, wrong, &key, NOW + 10).unwrap();
+        let got = store
+            .staff_login("omar", pw, wrong, &key, NOW + 10)
+            .unwrap();
         assert!(matches!(got, Err(LoginError::Locked { .. })), "{got:?}");
         // Locked: even the right code is refused until the lockout ends.
-        let got = store.staff_login("omar", pw, &good, &key, NOW + 20).unwrap();
+        let got = store
+            .staff_login("omar", pw, &good, &key, NOW + 20)
+            .unwrap();
         assert!(matches!(got, Err(LoginError::Locked { .. })), "{got:?}");
         assert!(store.staff(NOW + 20).unwrap()[0].locked_until_ms.is_some());
         let later = NOW + LOCKOUT_MS + 60_000;
-        let got = store.staff_login("omar", pw, &code(&secret, later), &key, later).unwrap();
+        let got = store
+            .staff_login("omar", pw, &code(&secret, later), &key, later)
+            .unwrap();
         assert_eq!(got, Ok(Role::Issuer));
 
         store.disable_staff("omar", later).unwrap();
         let after = later + 60_000;
-        let got = store.staff_login("omar", pw, &code(&secret, after), &key, after).unwrap();
+        let got = store
+            .staff_login("omar", pw, &code(&secret, after), &key, after)
+            .unwrap();
         assert_eq!(got, Err(LoginError::Disabled));
         assert!(store.staff(after).unwrap()[0].disabled);
     }

@@ -700,7 +700,11 @@ fn two_writers_of_one_payload_never_leave_a_wrong_file() {
         chunked.join().unwrap();
         assert!(matches!(whole.join().unwrap(), BlobState::Complete { .. }));
         let on_disk = fs::read(dir.path().join("blobs").join(&sha)).unwrap();
-        assert_eq!(sha256_hex(&on_disk), sha, "round {round}: the payload file holds other bytes");
+        assert_eq!(
+            sha256_hex(&on_disk),
+            sha,
+            "round {round}: the payload file holds other bytes"
+        );
     }
     let report = server.verify_all().unwrap();
     assert!(report.ok, "{:?}", report.problems);
@@ -724,8 +728,16 @@ fn a_damaged_payload_file_is_replaced_not_trusted() {
     let env = van.envelope(1, GENESIS, &sealed);
     let got = store.ingest(&env.to_bytes().unwrap(), NOW).unwrap();
     assert!(reason(got).starts_with("payload not received"));
-    assert_eq!(store.blob_state(&sha256_hex(&sealed)).unwrap(), BlobState::Absent);
-    assert_eq!(fs::read_dir(dir.path().join("blobs/damaged")).unwrap().count(), 1);
+    assert_eq!(
+        store.blob_state(&sha256_hex(&sealed)).unwrap(),
+        BlobState::Absent
+    );
+    assert_eq!(
+        fs::read_dir(dir.path().join("blobs/damaged"))
+            .unwrap()
+            .count(),
+        1
+    );
 
     upload(&store, &sealed);
     let got = store.ingest(&env.to_bytes().unwrap(), NOW + 1).unwrap();
@@ -770,16 +782,26 @@ fn an_id_reused_by_another_station_is_held_and_blocks_no_chain() {
     // The victim first: the thief's copy of id 1 is held; the victim's chain goes on.
     let v1 = victim.envelope(1, GENESIS, &payload(1));
     upload(&store, &payload(1));
-    assert!(matches!(store.ingest(&v1.to_bytes().unwrap(), NOW).unwrap(), Ingested::Stored { .. }));
+    assert!(matches!(
+        store.ingest(&v1.to_bytes().unwrap(), NOW).unwrap(),
+        Ingested::Stored { .. }
+    ));
     let mut copied = thief.body(1, GENESIS, &payload(2), 0);
     copied.id = v1.body().id.clone();
     let copy = thief.seal(copied, &thief.key);
     upload(&store, &payload(2));
     let got = store.ingest(&copy.to_bytes().unwrap(), NOW + 1).unwrap();
-    assert!(matches!(&got, Ingested::Held { station, .. } if station == "VAN-99-Z"), "{got:?}");
+    assert!(
+        matches!(&got, Ingested::Held { station, .. } if station == "VAN-99-Z"),
+        "{got:?}"
+    );
     let told = store.statuses("VAN-99-Z", &[v1.body().id.clone()]).unwrap();
     assert_eq!(told[0].status, "rejected");
-    assert!(told[0].reason.as_deref().unwrap().contains("already used by station VAN-07-A"));
+    assert!(told[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("already used by station VAN-07-A"));
     let mine = store.statuses("VAN-07-A", &[v1.body().id.clone()]).unwrap();
     assert_eq!(mine[0].status, "verified");
 
@@ -791,10 +813,16 @@ fn an_id_reused_by_another_station_is_held_and_blocks_no_chain() {
     let early = thief.seal(early, &thief.key);
     upload(&store, &payload(4));
     // Nobody holds that id yet: the centre cannot know it is a copy.
-    assert!(matches!(store.ingest(&early.to_bytes().unwrap(), NOW + 2).unwrap(), Ingested::Stored { .. }));
+    assert!(matches!(
+        store.ingest(&early.to_bytes().unwrap(), NOW + 2).unwrap(),
+        Ingested::Stored { .. }
+    ));
     upload(&store, &payload(3));
     let got = store.ingest(&v2.to_bytes().unwrap(), NOW + 3).unwrap();
-    assert!(matches!(&got, Ingested::Held { station, seq: 2, .. } if station == "VAN-07-A"), "{got:?}");
+    assert!(
+        matches!(&got, Ingested::Held { station, seq: 2, .. } if station == "VAN-07-A"),
+        "{got:?}"
+    );
     let v3 = victim.envelope(3, &v2.hash().unwrap(), &payload(5));
     upload(&store, &payload(5));
     let got = store.ingest(&v3.to_bytes().unwrap(), NOW + 4).unwrap();
