@@ -78,6 +78,34 @@ fn unsigned_put(addr: &str, len: usize) -> u16 {
         .unwrap_or(0)
 }
 
+/// Approve every record with the supervisor's (simulated) badge and export a bundle to `usb`;
+/// returns the bundle's path.
+fn approve_and_export(station: &std::path::Path, usb: &std::path::Path) -> String {
+    let pin = "123456\n";
+    let out = crate::common::run_with_input(station, &["approve", "--all", "--pin-stdin"], pin);
+    assert!(
+        out.status.success(),
+        "approve: {}",
+        crate::common::text(&out)
+    );
+    std::fs::create_dir_all(usb).unwrap();
+    let export = [
+        "export",
+        "--to",
+        usb.to_str().unwrap(),
+        "--pin-stdin",
+        "--json",
+    ];
+    let out = crate::common::run_with_input(station, &export, pin);
+    assert!(
+        out.status.success(),
+        "export: {}",
+        crate::common::text(&out)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["file"].as_str().unwrap().to_string()
+}
+
 /// A plain GET; returns the status code and the body.
 fn get(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -196,36 +224,8 @@ fn sync_and_usb_import_of_the_same_records_at_once_never_corrupt_the_centre() {
     let rounds = 30;
     for round in 0..rounds {
         crate::common::enrol_in(&station, 2, 100 + round);
-        let out = crate::common::run_with_input(
-            &station,
-            &["approve", "--all", "--pin-stdin"],
-            "123456\n",
-        );
-        assert!(
-            out.status.success(),
-            "approve: {}",
-            crate::common::text(&out)
-        );
         let usb = tmp.path().join(format!("usb-{round}"));
-        std::fs::create_dir_all(&usb).unwrap();
-        let out = crate::common::run_with_input(
-            &station,
-            &[
-                "export",
-                "--to",
-                usb.to_str().unwrap(),
-                "--pin-stdin",
-                "--json",
-            ],
-            "123456\n",
-        );
-        assert!(
-            out.status.success(),
-            "export: {}",
-            crate::common::text(&out)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let bundle = v["file"].as_str().unwrap().to_string();
+        let bundle = approve_and_export(&station, &usb);
         let importer = {
             let dir = central.dir.clone();
             std::thread::spawn(move || Central { dir }.json(&["import", &bundle]))
@@ -331,29 +331,8 @@ fn a_revoked_station_is_refused_by_sync_and_by_usb_and_keeps_what_it_sent() {
         "{said}"
     );
 
-    let usb = tmp.path().join("usb");
-    std::fs::create_dir_all(&usb).unwrap();
-    let out =
-        crate::common::run_with_input(&station, &["approve", "--all", "--pin-stdin"], "123456\n");
-    assert!(out.status.success(), "{}", crate::common::text(&out));
-    let out = crate::common::run_with_input(
-        &station,
-        &[
-            "export",
-            "--to",
-            usb.to_str().unwrap(),
-            "--pin-stdin",
-            "--json",
-        ],
-        "123456\n",
-    );
-    assert!(
-        out.status.success(),
-        "export: {}",
-        crate::common::text(&out)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let out = central.run(&["import", v["file"].as_str().unwrap()]);
+    let bundle = approve_and_export(&station, &tmp.path().join("usb"));
+    let out = central.run(&["import", &bundle]);
     assert_eq!(out.status.code(), Some(1), "{}", crate::common::text(&out));
     assert!(
         crate::common::text(&out).contains("revoked"),
