@@ -401,6 +401,8 @@ mod tests {
             exported: false,
             status: "approved",
             rejected_reason: None,
+            issuance: None,
+            issuance_reason: None,
         }
     }
 

@@ -513,8 +513,17 @@ fn status(dir: &DataDir) -> anyhow::Result<Output> {
         .map(|(peer, last, err)| json!({"url": peer, "last_sync_ms": last, "last_error": err}))
         .collect::<Vec<_>>());
     let mut human = format!(
-        "station {}\n  records:      {}\n  approved:     {}\n  unsent:       {}\n  exported:     {}\n  acknowledged: {}\n  rejected:     {}",
-        view.station_id, c.records, c.approved, c.unsent, c.exported, c.acknowledged, c.rejected
+        "station {}\n  records:      {}\n  approved:     {}\n  unsent:       {}\n  exported:     {}\n  acknowledged: {}\n  rejected:     {}\n  accepted for production: {}\n  card produced: {}\n  re-enrol needed: {}",
+        view.station_id,
+        c.records,
+        c.approved,
+        c.unsent,
+        c.exported,
+        c.acknowledged,
+        c.rejected,
+        c.accepted,
+        c.issued,
+        c.reenrol
     );
     for (peer, last, err) in &peers {
         let ago = last.map_or("never".to_string(), |t| {
@@ -525,12 +534,8 @@ fn status(dir: &DataDir) -> anyhow::Result<Output> {
             human.push_str(&format!(" (link down: {e})"));
         }
     }
-    for r in view
-        .store
-        .envelopes()?
-        .iter()
-        .filter(|r| r.status == "rejected")
-    {
+    let rows = view.store.envelopes()?;
+    for r in rows.iter().filter(|r| r.status == "rejected") {
         human.push_str(&format!(
             "\n  REJECTED {} seq {}: {}",
             r.id,
@@ -538,6 +543,23 @@ fn status(dir: &DataDir) -> anyhow::Result<Output> {
             r.rejected_reason.as_deref().unwrap_or("")
         ));
     }
+    // The call-back list: citizens the centre needs enrolled again.
+    let reenrol: Vec<_> = rows
+        .iter()
+        .filter(|r| r.issuance.as_deref() == Some("reenrol"))
+        .collect();
+    for r in &reenrol {
+        human.push_str(&format!(
+            "\n  RE-ENROL {} seq {}: {}",
+            r.id,
+            r.seq,
+            r.issuance_reason.as_deref().unwrap_or("")
+        ));
+    }
+    j["reenrol_needed"] = json!(reenrol
+        .iter()
+        .map(|r| json!({"id": r.id, "seq": r.seq, "reason": r.issuance_reason}))
+        .collect::<Vec<_>>());
     Ok(Output::ok(j, human))
 }
 

@@ -124,7 +124,6 @@ async fn sync_ledgers(
     names: &[String],
 ) -> anyhow::Result<LedgerReport> {
     use base64::Engine;
-    use tasjil_sync::ledger::Status;
     use tasjil_sync::protocol::{LedgerRequest, LedgerResponse};
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut report = LedgerReport::default();
@@ -167,7 +166,7 @@ async fn sync_ledgers(
             if view
                 .current
                 .as_ref()
-                .is_some_and(|c| c.status == Status::Verified)
+                .is_some_and(|c| c.status.centre_holds())
             {
                 report.acknowledged.push(view.entry.id.clone());
             }

@@ -189,6 +189,8 @@ pub fn receipt_for(
         ids.push(body.id.clone());
         rows.push((body.id.clone(), body.seq, tasjil_sync::sha256_hex(bytes)));
     }
+    // Issuance statuses of the last 180 days travel too, whichever day their record is of.
+    names.extend(store.issuance_ledgers(&manifest.station, now_ms - 180 * 86_400_000)?);
     let statuses = store.statuses(&manifest.station, &ids)?;
     let records = rows
         .into_iter()

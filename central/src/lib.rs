@@ -4,6 +4,8 @@
 //! devices.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod bench;
+pub mod console;
 pub mod import;
 pub mod nist;
 pub mod server;

@@ -103,6 +103,31 @@ enum Command {
         #[arg(long, default_value = "AFIS")]
         dai: String,
     },
+    /// Benchmarks (they make their own store; the data directory is not touched).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The console's pages (overview, records lists, a record) timed over HTTP with a large
+    /// archive behind them: prints p50/p95 per page against the 200 ms goal.
+    Console {
+        /// Record rows to fill the store with (spread over a year).
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        /// Stations the records come from.
+        #[arg(long, default_value_t = 50)]
+        stations: u64,
+        /// Rounds of requests (each round asks every page once).
+        #[arg(long, default_value_t = 200)]
+        rounds: u32,
+        /// Keep the benchmark store in this (new) directory instead of a temporary one.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -229,6 +254,15 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             dai,
         } => export_nist(&dir, station.as_deref(), &reason, &id, &out, &tot, &dai),
         Command::AccessLog { verify } => access_log(&dir, verify),
+        Command::Bench {
+            what:
+                BenchCommand::Console {
+                    records,
+                    stations,
+                    rounds,
+                    keep,
+                },
+        } => bench_console(records, stations, rounds, keep),
         Command::Verify => verify(&dir),
         Command::Stats => {
             let stats = open_store(&dir)?.stats()?;
@@ -241,6 +275,31 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             ))
         }
     }
+}
+
+fn bench_console(
+    records: u64,
+    stations: u64,
+    rounds: u32,
+    keep: Option<PathBuf>,
+) -> anyhow::Result<Output> {
+    let dir = keep
+        .clone()
+        .unwrap_or_else(tasjil_central::bench::scratch_dir);
+    let result = tasjil_central::bench::console(&dir, records, stations, rounds, &mut |line| {
+        eprintln!("{line}")
+    });
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let b = result?;
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let table = tasjil_central::bench::table(&b, profile);
+    Ok(Output::ok(serde_json::to_value(&b)?, table))
 }
 
 fn serve(dir: &Path, listen: std::net::SocketAddr, plain_http: bool) -> anyhow::Result<Output> {
@@ -271,6 +330,19 @@ fn serve(dir: &Path, listen: std::net::SocketAddr, plain_http: bool) -> anyhow::
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let store = std::sync::Arc::new(open_store(dir)?);
+    // The console needs the centre's secret keys (second factors, payloads, the access log's
+    // signature). A centre without them here still serves stations; the console says why not.
+    let keys = match CentreKeys::load(&dir.join("centre.key")) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            tracing::warn!(error = %e, "the console is unavailable: the centre key cannot be read");
+            None
+        }
+    };
+    let app = tasjil_central::server::app(
+        store.clone(),
+        Some(tasjil_central::console::Console::new(store, keys)),
+    );
     let runtime = tokio::runtime::Runtime::new().context("cannot start the server runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -279,6 +351,7 @@ fn serve(dir: &Path, listen: std::net::SocketAddr, plain_http: bool) -> anyhow::
         let addr = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         say(&format!("tasjil-central listening on {scheme}://{addr}"));
+        say(&format!("staff console: {scheme}://{addr}/console/"));
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
@@ -287,8 +360,8 @@ fn serve(dir: &Path, listen: std::net::SocketAddr, plain_http: bool) -> anyhow::
             }
         };
         match tls {
-            Some(config) => tasjil_central::server::serve_tls(listener, config, store, shutdown).await,
-            None => tasjil_central::server::serve(listener, store, shutdown).await,
+            Some(config) => tasjil_central::server::serve_tls(listener, config, app, shutdown).await,
+            None => tasjil_central::server::serve(listener, app, shutdown).await,
         }
         .context("server failed")
     })?;

@@ -773,29 +773,36 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// Serve over TLS (the centre's pinned certificate) until `shutdown` completes.
+/// The centre's whole HTTP application: the sync API, `/healthz`, `/metrics` and, when given,
+/// the staff console under `/console/`.
+pub fn app(store: Arc<dyn CentreBackend>, console: Option<Arc<crate::console::Console>>) -> Router {
+    let api = router(AppState::new(store));
+    match console {
+        Some(c) => api.nest("/console", crate::console::router(c)),
+        None => api,
+    }
+}
+
+/// Serve `app` over TLS (the centre's pinned certificate) until `shutdown` completes.
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     config: rustls::ServerConfig,
-    store: Arc<dyn CentreBackend>,
+    app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        TlsListener::new(listener, config)?,
-        router(AppState::new(store)),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    axum::serve(TlsListener::new(listener, config)?, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
-/// Serve plain HTTP on an already bound listener until `shutdown` completes (loopback only: tests,
-/// the demo, or behind a TLS-terminating proxy on the same host).
+/// Serve `app` as plain HTTP on an already bound listener until `shutdown` completes (loopback
+/// only: tests, the demo, or behind a TLS-terminating proxy on the same host).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    store: Arc<dyn CentreBackend>,
+    app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(AppState::new(store)))
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -37,9 +37,25 @@ pub enum RecordState {
     Sent,
     Acknowledged,
     Rejected,
+    /// The centre accepted it for card production.
+    Accepted,
+    /// The card was produced.
+    Issued,
+    /// The centre needs the citizen enrolled again (the reason says why): call them back.
+    Reenrol,
 }
 
 impl RecordState {
+    /// From a store row: the centre's issuance status once it set one, else the status column.
+    pub fn of(row: &EnvelopeRow) -> RecordState {
+        match row.issuance.as_deref() {
+            Some("reenrol") => RecordState::Reenrol,
+            Some("issued") => RecordState::Issued,
+            Some("accepted") => RecordState::Accepted,
+            _ => RecordState::from_status(row.status),
+        }
+    }
+
     /// From the store's status column (`crate::store::EnvelopeRow::status`).
     pub fn from_status(status: &str) -> RecordState {
         match status {
@@ -61,6 +77,9 @@ impl RecordState {
             RecordState::Sent => "sent",
             RecordState::Acknowledged => "acknowledged",
             RecordState::Rejected => "rejected",
+            RecordState::Accepted => "accepted",
+            RecordState::Issued => "issued",
+            RecordState::Reenrol => "reenrol",
         }
     }
 
@@ -95,6 +114,8 @@ pub struct Overview {
     pub awaiting: usize,
     pub unsent: usize,
     pub rejected: usize,
+    /// Citizens to call back on the van's next visit (the centre asked for a new enrolment).
+    pub reenrol: usize,
 }
 
 /// Sort the store's rows for the supervisor: today's (from `day_start_ms`), and any older one
@@ -104,17 +125,20 @@ pub fn overview(rows: &[EnvelopeRow], day_start_ms: i64) -> Overview {
     let mut o = Overview::default();
     let mut first_awaiting: Option<(i64, String)> = None;
     for r in rows {
-        let state = RecordState::from_status(r.status);
+        let state = RecordState::of(r);
         let today = r.created_ms >= day_start_ms;
-        if !(today || state.unsent() || state == RecordState::Rejected) {
+        let act_on = matches!(state, RecordState::Rejected | RecordState::Reenrol);
+        if !(today || state.unsent() || act_on) {
             continue;
         }
+        o.reenrol += usize::from(state == RecordState::Reenrol);
         o.today += usize::from(today);
         o.awaiting += usize::from(state == RecordState::AwaitingApproval);
         o.unsent += usize::from(state.unsent());
         o.rejected += usize::from(state == RecordState::Rejected);
         let reason = match state {
             RecordState::Rejected => r.rejected_reason.clone(),
+            RecordState::Reenrol => r.issuance_reason.clone(),
             RecordState::AwaitingApproval => {
                 first_awaiting.get_or_insert((r.seq, r.id.clone()));
                 None
@@ -576,6 +600,8 @@ pub(crate) mod tests {
             exported: status == "exported",
             status,
             rejected_reason: (status == "rejected").then(|| "face photo unusable".to_string()),
+            issuance: None,
+            issuance_reason: None,
         }
     }
 
@@ -599,6 +625,24 @@ pub(crate) mod tests {
         // Approved but after an unapproved one: an export holds it back, and says why.
         assert!(o.lines[4].reason.as_deref().unwrap().contains("R5"));
         assert_eq!(o.lines[1].reason, None);
+    }
+
+    #[test]
+    fn citizens_the_centre_needs_again_stay_on_the_list_with_its_reason() {
+        let day = 86_400_000;
+        let mut old = row(1, "acknowledged", 0);
+        old.issuance = Some("reenrol".into());
+        old.issuance_reason = Some("Photo not compliant: eyes closed".into());
+        let mut issued = row(2, "acknowledged", 1);
+        issued.issuance = Some("issued".into());
+        let o = overview(&[old, issued, row(3, "committed", day)], day);
+        assert_eq!(o.lines.iter().map(|l| l.seq).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(o.reenrol, 1);
+        assert_eq!(o.lines[0].state.code(), "reenrol");
+        assert_eq!(
+            o.lines[0].reason.as_deref(),
+            Some("Photo not compliant: eyes closed")
+        );
     }
 
     #[test]

@@ -590,6 +590,52 @@ fn the_supervisor_approves_exports_and_takes_the_receipt_back_in_the_window() {
     });
     assert!(!h.ui().global::<SupervisorAdapter>().get_outcome_error());
 
+    // The centre asks for one citizen again: the next receipt brings it, and the supervisor's
+    // list says whom to call back and why.
+    let first = store
+        .list()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.seq == 1)
+        .unwrap();
+    store
+        .set_issuance(
+            &[(first.station.clone(), first.id.clone())],
+            tasjil_central::store::console::Issuance::Reenrol,
+            Some("Photo not compliant: eyes closed"),
+            "issa",
+            crate::now_ms(),
+        )
+        .unwrap();
+    let again = import(
+        &store,
+        &centre.signing,
+        bundle,
+        crate::now_ms() + 1,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    std::fs::write(&receipt_path, again.receipt.unwrap().to_bytes().unwrap()).unwrap();
+    h.click("Actions::import");
+    h.until("the call-back", |ui| {
+        states(ui) == ["reenrol", "acknowledged"]
+    });
+    assert_eq!(h.ui().global::<SupervisorAdapter>().get_reenrol(), 1);
+    let reason = {
+        use slint::Model;
+        h.ui()
+            .global::<SupervisorAdapter>()
+            .get_records()
+            .row_data(0)
+            .unwrap()
+            .reason
+            .to_string()
+    };
+    assert_eq!(reason, "Photo not compliant: eyes closed");
+    let counts = View::open(&dir).unwrap().store.counts().unwrap();
+    assert_eq!(counts.reenrol, 1);
+    h.shoot("19-supervisor-reenrol");
+
     h.click("SupervisorView::back");
     assert_eq!(h.view(), "home");
     check_and_write_screens(&h.screens);

@@ -25,6 +25,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0002_retention.sql")),
         M::up(include_str!("migrations/0003_ledgers.sql")),
         M::up(include_str!("migrations/0004_bundles.sql")),
+        M::up(include_str!("migrations/0005_issuance.sql")),
     ])
 }
 
@@ -132,6 +133,9 @@ pub struct EnvelopeRow {
     pub exported: bool,
     pub status: &'static str,
     pub rejected_reason: Option<String>,
+    /// The centre's issuance status (`accepted`, `issued`, `reenrol`), once it set one.
+    pub issuance: Option<String>,
+    pub issuance_reason: Option<String>,
 }
 
 /// `(peer, last successful sync in Unix ms, last error)`.
@@ -162,6 +166,8 @@ pub struct ReceiptOutcome {
     pub changed: u64,
     /// The very same receipt was imported before.
     pub already_imported: bool,
+    /// Records whose issuance status (accepted, card produced, re-enrol needed) changed.
+    pub issuance_changed: u64,
 }
 
 /// Record counts for `tasjil status`.
@@ -174,6 +180,12 @@ pub struct Counts {
     pub rejected: u64,
     /// Exported to a USB bundle and not acknowledged yet.
     pub exported: u64,
+    /// Accepted for production at the centre (no card yet).
+    pub accepted: u64,
+    /// Card produced.
+    pub issued: u64,
+    /// The centre needs the citizen enrolled again: the call-back list.
+    pub reenrol: u64,
 }
 
 /// The open store. Exactly one per process; the station's lock file keeps it to one writer process.
@@ -452,7 +464,8 @@ impl Store {
             .conn
             .prepare(
                 "SELECT seq, id, hash, officer, kind, created_ms, payload, envelope,
-                        approved_ms, sent_ms, acknowledged_ms, rejected_reason, exported_ms
+                        approved_ms, sent_ms, acknowledged_ms, rejected_reason, exported_ms,
+                        issuance, issuance_reason
                  FROM envelopes ORDER BY seq",
             )
             .map_err(|e| self.sql(e))?;
@@ -489,6 +502,8 @@ impl Store {
                     exported: exported.is_some(),
                     status,
                     rejected_reason,
+                    issuance: r.get(13)?,
+                    issuance_reason: r.get(14)?,
                 })
             })
             .map_err(|e| self.sql(e))?;
@@ -568,7 +583,10 @@ impl Store {
                         count(*) FILTER (WHERE sent_ms IS NULL AND acknowledged_ms IS NULL),
                         count(acknowledged_ms),
                         count(rejected_reason),
-                        count(*) FILTER (WHERE exported_ms IS NOT NULL AND acknowledged_ms IS NULL)
+                        count(*) FILTER (WHERE exported_ms IS NOT NULL AND acknowledged_ms IS NULL),
+                        count(*) FILTER (WHERE issuance = 'accepted'),
+                        count(*) FILTER (WHERE issuance = 'issued'),
+                        count(*) FILTER (WHERE issuance = 'reenrol')
                  FROM envelopes",
                 [],
                 |r| {
@@ -579,6 +597,9 @@ impl Store {
                         acknowledged: r.get::<_, i64>(3)? as u64,
                         rejected: r.get::<_, i64>(4)? as u64,
                         exported: r.get::<_, i64>(5)? as u64,
+                        accepted: r.get::<_, i64>(6)? as u64,
+                        issued: r.get::<_, i64>(7)? as u64,
+                        reenrol: r.get::<_, i64>(8)? as u64,
                     })
                 },
             )
@@ -772,6 +793,7 @@ impl Store {
             Ok(())
         };
         apply(&tx).map_err(|e| StoreError::from_sqlite(&path, e))?;
+        note_issuance(&tx, ledger).map_err(|e| StoreError::from_sqlite(&path, e))?;
         tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))
     }
 
@@ -992,9 +1014,16 @@ impl Store {
                 StoreError::Encode(format!("receipt ledger {}: {e}", ledger.name))
             };
             let mut theirs = Ledger::load(station, day, &actor, &bytes).map_err(fail)?;
+            let mut merged = None;
             with_ledger(&tx, &path, &actor, station, day, |ours| {
-                ours.merge(&mut theirs)
+                ours.merge(&mut theirs)?;
+                merged = Some(issuance_in(ours));
+                Ok(())
             })?;
+            for (id, status, reason, at) in merged.unwrap_or_default() {
+                outcome.issuance_changed += set_issuance(&tx, &id, &status, reason.as_deref(), at)
+                    .map_err(|e| StoreError::from_sqlite(&path, e))?;
+            }
         }
         for r in &body.records {
             let hash: Option<String> = tx
@@ -1089,6 +1118,51 @@ fn lift(path: &Path, e: AuditFail) -> StoreError {
 }
 
 /// Load (or start) the station's replica of a ledger inside `tx`, change it, save it.
+/// The centre's issuance statuses in a ledger: `(id, status, reason, time)` of each record whose
+/// current status is one.
+fn issuance_in(ledger: &Ledger) -> Vec<(String, String, Option<String>, i64)> {
+    ledger
+        .records()
+        .into_iter()
+        .filter_map(|v| {
+            let c = v.current?;
+            c.status.is_issuance().then(|| {
+                (
+                    v.entry.id,
+                    c.status.as_str().to_string(),
+                    c.reason,
+                    c.time_ms,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Keep a record's issuance columns to what the centre's ledger says. Returns 1 if it changed.
+fn set_issuance(
+    tx: &Transaction,
+    id: &str,
+    status: &str,
+    reason: Option<&str>,
+    at_ms: i64,
+) -> rusqlite::Result<u64> {
+    tx.execute(
+        "UPDATE envelopes SET issuance = ?2, issuance_reason = ?3, issuance_ms = ?4
+         WHERE id = ?1 AND (issuance IS NOT ?2 OR issuance_reason IS NOT ?3)",
+        params![id, status, reason, at_ms],
+    )
+    .map(|n| n as u64)
+}
+
+/// [`set_issuance`] for every issuance status in `ledger`.
+fn note_issuance(tx: &Transaction, ledger: &Ledger) -> rusqlite::Result<u64> {
+    let mut n = 0;
+    for (id, status, reason, at) in issuance_in(ledger) {
+        n += set_issuance(tx, &id, &status, reason.as_deref(), at)?;
+    }
+    Ok(n)
+}
+
 fn with_ledger(
     tx: &Transaction,
     path: &Path,

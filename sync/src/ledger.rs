@@ -132,8 +132,15 @@ pub struct Approval {
 pub enum Status {
     Received,
     Verified,
+    /// Card produced (the issuance centre printed it).
     Issued,
     Rejected,
+    /// Accepted for production by the issuance centre (after verification).
+    Accepted,
+    /// The record is stored but cannot make a card: the citizen must enrol again (the reason says
+    /// why: photo not compliant, fingers unusable, ...).
+    #[serde(rename = "reenrol")]
+    ReenrolNeeded,
 }
 
 impl Status {
@@ -143,28 +150,53 @@ impl Status {
             Status::Verified => "verified",
             Status::Issued => "issued",
             Status::Rejected => "rejected",
+            Status::Accepted => "accepted",
+            Status::ReenrolNeeded => "reenrol",
         }
     }
 
-    fn parse(s: &str) -> Option<Status> {
+    /// The wire name back to a status (`None` for a name this version does not know).
+    pub fn parse(s: &str) -> Option<Status> {
         match s {
             "received" => Some(Status::Received),
             "verified" => Some(Status::Verified),
             "issued" => Some(Status::Issued),
             "rejected" => Some(Status::Rejected),
+            "accepted" => Some(Status::Accepted),
+            "reenrol" => Some(Status::ReenrolNeeded),
             _ => None,
         }
     }
 
-    /// Tie-break between statuses written in the same millisecond: issued > rejected > verified >
-    /// received (a rejection beats a verification it raced with).
+    /// Tie-break between statuses written in the same millisecond: issued > re-enrol > accepted >
+    /// rejected > verified > received (a rejection beats a verification it raced with; an
+    /// issuance decision beats both).
     fn precedence(self) -> u8 {
         match self {
             Status::Received => 0,
             Status::Verified => 1,
             Status::Rejected => 2,
-            Status::Issued => 3,
+            Status::Accepted => 3,
+            Status::ReenrolNeeded => 4,
+            Status::Issued => 5,
         }
+    }
+
+    /// Whether the centre holds the record durably (verified, or an issuance status set after
+    /// verification): what lets a station mark it acknowledged.
+    pub fn centre_holds(self) -> bool {
+        matches!(
+            self,
+            Status::Verified | Status::Accepted | Status::Issued | Status::ReenrolNeeded
+        )
+    }
+
+    /// An issuance status (set by central staff after verification).
+    pub fn is_issuance(self) -> bool {
+        matches!(
+            self,
+            Status::Accepted | Status::Issued | Status::ReenrolNeeded
+        )
     }
 }
 
@@ -384,6 +416,15 @@ impl Ledger {
 
     pub fn record(&self, id: &str) -> Option<RecordView> {
         self.views(Some(id)).into_iter().next()
+    }
+
+    /// The status history of `id`, oldest first, even before any record entry for it arrived
+    /// (the centre's replica may hold statuses of records only the van's replica describes).
+    pub fn status_history(&self, id: &str) -> Vec<StatusEntry> {
+        match self.container(KEY_STATUSES) {
+            Ok(statuses) => self.history(&statuses, id),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Ids that have approvals or statuses but no record entry yet (e.g. the centre wrote first).

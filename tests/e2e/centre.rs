@@ -49,10 +49,14 @@ impl TestCentre {
                     let _ = stopped.await;
                 };
                 match tls {
-                    Some(config) => server::serve_tls(listener, config, served, shutdown)
+                    Some(config) => {
+                        server::serve_tls(listener, config, server::app(served, None), shutdown)
+                            .await
+                            .unwrap()
+                    }
+                    None => server::serve(listener, server::app(served, None), shutdown)
                         .await
                         .unwrap(),
-                    None => server::serve(listener, served, shutdown).await.unwrap(),
                 }
             });
         });

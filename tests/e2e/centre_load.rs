@@ -11,13 +11,13 @@ use std::time::Duration;
 use crate::common::{json_of, station_for, Central};
 
 /// `tasjil-central serve` as a child process on a port of its choosing.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Serve {
-    fn start(central: &Central) -> Serve {
+    pub(crate) fn start(central: &Central) -> Serve {
         let mut child = Command::new(crate::common::central_bin())
             .arg("--data-dir")
             .arg(&central.dir)
@@ -80,7 +80,7 @@ fn unsigned_put(addr: &str, len: usize) -> u16 {
 
 /// Approve every record with the supervisor's (simulated) badge and export a bundle to `usb`;
 /// returns the bundle's path.
-fn approve_and_export(station: &std::path::Path, usb: &std::path::Path) -> String {
+pub(crate) fn approve_and_export(station: &std::path::Path, usb: &std::path::Path) -> String {
     let pin = "123456\n";
     let out = crate::common::run_with_input(station, &["approve", "--all", "--pin-stdin"], pin);
     assert!(
@@ -107,7 +107,7 @@ fn approve_and_export(station: &std::path::Path, usb: &std::path::Path) -> Strin
 }
 
 /// A plain GET; returns the status code and the body.
-fn get(addr: &str, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).unwrap();

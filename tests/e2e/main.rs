@@ -8,6 +8,7 @@ mod badge;
 mod bundle;
 mod centre;
 mod centre_load;
+mod console;
 mod crash;
 mod devices;
 mod enrol;

@@ -114,6 +114,15 @@ impl CentreStore {
             ],
         )
         .map_err(|e| self.sql(e))?;
+        super::console::record_batch(
+            &tx,
+            "usb",
+            &bundle.station,
+            Some(&bundle.bundle_id),
+            &outcomes,
+            now_ms,
+        )
+        .map_err(|e| self.sql(e))?;
         tx.commit().map_err(|e| self.sql(e))?;
         log_outcomes(&outcomes);
         Ok(Some(outcomes))

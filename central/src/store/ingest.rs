@@ -43,6 +43,10 @@ impl CentreStore {
         for (name, (station, mut ledger)) in ledgers {
             save_ledger(&tx, &name, &station, &mut ledger).map_err(|e| self.sql(e))?;
         }
+        if let Some(station) = batch_station(&outcomes, envelopes) {
+            super::console::record_batch(&tx, "sync", &station, None, &outcomes, now_ms)
+                .map_err(|e| self.sql(e))?;
+        }
         tx.commit().map_err(|e| self.sql(e))?;
         log_outcomes(&outcomes);
         Ok(outcomes)
@@ -213,6 +217,27 @@ impl CentreStore {
         }
         Ok(out)
     }
+}
+
+/// The station a batch came from: the one its outcomes name, else the one its first envelope
+/// claims (a batch of refusals still counts as a contact).
+fn batch_station(outcomes: &[Ingested], envelopes: &[&[u8]]) -> Option<String> {
+    outcomes
+        .iter()
+        .find_map(|o| match o {
+            Ingested::Stored { station, .. } | Ingested::Held { station, .. } => {
+                Some(station.clone())
+            }
+            Ingested::Rejected {
+                station: Some(s), ..
+            } => Some(s.clone()),
+            _ => None,
+        })
+        .or_else(|| {
+            let first = envelopes.first()?;
+            let v: serde_json::Value = serde_json::from_slice(first).ok()?;
+            v["body"]["station"].as_str().map(str::to_string)
+        })
 }
 
 pub(super) fn log_outcomes(outcomes: &[Ingested]) {

@@ -30,6 +30,7 @@ use rusqlite_migration::{Migrations, M};
 pub mod access;
 mod blobs;
 mod bundles;
+pub mod console;
 pub mod decide;
 mod error;
 mod ingest;
@@ -63,6 +64,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0005_station_states.sql")),
         M::up(include_str!("../../migrations/0006_staff.sql")),
         M::up(include_str!("../../migrations/0007_access_log.sql")),
+        M::up(include_str!("../../migrations/0008_console.sql")),
     ])
 }
 

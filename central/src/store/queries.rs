@@ -209,8 +209,13 @@ impl CentreStore {
         }
         drop(rows);
         drop(stmt);
+        // The counters the overview reads must agree with a real count; rebuilt if not.
+        let counters_fixed = check_counters(&conn).map_err(|e| self.sql(e))?;
         drop(conn);
-        let (orphans, repaired) = self.check_unnamed_blobs(&named, &mut problems)?;
+        let (orphans, mut repaired) = self.check_unnamed_blobs(&named, &mut problems)?;
+        if counters_fixed {
+            repaired.push("record counters disagreed with the records: rebuilt".into());
+        }
         Ok(VerifyReport {
             ok: problems.is_empty(),
             records,
@@ -258,10 +263,14 @@ impl CentreStore {
     /// Counts of stations and records.
     pub fn stats(&self) -> Result<Stats, CentreError> {
         let conn = lock(&self.conn);
+        self.stats_in(&conn)
+    }
+
+    pub(super) fn stats_in(&self, conn: &rusqlite::Connection) -> Result<Stats, CentreError> {
         conn.query_row(
             "SELECT (SELECT count(*) FROM stations),
-                    (SELECT count(*) FROM envelopes),
-                    (SELECT count(*) FROM envelopes WHERE status = 'verified'),
+                    (SELECT coalesce(sum(n), 0) FROM record_counts),
+                    (SELECT coalesce(sum(n), 0) FROM record_counts WHERE status = 'verified'),
                     (SELECT count(*) FROM (
                         SELECT DISTINCT r.station, r.id FROM rejections r
                         WHERE NOT EXISTS (SELECT 1 FROM envelopes e
@@ -278,4 +287,31 @@ impl CentreStore {
         )
         .map_err(|e| self.sql(e))
     }
+}
+
+/// Compare `record_counts` with a real count of `envelopes`; rebuild it when they differ.
+/// Returns whether it had to.
+fn check_counters(conn: &rusqlite::Connection) -> rusqlite::Result<bool> {
+    let differs: i64 = conn.query_row(
+        "WITH real AS (SELECT station, status, coalesce(issuance, '') AS issuance, count(*) AS n
+                       FROM envelopes GROUP BY 1, 2, 3),
+              kept AS (SELECT station, status, issuance, n FROM record_counts WHERE n <> 0)
+         SELECT (SELECT count(*) FROM (SELECT * FROM real EXCEPT SELECT * FROM kept))
+              + (SELECT count(*) FROM (SELECT * FROM kept EXCEPT SELECT * FROM real))",
+        [],
+        |r| r.get(0),
+    )?;
+    if differs == 0 {
+        return Ok(false);
+    }
+    tracing::warn!("record counters disagreed with the records: rebuilding them");
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         DELETE FROM record_counts;
+         INSERT INTO record_counts (station, status, issuance, n)
+             SELECT station, status, coalesce(issuance, ''), count(*) FROM envelopes
+             GROUP BY 1, 2, 3;
+         COMMIT;",
+    )?;
+    Ok(true)
 }

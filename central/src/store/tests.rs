@@ -832,3 +832,181 @@ fn an_id_reused_by_another_station_is_held_and_blocks_no_chain() {
     assert!(report.ok, "{:?}", report.problems);
     assert_eq!(report.records, 5);
 }
+
+#[test]
+fn the_records_list_pages_by_cursor_and_filters_without_repeating_a_row() {
+    let (_dir, store, van) = setup();
+    chain(&store, &van, 7);
+    use super::console::RecordFilter;
+    let all = RecordFilter::default();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let (rows, next) = store.records_page(&all, after.as_ref(), 3).unwrap();
+        assert!(rows.len() <= 3);
+        seen.extend(rows.into_iter().map(|r| r.seq));
+        match next {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [7, 6, 5, 4, 3, 2, 1],
+        "newest received first, each once"
+    );
+    let by_station = RecordFilter {
+        station: Some("VAN-07-A".into()),
+        day: Some("2025-06-15".into()),
+        ..RecordFilter::default()
+    };
+    // NOW is 2025-06-15T15:06:40Z.
+    assert_eq!(
+        store.records_page(&by_station, None, 50).unwrap().0.len(),
+        7
+    );
+    let other_day = RecordFilter {
+        day: Some("2025-06-16".into()),
+        ..RecordFilter::default()
+    };
+    assert!(store
+        .records_page(&other_day, None, 50)
+        .unwrap()
+        .0
+        .is_empty());
+    let bad = RecordFilter {
+        status: Some("lost".into()),
+        ..RecordFilter::default()
+    };
+    assert!(matches!(
+        store.records_page(&bad, None, 50),
+        Err(CentreError::BadStaff(_))
+    ));
+}
+
+#[test]
+fn an_issuance_status_is_kept_with_its_history_and_written_into_the_stations_ledger() {
+    use super::console::{Issuance, RecordFilter};
+    let (_dir, store, van) = setup();
+    let envs = chain(&store, &van, 3);
+    let id = envs[0].body().id.clone();
+    let pick = vec![(van.name.clone(), id.clone())];
+    assert!(
+        matches!(
+            store.set_issuance(&pick, Issuance::Reenrol, Some("  "), "issa", NOW + 10),
+            Err(CentreError::BadStaff(m)) if m.contains("say why")
+        ),
+        "re-enrol needs a reason"
+    );
+    store
+        .set_issuance(&pick, Issuance::Accepted, None, "issa", NOW + 10)
+        .unwrap();
+    store
+        .set_issuance(
+            &pick,
+            Issuance::Reenrol,
+            Some("Photo not compliant"),
+            "issa",
+            NOW + 20,
+        )
+        .unwrap();
+    let facts = store.record_facts(&van.name, &id).unwrap().unwrap();
+    assert_eq!(facts.row.issuance.as_deref(), Some("reenrol"));
+    assert_eq!(
+        facts.issuance_reason.as_deref(),
+        Some("Photo not compliant")
+    );
+    let history: Vec<_> = facts
+        .issuance_history
+        .iter()
+        .map(|e| e.status.as_str())
+        .collect();
+    assert_eq!(history, ["accepted", "reenrol"]);
+
+    // The van hears it through its ledger of that day.
+    let day = tasjil_sync::ledger::day_of_ms(envs[0].body().captured.finished_ms);
+    let name = tasjil_sync::ledger::doc_name(&van.name, &day);
+    let ledger = store.ledger(&name).unwrap().unwrap();
+    let current = ledger.status_history(&id).last().cloned().unwrap();
+    assert_eq!(current.status, tasjil_sync::ledger::Status::ReenrolNeeded);
+    assert_eq!(current.reason.as_deref(), Some("Photo not compliant"));
+    assert!(store
+        .issuance_ledgers(&van.name, NOW)
+        .unwrap()
+        .contains(&name));
+
+    let reenrol = RecordFilter {
+        status: Some("reenrol".into()),
+        ..RecordFilter::default()
+    };
+    assert_eq!(store.records_page(&reenrol, None, 50).unwrap().0.len(), 1);
+    let o = store.overview(NOW + 30).unwrap();
+    assert_eq!((o.verified, o.awaiting_issuance, o.reenrol), (3, 2, 1));
+    assert_eq!(o.stations[0].waiting, 2);
+    assert_eq!(o.stations[0].last_contact_kind.as_deref(), Some("sync"));
+
+    // A record the centre does not hold, or holds but did not verify, cannot be issued, and the
+    // whole batch is refused with it.
+    let mixed = vec![
+        (van.name.clone(), envs[1].body().id.clone()),
+        (van.name.clone(), "01JNOTHERE0000000000000000".into()),
+    ];
+    assert!(store
+        .set_issuance(&mixed, Issuance::Issued, None, "issa", NOW + 40)
+        .is_err());
+    let facts = store
+        .record_facts(&van.name, &envs[1].body().id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        facts.row.issuance, None,
+        "nothing of a refused batch is kept"
+    );
+}
+
+#[test]
+fn every_delivery_is_a_batch_with_its_counts_and_reasons() {
+    let (_dir, store, van) = setup();
+    let envs = chain(&store, &van, 2);
+    // The same two again, and a forged third.
+    let again: Vec<Vec<u8>> = envs.iter().map(|e| e.to_bytes().unwrap()).collect();
+    let refs: Vec<&[u8]> = again.iter().map(Vec::as_slice).collect();
+    store.ingest_batch(&refs, NOW + 100).unwrap();
+    let batches = store.batches(None, 10).unwrap();
+    assert_eq!(batches.len(), 3, "two single ingests and one batch");
+    assert_eq!((batches[0].stored, batches[0].already), (0, 2));
+    assert_eq!(batches[0].kind, "sync");
+    assert_eq!(batches[0].station, van.name);
+    let older = store.batches(Some(batches[0].seq), 10).unwrap();
+    assert_eq!(older.len(), 2);
+}
+
+#[test]
+fn the_record_counters_follow_every_change_and_verify_rebuilds_them() {
+    use super::console::Issuance;
+    let (_dir, store, van) = setup();
+    let envs = chain(&store, &van, 4);
+    let pick = vec![(van.name.clone(), envs[0].body().id.clone())];
+    store
+        .set_issuance(&pick, Issuance::Issued, None, "issa", NOW)
+        .unwrap();
+    let o = store.overview(NOW).unwrap();
+    assert_eq!((o.verified, o.awaiting_issuance), (4, 3));
+    assert_eq!(store.stats().unwrap().records, 4);
+    let report = store.verify_all().unwrap();
+    assert!(report.ok && report.repaired.is_empty(), "{report:?}");
+    // Counters damaged on disk are caught and rebuilt.
+    {
+        let conn = rusqlite::Connection::open(store.db_path()).unwrap();
+        conn.execute("UPDATE record_counts SET n = n + 5", [])
+            .unwrap();
+    }
+    assert_eq!(
+        store.stats().unwrap().records,
+        14,
+        "two counter rows, five more each"
+    );
+    let report = store.verify_all().unwrap();
+    assert_eq!(report.repaired.len(), 1, "{report:?}");
+    assert_eq!(store.stats().unwrap().records, 4);
+}

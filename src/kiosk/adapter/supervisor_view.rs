@@ -345,6 +345,7 @@ fn show_overview(a: &SupervisorAdapter, o: &Overview) {
     a.set_awaiting(o.awaiting as i32);
     a.set_unsent(o.unsent as i32);
     a.set_rejected(o.rejected as i32);
+    a.set_reenrol(o.reenrol as i32);
     let rows: Vec<SupRecord> = o
         .lines
         .iter()
