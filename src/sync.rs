@@ -47,6 +47,8 @@ pub fn sync_once(
     let session = Session::new(pending, CHUNK, BATCH);
     let station_id = station.station_id().to_string();
     let pin = station.centre().tls_cert_sha256.clone();
+    let centre_key = tasjil_sync::keys::parse_verifying_key(&station.centre().ed25519)
+        .map_err(|e| anyhow::anyhow!("the centre key of this station is unusable: {e}"))?;
     let mut client = CentreClient::new(url, &station_id, station.key(), retry, pin.as_deref())?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -66,16 +68,26 @@ pub fn sync_once(
             client.run(session, &mut read_blob, progress).await?
         };
         let names = station.store().ledgers_to_sync(now, 7)?;
-        let ledgers = sync_ledgers(&mut client, station.store(), url, &names).await?;
+        let ledgers = sync_ledgers(
+            &mut client,
+            station.store(),
+            url,
+            &names,
+            &station_id,
+            &centre_key,
+        )
+        .await?;
         Ok((summary, ledgers))
     });
     match result {
         Ok((mut summary, ledgers)) => {
-            for id in ledgers.acknowledged {
-                if !summary.acknowledged.contains(&id) {
-                    summary.acknowledged.push(id);
-                }
-            }
+            // Acknowledged means: the centre signed a verdict that it holds the record. What its
+            // answers said without a signature is not enough to ever purge a payload.
+            summary.acknowledged = ledgers
+                .acknowledged
+                .iter()
+                .map(|(id, _)| id.clone())
+                .collect();
             let rejected_ids: Vec<&String> = summary.rejected.iter().map(|(id, _)| id).collect();
             let sent: Vec<String> = ids
                 .iter()
@@ -83,9 +95,18 @@ pub fn sync_once(
                 .cloned()
                 .collect();
             let store = station.store();
-            store.record_sync_outcome(&sent, &summary.acknowledged, &summary.rejected, now)?;
+            store.record_sync_outcome(&sent, &ledgers.acknowledged, &summary.rejected, now)?;
             store.record_peer(url, true, None, now)?;
-            let purged = store.purge_acknowledged(now - retention.as_millis() as i64, now)?;
+            let purge =
+                store.purge_acknowledged(now - retention.as_millis() as i64, now, &centre_key)?;
+            let purged = purge.purged;
+            if !purge.kept.is_empty() {
+                station.audit(
+                    "purge-refused",
+                    &station_id,
+                    serde_json::json!({ "kept": purge.kept }),
+                )?;
+            }
             station.audit(
                 "sync",
                 &station_id,
@@ -111,8 +132,9 @@ pub fn sync_once(
 pub struct LedgerReport {
     pub ledgers: usize,
     pub round_trips: usize,
-    /// Records whose current status in the ledger is "verified" by the centre.
-    pub acknowledged: Vec<String>,
+    /// Records whose current status in the ledger is a verdict the centre signed that it holds
+    /// them (verified, or an issuance status), with that verdict.
+    pub acknowledged: Vec<(String, crate::store::AckProof)>,
 }
 
 /// Run the Automerge sync protocol with the centre on each ledger, one HTTP round trip per
@@ -122,6 +144,8 @@ async fn sync_ledgers(
     store: &mut crate::store::Store,
     peer: &str,
     names: &[String],
+    station_id: &str,
+    centre: &ed25519_dalek::VerifyingKey,
 ) -> anyhow::Result<LedgerReport> {
     use base64::Engine;
     use tasjil_sync::protocol::{LedgerRequest, LedgerResponse};
@@ -163,12 +187,27 @@ async fn sync_ledgers(
         store.save_ledger_sync(peer, &mut ledger, &state)?;
         report.ledgers += 1;
         for view in ledger.records() {
-            if view
+            // The latest signed verdict that the centre holds the record, if any.
+            let verdict = view.statuses.iter().rev().find(|s| {
+                s.status.centre_holds()
+                    && s.verify(
+                        centre,
+                        station_id,
+                        &view.entry.id,
+                        &view.entry.envelope_hash,
+                    )
+            });
+            let current_ok = view
                 .current
                 .as_ref()
-                .is_some_and(|c| c.status.centre_holds())
-            {
-                report.acknowledged.push(view.entry.id.clone());
+                .is_some_and(|c| c.status.centre_holds());
+            if let (true, Some(entry)) = (current_ok, verdict) {
+                report.acknowledged.push((
+                    view.entry.id.clone(),
+                    crate::store::AckProof::Ledger {
+                        entry: entry.clone(),
+                    },
+                ));
             }
         }
     }

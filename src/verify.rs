@@ -3,8 +3,9 @@
 //! Checks, per envelope in sequence order: the signed bytes parse and follow the schema; the index
 //! columns agree with the signed bytes; the station signature; the officer co-signature against the
 //! badge key registered for that officer; the chain (sequence and previous-envelope hash); the
-//! sealed payload's length and SHA-256. Then the audit chain, entry by entry. SQLite's own
-//! structural check runs first.
+//! sealed payload's length and SHA-256. Then the audit chain, entry by entry, and every record
+//! marked acknowledged against the verdict the centre signed for it (a row edited on disk to look
+//! acknowledged is named). SQLite's own structural check runs first.
 
 use serde::Serialize;
 use tasjil_sync::keys::parse_verifying_key;
@@ -125,6 +126,28 @@ pub fn verify(view: &View) -> Result<Report, StoreError> {
                 id: row.id.clone(),
                 reason: reasons.join("; "),
             });
+        }
+    }
+
+    // Every acknowledgement must be a verdict the centre signed for that exact envelope.
+    let centre = store
+        .config("centre_public")?
+        .and_then(|t| tasjil_sync::keys::CentrePublic::parse(&t).ok())
+        .and_then(|c| parse_verifying_key(&c.ed25519).ok());
+    match &centre {
+        None => problems.push(Problem {
+            id: "station".into(),
+            reason: "the stored centre public key is unreadable".into(),
+        }),
+        Some(centre) => {
+            for (id, hash, proof) in store.acknowledgements()? {
+                if proof.as_deref() == Some("legacy") {
+                    continue;
+                }
+                if let Err(why) = store.check_ack_proof(&id, &hash, proof.as_deref(), centre)? {
+                    problems.push(Problem { id, reason: why });
+                }
+            }
         }
     }
 

@@ -213,7 +213,17 @@ fn open_store(dir: &Path) -> anyhow::Result<CentreStore> {
             dir.display()
         );
     }
-    Ok(CentreStore::open(dir)?)
+    let store = CentreStore::open(dir)?;
+    // Verdicts written by this process (sync, import, the console) are signed with the centre's
+    // key when it is here; a centre whose key lives elsewhere writes unsigned verdicts, which
+    // vans never act on.
+    match CentreKeys::load(&dir.join("centre.key")) {
+        Ok(keys) => store.sign_verdicts_with(keys.signing),
+        Err(e) => {
+            tracing::warn!(error = %e, "verdicts will go unsigned: the centre key cannot be read")
+        }
+    }
+    Ok(store)
 }
 
 fn run(cli: Cli) -> anyhow::Result<Output> {

@@ -26,6 +26,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0003_ledgers.sql")),
         M::up(include_str!("migrations/0004_bundles.sql")),
         M::up(include_str!("migrations/0005_issuance.sql")),
+        M::up(include_str!("migrations/0006_signed_verdicts.sql")),
     ])
 }
 
@@ -168,6 +169,36 @@ pub struct ReceiptOutcome {
     pub already_imported: bool,
     /// Records whose issuance status (accepted, card produced, re-enrol needed) changed.
     pub issuance_changed: u64,
+}
+
+/// Why the station holds a record acknowledged: a verdict the centre signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AckProof {
+    /// The centre's signed status entry from the station-day ledger.
+    Ledger {
+        entry: tasjil_sync::ledger::StatusEntry,
+    },
+    /// A signed USB receipt, kept in `receipts.receipt`, naming the envelope as verified.
+    Receipt { receipt: String },
+}
+
+impl AckProof {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+    pub fn parse(s: &str) -> Option<AckProof> {
+        serde_json::from_str(s).ok()
+    }
+}
+
+/// What a retention purge did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Purge {
+    /// Payloads emptied.
+    pub purged: usize,
+    /// Records kept because their acknowledgement did not verify, and why.
+    pub kept: Vec<(String, String)>,
 }
 
 /// Record counts for `tasjil status`.
@@ -516,21 +547,143 @@ impl Store {
         &mut self,
         acknowledged_before_ms: i64,
         now_ms: i64,
-    ) -> Result<usize, StoreError> {
+        centre: &ed25519_dalek::VerifyingKey,
+    ) -> Result<Purge, StoreError> {
         self.conn
             .pragma_update(None, "secure_delete", "ON")
             .map_err(|e| self.sql(e))?;
-        let n = self
+        let candidates: Vec<(String, String, String, Option<String>)> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT e.id, e.hash, e.payload, e.ack_proof FROM envelopes e
+                     JOIN payloads p ON p.sha256 = e.payload
+                     WHERE e.acknowledged_ms IS NOT NULL AND e.acknowledged_ms <= ?1
+                       AND p.purged_ms IS NULL",
+                )
+                .map_err(|e| self.sql(e))?;
+            let rows = stmt
+                .query_map([acknowledged_before_ms], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .map_err(|e| self.sql(e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.sql(e))?;
+            rows
+        };
+        let mut purge = Purge::default();
+        for (id, hash, payload, proof) in candidates {
+            // Checked again here, whatever the row says: a row edited on disk to look
+            // acknowledged must not cost a citizen's record.
+            match self.check_ack_proof(&id, &hash, proof.as_deref(), centre)? {
+                Ok(()) => {
+                    purge.purged += self
+                        .conn
+                        .execute(
+                            "UPDATE payloads SET sealed = X'', purged_ms = ?2
+                             WHERE sha256 = ?1 AND purged_ms IS NULL",
+                            params![payload, now_ms],
+                        )
+                        .map_err(|e| self.sql(e))?;
+                }
+                Err(why) => {
+                    tracing::warn!(%id, %why, "payload kept: its acknowledgement does not verify");
+                    purge.kept.push((id, why));
+                }
+            }
+        }
+        Ok(purge)
+    }
+
+    /// Whether `proof` is a verdict the centre signed that record `id` (envelope `hash`) is
+    /// held at the centre. `Ok(Err(why))` says why not.
+    pub fn check_ack_proof(
+        &self,
+        id: &str,
+        hash: &str,
+        proof: Option<&str>,
+        centre: &ed25519_dalek::VerifyingKey,
+    ) -> Result<Result<(), String>, StoreError> {
+        let station = self.config("station_id")?.unwrap_or_default();
+        let Some(proof) = proof else {
+            return Ok(Err(
+                "marked acknowledged without a verdict signed by the centre (edited on disk?)"
+                    .into(),
+            ));
+        };
+        if proof == "legacy" {
+            return Ok(Err(
+                "acknowledged before verdicts were signed: kept until the centre signs one".into(),
+            ));
+        }
+        match AckProof::parse(proof) {
+            Some(AckProof::Ledger { entry }) => {
+                if !entry.status.centre_holds() {
+                    return Ok(Err(format!(
+                        "the centre's verdict is {}",
+                        entry.status.as_str()
+                    )));
+                }
+                if entry.verify(centre, &station, id, hash) {
+                    Ok(Ok(()))
+                } else {
+                    Ok(Err(
+                        "the centre's signature on its verdict does not verify".into()
+                    ))
+                }
+            }
+            Some(AckProof::Receipt { receipt }) => {
+                let bytes: Option<Vec<u8>> = self
+                    .conn
+                    .query_row(
+                        "SELECT receipt FROM receipts WHERE receipt_sha256 = ?1",
+                        [&receipt],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(|e| self.sql(e))?
+                    .flatten();
+                let Some(bytes) = bytes else {
+                    return Ok(Err(format!(
+                        "receipt {receipt} is not kept at this station"
+                    )));
+                };
+                let body = match tasjil_sync::bundle::Receipt::verify(&bytes, centre) {
+                    Ok(r) => r.receipt,
+                    Err(e) => return Ok(Err(format!("receipt {receipt}: {e}"))),
+                };
+                let named = body.station == station
+                    && body
+                        .records
+                        .iter()
+                        .any(|r| r.id == id && r.envelope_sha256 == hash && r.status == "verified");
+                Ok(if named {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "receipt {receipt} does not acknowledge this envelope"
+                    ))
+                })
+            }
+            None => Ok(Err("the stored acknowledgement is unreadable".into())),
+        }
+    }
+
+    /// `(id, hash, ack_proof)` of every record marked acknowledged.
+    pub fn acknowledgements(&self) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+        let mut stmt = self
             .conn
-            .execute(
-                "UPDATE payloads SET sealed = X'', purged_ms = ?2
-                 WHERE purged_ms IS NULL AND sha256 IN (
-                     SELECT payload FROM envelopes
-                     WHERE acknowledged_ms IS NOT NULL AND acknowledged_ms <= ?1)",
-                params![acknowledged_before_ms, now_ms],
+            .prepare(
+                "SELECT id, hash, ack_proof FROM envelopes WHERE acknowledged_ms IS NOT NULL
+                 ORDER BY seq",
             )
             .map_err(|e| self.sql(e))?;
-        Ok(n)
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.sql(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sql(e))?;
+        Ok(rows)
     }
 
     /// Whether a payload was purged after acknowledgement (so its absence is not damage).
@@ -827,7 +980,7 @@ impl Store {
     pub fn record_sync_outcome(
         &mut self,
         sent: &[String],
-        acknowledged: &[String],
+        acknowledged: &[(String, AckProof)],
         rejected: &[(String, String)],
         now_ms: i64,
     ) -> Result<(), StoreError> {
@@ -843,11 +996,12 @@ impl Store {
                     params![id, now_ms],
                 )?;
             }
-            for id in acknowledged {
+            for (id, proof) in acknowledged {
                 tx.execute(
                     "UPDATE envelopes SET acknowledged_ms = coalesce(acknowledged_ms, ?2),
+                            ack_proof = coalesce(ack_proof, ?3),
                             sent_ms = coalesce(sent_ms, ?2), rejected_reason = NULL WHERE id = ?1",
-                    params![id, now_ms],
+                    params![id, now_ms, proof.to_json()],
                 )?;
             }
             for (id, reason) in rejected {
@@ -1040,9 +1194,16 @@ impl Store {
                 outcome.verified += 1;
                 tx.execute(
                     "UPDATE envelopes SET acknowledged_ms = ?2, sent_ms = coalesce(sent_ms, ?2),
-                            rejected_reason = NULL
+                            rejected_reason = NULL, ack_proof = ?3
                      WHERE id = ?1 AND acknowledged_ms IS NULL",
-                    params![r.id, now_ms],
+                    params![
+                        r.id,
+                        now_ms,
+                        AckProof::Receipt {
+                            receipt: receipt_sha256.to_string()
+                        }
+                        .to_json()
+                    ],
                 )
             } else {
                 outcome
@@ -1059,15 +1220,18 @@ impl Store {
             outcome.changed += changed as u64;
         }
         tx.execute(
-            "INSERT INTO receipts (receipt_sha256, bundle_id, issued_ms, imported_ms, verified, rejected)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (receipt_sha256) DO NOTHING",
+            "INSERT INTO receipts (receipt_sha256, bundle_id, issued_ms, imported_ms, verified, rejected, receipt)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (receipt_sha256) DO NOTHING",
             params![
                 receipt_sha256,
                 body.bundle_id,
                 body.issued_ms,
                 now_ms,
                 outcome.verified as i64,
-                outcome.rejected.len() as i64
+                outcome.rejected.len() as i64,
+                receipt
+                    .to_bytes()
+                    .map_err(|e| StoreError::Encode(format!("receipt: {e}")))?
             ],
         )
         .map_err(|e| StoreError::from_sqlite(&path, e))?;

@@ -14,7 +14,7 @@
 //! ROOT { format: "tasjil-ledger/1", name: "VAN-07-A/2026-11-27",
 //!        records:   { <id>: { hash, seq (uint), officer, time_ms (int) } },
 //!        approvals: { "<id>\u{1f}<supervisor>": time_ms (int) },
-//!        statuses:  { <id>: [ { status, by, time_ms (int), reason? } ] } }
+//!        statuses:  { <id>: [ { status, by, time_ms (int), reason?, sig? } ] } }
 //! ```
 //!
 //! Why this shape (each choice avoids a way Automerge can drop a write):
@@ -207,6 +207,80 @@ pub struct StatusEntry {
     /// Who wrote it (e.g. `centre`, a supervisor id).
     pub by: String,
     pub time_ms: i64,
+    /// The centre's Ed25519 signature (hex) over [`verdict_message`]: what lets a van act on a
+    /// verdict (mark the record acknowledged, purge its payload). `None` for an unsigned entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
+}
+
+const VERDICT_DOMAIN: &[u8] = b"tasjil/verdict/v1\0";
+
+/// What the centre signs for a verdict: the station, the record id, the SHA-256 of the exact
+/// envelope it judged, and the entry (status, reason, author, time), as canonical JSON after a
+/// domain tag.
+pub fn verdict_message(
+    station: &str,
+    id: &str,
+    envelope_hash: &str,
+    entry: &StatusEntry,
+) -> Vec<u8> {
+    let body = serde_json::json!({
+        "station": station,
+        "id": id,
+        "envelope": envelope_hash,
+        "status": entry.status.as_str(),
+        "reason": entry.reason,
+        "by": entry.by,
+        "time_ms": entry.time_ms,
+    });
+    let mut m = VERDICT_DOMAIN.to_vec();
+    m.extend_from_slice(&crate::canonical::to_canonical(&body).unwrap_or_default());
+    m
+}
+
+impl StatusEntry {
+    /// Sign this entry as the centre's verdict on envelope `envelope_hash` of `station`'s `id`.
+    pub fn signed(
+        mut self,
+        key: &ed25519_dalek::SigningKey,
+        station: &str,
+        id: &str,
+        envelope_hash: &str,
+    ) -> StatusEntry {
+        use ed25519_dalek::Signer;
+        self.sig = None;
+        let sig = key.sign(&verdict_message(station, id, envelope_hash, &self));
+        self.sig = Some(hex::encode(sig.to_bytes()));
+        self
+    }
+
+    /// Whether the entry carries a good signature of `centre` for that envelope.
+    pub fn verify(
+        &self,
+        centre: &ed25519_dalek::VerifyingKey,
+        station: &str,
+        id: &str,
+        envelope_hash: &str,
+    ) -> bool {
+        let Some(sig) = self
+            .sig
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        else {
+            return false;
+        };
+        let unsigned = StatusEntry {
+            sig: None,
+            ..self.clone()
+        };
+        centre
+            .verify_strict(
+                &verdict_message(station, id, envelope_hash, &unsigned),
+                &ed25519_dalek::Signature::from_bytes(&sig),
+            )
+            .is_ok()
+    }
 }
 
 impl StatusEntry {
@@ -403,6 +477,9 @@ impl Ledger {
             tx.put(&m, "time_ms", ScalarValue::Int(status.time_ms))?;
             if let Some(reason) = &status.reason {
                 tx.put(&m, "reason", reason.as_str())?;
+            }
+            if let Some(sig) = &status.sig {
+                tx.put(&m, "sig", sig.as_str())?;
             }
             Ok(())
         })
@@ -880,11 +957,16 @@ fn read_status(doc: &Automerge, obj: &ObjId) -> Option<StatusEntry> {
         None => None,
         Some(_) => Some(str_at(doc, obj, "reason")?),
     };
+    let sig = match doc.get(obj, "sig").ok()? {
+        None => None,
+        Some(_) => Some(str_at(doc, obj, "sig")?),
+    };
     Some(StatusEntry {
         status: Status::parse(&str_at(doc, obj, "status")?)?,
         reason,
         by: str_at(doc, obj, "by")?,
         time_ms: int_at(doc, obj, "time_ms")?,
+        sig,
     })
 }
 
@@ -913,6 +995,7 @@ mod tests {
 
     fn status(status: Status, by: &str, time_ms: i64, reason: Option<&str>) -> StatusEntry {
         StatusEntry {
+            sig: None,
             status,
             reason: reason.map(str::to_owned),
             by: by.into(),
@@ -1671,5 +1754,35 @@ mod tests {
                 prop_assert!(stats.round_trips <= 1);
             }
         }
+    }
+
+    #[test]
+    fn a_centre_verdict_verifies_after_a_round_trip_and_not_once_changed() {
+        let centre = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        let hash = "ab".repeat(32);
+        let entry =
+            status(Status::Verified, "centre", 5, None).signed(&centre, "VAN-1", "A", &hash);
+        let mut l = Ledger::new("VAN-1", "2026-12-02", b"actor-1");
+        l.add_status("A", &entry).unwrap();
+        let bytes = l.save();
+        let back = Ledger::load("VAN-1", "2026-12-02", b"actor-2", &bytes).unwrap();
+        let got = back.status_history("A").pop().unwrap();
+        let key = centre.verifying_key();
+        assert!(got.verify(&key, "VAN-1", "A", &hash));
+        assert!(
+            !got.verify(&other.verifying_key(), "VAN-1", "A", &hash),
+            "another key"
+        );
+        assert!(!got.verify(&key, "VAN-2", "A", &hash), "another station");
+        assert!(
+            !got.verify(&key, "VAN-1", "A", &"cd".repeat(32)),
+            "another envelope"
+        );
+        let mut changed = got.clone();
+        changed.status = Status::Issued;
+        assert!(!changed.verify(&key, "VAN-1", "A", &hash), "another status");
+        let unsigned = StatusEntry { sig: None, ..got };
+        assert!(!unsigned.verify(&key, "VAN-1", "A", &hash));
     }
 }

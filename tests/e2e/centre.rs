@@ -31,6 +31,10 @@ impl TestCentre {
 
     fn start_with(dir: &Path, addr: SocketAddr, tls: Option<rustls::ServerConfig>) -> TestCentre {
         let store = Arc::new(CentreStore::open(dir).unwrap());
+        // Sign verdicts as the real centre does, when this centre has its key.
+        if let Ok(keys) = tasjil_sync::CentreKeys::load(&dir.join("centre.key")) {
+            store.sign_verdicts_with(keys.signing);
+        }
         let listener = std::net::TcpListener::bind(addr).unwrap();
         listener.set_nonblocking(true).unwrap();
         let scheme = if tls.is_some() { "https" } else { "http" };

@@ -25,6 +25,12 @@ impl Setup {
         let centre = tasjil_sync::CentreKeys::generate();
         let centre_pub = tmp.path().join("centre.pub");
         std::fs::write(&centre_pub, centre.public().to_json()).unwrap();
+        // Where a test's in-process centre lives (`TestCentre::start(tmp/centre)`): it signs its
+        // verdicts with this key, as `tasjil-central` does with its own.
+        std::fs::create_dir_all(tmp.path().join("centre")).unwrap();
+        centre
+            .save(&tmp.path().join("centre").join("centre.key"))
+            .unwrap();
         let station = tmp.path().join("station");
         init_station(&station, station_id, &centre_pub);
         Setup {

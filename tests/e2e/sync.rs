@@ -391,6 +391,71 @@ fn acknowledged_payloads_are_purged_after_the_retention_and_nothing_else() {
     assert_eq!(s.json(&["status"]).1["acknowledged"], 4);
 }
 
+/// A van acts only on verdicts the centre signed: a store edited on disk to mark records
+/// acknowledged loses no payload to the retention purge, and `tasjil verify` names the rows; a
+/// centre that cannot sign (its key is elsewhere) gets records stored but never acknowledged.
+#[test]
+fn only_a_signed_verdict_acknowledges_and_lets_a_payload_go() {
+    let s = Setup::new();
+    let centre = TestCentre::start(&s.tmp.path().join("centre"));
+    centre.register(&s.station);
+    s.enrol(2, 41);
+    let (code, v) = s.json(&["sync", "--central", &centre.url, "--retention-days", "0"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["acknowledged"], 2, "{v}");
+    s.enrol(2, 42);
+    let db = s.station.join("station.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let n = conn
+            .execute(
+                "UPDATE envelopes SET acknowledged_ms = 1 WHERE acknowledged_ms IS NULL",
+                [],
+            )
+            .unwrap();
+        assert_eq!(n, 2);
+    }
+    let sizes = || -> Vec<i64> {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT length(p.sealed) FROM envelopes e JOIN payloads p ON p.sha256 = e.payload ORDER BY e.seq")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let (code, v) = s.json(&["sync", "--central", &centre.url, "--retention-days", "0"]);
+    assert_eq!(code, 0, "{v}");
+    let after = sizes();
+    assert_eq!(after[..2], [0, 0], "the signed ones were purged");
+    assert!(
+        after[2] > 10_000 && after[3] > 10_000,
+        "the forged ones kept: {after:?}"
+    );
+    let (code, report) = s.json(&["verify"]);
+    assert_eq!(code, 1, "{report}");
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{report}");
+    assert!(problems.iter().all(|p| p["reason"]
+        .as_str()
+        .unwrap()
+        .contains("without a verdict signed by the centre")));
+
+    // A centre without its key: the records arrive, nothing is acknowledged.
+    let t = Setup::named("VAN-UNSIGNED");
+    let unsigned_dir = t.tmp.path().join("centre-without-key");
+    let unsigned = TestCentre::start(&unsigned_dir);
+    unsigned.register(&t.station);
+    t.enrol(1, 43);
+    let (code, v) = t.json(&["sync", "--central", &unsigned.url, "--retention-days", "0"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["acknowledged"], 0, "{v}");
+    assert_eq!(unsigned.store.stats().unwrap().verified, 1);
+    let (_, status) = t.json(&["status"]);
+    assert_eq!(status["acknowledged"], 0, "{status}");
+}
+
 /// The per-day Automerge ledger travels both ways: the centre learns the station's records and
 /// the supervisor's approvals, the station learns the centre's statuses.
 #[test]
@@ -461,6 +526,9 @@ fn tls_to_the_pinned_centre_only() {
     let mut public = keys.public();
     public.tls_cert_sha256 = Some(tasjil_sync::tls::fingerprint(&cert));
     std::fs::write(tmp.path().join("centre.pub"), public.to_json()).unwrap();
+    std::fs::create_dir_all(tmp.path().join("centre")).unwrap();
+    keys.save(&tmp.path().join("centre").join("centre.key"))
+        .unwrap();
     let station = tmp.path().join("station");
     let out = run(
         &station,

@@ -594,12 +594,18 @@ impl CentreStore {
                 detail: format!("stored envelope {station}/{id} does not parse: {e}"),
             })?;
             let day = day_of_ms(env.body().captured.finished_ms);
-            let entry = StatusEntry {
-                status: status.ledger_status(),
-                reason: reason.clone(),
-                by: "centre".into(),
-                time_ms: now_ms,
-            };
+            let entry = self.verdict(
+                StatusEntry {
+                    status: status.ledger_status(),
+                    reason: reason.clone(),
+                    by: "centre".into(),
+                    time_ms: now_ms,
+                    sig: None,
+                },
+                station,
+                id,
+                &tasjil_sync::sha256_hex(&bytes),
+            );
             self.with_ledger(&tx, station, &day, |l| l.add_status(id, &entry))?;
             changed += 1;
         }

@@ -48,12 +48,18 @@ impl CentreStore {
             ledgers.insert(name.clone(), (body.station.clone(), ledger));
         }
         if let Some((_, ledger)) = ledgers.get_mut(&name) {
-            let entry = StatusEntry {
-                status,
-                reason,
-                by: "centre".into(),
-                time_ms: now_ms,
-            };
+            let entry = self.verdict(
+                StatusEntry {
+                    status,
+                    reason,
+                    by: "centre".into(),
+                    time_ms: now_ms,
+                    sig: None,
+                },
+                &body.station,
+                id,
+                &tasjil_sync::sha256_hex(envelope_bytes),
+            );
             ledger
                 .add_status(id, &entry)
                 .map_err(|e| CentreError::Ledger {

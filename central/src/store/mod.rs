@@ -80,6 +80,9 @@ pub struct CentreStore {
     blob_lock: fs::File,
     /// This process's Automerge actor: fresh at every start, so no two writers ever share one.
     actor: [u8; 16],
+    /// The centre's Ed25519 key, to sign the verdicts written into ledgers (vans act only on
+    /// signed ones). Set by [`Self::sign_verdicts_with`]; without it verdicts go unsigned.
+    signer: std::sync::OnceLock<ed25519_dalek::SigningKey>,
 }
 
 impl std::fmt::Debug for CentreStore {
@@ -122,6 +125,7 @@ impl CentreStore {
                 rand_core::OsRng.fill_bytes(&mut a);
                 a
             },
+            signer: std::sync::OnceLock::new(),
         })
     }
 
@@ -132,6 +136,28 @@ impl CentreStore {
     /// Path of the SQLite file.
     pub fn db_path(&self) -> &Path {
         &self.db_path
+    }
+
+    /// Sign every verdict written from now on (verified, rejected, issuance statuses) with the
+    /// centre's key: a van marks a record acknowledged, and purges its payload, only on a signed
+    /// verdict. The first key set stays.
+    pub fn sign_verdicts_with(&self, key: ed25519_dalek::SigningKey) {
+        let _ = self.signer.set(key);
+    }
+
+    /// `entry` signed as the verdict on envelope `envelope_hash` of `station`'s `id`, when the
+    /// store has the centre's key.
+    pub(crate) fn verdict(
+        &self,
+        entry: tasjil_sync::ledger::StatusEntry,
+        station: &str,
+        id: &str,
+        envelope_hash: &str,
+    ) -> tasjil_sync::ledger::StatusEntry {
+        match self.signer.get() {
+            Some(key) => entry.signed(key, station, id, envelope_hash),
+            None => entry,
+        }
     }
 }
 

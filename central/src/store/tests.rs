@@ -1010,3 +1010,38 @@ fn the_record_counters_follow_every_change_and_verify_rebuilds_them() {
     assert_eq!(report.repaired.len(), 1, "{report:?}");
     assert_eq!(store.stats().unwrap().records, 4);
 }
+
+#[test]
+fn verdicts_are_signed_for_the_exact_envelope_when_the_store_has_the_centre_key() {
+    let (_dir, store, van) = setup();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    store.sign_verdicts_with(key.clone());
+    let envs = chain(&store, &van, 1);
+    let id = envs[0].body().id.clone();
+    let hash = sha256_hex(&envs[0].to_bytes().unwrap());
+    let name = tasjil_sync::ledger::doc_name(&van.name, &tasjil_sync::ledger::day_of_ms(5));
+    let entry = store
+        .ledger(&name)
+        .unwrap()
+        .unwrap()
+        .status_history(&id)
+        .pop()
+        .unwrap();
+    assert_eq!(entry.status, tasjil_sync::ledger::Status::Verified);
+    assert!(entry.verify(&key.verifying_key(), &van.name, &id, &hash));
+    assert!(!entry.verify(&key.verifying_key(), &van.name, &id, &"0".repeat(64)));
+    // An issuance status is a signed verdict too.
+    store
+        .set_issuance(
+            &[(van.name.clone(), id.clone())],
+            super::console::Issuance::Issued,
+            None,
+            "issa",
+            NOW + 1,
+        )
+        .unwrap();
+    let ledger = store.ledger(&name).unwrap().unwrap();
+    let issued = ledger.status_history(&id).pop().unwrap();
+    assert_eq!(issued.status, tasjil_sync::ledger::Status::Issued);
+    assert!(issued.verify(&key.verifying_key(), &van.name, &id, &hash));
+}
