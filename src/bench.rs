@@ -52,7 +52,7 @@ pub fn run(count: u64, seed: u64) -> anyhow::Result<BenchReport> {
     let centre_pub = tmp.path().join("centre.pub");
     std::fs::write(&centre_pub, centre.public().to_json())?;
     let dir = DataDir(tmp.path().join("station"));
-    station::init(&dir, "BENCH-1", &centre_pub)?;
+    station::init(&dir, "BENCH-1", &centre_pub, true)?;
     let mut station = Station::open(&dir)?;
     let mut badge = SimBadge::unlock("OFF-BENCH", crate::enrolment::badge::SIM_PIN)?;
     station.login(&badge)?;

@@ -41,6 +41,11 @@ pub enum Command {
         /// The centre's public key file (`centre.pub`, from `tasjil-central init`).
         #[arg(long, value_name = "FILE")]
         central_key: PathBuf,
+        /// A training or demonstration station: the only kind that allows simulated devices and
+        /// badges (`--simulate`, `--badge sim`). Recorded in the store, in station.pub and in every
+        /// envelope; the centre takes its records only if registered with `--simulation` too.
+        #[arg(long)]
+        simulation: bool,
     },
     /// Run the kiosk's enrolment workflow without the UI. Without --simulate it uses the devices
     /// of [devices] in the configuration (`tasjil devices` shows them), needs --demographics with
@@ -278,7 +283,60 @@ fn configured_badge(dir: &DataDir, mut args: BadgeArgs) -> anyhow::Result<BadgeA
             crate::config::BadgeBackend::Sim => BadgeKind::Sim,
         });
     }
+    // Simulation is never a way in: off a training station the simulated badge is refused
+    // however it was asked for, and `auto` means the card in the reader, nothing else.
+    if !training_station(dir)? {
+        match args.kind {
+            Some(BadgeKind::Sim) => bail!(
+                "the simulated badge (--badge sim, TASJIL_BADGE=sim or badge = \"sim\") is refused: {}",
+                station::NOT_TRAINING
+            ),
+            Some(BadgeKind::Auto) => args.kind = Some(BadgeKind::Pcsc),
+            _ => {}
+        }
+    }
     Ok(args)
+}
+
+/// Whether `dir` holds a training station. A directory without a station answers true here:
+/// the command then fails on its own with "not initialised".
+fn training_station(dir: &DataDir) -> anyhow::Result<bool> {
+    if !dir.db().exists() {
+        return Ok(true);
+    }
+    Ok(View::open(dir)?.simulation()?)
+}
+
+/// Refuse simulated devices off a training station: `--simulate`, or a simulated camera,
+/// fingerprint scanner, card reader or badge in `[devices]`. Nothing is written before this.
+fn refuse_simulation(dir: &DataDir, simulate: bool, what: &str) -> anyhow::Result<()> {
+    if training_station(dir)? {
+        return Ok(());
+    }
+    if simulate {
+        bail!("{what} --simulate is refused: {}", station::NOT_TRAINING);
+    }
+    let d = crate::config::Config::load(&dir.0)?.devices;
+    let simulated: Vec<&str> = [
+        (d.camera == crate::config::CameraBackend::Sim, "camera"),
+        (
+            d.fingerprint == crate::config::FingerprintBackend::Sim,
+            "fingerprint",
+        ),
+        (d.id_card == crate::config::IdCardBackend::Sim, "id_card"),
+        (d.badge == crate::config::BadgeBackend::Sim, "badge"),
+    ]
+    .into_iter()
+    .filter_map(|(sim, name)| sim.then_some(name))
+    .collect();
+    if !simulated.is_empty() {
+        bail!(
+            "[devices] {} = \"sim\" is refused: {}",
+            simulated.join(", "),
+            station::NOT_TRAINING
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -340,17 +398,20 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
         Command::Init {
             station_id,
             central_key,
+            simulation,
         } => {
-            let r = station::init(&dir, &station_id, &central_key)?;
+            let r = station::init(&dir, &station_id, &central_key, simulation)?;
             Ok(Output::ok(
                 serde_json::to_value(&r)?,
                 format!(
-                    "station {} initialised in {}\n  public key: {}\n  register it at the centre: tasjil-central station add --id {} --key {}",
+                    "{} {} initialised in {}\n  public key: {}\n  register it at the centre: tasjil-central station add --id {} --key {}{}",
+                    if r.simulation { "training station" } else { "station" },
                     r.station,
                     r.data_dir.display(),
                     r.public_key,
                     r.station,
-                    r.station_pub.display()
+                    r.station_pub.display(),
+                    if r.simulation { " --simulation" } else { "" }
                 ),
             ))
         }
@@ -366,6 +427,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             badge,
         } => {
             let badge = configured_badge(&dir, badge)?;
+            refuse_simulation(&dir, simulate, "tasjil enrol")?;
             enrol(
                 &dir,
                 Enrol {
@@ -437,6 +499,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             exit_after,
             bench,
         } => {
+            refuse_simulation(&dir, simulate, "tasjil kiosk")?;
             let options = crate::kiosk::Options {
                 simulate,
                 seed,

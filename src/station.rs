@@ -83,10 +83,16 @@ pub struct InitReport {
     pub data_dir: PathBuf,
     pub station_pub: PathBuf,
     pub public_key: String,
+    pub simulation: bool,
 }
 
 /// Create a station: keys, store, copy of the centre's public keys, first audit entry.
-pub fn init(dir: &DataDir, station_id: &str, central_key: &Path) -> anyhow::Result<InitReport> {
+pub fn init(
+    dir: &DataDir,
+    station_id: &str,
+    central_key: &Path,
+    simulation: bool,
+) -> anyhow::Result<InitReport> {
     check_station_id(station_id)?;
     let centre = CentrePublic::load(central_key)?;
     if dir.key().exists() || dir.db().exists() {
@@ -100,6 +106,11 @@ pub fn init(dir: &DataDir, station_id: &str, central_key: &Path) -> anyhow::Resu
     let key = StationKey::generate();
     key.save(&dir.key())?;
     let public = StationPublic::new(station_id, &key);
+    let public = if simulation {
+        public.training()
+    } else {
+        public
+    };
     write_synced(
         &dir.public(),
         format!("{}\n", serde_json::to_string_pretty(&public)?).as_bytes(),
@@ -109,11 +120,14 @@ pub fn init(dir: &DataDir, station_id: &str, central_key: &Path) -> anyhow::Resu
     store.set_config("station_id", station_id)?;
     store.set_config("station_public_key", &key.public_hex())?;
     store.set_config("centre_public", &centre.to_json())?;
+    if simulation {
+        store.set_config("simulation", "true")?;
+    }
     store.audit(
         &key,
         "init",
         station_id,
-        serde_json::json!({"station": station_id, "key": key.public_hex(), "centre_ed25519": centre.ed25519}),
+        serde_json::json!({"station": station_id, "key": key.public_hex(), "centre_ed25519": centre.ed25519, "simulation": simulation}),
         crate::now_ms(),
     )?;
     Ok(InitReport {
@@ -121,6 +135,7 @@ pub fn init(dir: &DataDir, station_id: &str, central_key: &Path) -> anyhow::Resu
         data_dir: dir.0.clone(),
         station_pub: dir.public(),
         public_key: key.public_hex(),
+        simulation,
     })
 }
 
@@ -169,7 +184,17 @@ pub struct View {
     pub public_key: String,
 }
 
+/// Why a simulated device or badge is refused on this station.
+pub const NOT_TRAINING: &str = "this station was not initialised as a training station \
+     (`tasjil init --simulation`): simulated devices and badges exist only there";
+
 impl View {
+    /// Whether this is a training or demonstration station (`tasjil init --simulation`), the
+    /// only kind on which simulated devices and badges are allowed.
+    pub fn simulation(&self) -> Result<bool, crate::store::StoreError> {
+        Ok(self.store.config("simulation")?.as_deref() == Some("true"))
+    }
+
     pub fn open(dir: &DataDir) -> anyhow::Result<View> {
         dir.require_initialised()?;
         let store = Store::open(&dir.db())?;
@@ -387,6 +412,7 @@ impl Station {
             station: self.view.station_id.clone(),
             seq: last_seq + 1,
             prev,
+            simulation: self.view.simulation()?,
         };
         let id = new_id(done.finished_ms);
         let Sealed {

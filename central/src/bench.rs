@@ -96,6 +96,7 @@ fn template_envelope(station: &str, key: &StationKey) -> anyhow::Result<Vec<u8>>
             sha256: "0".repeat(64),
             len: 2_000_000,
         },
+        simulation: false,
     };
     let env = Envelope::new(body)?;
     let sig = officer.sign(&env.officer_message()?);

@@ -164,6 +164,10 @@ enum StationCommand {
         /// The station's public key file (station.pub).
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
+        /// Register a training or demonstration station (`tasjil init --simulation`): the centre
+        /// then takes its records made with simulated devices, and nothing else from it.
+        #[arg(long)]
+        simulation: bool,
     },
     /// List registered stations with their state.
     List,
@@ -234,8 +238,13 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
     match cli.command {
         Command::Init => init(&dir),
         Command::Station {
-            command: StationCommand::Add { id, key },
-        } => station_add(&dir, &id, &key),
+            command:
+                StationCommand::Add {
+                    id,
+                    key,
+                    simulation,
+                },
+        } => station_add(&dir, &id, &key, simulation),
         Command::Station {
             command: StationCommand::List,
         } => station_list(&dir),
@@ -408,7 +417,7 @@ fn init(dir: &Path) -> anyhow::Result<Output> {
     ))
 }
 
-fn station_add(dir: &Path, id: &str, key: &Path) -> anyhow::Result<Output> {
+fn station_add(dir: &Path, id: &str, key: &Path, simulation: bool) -> anyhow::Result<Output> {
     let public = StationPublic::load(key)?;
     if public.station != id {
         bail!(
@@ -416,6 +425,19 @@ fn station_add(dir: &Path, id: &str, key: &Path) -> anyhow::Result<Output> {
             key.display(),
             public.station
         );
+    }
+    // Both sides must say it: a training station is never registered by accident, and a real
+    // one never as a training one.
+    match (public.simulation, simulation) {
+        (true, false) => bail!(
+            "{} is a training station (tasjil init --simulation): register it with --simulation, or initialise a real station",
+            id
+        ),
+        (false, true) => bail!(
+            "{} was not initialised as a training station: --simulation is refused for it",
+            id
+        ),
+        _ => {}
     }
     let store = open_store(dir)?;
     let added = store.add_station(&public, now_ms())?;
@@ -509,7 +531,15 @@ fn station_list(dir: &Path) -> anyhow::Result<Output> {
     for s in &stations {
         human.push_str(&format!(
             "\n{:<20}  {:<9}  {:>8}  {:>8}  {}",
-            s.id, s.state, s.records, s.last_seq, s.key_hex
+            s.id,
+            if s.simulation {
+                "training"
+            } else {
+                s.state.as_str()
+            },
+            s.records,
+            s.last_seq,
+            s.key_hex
         ));
     }
     human.push_str(&format!("\n{} stations", stations.len()));

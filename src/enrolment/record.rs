@@ -29,6 +29,8 @@ pub struct ChainPosition {
     pub station: String,
     pub seq: u64,
     pub prev: String,
+    /// A training station's record (`tasjil init --simulation`): marked in the envelope.
+    pub simulation: bool,
 }
 
 fn reason_text(r: &ExceptionReason) -> String {
@@ -220,6 +222,7 @@ pub fn seal_and_sign(
             sha256: sha256_hex(&sealed),
             len: sealed.len() as u64,
         },
+        simulation: at.simulation,
     };
     let unsigned = Envelope::new(body)?;
     let cosig = badge.sign(&unsigned.officer_message()?)?;

@@ -641,7 +641,7 @@ pub(crate) fn test_station_with_centre() -> (tempfile::TempDir, DataDir, tasjil_
     let centre_pub = tmp.path().join("centre.pub");
     std::fs::write(&centre_pub, centre.public().to_json()).unwrap();
     let dir = DataDir(tmp.path().join("station"));
-    crate::station::init(&dir, "VAN-TEST-1", &centre_pub).unwrap();
+    crate::station::init(&dir, "VAN-TEST-1", &centre_pub, true).unwrap();
     (tmp, dir, centre)
 }
 

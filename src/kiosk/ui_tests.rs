@@ -438,7 +438,7 @@ fn the_supervisor_approves_exports_and_takes_the_receipt_back_in_the_window() {
     let centre_pub = tmp.path().join("centre.pub");
     std::fs::write(&centre_pub, centre.public().to_json()).unwrap();
     let dir = crate::station::DataDir(tmp.path().join("station"));
-    crate::station::init(&dir, "VAN-SUP-1", &centre_pub).unwrap();
+    crate::station::init(&dir, "VAN-SUP-1", &centre_pub, true).unwrap();
     super::supervisor::tests::commit_simulated(&dir, 2, 21);
     let usb = tmp.path().join("usb");
     std::fs::create_dir(&usb).unwrap();

@@ -152,6 +152,10 @@ pub struct StationPublic {
     pub kind: String,
     pub station: String,
     pub ed25519: String,
+    /// A training or demonstration station (`tasjil init --simulation`): the centre registers
+    /// it only with `station add --simulation`, and takes only training records from it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub simulation: bool,
 }
 
 impl StationPublic {
@@ -161,7 +165,14 @@ impl StationPublic {
             kind: Self::KIND.into(),
             station: station.into(),
             ed25519: key.public_hex(),
+            simulation: false,
         }
+    }
+
+    /// The same, for a training or demonstration station.
+    pub fn training(mut self) -> Self {
+        self.simulation = true;
+        self
     }
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         let text = read(path)?;

@@ -63,6 +63,8 @@ pub fn init_station(dir: &Path, station_id: &str, centre_pub: &Path) {
             station_id,
             "--central-key",
             centre_pub.to_str().unwrap(),
+            // Every end-to-end test drives simulated devices: a training station.
+            "--simulation",
         ],
     );
     assert!(out.status.success(), "init failed: {}", text(&out));
@@ -193,14 +195,18 @@ impl Central {
     pub fn register(&self, station_dir: &Path) {
         let public = tasjil_sync::StationPublic::load(&station_dir.join("station.pub")).unwrap();
         let key = station_dir.join("station.pub");
-        let out = self.run(&[
+        let mut args = vec![
             "station",
             "add",
             "--id",
             &public.station,
             "--key",
             key.to_str().unwrap(),
-        ]);
+        ];
+        if public.simulation {
+            args.push("--simulation");
+        }
+        let out = self.run(&args);
         assert!(out.status.success(), "station add: {}", text(&out));
     }
 

@@ -17,3 +17,4 @@ mod kiosk_xvfb;
 mod nist;
 mod sync;
 mod tamper;
+mod training;

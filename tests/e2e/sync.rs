@@ -538,6 +538,7 @@ fn tls_to_the_pinned_centre_only() {
             "VAN-TLS",
             "--central-key",
             tmp.path().join("centre.pub").to_str().unwrap(),
+            "--simulation",
         ],
     );
     assert!(out.status.success(), "{}", text(&out));

@@ -164,6 +164,8 @@ pub const WORDS: &[(&str, [&str; 3])] = &[
     ("stations-add", ["Enregistrer une station", "تسجيل محطة", "Register a station"]),
     ("stations-add-help", ["Collez le contenu de station.pub (écrit par « tasjil init » sur la station).", "الصق محتوى station.pub (الذي كتبه «tasjil init» على المحطة).", "Paste the contents of station.pub (written by “tasjil init” on the station)."]),
     ("stations-add-submit", ["Enregistrer", "تسجيل", "Register"]),
+    ("stations-training", ["Station de formation ou de démonstration (tasjil init --simulation)", "محطة تدريب أو عرض (tasjil init --simulation)", "Training or demonstration station (tasjil init --simulation)"]),
+    ("stations-training-mismatch", ["Ce fichier ne correspond pas à la case « station de formation » : une station de formation s'enregistre comme telle, une vraie station jamais.", "هذا الملف لا يطابق خانة «محطة تدريب»: تُسجَّل محطة التدريب بصفتها، والمحطة الحقيقية أبدا.", "This file does not match the “training station” box: a training station is registered as one, a real station never."]),
     ("stations-added", ["Station enregistrée.", "تم تسجيل المحطة.", "Station registered."]),
     ("stations-already", ["Cette station était déjà enregistrée avec cette clé.", "كانت هذه المحطة مسجلة بهذا المفتاح.", "This station was already registered with this key."]),
     ("stations-suspend", ["Suspendre", "إيقاف", "Suspend"]),

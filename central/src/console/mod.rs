@@ -624,6 +624,10 @@ async fn station_add(State(c): State<Arc<Console>>, headers: HeaderMap, body: By
     if public.kind != StationPublic::KIND {
         return Refusal::Bad(f, format!("kind must be {}", StationPublic::KIND)).into_response();
     }
+    if public.simulation != (form.get("simulation") == "yes") {
+        let m = f.t.s("stations-training-mismatch").to_string();
+        return Refusal::Bad(f, m).into_response();
+    }
     if let Err(e) = public.verifying_key() {
         return Refusal::Bad(f, format!("the key in this station.pub is unreadable: {e}"))
             .into_response();

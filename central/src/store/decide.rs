@@ -93,6 +93,8 @@ pub struct ChainFacts {
     pub id_elsewhere: Option<Neighbour>,
     /// `(seq, hash)` of the station's last stored envelope (`(0, GENESIS)` before the first).
     pub head: (u64, String),
+    /// The station is registered as a training station (`station add --simulation`).
+    pub training: bool,
 }
 
 /// A candidate that parsed: its canonical bytes' hash (its chain hash) and the envelope.
@@ -163,6 +165,23 @@ impl Candidate {
         };
         if let Err(e) = self.env.verify_signature(&key) {
             return ChainVerdict::Done(self.rejected(e.to_string()));
+        }
+        // Simulation is never a way in: a training record only from a station registered as a
+        // training station, and such a station sends nothing else.
+        match (body.simulation, facts.training) {
+            (true, false) => {
+                return ChainVerdict::Done(self.rejected(format!(
+                    "record made with simulated devices on a training station, and station {} is not registered as one (tasjil-central station add --simulation)",
+                    body.station
+                )))
+            }
+            (false, true) => {
+                return ChainVerdict::Done(self.rejected(format!(
+                    "station {} is registered as a training station: it cannot send a citizen's enrolment",
+                    body.station
+                )))
+            }
+            _ => {}
         }
         if let Err(e) = check_officer(&self.env) {
             return ChainVerdict::Done(self.rejected(e.to_string()));

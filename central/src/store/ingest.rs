@@ -112,6 +112,7 @@ impl CentreStore {
             id_elsewhere: id_elsewhere_in(conn, &body.id, &body.station)
                 .map_err(|e| self.sql(e))?,
             head: head_in(conn, &body.station).map_err(|e| self.sql(e))?,
+            training: CentreStore::training_in(conn, &body.station).map_err(|e| self.sql(e))?,
         };
         if let ChainVerdict::Done(outcome) = candidate.check_chain(&facts) {
             return Ok(outcome);

@@ -65,6 +65,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0006_staff.sql")),
         M::up(include_str!("../../migrations/0007_access_log.sql")),
         M::up(include_str!("../../migrations/0008_console.sql")),
+        M::up(include_str!("../../migrations/0009_training_stations.sql")),
     ])
 }
 

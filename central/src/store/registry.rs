@@ -21,6 +21,9 @@ pub struct StationInfo {
     /// "active", "suspended" or "revoked".
     pub state: String,
     pub state_reason: Option<String>,
+    /// A training station (`station add --simulation`): only its training records are taken.
+    #[serde(default)]
+    pub simulation: bool,
 }
 
 /// What central staff can make of a registered station.
@@ -84,8 +87,9 @@ impl CentreStore {
             }),
             None => {
                 tx.execute(
-                    "INSERT INTO stations (id, public_key, added_ms) VALUES (?1, ?2, ?3)",
-                    params![public.station, key_hex, now_ms],
+                    "INSERT INTO stations (id, public_key, added_ms, simulation)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![public.station, key_hex, now_ms, public.simulation],
                 )
                 .map_err(|e| self.sql(e))?;
                 tx.commit().map_err(|e| self.sql(e))?;
@@ -93,6 +97,17 @@ impl CentreStore {
                 Ok(true)
             }
         }
+    }
+
+    /// Whether `station` is registered as a training station.
+    pub(super) fn training_in(conn: &Connection, station: &str) -> rusqlite::Result<bool> {
+        conn.query_row(
+            "SELECT simulation FROM stations WHERE id = ?1",
+            [station],
+            |r| r.get(0),
+        )
+        .optional()
+        .map(|v| v.unwrap_or(false))
     }
 
     /// The registered key of `station`, if any.
@@ -107,7 +122,7 @@ impl CentreStore {
         let mut stmt = conn
             .prepare(
                 "SELECT s.id, s.public_key, s.added_ms, count(e.seq), coalesce(max(e.seq), 0),
-                        s.state, s.state_reason
+                        s.state, s.state_reason, s.simulation
                  FROM stations s LEFT JOIN envelopes e ON e.station = s.id
                  GROUP BY s.id ORDER BY s.id",
             )
@@ -122,6 +137,7 @@ impl CentreStore {
                     last_seq: r.get::<_, i64>(4)? as u64,
                     state: r.get(5)?,
                     state_reason: r.get(6)?,
+                    simulation: r.get(7)?,
                 })
             })
             .map_err(|e| self.sql(e))?;

@@ -64,6 +64,7 @@ impl Van {
                 sha256: sha256_hex(sealed),
                 len: sealed.len() as u64,
             },
+            simulation: false,
         }
     }
 

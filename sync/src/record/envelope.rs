@@ -110,6 +110,15 @@ pub struct EnvelopeBody {
     pub captured: CaptureTimes,
     pub quality: QualitySummary,
     pub payload: PayloadRef,
+    /// Made on a training or demonstration station (`tasjil init --simulation`), where simulated
+    /// devices and badges are allowed: never a citizen's enrolment. Absent (false) otherwise, so
+    /// the signed bytes of every other envelope are unchanged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub simulation: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl EnvelopeBody {
@@ -418,6 +427,7 @@ mod tests {
                 sha256: sha256_hex(b"sealed"),
                 len: 6,
             },
+            simulation: false,
         }
     }
 
