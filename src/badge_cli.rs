@@ -261,6 +261,7 @@ pub fn officer_add(
     role: crate::cli::OfficerRole,
     id: Option<&str>,
     name: Option<&str>,
+    emergency: Option<&str>,
     args: &BadgeArgs,
 ) -> anyhow::Result<Output> {
     let badge = read_badge(args, id)?;
@@ -273,6 +274,43 @@ pub fn officer_add(
     }
     let name = name.map_or(badge.officer_name.clone(), str::to_string);
     let mut station = crate::station::Station::open(dir)?;
+    // Trust comes from the centre's roster: off a training station without one, a badge is added
+    // here only as a named emergency override, audited, that the centre will see.
+    let roster_station = station.view.roster()?.is_some() || !station.view.simulation()?;
+    if roster_station {
+        let Some(reason) = emergency.map(str::trim).filter(|r| !r.is_empty()) else {
+            anyhow::bail!(
+                "this station takes its badges from the centre's roster (`tasjil roster show`): \
+                 ask the centre to add {} (tasjil-central roster add), then sync or import the \
+                 roster; in an emergency only, `tasjil officer add --emergency REASON` lets the \
+                 badge work here before that, recorded in the audit chain",
+                badge.officer_id
+            );
+        };
+        station.store().register_override(
+            &badge.officer_id,
+            &name,
+            role.as_str(),
+            &badge.public_key,
+            reason,
+            crate::now_ms(),
+        )?;
+        station.audit(
+            "officer-override",
+            &badge.officer_id,
+            json!({"id": badge.officer_id, "name": name, "role": role.as_str(),
+                   "badge": badge.public_key, "source": badge.source, "reason": reason}),
+        )?;
+        return Ok(Output::ok(
+            json!({"id": badge.officer_id, "name": name, "role": role.as_str(),
+                   "public_key": badge.public_key, "override": reason, "source": badge.source}),
+            format!(
+                "EMERGENCY OVERRIDE: {} {} ({name}) may work on this station before the roster lists the badge ({reason}); recorded in the audit chain — the centre holds the records this badge co-signs until staff decide",
+                role.as_str(),
+                badge.officer_id
+            ),
+        ));
+    }
     let new = station.store().register_officer(
         &badge.officer_id,
         &name,

@@ -344,6 +344,16 @@ pub struct ReceiptReport {
     pub issued_ms: i64,
     #[serde(flatten)]
     pub outcome: ReceiptOutcome,
+    /// The roster the receipt carried: taken, already held, or refused (and why).
+    pub roster: Option<RosterOutcome>,
+}
+
+/// What became of the roster a receipt carried.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RosterOutcome {
+    Imported(crate::roster::Imported),
+    Refused(String),
 }
 
 /// Check a receipt's signature with the centre's key this station was set up with, check it is
@@ -376,10 +386,17 @@ pub fn import_receipt(station: &mut Station, path: &Path) -> anyhow::Result<Rece
     let outcome = station
         .store()
         .apply_receipt(&key, &receipt, &sha, crate::now_ms())?;
+    let roster = receipt.receipt.roster.as_ref().map(|text| {
+        match station.import_roster(text.as_bytes(), &format!("receipt {}", path.display())) {
+            Ok(i) => RosterOutcome::Imported(i),
+            Err(e) => RosterOutcome::Refused(format!("{e:#}")),
+        }
+    });
     Ok(ReceiptReport {
         bundle_id: receipt.receipt.bundle_id.clone(),
         issued_ms: receipt.receipt.issued_ms,
         outcome,
+        roster,
     })
 }
 

@@ -46,7 +46,15 @@ pub enum Command {
         /// envelope; the centre takes its records only if registered with `--simulation` too.
         #[arg(long)]
         simulation: bool,
+        /// The centre's signed roster (`tasjil-central roster export`): which badges this station
+        /// accepts. Without one, a station (other than a training station) accepts no badge
+        /// until a sync or `tasjil roster import` brings it.
+        #[arg(long, value_name = "FILE")]
+        roster: Option<PathBuf>,
     },
+    /// The centre's signed roster of badges this station obeys.
+    #[command(subcommand)]
+    Roster(RosterCommand),
     /// Run the kiosk's enrolment workflow without the UI. Without --simulate it uses the devices
     /// of [devices] in the configuration (`tasjil devices` shows them), needs --demographics with
     /// the citizen's data and --signature with the pen strokes, and enrols one citizen.
@@ -196,6 +204,9 @@ pub enum Command {
         #[arg(long, requires = "simulate")]
         bench: bool,
     },
+    /// Install a signed station update (a `.deb` with FILE.sig next to it, e.g. from a USB
+    /// stick); `update sign` and `update keygen` make them.
+    Update(crate::update::UpdateCommand),
     /// Measure commit latency (seal + sign + durable commit) in a temporary station.
     Bench {
         #[arg(long, default_value_t = 200)]
@@ -203,6 +214,18 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RosterCommand {
+    /// Take in a roster file from the centre (a USB stick): refused unless the centre signed it
+    /// and it is newer than the one held.
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// The roster held: version, age, and the badges allowed on this station.
+    Show,
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +243,12 @@ pub enum OfficerCommand {
         /// Name to record (a card badge carries its own cardholder name).
         #[arg(long)]
         name: Option<String>,
+        /// An emergency override on a station that takes its badges from the centre's roster:
+        /// let this badge work here before the roster lists it, for the reason given. Recorded
+        /// in the audit chain; the centre holds the records it co-signs for staff to decide;
+        /// never overrides a revocation.
+        #[arg(long, value_name = "REASON")]
+        emergency: Option<String>,
         #[command(flatten)]
         badge: BadgeArgs,
     },
@@ -399,8 +428,27 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             station_id,
             central_key,
             simulation,
+            roster,
         } => {
             let r = station::init(&dir, &station_id, &central_key, simulation)?;
+            let roster_line = match roster {
+                Some(file) => {
+                    let bytes = std::fs::read(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    let mut s = Station::open(&dir)?;
+                    match s.import_roster(&bytes, &file.display().to_string()) {
+                        Ok(crate::roster::Imported::Taken { version, entries, .. }) => {
+                            format!("\n  roster version {version} ({entries} badges) taken from {}", file.display())
+                        }
+                        Ok(crate::roster::Imported::AlreadyHeld { version }) => {
+                            format!("\n  roster version {version}")
+                        }
+                        Err(e) => bail!("{e:#}; the station was created without a roster: fix the file and run `tasjil roster import FILE`"),
+                    }
+                }
+                None if simulation => String::new(),
+                None => "\n  no roster yet: this station accepts no badge until a sync or `tasjil roster import FILE` brings the centre's roster".into(),
+            };
             Ok(Output::ok(
                 serde_json::to_value(&r)?,
                 format!(
@@ -412,9 +460,11 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
                     r.station,
                     r.station_pub.display(),
                     if r.simulation { " --simulation" } else { "" }
-                ),
+                ) + &roster_line,
             ))
         }
+        Command::Roster(RosterCommand::Import { file }) => roster_import(&dir, &file),
+        Command::Roster(RosterCommand::Show) => roster_show(&dir),
         Command::Enrol {
             simulate,
             signature,
@@ -459,6 +509,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
         ),
         Command::Badge(c) => crate::badge_cli::run(c),
         Command::IdCard(c) => crate::id_card_cli::run(c),
+        Command::Update(c) => crate::update::run(&dir, c),
         Command::Export {
             to,
             since,
@@ -478,12 +529,14 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             role,
             id,
             name,
+            emergency,
             badge,
         }) => crate::badge_cli::officer_add(
             &dir,
             role,
             id.as_deref(),
             name.as_deref(),
+            emergency.as_deref(),
             &configured_badge(&dir, badge)?,
         ),
         Command::Officer(OfficerCommand::List) => crate::badge_cli::officer_list(&dir),
@@ -565,12 +618,87 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
     }
 }
 
+fn roster_import(dir: &DataDir, file: &std::path::Path) -> anyhow::Result<Output> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut station = Station::open(dir)?;
+    let outcome = station.import_roster(&bytes, &file.display().to_string())?;
+    let human = match &outcome {
+        crate::roster::Imported::Taken {
+            version,
+            previous,
+            entries,
+        } => format!(
+            "roster version {version} taken ({entries} badges){}",
+            previous.map_or(String::new(), |p| format!(", replacing version {p}"))
+        ),
+        crate::roster::Imported::AlreadyHeld { version } => {
+            format!("this station already holds roster version {version}: nothing changed")
+        }
+    };
+    Ok(Output::ok(serde_json::to_value(&outcome)?, human))
+}
+
+fn roster_show(dir: &DataDir) -> anyhow::Result<Output> {
+    use tasjil_sync::roster::day;
+    let view = View::open(dir)?;
+    let policy = crate::config::Config::load(&dir.0)?.roster;
+    let Some(roster) = view.roster()? else {
+        let why = if view.simulation()? {
+            "no roster: this training station registers badges on first use"
+        } else {
+            crate::roster::NO_ROSTER
+        };
+        return Ok(Output::ok(json!({"version": null}), why.to_string()));
+    };
+    let age = view.roster_age(&policy, crate::now_ms())?;
+    let here: Vec<_> = roster
+        .roster
+        .entries
+        .iter()
+        .filter(|e| e.works_on(&view.station_id))
+        .collect();
+    let mut human = format!(
+        "roster version {} issued {} ({} days ago; warn after {}, no enrolment after {})",
+        roster.version(),
+        day(roster.roster.issued_ms),
+        age.as_ref().map_or(0, |a| a.age_days),
+        policy.warn_days,
+        policy.block_days
+    );
+    if let Some(w) = age.as_ref().and_then(crate::roster::RosterAge::warning) {
+        human.push_str(&format!("\n  WARNING: {w}"));
+    }
+    for e in &here {
+        human.push_str(&format!(
+            "\n  {:<14} {:<10} {} until {}{}",
+            e.id,
+            e.role.as_str(),
+            e.name,
+            e.valid_until_ms.map_or("-".into(), day),
+            e.revoked
+                .as_ref()
+                .map_or(String::new(), |r| format!("  REVOKED ({})", r.reason))
+        ));
+    }
+    Ok(Output::ok(
+        json!({"version": roster.version(), "issued_ms": roster.roster.issued_ms, "age": age,
+               "entries": here}),
+        human,
+    ))
+}
+
 fn status(dir: &DataDir) -> anyhow::Result<Output> {
     let view = View::open(dir)?;
     let c = view.store.counts()?;
     let peers = view.store.peers()?;
     let mut j = serde_json::to_value(&c)?;
     j["station"] = json!(view.station_id);
+    // `status` answers even when the configuration file is broken (that is when it is needed).
+    let policy = crate::config::Config::load(&dir.0)
+        .map(|c| c.roster)
+        .unwrap_or_default();
+    let roster_age = view.roster_age(&policy, crate::now_ms());
+    j["roster"] = json!(roster_age.as_ref().ok().cloned().flatten());
     j["centres"] = json!(peers
         .iter()
         .map(|(peer, last, err)| json!({"url": peer, "last_sync_ms": last, "last_error": err}))
@@ -588,6 +716,19 @@ fn status(dir: &DataDir) -> anyhow::Result<Output> {
         c.issued,
         c.reenrol
     );
+    match &roster_age {
+        Ok(Some(a)) => {
+            human.push_str(&format!(
+                "\n  roster: version {}, {} days old",
+                a.version, a.age_days
+            ));
+            if let Some(w) = a.warning() {
+                human.push_str(&format!("\n  WARNING: {w}"));
+            }
+        }
+        Ok(None) => human.push_str("\n  roster: none"),
+        Err(e) => human.push_str(&format!("\n  ROSTER UNUSABLE: {e:#}")),
+    }
     for (peer, last, err) in &peers {
         let ago = last.map_or("never".to_string(), |t| {
             format!("{} s ago", (crate::now_ms() - t) / 1000)
@@ -634,6 +775,7 @@ fn summary_json(s: &tasjil_sync::session::Summary) -> Value {
         "blobs_uploaded": s.blobs_uploaded, "blobs_already_there": s.blobs_already_there,
         "payload_bytes_sent": s.payload_bytes_sent,
         "phase_ms": s.phase_ms,
+        "roster": s.roster, "roster_updated": s.roster_updated, "roster_refused": s.roster_refused,
     })
 }
 
@@ -649,6 +791,11 @@ fn summary_text(s: &tasjil_sync::session::Summary) -> String {
     );
     for (id, reason) in &s.rejected {
         t.push_str(&format!("\n  REJECTED {id}: {reason}"));
+    }
+    match (&s.roster_refused, s.roster_updated, s.roster) {
+        (Some(why), _, _) => t.push_str(&format!("\n  ROSTER REFUSED: {why}")),
+        (None, true, Some(v)) => t.push_str(&format!("\n  roster: now version {v}")),
+        _ => {}
     }
     t
 }
@@ -693,7 +840,7 @@ fn sync(
     })?;
     bar.finish_and_clear();
     Ok(Output {
-        ok: summary.rejected.is_empty(),
+        ok: summary.rejected.is_empty() && summary.roster_refused.is_none(),
         json: summary_json(&summary),
         human: summary_text(&summary),
     })
@@ -915,10 +1062,24 @@ fn receipt_import(dir: &DataDir, file: &std::path::Path) -> anyhow::Result<Outpu
             o.unknown.len()
         ));
     }
+    let roster_refused = match &report.roster {
+        Some(crate::bundle::RosterOutcome::Imported(crate::roster::Imported::Taken {
+            version,
+            ..
+        })) => {
+            human.push_str(&format!("\n  roster: now version {version}"));
+            false
+        }
+        Some(crate::bundle::RosterOutcome::Refused(why)) => {
+            human.push_str(&format!("\n  ROSTER REFUSED: {why}"));
+            true
+        }
+        _ => false,
+    };
     let mut j = serde_json::to_value(&report)?;
     j["status"] = serde_json::to_value(&counts)?;
     Ok(Output {
-        ok: o.rejected.is_empty() && o.unknown.is_empty(),
+        ok: o.rejected.is_empty() && o.unknown.is_empty() && !roster_refused,
         json: j,
         human,
     })
@@ -1113,6 +1274,9 @@ fn enrol(
         if pin_stdin { Some(true) } else { None },
     )?;
     station.login(badge.as_ref())?;
+    if let Some(warning) = station.roster_gate()? {
+        eprintln!("warning: {warning}");
+    }
 
     let progress = indicatif::ProgressBar::new(count).with_style(
         indicatif::ProgressStyle::with_template(

@@ -29,6 +29,26 @@ struct File {
     capture: Capture,
     approval: Approval,
     devices: Devices,
+    roster: RosterPolicy,
+}
+
+/// `[roster]`: how old the centre's signed roster may grow before the station warns, then stops
+/// new enrolments.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RosterPolicy {
+    pub warn_days: u32,
+    pub block_days: u32,
+}
+
+/// The documented defaults (assets/config/station.toml; a test keeps them equal).
+impl Default for RosterPolicy {
+    fn default() -> Self {
+        RosterPolicy {
+            warn_days: 14,
+            block_days: 45,
+        }
+    }
 }
 
 /// `[approval]`: who may approve what.
@@ -103,6 +123,7 @@ pub struct Config {
     pub finger_format: FingerFormat,
     pub approval: Approval,
     pub devices: Devices,
+    pub roster: RosterPolicy,
 }
 
 fn merge(base: &mut toml::Table, over: toml::Table) {
@@ -135,7 +156,7 @@ impl Config {
             merge(&mut table, over);
         }
         for (name, value) in env {
-            let sections = ["capture", "approval", "devices"];
+            let sections = ["capture", "approval", "devices", "roster"];
             let Some((section, key)) = sections.iter().find_map(|section| {
                 let prefix = format!("TASJIL_{}_", section.to_ascii_uppercase());
                 name.strip_prefix(&prefix)
@@ -177,6 +198,9 @@ impl Config {
         {
             anyhow::bail!("capture: attempts must be at least 1 and quality thresholds 0-100");
         }
+        if file.roster.warn_days > file.roster.block_days {
+            anyhow::bail!("roster.warn_days must not be more than roster.block_days");
+        }
         if file.devices.fingerprint_timeout_secs == 0 {
             anyhow::bail!("devices.fingerprint_timeout_secs must be at least 1");
         }
@@ -190,6 +214,7 @@ impl Config {
             finger_format: c.finger_format,
             approval: file.approval,
             devices: file.devices,
+            roster: file.roster,
         })
     }
 }
@@ -204,6 +229,10 @@ mod tests {
         assert_eq!(
             Config::load_with(dir.path(), &[]).unwrap().capture,
             CapturePolicy::default()
+        );
+        assert_eq!(
+            Config::load_with(dir.path(), &[]).unwrap().roster,
+            RosterPolicy::default()
         );
     }
 

@@ -15,10 +15,12 @@ pub mod enrolment;
 mod id_card_cli;
 pub mod kiosk;
 pub mod receipt_pdf;
+pub mod roster;
 pub mod schema;
 pub mod station;
 pub mod store;
 pub mod sync;
+pub mod update;
 pub mod verify;
 
 /// Wall-clock time in Unix milliseconds (the van's clock: it may be off; nothing trusts it for

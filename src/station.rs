@@ -224,6 +224,8 @@ pub struct Station {
     pub finger_format: FingerFormat,
     /// A supervisor may approve their own enrolments (`[approval] self_approval`).
     pub self_approval: bool,
+    /// How old the centre's roster may grow (`[roster]`).
+    pub roster_policy: crate::config::RosterPolicy,
     _lock: File,
 }
 
@@ -269,6 +271,7 @@ impl Station {
             schema: Schema::default_cnie(),
             finger_format: config.finger_format,
             self_approval: config.approval.self_approval,
+            roster_policy: config.roster,
             _lock: lock,
         })
     }
@@ -303,32 +306,49 @@ impl Station {
         &mut self.view.store
     }
 
-    /// An officer logs in with a badge: register its key on first use and audit the login.
+    /// An officer logs in with a badge: the centre's roster must list it for this station (on
+    /// a training station without a roster, its key is registered on first use). Audited.
     pub fn login(&mut self, badge: &dyn OfficerBadge) -> anyhow::Result<()> {
+        use crate::roster::Authorised;
+        let how = self.authorise(badge, tasjil_sync::roster::Role::Officer, "log in")?;
         let now = crate::now_ms();
         let id = badge.officer_id();
-        let new = self.view.store.register_officer(
-            &id,
-            &badge.officer_name(),
-            "officer",
-            &badge.public_key_hex(),
-            now,
-        )?;
+        let new = how == Authorised::Training
+            && self.view.store.register_officer(
+                &id,
+                &badge.officer_name(),
+                "officer",
+                &badge.public_key_hex(),
+                now,
+            )?;
+        let (roster, override_reason) = match &how {
+            Authorised::Roster { version } => (Some(*version), None),
+            Authorised::Override { reason } => (None, Some(reason.clone())),
+            Authorised::Training => (None, None),
+        };
         self.view.store.audit(
             &self.key,
             "login",
             &id,
-            serde_json::json!({"badge": badge.public_key_hex(), "first_use": new}),
+            serde_json::json!({"badge": badge.public_key_hex(), "first_use": new,
+                               "roster_version": roster, "override": override_reason}),
             now,
         )?;
         Ok(())
     }
 
-    /// The badge about to approve or countersign an export must be a supervisor's. A badge
-    /// registered as an officer (at its first login, or by `tasjil officer add`) is refused;
-    /// an unknown one is registered as a supervisor on first use (a known id with another key is
-    /// refused).
+    /// The badge about to approve or countersign an export must be a supervisor's on the centre's
+    /// roster. Only on a training station without a roster: a badge registered as an officer is
+    /// refused and an unknown one is registered as a supervisor on first use.
     pub fn register_supervisor(&mut self, badge: &dyn OfficerBadge) -> anyhow::Result<()> {
+        let how = self.authorise(
+            badge,
+            tasjil_sync::roster::Role::Supervisor,
+            "approve records or countersign an export",
+        )?;
+        if how != crate::roster::Authorised::Training {
+            return Ok(());
+        }
         let id = badge.officer_id();
         let known = self.view.store.officers()?.into_iter().find(|o| o.id == id);
         if let Some(o) = known.filter(|o| o.role != "supervisor") {
@@ -413,6 +433,7 @@ impl Station {
             seq: last_seq + 1,
             prev,
             simulation: self.view.simulation()?,
+            roster: self.roster_version()?,
         };
         let id = new_id(done.finished_ms);
         let Sealed {

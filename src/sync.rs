@@ -50,13 +50,14 @@ pub fn sync_once(
     let centre_key = tasjil_sync::keys::parse_verifying_key(&station.centre().ed25519)
         .map_err(|e| anyhow::anyhow!("the centre key of this station is unusable: {e}"))?;
     let mut client = CentreClient::new(url, &station_id, station.key(), retry, pin.as_deref())?;
+    let held_roster = station.roster_version()?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the network runtime")?;
     let now = crate::now_ms();
-    let result: anyhow::Result<(Summary, LedgerReport)> = runtime.block_on(async {
+    let result: anyhow::Result<(Summary, LedgerReport, Option<String>)> = runtime.block_on(async {
         let summary = {
             let store = station.store();
             let mut read_blob = |sha: &str, offset: u64, len: u64| -> Result<Vec<u8>, String> {
@@ -77,10 +78,23 @@ pub fn sync_once(
             &centre_key,
         )
         .await?;
-        Ok((summary, ledgers))
+        let roster = client.roster(held_roster).await?;
+        Ok((summary, ledgers, roster))
     });
     match result {
-        Ok((mut summary, ledgers)) => {
+        Ok((mut summary, ledgers, roster)) => {
+            // A newer roster first: a revocation takes effect before anything else is done.
+            summary.roster = held_roster;
+            if let Some(text) = roster {
+                match station.import_roster(text.as_bytes(), &format!("sync with {url}")) {
+                    Ok(crate::roster::Imported::Taken { version, .. }) => {
+                        summary.roster = Some(version);
+                        summary.roster_updated = true;
+                    }
+                    Ok(crate::roster::Imported::AlreadyHeld { .. }) => {}
+                    Err(e) => summary.roster_refused = Some(format!("{e:#}")),
+                }
+            }
             // Acknowledged means: the centre signed a verdict that it holds the record. What its
             // answers said without a signature is not enough to ever purge a payload.
             summary.acknowledged = ledgers

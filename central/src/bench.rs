@@ -97,6 +97,7 @@ fn template_envelope(station: &str, key: &StationKey) -> anyhow::Result<Vec<u8>>
             len: 2_000_000,
         },
         simulation: false,
+        roster: None,
     };
     let env = Envelope::new(body)?;
     let sig = officer.sign(&env.officer_message()?);

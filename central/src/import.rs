@@ -29,6 +29,8 @@ pub enum ImportError {
     Refused(#[from] BundleError),
     #[error("bundle refused: it comes from station {0}, which is not registered at the centre (tasjil-central station add --id {0} --key station.pub)")]
     UnknownStation(String),
+    #[error("bundle refused: its countersignature is not allowed by the centre's roster: {0}")]
+    Countersigner(String),
     #[error(transparent)]
     Centre(#[from] CentreError),
 }
@@ -39,6 +41,7 @@ impl ImportError {
         match self {
             ImportError::Refused(e) => Some(e.code()),
             ImportError::UnknownStation(_) => Some("unknown_station"),
+            ImportError::Countersigner(_) => Some("countersigner"),
             ImportError::Centre(_) => None,
         }
     }
@@ -90,6 +93,20 @@ pub fn import(
     let verified = verify_bundle(&mut reader, &key, &mut |done| {
         progress(Step::Verify, done, total)
     })?;
+    // The supervisor who countersigned must be one the centre's roster allows on this station
+    // when the bundle was made (a training station's badges may be unlisted).
+    if !store.is_training(&manifest.station)? {
+        if let Err(why) = store.roster_allows(
+            None,
+            &manifest.supervisor.id,
+            &manifest.supervisor.key,
+            &manifest.station,
+            tasjil_sync::roster::Role::Supervisor,
+            manifest.created_ms,
+        )? {
+            return Err(ImportError::Countersigner(why));
+        }
+    }
     let earlier = store.bundle_imported(&manifest.bundle_id)?;
 
     let mut payload_bytes = 0u64;
@@ -232,6 +249,9 @@ pub fn receipt_for(
         centre_key: hex::encode(signing.verifying_key().as_bytes()),
         records,
         ledgers,
+        roster: store
+            .roster_for_station(None, now_ms)?
+            .map(|r| String::from_utf8(r.to_bytes()).unwrap_or_default()),
     };
     Ok(Receipt::sign(body, signing)?)
 }

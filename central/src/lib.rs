@@ -8,6 +8,7 @@ pub mod bench;
 pub mod console;
 pub mod import;
 pub mod nist;
+pub mod notify;
 pub mod server;
 pub mod staff;
 pub mod store;
@@ -46,6 +47,12 @@ pub trait CentreBackend: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Option<Vec<u8>>, CentreError>;
     /// Counts for `/metrics` and `/healthz` (a cheap read: it also proves the store answers).
     fn stats(&self) -> Result<store::Stats, CentreError>;
+    /// The signed roster for a station holding version `held`, when newer.
+    fn roster_for_station(
+        &self,
+        held: Option<u64>,
+        now_ms: i64,
+    ) -> Result<Option<std::sync::Arc<tasjil_sync::roster::Roster>>, CentreError>;
 }
 
 impl CentreBackend for CentreStore {
@@ -84,6 +91,13 @@ impl CentreBackend for CentreStore {
     }
     fn stats(&self) -> Result<store::Stats, CentreError> {
         CentreStore::stats(self)
+    }
+    fn roster_for_station(
+        &self,
+        held: Option<u64>,
+        now_ms: i64,
+    ) -> Result<Option<std::sync::Arc<tasjil_sync::roster::Roster>>, CentreError> {
+        CentreStore::roster_for_station(self, held, now_ms)
     }
 }
 

@@ -42,6 +42,13 @@ enum Command {
         #[command(subcommand)]
         command: StationCommand,
     },
+    /// The roster of field staff: which badge may enrol (officer) or also approve and export
+    /// (supervisor), on which stations, from when until when. Every change issues a new version
+    /// signed with the centre's key; vans take it at sync, from USB receipts, or from a file.
+    Roster {
+        #[command(subcommand)]
+        command: RosterCommand,
+    },
     /// Central staff accounts for the console (field staff are the roster, not here).
     Staff {
         #[command(subcommand)]
@@ -127,6 +134,49 @@ enum BenchCommand {
         /// Keep the benchmark store in this (new) directory instead of a temporary one.
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RosterCommand {
+    /// Put a badge on the roster.
+    Add {
+        /// The officer id the badge carries (`tasjil badge status` shows it).
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["officer", "supervisor"], default_value = "officer")]
+        role: String,
+        /// The badge's signing key: the 64 hex digits `tasjil badge status --json` prints as
+        /// public_key.
+        #[arg(long, value_name = "HEX")]
+        badge: String,
+        /// Stations this badge may work on, comma-separated; * for every station.
+        #[arg(long, value_delimiter = ',', required = true)]
+        stations: Vec<String>,
+        /// First valid day, YYYY-MM-DD (default: now).
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// Last valid day, YYYY-MM-DD (default: no end).
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+    },
+    /// The roster as the centre holds it now, and its latest version.
+    List,
+    /// Revoke a badge from now on (lost, stolen, officer left): vans refuse it as soon as they
+    /// hold the new version, and the centre refuses what it co-signs after now.
+    Revoke {
+        /// Officer id.
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Write the latest signed roster to a file, for `tasjil init --roster` or
+    /// `tasjil roster import` on a van without network.
+    Export {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
 }
 
@@ -249,6 +299,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             command: StationCommand::List,
         } => station_list(&dir),
         Command::Staff { command } => staff(&dir, command),
+        Command::Roster { command } => roster(&dir, command),
         Command::Station {
             command: StationCommand::Revoke { id, reason },
         } => station_state(&dir, &id, StationState::Revoked, Some(&reason)),
@@ -290,6 +341,125 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
                 format!(
                     "stations: {}\nrecords:  {}\nverified: {}\nrejected: {}",
                     stats.stations, stats.records, stats.verified, stats.rejected
+                ),
+            ))
+        }
+    }
+}
+
+fn roster_text(r: &tasjil_sync::roster::Roster) -> String {
+    use tasjil_sync::roster::day;
+    let mut t = format!(
+        "roster version {} issued {}: {} entries\n{:<14} {:<10} {:<18} {:<10} {:<10} {:<20} name",
+        r.version(),
+        day(r.roster.issued_ms),
+        r.roster.entries.len(),
+        "id",
+        "role",
+        "badge",
+        "from",
+        "until",
+        "stations"
+    );
+    for e in &r.roster.entries {
+        t.push_str(&format!(
+            "\n{:<14} {:<10} {:<18} {:<10} {:<10} {:<20} {}{}",
+            e.id,
+            e.role.as_str(),
+            format!("{}…", &e.badge[..16.min(e.badge.len())]),
+            day(e.valid_from_ms),
+            e.valid_until_ms.map_or("-".into(), day),
+            e.stations.join(","),
+            e.name,
+            e.revoked.as_ref().map_or(String::new(), |r| format!(
+                "  REVOKED {} ({})",
+                day(r.at_ms),
+                r.reason
+            ))
+        ));
+    }
+    t
+}
+
+fn roster(dir: &Path, command: RosterCommand) -> anyhow::Result<Output> {
+    use tasjil_sync::roster::{parse_day, RosterEntry};
+    let store = open_store(dir)?;
+    let now = tasjil_central::now_ms();
+    match command {
+        RosterCommand::Add {
+            id,
+            name,
+            role,
+            badge,
+            stations,
+            from,
+            until,
+        } => {
+            let valid_from_ms = match from {
+                Some(d) => parse_day(&d).map_err(anyhow::Error::msg)?,
+                None => now,
+            };
+            // "until" names the last valid day: the badge stops at the end of it.
+            let valid_until_ms = until
+                .map(|d| parse_day(&d).map(|ms| ms + 86_400_000))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let entry = RosterEntry {
+                id,
+                name,
+                role: role.parse().map_err(anyhow::Error::msg)?,
+                badge: badge.trim().to_ascii_lowercase(),
+                stations: stations.into_iter().map(|s| s.trim().to_string()).collect(),
+                valid_from_ms,
+                valid_until_ms,
+                revoked: None,
+            };
+            let r = store.roster_add(&entry, now)?;
+            Ok(Output::ok(
+                serde_json::json!({"version": r.version(), "entry": entry}),
+                format!(
+                    "{} {} added to the roster: version {} issued; vans take it at their next sync or USB receipt (or `tasjil-central roster export`)",
+                    entry.role.as_str(),
+                    entry.id,
+                    r.version()
+                ),
+            ))
+        }
+        RosterCommand::Revoke { id, reason } => {
+            let r = store.roster_revoke(&id, &reason, now)?;
+            Ok(Output::ok(
+                serde_json::json!({"version": r.version(), "revoked": id, "reason": reason}),
+                format!(
+                    "badge of {id} revoked: version {} issued; each van refuses it once it holds that version (next sync or USB receipt)",
+                    r.version()
+                ),
+            ))
+        }
+        RosterCommand::List => match store.roster_latest()? {
+            Some(r) => Ok(Output::ok(
+                serde_json::to_value(&r.roster)?,
+                roster_text(&r),
+            )),
+            None => Ok(Output::ok(
+                serde_json::json!({"version": null, "entries": []}),
+                "the roster is empty: add badges with `tasjil-central roster add`".into(),
+            )),
+        },
+        RosterCommand::Export { out } => {
+            let r = store.roster_for_station(None, now)?.with_context(|| {
+                "the roster is empty: add badges with `tasjil-central roster add` first"
+            })?;
+            let tmp = out.with_extension("partial");
+            std::fs::write(&tmp, r.to_bytes())
+                .and_then(|()| std::fs::rename(&tmp, &out))
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            Ok(Output::ok(
+                serde_json::json!({"version": r.version(), "out": out, "entries": r.roster.entries.len()}),
+                format!(
+                    "roster version {} ({} entries) written to {}",
+                    r.version(),
+                    r.roster.entries.len(),
+                    out.display()
                 ),
             ))
         }
@@ -371,12 +541,14 @@ fn serve(dir: &Path, listen: std::net::SocketAddr, plain_http: bool) -> anyhow::
         let scheme = if tls.is_some() { "https" } else { "http" };
         say(&format!("tasjil-central listening on {scheme}://{addr}"));
         say(&format!("staff console: {scheme}://{addr}/console/"));
+        tasjil_central::notify::ready();
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
             }
+            tasjil_central::notify::stopping();
         };
         match tls {
             Some(config) => tasjil_central::server::serve_tls(listener, config, app, shutdown).await,

@@ -23,9 +23,9 @@ use tasjil_sync::ledger::PeerState;
 use tasjil_sync::protocol::{
     request_message_for_hash, ApiError, BlobProgress, ChainHead, ChallengeRequest,
     ChallengeResponse, EnvelopeResult, EnvelopesRequest, EnvelopesResponse, HaveRequest,
-    HaveResponse, LedgerRequest, LedgerResponse, Outcome, StatusRequest, StatusResponse,
-    CHALLENGE_NONCE, HEADER_BODY_SHA256, HEADER_NEXT_NONCE, HEADER_NONCE, HEADER_SIGNATURE,
-    HEADER_STATION,
+    HaveResponse, LedgerRequest, LedgerResponse, Outcome, RosterRequest, RosterResponse,
+    StatusRequest, StatusResponse, CHALLENGE_NONCE, HEADER_BODY_SHA256, HEADER_NEXT_NONCE,
+    HEADER_NONCE, HEADER_SIGNATURE, HEADER_STATION,
 };
 
 /// How long a nonce stays good, on the centre's clock.
@@ -547,6 +547,30 @@ async fn status(
     .await
 }
 
+/// The centre's signed roster for a station that holds version `have`: sent only when newer.
+async fn roster(
+    State(st): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Fail> {
+    json_endpoint(
+        st,
+        method,
+        uri,
+        headers,
+        body,
+        |st, _station, req: RosterRequest| {
+            let roster = st.store.roster_for_station(req.have, crate::now_ms())?;
+            Ok(RosterResponse {
+                roster: roster.map(|r| String::from_utf8(r.to_bytes()).unwrap_or_default()),
+            })
+        },
+    )
+    .await
+}
+
 async fn ledger(
     State(st): State<Arc<AppState>>,
     method: Method,
@@ -701,6 +725,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/envelopes", post(envelopes))
         .route("/v1/status", post(status))
         .route("/v1/ledger", post(ledger))
+        .route("/v1/roster", post(roster))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -31,6 +31,8 @@ pub struct ChainPosition {
     pub prev: String,
     /// A training station's record (`tasjil init --simulation`): marked in the envelope.
     pub simulation: bool,
+    /// Version of the centre's roster the station holds, `None` on a training station without one.
+    pub roster: Option<u64>,
 }
 
 fn reason_text(r: &ExceptionReason) -> String {
@@ -223,6 +225,7 @@ pub fn seal_and_sign(
             len: sealed.len() as u64,
         },
         simulation: at.simulation,
+        roster: at.roster,
     };
     let unsigned = Envelope::new(body)?;
     let cosig = badge.sign(&unsigned.officer_message()?)?;

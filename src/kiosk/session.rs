@@ -336,6 +336,7 @@ impl Session {
         if self.badge.is_none() {
             bail!("log in with your badge first");
         }
+        self.station.roster_gate()?;
         self.enrolment = Some(Enrolment::new(self.policy.clone(), crate::now_ms()));
         self.last_frame = None;
         self.previous_card = None;

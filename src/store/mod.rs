@@ -27,6 +27,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0004_bundles.sql")),
         M::up(include_str!("migrations/0005_issuance.sql")),
         M::up(include_str!("migrations/0006_signed_verdicts.sql")),
+        M::up(include_str!("migrations/0007_roster.sql")),
     ])
 }
 
@@ -339,6 +340,67 @@ impl Store {
                 Ok(true)
             }
         }
+    }
+
+    /// Record what the centre's roster says of a badge that just passed its check: its name,
+    /// role and key replace whatever the station knew (a reissued badge has a new key).
+    pub fn upsert_officer(
+        &mut self,
+        id: &str,
+        name: &str,
+        role: &str,
+        public_key: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO officers (id, name, role, public_key, registered_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role,
+                   public_key = excluded.public_key, override_reason = NULL",
+                params![id, name, role, public_key, now_ms],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Register a local emergency override for a badge the roster does not list (audited by
+    /// the caller). Replaces an earlier override of the same id.
+    pub fn register_override(
+        &mut self,
+        id: &str,
+        name: &str,
+        role: &str,
+        public_key: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO officers (id, name, role, public_key, registered_ms, override_reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role,
+                   public_key = excluded.public_key, override_reason = excluded.override_reason",
+                params![id, name, role, public_key, now_ms, reason],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// `(role, reason)` of the emergency override for badge `public_key` of officer `id`.
+    pub fn officer_override(
+        &self,
+        id: &str,
+        public_key: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT role, override_reason FROM officers
+                 WHERE id = ?1 AND public_key = ?2 AND override_reason IS NOT NULL",
+                params![id, public_key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
     }
 
     /// Make a registered officer a supervisor (same badge key); `false` when `id` is not

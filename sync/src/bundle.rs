@@ -704,6 +704,10 @@ pub struct ReceiptBody {
     pub centre_key: String,
     pub records: Vec<ReceiptRecord>,
     pub ledgers: Vec<ReceiptLedger>,
+    /// The centre's latest signed roster file (text): the van takes it when newer than its own,
+    /// so a revocation travels by USB too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roster: Option<String>,
 }
 
 impl ReceiptBody {
@@ -944,6 +948,7 @@ mod tests {
                 reason: None,
             }],
             ledgers: vec![],
+            roster: None,
         };
         let r = Receipt::sign(body, &centre).unwrap();
         let bytes = r.to_bytes().unwrap();

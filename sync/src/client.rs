@@ -248,6 +248,19 @@ impl CentreClient {
         }
     }
 
+    /// The centre's signed roster (as text) when newer than version `have`. The caller checks
+    /// its signature and version before trusting it.
+    pub async fn roster(&mut self, have: Option<u64>) -> Result<Option<String>, SyncError> {
+        let answer: crate::protocol::RosterResponse = self
+            .call_json(
+                Method::POST,
+                "/v1/roster",
+                &crate::protocol::RosterRequest { have },
+            )
+            .await?;
+        Ok(answer.roster)
+    }
+
     async fn call_json<Req: Serialize, Resp: DeserializeOwned>(
         &mut self,
         method: Method,

@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod output;
 pub mod protocol;
 pub mod record;
+pub mod roster;
 pub mod session;
 pub mod tls;
 

@@ -17,6 +17,8 @@
 //! - `PUT /v1/blobs/{sha256}?offset=N&total=T` raw bytes → `{sha256, have, complete}`
 //! - `POST /v1/envelopes` `{envelopes: [canonical JSON text]}` → `{results: [{id, outcome, reason}]}`
 //! - `POST /v1/status` `{ids: [..]}` → `{statuses: [{id, status, reason}]}`
+//! - `POST /v1/roster` `{have}` → `{roster}`: the centre's signed roster (the file, as text) when
+//!   newer than the version `have` the station holds, else `null`
 //! - `POST /v1/ledger` `{name, message}` → `{message}`: one round of the Automerge sync protocol
 //!   on one of the station's ledgers (messages base64; `null` when a side has nothing to say)
 
@@ -139,6 +141,18 @@ pub struct RecordStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusResponse {
     pub statuses: Vec<RecordStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterRequest {
+    /// Version the station holds, `None` before its first.
+    pub have: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterResponse {
+    /// The signed roster file (canonical JSON text) when newer than `have`.
+    pub roster: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -57,6 +57,12 @@ pub struct Summary {
     pub rejected: Vec<(String, String)>,
     /// Wall time per phase, filled in by the transport (the session itself keeps no clock).
     pub phase_ms: PhaseTimes,
+    /// Version of the centre's roster the station holds after the sync.
+    pub roster: Option<u64>,
+    /// A newer roster was taken in this sync.
+    pub roster_updated: bool,
+    /// The roster the centre sent was refused (bad signature, older version): why.
+    pub roster_refused: Option<String>,
 }
 
 /// Milliseconds spent in each phase of a sync, retries included.

@@ -86,6 +86,24 @@ pub fn enrol_in(dir: &Path, count: u32, seed: u64) {
     assert!(out.status.success(), "enrol failed: {}", text(&out));
 }
 
+/// `tasjil enrol --simulate` of `count` citizens by officer `officer`.
+pub fn enrol_as(dir: &Path, officer: &str, count: u32, seed: u64) {
+    let out = run(
+        dir,
+        &[
+            "enrol",
+            "--simulate",
+            "--officer",
+            officer,
+            "--count",
+            &count.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ],
+    );
+    assert!(out.status.success(), "enrol failed: {}", text(&out));
+}
+
 pub fn run(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
         .arg("--data-dir")

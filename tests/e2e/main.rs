@@ -15,6 +15,8 @@ mod enrol;
 mod faults;
 mod kiosk_xvfb;
 mod nist;
+mod packaging;
+mod roster;
 mod sync;
 mod tamper;
 mod training;

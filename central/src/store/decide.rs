@@ -62,9 +62,8 @@ pub(super) fn claimed_names(bytes: &[u8]) -> (Option<String>, Option<String>) {
     (field("id"), field("station"))
 }
 
-/// The officer co-signature must be present and verify against the badge key it carries.
-// The centre has no badge registry yet: once it has one, check `cosig.key` is the key registered
-// for `body.officer` instead of trusting the key the envelope carries.
+/// The officer co-signature must be present and verify against the badge key it carries; whether
+/// the centre's roster allowed that key is [`ChainFacts::roster_refusal`].
 pub(crate) fn check_officer(env: &Envelope<Signed>) -> Result<(), RecordError> {
     let cosig = env
         .officer_signature()
@@ -95,6 +94,9 @@ pub struct ChainFacts {
     pub head: (u64, String),
     /// The station is registered as a training station (`station add --simulation`).
     pub training: bool,
+    /// Why the centre's roster (the version the station held) did not allow the co-signing
+    /// badge, if it did not: the record is then held, not refused, so its chain goes on.
+    pub roster_refusal: Option<String>,
 }
 
 /// A candidate that parsed: its canonical bytes' hash (its chain hash) and the envelope.
@@ -226,6 +228,16 @@ impl Candidate {
         };
         if let Err(e) = self.env.verify_payload(sealed) {
             return self.rejected(e.to_string());
+        }
+        if let Some(refusal) = &facts.roster_refusal {
+            return Ingested::Held {
+                id: body.id.clone(),
+                station: body.station.clone(),
+                seq: body.seq,
+                reason: format!(
+                    "held: officer co-signature not allowed by the centre's roster: {refusal}"
+                ),
+            };
         }
         if let Some(other) = &facts.id_elsewhere {
             return Ingested::Held {

@@ -62,6 +62,8 @@ pub enum CentreError {
     BlobHashMismatch { expected: String, found: String },
     #[error("sealed payload {0} is not at the centre")]
     BlobMissing(String),
+    #[error("{0}")]
+    Roster(String),
 }
 
 impl CentreError {

@@ -113,6 +113,11 @@ impl CentreStore {
                 .map_err(|e| self.sql(e))?,
             head: head_in(conn, &body.station).map_err(|e| self.sql(e))?,
             training: CentreStore::training_in(conn, &body.station).map_err(|e| self.sql(e))?,
+            roster_refusal: None,
+        };
+        let facts = ChainFacts {
+            roster_refusal: self.roster_refusal(conn, &candidate, facts.training)?,
+            ..facts
         };
         if let ChainVerdict::Done(outcome) = candidate.check_chain(&facts) {
             return Ok(outcome);
@@ -144,6 +149,40 @@ impl CentreStore {
             .map_err(|e| self.sql(e))?;
         }
         Ok(outcome)
+    }
+
+    /// Why the roster the station held did not allow the badge that co-signed `candidate`, if it
+    /// did not. A training station that held no roster is let through (its badges register on
+    /// first use); any other record must name a roster version.
+    fn roster_refusal(
+        &self,
+        conn: &Connection,
+        candidate: &decide::Candidate,
+        training: bool,
+    ) -> Result<Option<String>, CentreError> {
+        let body = candidate.env.body();
+        let Some(cosig) = candidate.env.officer_signature() else {
+            return Ok(None); // refused by the chain checks already
+        };
+        if body.roster.is_none() {
+            return Ok((!training).then(|| {
+                format!(
+                    "the record names no roster version: station {} held no roster from the centre when officer {} co-signed it",
+                    body.station, body.officer
+                )
+            }));
+        }
+        Ok(self
+            .roster_allows_in(
+                conn,
+                body.roster,
+                &body.officer,
+                &cosig.key,
+                &body.station,
+                tasjil_sync::roster::Role::Officer,
+                body.captured.finished_ms,
+            )?
+            .err())
     }
 
     /// `(seq, hash)` of the last envelope stored for `station`, or `(0, GENESIS)` before the first.

@@ -37,6 +37,7 @@ mod ingest;
 mod ledgers;
 mod queries;
 mod registry;
+pub mod roster;
 pub mod staff;
 #[cfg(test)]
 mod tests;
@@ -66,6 +67,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0007_access_log.sql")),
         M::up(include_str!("../../migrations/0008_console.sql")),
         M::up(include_str!("../../migrations/0009_training_stations.sql")),
+        M::up(include_str!("../../migrations/0010_roster.sql")),
     ])
 }
 
@@ -84,6 +86,8 @@ pub struct CentreStore {
     /// The centre's Ed25519 key, to sign the verdicts written into ledgers (vans act only on
     /// signed ones). Set by [`Self::sign_verdicts_with`]; without it verdicts go unsigned.
     signer: std::sync::OnceLock<ed25519_dalek::SigningKey>,
+    /// Roster versions already read, by version (a version never changes once issued).
+    rosters: Mutex<std::collections::HashMap<u64, std::sync::Arc<tasjil_sync::roster::Roster>>>,
 }
 
 impl std::fmt::Debug for CentreStore {
@@ -127,6 +131,7 @@ impl CentreStore {
                 a
             },
             signer: std::sync::OnceLock::new(),
+            rosters: Mutex::new(std::collections::HashMap::new()),
         })
     }
 

@@ -100,6 +100,12 @@ impl CentreStore {
     }
 
     /// Whether `station` is registered as a training station.
+    /// Whether `station` is registered as a training station.
+    pub fn is_training(&self, station: &str) -> Result<bool, CentreError> {
+        let conn = lock(&self.conn);
+        CentreStore::training_in(&conn, station).map_err(|e| self.sql(e))
+    }
+
     pub(super) fn training_in(conn: &Connection, station: &str) -> rusqlite::Result<bool> {
         conn.query_row(
             "SELECT simulation FROM stations WHERE id = ?1",

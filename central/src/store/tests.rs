@@ -13,6 +13,34 @@ struct Van {
     name: String,
     key: StationKey,
     officer: StationKey,
+    /// Roster version the van holds (set by [`register`]).
+    roster: std::cell::Cell<Option<u64>>,
+}
+
+/// The centre's signing key in these tests (verdicts and rosters).
+fn centre_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[9; 32])
+}
+
+/// Register `van` and put its officer's badge on the roster for it, as central staff would.
+fn register(store: &CentreStore, van: &Van) {
+    assert!(store.add_station(&van.public(), NOW).unwrap());
+    let r = store
+        .roster_add(
+            &tasjil_sync::roster::RosterEntry {
+                id: van.officer_id(),
+                name: "Officer".into(),
+                role: tasjil_sync::roster::Role::Officer,
+                badge: van.officer.public_hex(),
+                stations: vec![van.name.clone()],
+                valid_from_ms: 0,
+                valid_until_ms: None,
+                revoked: None,
+            },
+            NOW,
+        )
+        .unwrap();
+    van.roster.set(Some(r.version()));
 }
 
 impl Van {
@@ -21,7 +49,12 @@ impl Van {
             name: name.into(),
             key: StationKey::generate(),
             officer: StationKey::generate(),
+            roster: std::cell::Cell::new(None),
         }
+    }
+
+    fn officer_id(&self) -> String {
+        format!("OFF-{}", self.name)
     }
 
     fn public(&self) -> StationPublic {
@@ -42,7 +75,7 @@ impl Van {
             },
             kind: EnrolmentKind::New,
             station: self.name.clone(),
-            officer: "OFF-1".into(),
+            officer: self.officer_id(),
             seq,
             prev: prev.into(),
             demographics_schema: "cnie-v1".into(),
@@ -65,6 +98,7 @@ impl Van {
                 len: sealed.len() as u64,
             },
             simulation: false,
+            roster: self.roster.get(),
         }
     }
 
@@ -104,8 +138,9 @@ fn upload(store: &CentreStore, sealed: &[u8]) {
 fn setup() -> (tempfile::TempDir, CentreStore, Van) {
     let dir = tempfile::tempdir().unwrap();
     let store = CentreStore::open(dir.path()).unwrap();
+    store.sign_verdicts_with(centre_key());
     let van = Van::new("VAN-07-A");
-    assert!(store.add_station(&van.public(), NOW).unwrap());
+    register(&store, &van);
     (dir, store, van)
 }
 
@@ -548,7 +583,7 @@ fn verify_all_names_a_damaged_payload_file_and_a_damaged_envelope_row() {
 fn list_and_stats_count_what_is_stored_and_refused() {
     let (_dir, store, van) = setup();
     let other = Van::new("VAN-08-B");
-    store.add_station(&other.public(), NOW).unwrap();
+    register(&store, &other);
     chain(&store, &van, 2);
     chain(&store, &other, 1);
     let sealed = payload(1);
@@ -778,7 +813,7 @@ fn the_data_directory_and_its_blob_directories_are_private() {
 fn an_id_reused_by_another_station_is_held_and_blocks_no_chain() {
     let (_dir, store, victim) = setup();
     let thief = Van::new("VAN-99-Z");
-    assert!(store.add_station(&thief.public(), NOW).unwrap());
+    register(&store, &thief);
 
     // The victim first: the thief's copy of id 1 is held; the victim's chain goes on.
     let v1 = victim.envelope(1, GENESIS, &payload(1));
@@ -1015,8 +1050,7 @@ fn the_record_counters_follow_every_change_and_verify_rebuilds_them() {
 #[test]
 fn verdicts_are_signed_for_the_exact_envelope_when_the_store_has_the_centre_key() {
     let (_dir, store, van) = setup();
-    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
-    store.sign_verdicts_with(key.clone());
+    let key = centre_key();
     let envs = chain(&store, &van, 1);
     let id = envs[0].body().id.clone();
     let hash = sha256_hex(&envs[0].to_bytes().unwrap());
@@ -1045,4 +1079,181 @@ fn verdicts_are_signed_for_the_exact_envelope_when_the_store_has_the_centre_key(
     let issued = ledger.status_history(&id).pop().unwrap();
     assert_eq!(issued.status, tasjil_sync::ledger::Status::Issued);
     assert!(issued.verify(&key.verifying_key(), &van.name, &id, &hash));
+}
+
+fn held_reason(outcome: Ingested) -> String {
+    match outcome {
+        Ingested::Held { reason, .. } => reason,
+        other => panic!("expected a held record, got {other:?}"),
+    }
+}
+
+#[test]
+fn roster_versions_are_signed_in_order_and_a_revoked_badge_stays_revoked() {
+    use tasjil_sync::roster::{Role, Roster, RosterEntry};
+    let (_dir, store, van) = setup();
+    let v1 = store.roster_latest().unwrap().unwrap();
+    assert_eq!(v1.version(), 1);
+    let bytes = v1.to_bytes();
+    assert!(Roster::verify(&bytes, &centre_key().verifying_key()).is_ok());
+    let sup = StationKey::generate();
+    let entry = RosterEntry {
+        id: "SUP-1".into(),
+        name: "Supervisor".into(),
+        role: Role::Supervisor,
+        badge: sup.public_hex(),
+        stations: vec!["*".into()],
+        valid_from_ms: 0,
+        valid_until_ms: None,
+        revoked: None,
+    };
+    assert_eq!(store.roster_add(&entry, NOW + 1).unwrap().version(), 2);
+    // The same id twice, or one badge for two ids, is refused.
+    assert!(store.roster_add(&entry, NOW + 2).is_err());
+    let twin = RosterEntry {
+        id: "SUP-2".into(),
+        ..entry.clone()
+    };
+    assert!(store.roster_add(&twin, NOW + 2).is_err());
+    assert!(store.roster_revoke("SUP-1", "  ", NOW + 3).is_err());
+    let v3 = store.roster_revoke("SUP-1", "lost", NOW + 3).unwrap();
+    assert_eq!(v3.version(), 3);
+    assert!(v3.entry("SUP-1").unwrap().revoked.is_some());
+    assert!(store.roster_revoke("SUP-1", "again", NOW + 4).is_err());
+    assert!(store.roster_revoke("NOBODY", "x", NOW + 4).is_err());
+    // A revoked badge is never put back; the officer gets a new one.
+    assert!(store.roster_add(&entry, NOW + 5).is_err());
+    let new_badge = StationKey::generate();
+    let renewed = RosterEntry {
+        badge: new_badge.public_hex(),
+        ..entry.clone()
+    };
+    assert_eq!(store.roster_add(&renewed, NOW + 5).unwrap().version(), 4);
+    // ... and the old badge's revocation still counts, whatever version a station held.
+    let refused = store
+        .roster_allows(
+            Some(2),
+            "SUP-1",
+            &sup.public_hex(),
+            &van.name,
+            Role::Supervisor,
+            NOW + 10,
+        )
+        .unwrap()
+        .unwrap_err();
+    assert!(refused.contains("revoked"), "{refused}");
+    assert!(store
+        .roster_allows(
+            Some(2),
+            "SUP-1",
+            &sup.public_hex(),
+            &van.name,
+            Role::Supervisor,
+            NOW + 2
+        )
+        .unwrap()
+        .is_ok());
+    assert!(store
+        .roster_allows(
+            None,
+            "SUP-1",
+            &new_badge.public_hex(),
+            &van.name,
+            Role::Supervisor,
+            NOW + 10
+        )
+        .unwrap()
+        .is_ok());
+
+    // A station gets the latest only when it holds an older one; a stale one is issued afresh.
+    assert_eq!(store.roster_for_station(Some(4), NOW + 10).unwrap(), None);
+    assert_eq!(
+        store
+            .roster_for_station(Some(1), NOW + 10)
+            .unwrap()
+            .unwrap()
+            .version(),
+        4
+    );
+    let later = NOW + 5 + super::roster::REISSUE_AFTER_MS + 1;
+    let fresh = store.roster_for_station(Some(4), later).unwrap().unwrap();
+    assert_eq!((fresh.version(), fresh.roster.issued_ms), (5, later));
+    assert_eq!(
+        fresh.roster.entries,
+        store.roster_latest().unwrap().unwrap().roster.entries
+    );
+}
+
+#[test]
+fn a_record_the_roster_did_not_allow_is_held_and_blocks_no_chain() {
+    let (_dir, store, van) = setup();
+    let envs = chain(&store, &van, 1);
+    let mut prev = envs[0].hash().unwrap();
+
+    // Co-signed by a badge the roster does not list for this officer.
+    let stranger = Van {
+        name: van.name.clone(),
+        key: StationKey::from_seed([0; 32]),
+        officer: StationKey::generate(),
+        roster: std::cell::Cell::new(van.roster.get()),
+    };
+    let sealed = payload(2);
+    upload(&store, &sealed);
+    let env = stranger.seal(van.body(2, &prev, &sealed, 0), &van.key);
+    let why = held_reason(store.ingest(&env.to_bytes().unwrap(), NOW + 2).unwrap());
+    assert!(
+        why.contains("roster") && why.contains("does not list"),
+        "{why}"
+    );
+    prev = env.hash().unwrap();
+
+    // No roster version on a station that is not a training station: held.
+    let sealed = payload(3);
+    upload(&store, &sealed);
+    let mut body = van.body(3, &prev, &sealed, 0);
+    body.roster = None;
+    let env = van.seal(body, &van.key);
+    let why = held_reason(store.ingest(&env.to_bytes().unwrap(), NOW + 3).unwrap());
+    assert!(why.contains("names no roster version"), "{why}");
+    prev = env.hash().unwrap();
+
+    // A version the centre never issued: held.
+    let sealed = payload(4);
+    upload(&store, &sealed);
+    let mut body = van.body(4, &prev, &sealed, 0);
+    body.roster = Some(99);
+    let env = van.seal(body, &van.key);
+    let why = held_reason(store.ingest(&env.to_bytes().unwrap(), NOW + 4).unwrap());
+    assert!(why.contains("never issued"), "{why}");
+    prev = env.hash().unwrap();
+
+    // The rightful badge again: stored, the chain went on through the held records.
+    let sealed = payload(5);
+    upload(&store, &sealed);
+    let env = van.envelope(5, &prev, &sealed);
+    assert!(matches!(
+        store.ingest(&env.to_bytes().unwrap(), NOW + 5).unwrap(),
+        Ingested::Stored { seq: 5, .. }
+    ));
+    prev = env.hash().unwrap();
+
+    // Revoked at the centre: what the badge co-signs afterwards is held, even under the old
+    // roster version the van still holds.
+    store
+        .roster_revoke(&van.officer_id(), "badge lost in the market", NOW + 6)
+        .unwrap();
+    let sealed = payload(6);
+    upload(&store, &sealed);
+    let mut body = van.body(6, &prev, &sealed, 0);
+    body.captured.finished_ms = NOW + 7;
+    let env = van.seal(body, &van.key);
+    let why = held_reason(store.ingest(&env.to_bytes().unwrap(), NOW + 8).unwrap());
+    assert!(why.contains("revoked") && why.contains("market"), "{why}");
+
+    // The station is told, with the reason.
+    let ids: Vec<String> = vec![env.body().id.clone()];
+    let st = store.statuses(&van.name, &ids).unwrap();
+    assert_eq!(st[0].status, "rejected", "{st:?}");
+    assert!(st[0].reason.as_deref().unwrap_or("").contains("revoked"));
+    assert!(store.verify_all().unwrap().ok);
 }

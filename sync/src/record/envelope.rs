@@ -115,6 +115,11 @@ pub struct EnvelopeBody {
     /// the signed bytes of every other envelope are unchanged.
     #[serde(default, skip_serializing_if = "is_false")]
     pub simulation: bool,
+    /// Version of the centre's signed roster the station held when the officer co-signed: the
+    /// centre checks the co-signing badge against that version. Absent on a training station
+    /// that holds no roster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roster: Option<u64>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -428,6 +433,7 @@ mod tests {
                 len: 6,
             },
             simulation: false,
+            roster: None,
         }
     }
 
