@@ -238,3 +238,50 @@ fn a_real_station_without_a_roster_trusts_no_badge() {
     let out = run(&station, &["roster", "show"]);
     assert!(text(&out).contains("trusts no badge"), "{}", text(&out));
 }
+
+/// A van whose roster is older than `[roster] warn_days` warns; past `block_days` it starts no
+/// enrolment and says why, until a newer roster arrives. The van's clock is moved with libfaketime
+/// (Debian `faketime`, installed by scripts/install-deps).
+#[test]
+fn a_van_whose_roster_is_too_old_warns_then_refuses_to_enrol() {
+    let tmp = tempfile::tempdir().unwrap();
+    let central = Central::init(&tmp.path().join("centre"));
+    let van = station_for(&central, &tmp.path().join("van"), "VAN-AGE");
+    roster_add(&central, "OFF-A", "officer", "VAN-AGE");
+    let file = tmp.path().join("roster.json");
+    assert!(central
+        .run(&["roster", "export", "--out", file.to_str().unwrap()])
+        .status
+        .success());
+    assert!(run(&van, &["roster", "import", file.to_str().unwrap()])
+        .status
+        .success());
+    let later = |offset: &str, args: &[&str]| {
+        std::process::Command::new("faketime")
+            .env("TASJIL_BADGE", "sim")
+            .args([
+                "-f",
+                offset,
+                crate::common::BIN,
+                "--data-dir",
+                van.to_str().unwrap(),
+            ])
+            .args(args)
+            .output()
+            .expect("faketime is required for this test: run scripts/install-deps")
+    };
+    let enrol = ["enrol", "--simulate", "--officer", "OFF-A", "--count", "1"];
+    let out = later("+20d", &enrol);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("20 days old"), "{}", text(&out));
+    let out = later("+46d", &enrol);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no new enrolment") && text(&out).contains("46 days old"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(records(&van), 1);
+    let out = later("+46d", &["status"]);
+    assert!(text(&out).contains("WARNING"), "{}", text(&out));
+}
