@@ -837,7 +837,8 @@ pub fn split_name(name: &str) -> Option<(&str, &str)> {
     (!station.is_empty() && day.len() == 10).then_some((station, day))
 }
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;

@@ -194,36 +194,15 @@ pub fn parse_day(text: &str) -> Result<i64, String> {
     if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return Err(bad());
     }
-    // Days from civil (H. Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let ms = days * 86_400_000;
+    let ms = crate::ledger::days_from_civil(y, m, d) * 86_400_000;
     if day(ms) != text.trim() {
         return Err(bad());
     }
     Ok(ms)
 }
 
-/// `YYYY-MM-DD` of a Unix-ms time, for messages.
-pub fn day(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    // Civil from days (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    format!("{:04}-{m:02}-{d:02}", if m <= 2 { y + 1 } else { y })
-}
+/// `YYYY-MM-DD` (UTC) of a Unix-ms time, for messages: the ledger's day.
+pub use crate::ledger::day_of_ms as day;
 
 impl Roster {
     /// Sign `body` with the centre's key.
