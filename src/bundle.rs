@@ -73,7 +73,13 @@ pub struct ExportReport {
 
 /// Pick the records to export: unacknowledged ones in the range, in sequence order, as long as
 /// they are approved and consecutive (the centre accepts a station's chain only in order).
-fn select(rows: Vec<EnvelopeRow>, range: &Range) -> (Vec<EnvelopeRow>, Option<String>, u64) {
+/// `links`: the station's restore links, place -> the sequence they start from: a record right
+/// after a link follows the record the link starts from.
+fn select(
+    rows: Vec<EnvelopeRow>,
+    range: &Range,
+    links: &BTreeMap<u64, u64>,
+) -> (Vec<EnvelopeRow>, Option<String>, u64) {
     let candidates: Vec<EnvelopeRow> = rows
         .into_iter()
         .filter(|r| range.contains(r.created_ms))
@@ -90,7 +96,12 @@ fn select(rows: Vec<EnvelopeRow>, range: &Range) -> (Vec<EnvelopeRow>, Option<St
             break;
         }
         if let Some(last) = chosen.last() {
-            if row.seq != last.seq + 1 {
+            let seq = row.seq as u64;
+            let after_link = seq
+                .checked_sub(1)
+                .and_then(|place| links.get(&place))
+                .is_some_and(|from| *from == last.seq as u64);
+            if row.seq != last.seq + 1 && !after_link {
                 held = Some(format!(
                     "record {} (sequence {}) does not follow sequence {} in this export: export the records in between first",
                     row.id, row.seq, last.seq
@@ -123,7 +134,16 @@ pub fn export(
     }
     let station_id = station.station_id().to_string();
     let pending = station.store().pending_sync()?;
-    let (rows, held_back, held_back_records) = select(pending, range);
+    let restore_links = station.store().restore_links()?;
+    let link_starts: BTreeMap<u64, u64> = restore_links
+        .iter()
+        .filter_map(|l| {
+            tasjil_sync::RestoreLink::from_bytes(&l.link)
+                .ok()
+                .map(|link| (l.seq, link.body().from_seq))
+        })
+        .collect();
+    let (rows, held_back, held_back_records) = select(pending, range, &link_starts);
     if rows.is_empty() {
         return Ok(ExportReport {
             file: None,
@@ -137,8 +157,19 @@ pub fn export(
         });
     }
 
-    // The parts: envelopes, then their payloads, then the ledgers of their days.
+    // The parts: the station's restore links (a few bytes each: the centre needs the one the
+    // records after a restore follow), envelopes, their payloads, the ledgers of their days.
     let mut parts = Vec::new();
+    let mut links: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for link in restore_links {
+        parts.push(Part {
+            kind: PartKind::Restore,
+            name: link.seq.to_string(),
+            len: link.link.len() as u64,
+            sha256: tasjil_sync::sha256_hex(&link.link),
+        });
+        links.insert(link.seq.to_string(), link.link);
+    }
     let mut envelopes: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut payload_parts = Vec::new();
     let mut days = BTreeSet::new();
@@ -220,6 +251,7 @@ pub fn export(
             match part.kind {
                 PartKind::Envelope => envelopes.get(&part.name).cloned(),
                 PartKind::Ledger => ledgers.get(&part.name).cloned(),
+                PartKind::Restore => links.get(&part.name).cloned(),
                 PartKind::Payload => store.payload(&part.sha256).map_err(|e| e.to_string())?,
             }
             .ok_or_else(|| format!("{} {} is not in the store", part.kind, part.name))
@@ -431,7 +463,7 @@ mod tests {
             row(3, false, 0),
             row(4, true, 0),
         ];
-        let (chosen, held, left) = select(rows, &Range::default());
+        let (chosen, held, left) = select(rows, &Range::default(), &BTreeMap::new());
         assert_eq!(chosen.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
         assert!(held.unwrap().contains("R3"));
         assert_eq!(left, 2);
@@ -445,13 +477,17 @@ mod tests {
             since: Some("1970-01-02".into()),
             until: Some("1970-01-02".into()),
         };
-        let (chosen, held, _) = select(rows.clone(), &range);
+        let (chosen, held, _) = select(rows.clone(), &range, &BTreeMap::new());
         assert_eq!(chosen.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
         assert!(held.is_none());
         let gap = vec![row(1, true, 0), row(3, true, 0)];
-        let (chosen, held, _) = select(gap, &Range::default());
+        let (chosen, held, _) = select(gap.clone(), &Range::default(), &BTreeMap::new());
         assert_eq!(chosen.len(), 1);
         assert!(held.unwrap().contains("does not follow"));
+        // After a restore link from 1 at place 2, record 3 follows record 1.
+        let links = BTreeMap::from([(2, 1)]);
+        let (chosen, held, _) = select(gap, &Range::default(), &links);
+        assert_eq!((chosen.len(), held), (2, None));
         assert!(Range {
             since: Some("27/11/2026".into()),
             until: None

@@ -147,6 +147,24 @@ pub enum Command {
     Verify,
     /// Counts of records by state.
     Status,
+    /// Copy the station (store, keys, configuration) into a new backup directory, e.g. on a USB
+    /// stick. Safe while the kiosk runs.
+    Backup {
+        /// The backup directory (created 0700; must not hold a backup already).
+        #[arg(long, value_name = "DIR")]
+        to: std::path::PathBuf,
+    },
+    /// Put a backup back (the store in the data directory is moved aside, never deleted) and sign
+    /// a restore link, so that records enrolled from now on reach the centre even though the
+    /// records made after the backup are already there.
+    Restore {
+        /// A backup directory from `tasjil backup`, or a copy of station.db.
+        #[arg(value_name = "BACKUP")]
+        from: std::path::PathBuf,
+        /// Why (e.g. "disk replaced"): recorded in the signed link and the audit chain.
+        #[arg(long)]
+        reason: String,
+    },
     /// Send unacknowledged records to the centre and learn what it verified or rejected.
     Sync {
         /// The centre's address, e.g. http://127.0.0.1:8750
@@ -595,6 +613,41 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             })
         }
         Command::Status => status(&dir),
+        Command::Backup { to } => {
+            let r = crate::restore::backup(&dir, &to)?;
+            let human = format!(
+                "backup of station {} in {}: {} records, chain head {} ({} bytes)",
+                r.station,
+                r.to.display(),
+                r.records,
+                r.head_seq,
+                r.bytes
+            );
+            Ok(Output::ok(serde_json::to_value(&r)?, human))
+        }
+        Command::Restore { from, reason } => {
+            let r = crate::restore::restore(&dir, &from, &reason)?;
+            let mut human = format!(
+                "station {} restored from {}: {} records, chain head {}; new records continue after restore link {}",
+                r.station,
+                from.display(),
+                r.records,
+                r.from_seq,
+                r.link_seq
+            );
+            if let Some(aside) = &r.replaced {
+                human.push_str(&format!(
+                    "
+the store that was here is kept in {}",
+                    aside.display()
+                ));
+            }
+            human.push_str(
+                "
+run `tasjil verify`, then sync or export as usual",
+            );
+            Ok(Output::ok(serde_json::to_value(&r)?, human))
+        }
         Command::Sync {
             central,
             watch,
@@ -776,6 +829,8 @@ fn summary_json(s: &tasjil_sync::session::Summary) -> Value {
         "payload_bytes_sent": s.payload_bytes_sent,
         "phase_ms": s.phase_ms,
         "roster": s.roster, "roster_updated": s.roster_updated, "roster_refused": s.roster_refused,
+        "restore_links_sent": s.restore_links_sent, "centre_head": s.centre_head,
+        "behind_centre": s.behind_centre,
     })
 }
 
@@ -796,6 +851,15 @@ fn summary_text(s: &tasjil_sync::session::Summary) -> String {
         (Some(why), _, _) => t.push_str(&format!("\n  ROSTER REFUSED: {why}")),
         (None, true, Some(v)) => t.push_str(&format!("\n  roster: now version {v}")),
         _ => {}
+    }
+    if s.restore_links_sent > 0 {
+        t.push_str(&format!(
+            "\n  restore links stored at the centre: {}",
+            s.restore_links_sent
+        ));
+    }
+    if let Some(why) = &s.behind_centre {
+        t.push_str(&format!("\n  RESTORED STORE: {why}"));
     }
     t
 }

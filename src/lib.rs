@@ -15,6 +15,7 @@ pub mod enrolment;
 mod id_card_cli;
 pub mod kiosk;
 pub mod receipt_pdf;
+pub mod restore;
 pub mod roster;
 pub mod schema;
 pub mod station;

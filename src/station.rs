@@ -49,10 +49,10 @@ impl DataDir {
     pub fn centre(&self) -> PathBuf {
         self.0.join("centre.pub")
     }
-    fn lock(&self) -> PathBuf {
+    pub(crate) fn lock(&self) -> PathBuf {
         self.0.join("station.lock")
     }
-    fn require_initialised(&self) -> anyhow::Result<()> {
+    pub(crate) fn require_initialised(&self) -> anyhow::Result<()> {
         if !self.db().exists() || !self.key().exists() {
             bail!(
                 "no station in {}: run `tasjil init --station-id ID --central-key FILE` first (or pass --data-dir)",
@@ -141,7 +141,7 @@ pub fn init(
 
 /// Create the data directory, or tighten an existing one, to 0700: it holds the station key and
 /// sealed personal data.
-fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn create_private_dir(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     fs::DirBuilder::new()
         .recursive(true)
@@ -159,7 +159,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn lock(dir: &DataDir) -> anyhow::Result<File> {
+pub(crate) fn lock(dir: &DataDir) -> anyhow::Result<File> {
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)

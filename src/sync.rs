@@ -57,6 +57,17 @@ pub fn sync_once(
         .build()
         .context("cannot start the network runtime")?;
     let now = crate::now_ms();
+    // The chain first: restore links the centre lacks, and whether it holds more of this
+    // station's chain than this store does.
+    let chain = match runtime.block_on(exchange_chain(&mut client, station, now)) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = station
+                .store()
+                .record_peer(url, false, Some(&e.to_string()), now);
+            return Err(e);
+        }
+    };
     let result: anyhow::Result<(Summary, LedgerReport, Option<String>)> = runtime.block_on(async {
         let summary = {
             let store = station.store();
@@ -83,6 +94,9 @@ pub fn sync_once(
     });
     match result {
         Ok((mut summary, ledgers, roster)) => {
+            summary.restore_links_sent = chain.sent;
+            summary.centre_head = Some(chain.centre_head);
+            summary.behind_centre = chain.behind;
             // A newer roster first: a revocation takes effect before anything else is done.
             summary.roster = held_roster;
             if let Some(text) = roster {
@@ -139,6 +153,100 @@ pub fn sync_once(
             Err(e)
         }
     }
+}
+
+/// What the chain exchange established.
+#[derive(Debug, Default)]
+struct ChainReport {
+    /// Restore links the centre stored.
+    sent: usize,
+    centre_head: u64,
+    /// Set when the centre held more of this chain than this store: what was done about it.
+    behind: Option<String>,
+}
+
+/// Send the restore links the centre has not stored, and learn where its copy of this
+/// station's chain ends. A store that ends before that was restored from a backup without
+/// `tasjil restore`: it signs a restore link now, so that the records it makes from now on
+/// deliver (those it made since the restore, numbered like records the centre already holds,
+/// are refused as forks and say so).
+async fn exchange_chain(
+    client: &mut CentreClient,
+    station: &mut Station,
+    now: i64,
+) -> anyhow::Result<ChainReport> {
+    let mut report = ChainReport::default();
+    let mut refusals = Vec::new();
+    let mut head = 0;
+    for round in 0..2 {
+        let unsent: Vec<String> = station
+            .store()
+            .restore_links()?
+            .into_iter()
+            .filter(|l| l.sent_ms.is_none())
+            .map(|l| String::from_utf8_lossy(&l.link).into_owned())
+            .collect();
+        if round > 0 && unsent.is_empty() {
+            break;
+        }
+        let answer = client.chain(unsent).await?;
+        for result in &answer.links {
+            match (&result.outcome, result.seq) {
+                (tasjil_sync::protocol::Outcome::Rejected, seq) => refusals.push(format!(
+                    "the centre refused the restore link at {}: {}",
+                    seq.map_or("?".into(), |s| s.to_string()),
+                    result.reason.as_deref().unwrap_or("no reason given")
+                )),
+                (outcome, Some(seq)) => {
+                    station.store().mark_restore_sent(seq, now)?;
+                    if *outcome == tasjil_sync::protocol::Outcome::Stored {
+                        report.sent += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        head = answer.head.seq;
+        let (local_seq, local_hash) = station.store().chain_head()?;
+        if round > 0 || head <= local_seq {
+            break;
+        }
+        let link = tasjil_sync::RestoreLink::sign(
+            tasjil_sync::RestoreBody {
+                v: tasjil_sync::record::RESTORE_VERSION,
+                station: station.station_id().to_string(),
+                from_seq: local_seq,
+                from_hash: local_hash.clone(),
+                seq: tasjil_sync::RestoreBody::place(head.max(local_seq), now),
+                restored_ms: now,
+                reason: format!(
+                    "found at sync: the centre holds this chain up to {head}, this store ends at {local_seq}"
+                ),
+            },
+            &station.key(),
+        )?;
+        let detail = serde_json::json!({
+            "from_seq": local_seq, "from_hash": local_hash, "link_seq": link.body().seq,
+            "link": link.hash()?, "centre_head": head, "found_at": "sync",
+        });
+        let key = station.key();
+        station.store().record_restore(&key, &link, detail, now)?;
+        report.behind = Some(format!(
+            "this store ended at sequence {local_seq} but the centre holds this station's chain up to {head}: it was restored from a backup without `tasjil restore`. A restore link was signed so that new records deliver; records made since the restore that the centre refuses as forks cannot be delivered."
+        ));
+    }
+    report.centre_head = head;
+    if !refusals.is_empty() {
+        let mut text = report.behind.take().unwrap_or_default();
+        for r in refusals {
+            if !text.is_empty() {
+                text.push_str("; ");
+            }
+            text.push_str(&r);
+        }
+        report.behind = Some(text);
+    }
+    Ok(report)
 }
 
 /// What the ledger exchange established.

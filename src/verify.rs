@@ -47,10 +47,22 @@ pub fn verify(view: &View) -> Result<Report, StoreError> {
     }
 
     let rows = store.envelopes()?;
+    let links = store.restore_links()?;
+    let mut links = links.iter().peekable();
     let mut valid = 0;
     let mut expected_seq = 1u64;
     let mut expected_prev = GENESIS.to_string();
     for row in &rows {
+        // The restore links before this record move the chain on to their own place.
+        while let Some(link) = links.next_if(|l| l.seq < row.seq.max(0) as u64) {
+            (expected_seq, expected_prev) = follow_link(
+                link,
+                expected_seq,
+                &expected_prev,
+                station_key.as_ref(),
+                &mut problems,
+            );
+        }
         let mut reasons: Vec<String> = Vec::new();
         let computed = sha256_hex(&row.envelope);
         match Envelope::from_bytes(&row.envelope) {
@@ -129,6 +141,17 @@ pub fn verify(view: &View) -> Result<Report, StoreError> {
         }
     }
 
+    for link in links {
+        (expected_seq, expected_prev) = follow_link(
+            link,
+            expected_seq,
+            &expected_prev,
+            station_key.as_ref(),
+            &mut problems,
+        );
+    }
+    let _ = (expected_seq, expected_prev);
+
     // Every acknowledgement must be a verdict the centre signed for that exact envelope.
     let centre = store
         .config("centre_public")?
@@ -174,4 +197,44 @@ pub fn verify(view: &View) -> Result<Report, StoreError> {
         audit_entries: audit.len() as u64,
         problems,
     })
+}
+
+/// Check one restore link against the chain so far (signed by this station, starting from the
+/// element before it) and return the `(seq, prev)` the next record must have: the link's own.
+fn follow_link(
+    row: &crate::store::RestoreRow,
+    expected_seq: u64,
+    expected_prev: &str,
+    station_key: Option<&ed25519_dalek::VerifyingKey>,
+    problems: &mut Vec<Problem>,
+) -> (u64, String) {
+    let mut reasons = Vec::new();
+    match tasjil_sync::RestoreLink::from_bytes(&row.link) {
+        Err(e) => reasons.push(e.to_string()),
+        Ok(link) => {
+            let b = link.body();
+            if b.seq != row.seq || sha256_hex(&row.link) != row.hash {
+                reasons.push("stored index columns do not match the signed link".into());
+            }
+            if let Some(k) = station_key {
+                if let Err(e) = link.verify_signature(k) {
+                    reasons.push(e.to_string());
+                }
+            }
+            if b.from_seq + 1 != expected_seq || b.from_hash != expected_prev {
+                reasons.push(format!(
+                    "restore link starts from sequence {} but the chain before it ends at {}",
+                    b.from_seq,
+                    expected_seq.saturating_sub(1)
+                ));
+            }
+        }
+    }
+    if !reasons.is_empty() {
+        problems.push(Problem {
+            id: format!("restore link at sequence {}", row.seq),
+            reason: reasons.join("; "),
+        });
+    }
+    (row.seq + 1, row.hash.clone())
 }

@@ -134,7 +134,13 @@ pub fn import(
         stored: 0,
         rejected: 0,
     };
-    let outcomes = store.import_bundle(&record, &verified.ledgers, &envelopes, now_ms)?;
+    let outcomes = store.import_bundle(
+        &record,
+        &verified.ledgers,
+        &verified.links,
+        &envelopes,
+        now_ms,
+    )?;
     let replay_of_ms = match (&outcomes, &earlier) {
         (None, Some(e)) => Some(e.imported_ms),
         // Same manifest under another id cannot happen (the id is inside the manifest); a

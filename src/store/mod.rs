@@ -28,6 +28,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0005_issuance.sql")),
         M::up(include_str!("migrations/0006_signed_verdicts.sql")),
         M::up(include_str!("migrations/0007_roster.sql")),
+        M::up(include_str!("migrations/0008_restores.sql")),
     ])
 }
 
@@ -218,6 +219,17 @@ pub struct Counts {
     pub issued: u64,
     /// The centre needs the citizen enrolled again: the call-back list.
     pub reenrol: u64,
+}
+
+/// A restore link as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreRow {
+    pub seq: u64,
+    pub hash: String,
+    /// Canonical bytes as signed.
+    pub link: Vec<u8>,
+    /// When the centre stored it (by sync); `None` until then.
+    pub sent_ms: Option<i64>,
 }
 
 /// The open store. Exactly one per process; the station's lock file keeps it to one writer process.
@@ -450,12 +462,15 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
-    /// `(seq, hash)` of the last envelope, or `(0, GENESIS)` for an empty chain.
+    /// `(seq, hash)` of the last element of the chain — an envelope, or the restore link that
+    /// follows the restored head — or `(0, GENESIS)` for an empty chain.
     pub fn chain_head(&self) -> Result<(u64, String), StoreError> {
         let head: Option<(i64, String)> = self
             .conn
             .query_row(
-                "SELECT seq, hash FROM envelopes ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, hash FROM (SELECT seq, hash FROM envelopes
+                                        UNION ALL SELECT seq, hash FROM restores)
+                 ORDER BY seq DESC LIMIT 1",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -550,6 +565,87 @@ impl Store {
         )
         .map_err(|e| lift(&path, e))?;
         tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))
+    }
+
+    /// Record a restore link (see [`tasjil_sync::RestoreLink`]) and its audit entry in one
+    /// transaction. The per-peer ledger sync states of the backup are dropped: they describe
+    /// what the centre had seen of a copy that has since moved on, and a fresh state only costs
+    /// a little more traffic at the next sync.
+    pub fn record_restore(
+        &mut self,
+        key: &StationKey,
+        link: &tasjil_sync::RestoreLink,
+        detail: serde_json::Value,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let bytes = link
+            .to_bytes()
+            .map_err(|e| StoreError::Encode(e.to_string()))?;
+        let hash = sha256_hex(&bytes);
+        let body = link.body();
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| StoreError::from_sqlite(&path, e))?;
+        tx.execute(
+            "INSERT INTO restores (seq, hash, from_seq, link, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                body.seq as i64,
+                hash,
+                body.from_seq as i64,
+                bytes,
+                now_ms
+            ],
+        )
+        .and_then(|_| tx.execute("DELETE FROM ledger_peers", []))
+        .map_err(|e| StoreError::from_sqlite(&path, e))?;
+        append_audit(&tx, key, "restored", &body.station, detail, now_ms)
+            .map_err(|e| lift(&path, e))?;
+        tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))
+    }
+
+    /// A consistent copy of the whole store in a new file at `to` (one read transaction: safe
+    /// while another process writes).
+    pub fn vacuum_into(&self, to: &Path) -> Result<(), StoreError> {
+        let target = to
+            .to_str()
+            .ok_or_else(|| StoreError::Encode(format!("{} is not UTF-8", to.display())))?;
+        self.conn
+            .execute("VACUUM INTO ?1", [target])
+            .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
+    /// Every restore link of this station's chain, in chain order.
+    pub fn restore_links(&self) -> Result<Vec<RestoreRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, hash, link, sent_ms FROM restores ORDER BY seq")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(RestoreRow {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    hash: r.get(1)?,
+                    link: r.get(2)?,
+                    sent_ms: r.get(3)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.sql(e))?;
+        Ok(rows)
+    }
+
+    /// The centre stored the restore link at `seq`.
+    pub fn mark_restore_sent(&mut self, seq: u64, now_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE restores SET sent_ms = ?2 WHERE seq = ?1 AND sent_ms IS NULL",
+                params![seq as i64, now_ms],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(())
     }
 
     pub fn envelopes(&self) -> Result<Vec<EnvelopeRow>, StoreError> {

@@ -130,6 +130,9 @@ pub enum PartKind {
     Payload,
     /// One station-day ledger, a saved Automerge document; `name` is the ledger name.
     Ledger,
+    /// One restore link of the station ([`crate::RestoreLink`]), canonical JSON as signed;
+    /// `name` is its place in the chain (decimal).
+    Restore,
 }
 
 impl std::fmt::Display for PartKind {
@@ -138,6 +141,7 @@ impl std::fmt::Display for PartKind {
             PartKind::Envelope => "envelope",
             PartKind::Payload => "payload",
             PartKind::Ledger => "ledger",
+            PartKind::Restore => "restore",
         })
     }
 }
@@ -169,7 +173,8 @@ pub struct Manifest {
     pub bundle_id: String,
     pub station: String,
     pub created_ms: i64,
-    /// Sequence numbers of the first and last envelope (the envelopes are consecutive).
+    /// Sequence numbers of the first and last envelope (the envelopes are consecutive, or
+    /// continue from a restore link the bundle carries).
     pub first_seq: u64,
     pub last_seq: u64,
     pub supervisor: Countersigner,
@@ -514,6 +519,8 @@ pub struct VerifiedBundle {
     pub payloads: Vec<(usize, String, u64)>,
     /// `(ledger name, saved document)`.
     pub ledgers: Vec<(String, Vec<u8>)>,
+    /// Restore links (canonical bytes as signed), in chain order.
+    pub links: Vec<Vec<u8>>,
 }
 
 /// Check everything a bundle holds against itself and against the station's registered key,
@@ -541,6 +548,8 @@ pub fn verify_bundle(
     let mut parsed: Vec<Envelope<Signed>> = Vec::new();
     let mut payloads: Vec<(usize, String, u64)> = Vec::new();
     let mut ledgers = Vec::new();
+    // Restore links by place: `seq -> hash`.
+    let mut links: std::collections::BTreeMap<u64, (String, Vec<u8>)> = Default::default();
     let mut done = 0u64;
     for (index, part) in manifest.parts.iter().enumerate() {
         let bad = |reason: String| BundleError::Part {
@@ -593,41 +602,60 @@ pub fn verify_bundle(
                 }
                 ledgers.push((part.name.clone(), bytes));
             }
+            PartKind::Restore => {
+                let bytes = reader.read_part(index)?;
+                let link =
+                    crate::RestoreLink::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
+                let body = link.body();
+                if body.station != station || part.name != body.seq.to_string() {
+                    return Err(bad(format!(
+                        "holds the restore link of station {} at {}",
+                        body.station, body.seq
+                    )));
+                }
+                link.verify_signature(station_key)
+                    .map_err(|e| bad(format!("restore link: {e}")))?;
+                links.insert(body.seq, (crate::sha256_hex(&bytes), bytes));
+            }
         }
         done += part.len;
         progress(done);
     }
 
-    // The envelopes: consecutive from first_seq to last_seq, each linked to the one before.
+    // The envelopes: from first_seq to last_seq, each linked to the one before it or to the
+    // restore link the bundle carries at the place before it.
     if parsed.is_empty() {
         return Err(BundleError::Contents("no envelope".into()));
     }
-    let expected = manifest
-        .last_seq
-        .checked_sub(manifest.first_seq)
-        .map(|d| d + 1);
-    if expected != Some(parsed.len() as u64) {
+    let ends = (
+        parsed.first().map(|e| e.body().seq),
+        parsed.last().map(|e| e.body().seq),
+    );
+    if ends != (Some(manifest.first_seq), Some(manifest.last_seq)) {
         return Err(BundleError::Contents(format!(
-            "the manifest announces sequences {} to {}, the bundle holds {} envelopes",
+            "the manifest announces sequences {} to {}, the bundle holds {} to {}",
             manifest.first_seq,
             manifest.last_seq,
-            parsed.len()
+            ends.0.unwrap_or(0),
+            ends.1.unwrap_or(0)
         )));
     }
-    for (i, env) in parsed.iter().enumerate() {
-        let seq = manifest.first_seq + i as u64;
-        if env.body().seq != seq {
+    for (i, env) in parsed.iter().enumerate().skip(1) {
+        let seq = env.body().seq;
+        let before = &parsed[i - 1];
+        let prev_hash = if before.body().seq + 1 == seq {
+            crate::sha256_hex(&envelopes[i - 1])
+        } else if let Some((hash, _)) = seq.checked_sub(1).and_then(|s| links.get(&s)) {
+            hash.clone()
+        } else {
             return Err(BundleError::Contents(format!(
-                "envelope {} has sequence {}, expected {seq}",
+                "envelope {} has sequence {seq}, expected {}",
                 env.body().id,
-                env.body().seq
+                before.body().seq + 1
             )));
-        }
-        if i > 0 {
-            let prev_hash = crate::sha256_hex(&envelopes[i - 1]);
-            env.verify_chain_link(seq, &prev_hash)
-                .map_err(|e| BundleError::Contents(format!("envelope {}: {e}", env.body().id)))?;
-        }
+        };
+        env.verify_chain_link(seq, &prev_hash)
+            .map_err(|e| BundleError::Contents(format!("envelope {}: {e}", env.body().id)))?;
     }
     // Each envelope's payload is in the bundle, exactly once, with the length it names.
     let mut wanted: std::collections::BTreeMap<&str, u64> = parsed
@@ -661,6 +689,7 @@ pub fn verify_bundle(
         envelopes,
         payloads,
         ledgers,
+        links: links.into_values().map(|(_, bytes)| bytes).collect(),
     })
 }
 

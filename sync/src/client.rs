@@ -261,6 +261,20 @@ impl CentreClient {
         Ok(answer.roster)
     }
 
+    /// Send restore links (canonical JSON text) the centre may lack; the answer says what became
+    /// of each and where the centre's copy of this station's chain ends.
+    pub async fn chain(
+        &mut self,
+        links: Vec<String>,
+    ) -> Result<crate::protocol::ChainResponse, SyncError> {
+        self.call_json(
+            Method::POST,
+            "/v1/chain",
+            &crate::protocol::ChainRequest { links },
+        )
+        .await
+    }
+
     async fn call_json<Req: Serialize, Resp: DeserializeOwned>(
         &mut self,
         method: Method,

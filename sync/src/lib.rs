@@ -23,6 +23,6 @@ pub mod tls;
 pub use canonical::{sha256_hex, to_canonical};
 pub use keys::{CentreKeys, CentrePublic, KeyError, StationKey, StationPublic};
 pub use record::{
-    CoSignature, EnrolmentKind, Envelope, EnvelopeBody, Payload, PayloadRef, RecordError, Signed,
-    Unsigned, ENVELOPE_VERSION, GENESIS,
+    CoSignature, EnrolmentKind, Envelope, EnvelopeBody, Payload, PayloadRef, RecordError,
+    RestoreBody, RestoreLink, Signed, Unsigned, ENVELOPE_VERSION, GENESIS,
 };

@@ -166,6 +166,28 @@ pub struct LedgerResponse {
     pub message: Option<String>,
 }
 
+/// `POST /v1/chain`: the station's restore links the centre may lack (canonical JSON text of
+/// each), and the centre's view of the station's chain in return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainRequest {
+    pub links: Vec<String>,
+}
+
+/// What became of one restore link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkResult {
+    pub seq: Option<u64>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainResponse {
+    pub links: Vec<LinkResult>,
+    /// The last element of the station's chain the centre holds (after the links above).
+    pub head: ChainHead,
+}
+
 /// Error body of every non-2xx answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {

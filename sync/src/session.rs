@@ -63,6 +63,13 @@ pub struct Summary {
     pub roster_updated: bool,
     /// The roster the centre sent was refused (bad signature, older version): why.
     pub roster_refused: Option<String>,
+    /// Restore links the centre stored in this sync.
+    pub restore_links_sent: usize,
+    /// The last place of this station's chain the centre holds, as it said at the start.
+    pub centre_head: Option<u64>,
+    /// The centre held this station's chain beyond this store's head (a store restored from a
+    /// backup by hand): what the station did about it.
+    pub behind_centre: Option<String>,
 }
 
 /// Milliseconds spent in each phase of a sync, retries included.

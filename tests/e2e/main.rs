@@ -16,6 +16,7 @@ mod faults;
 mod kiosk_xvfb;
 mod nist;
 mod packaging;
+mod restore;
 mod roster;
 mod sync;
 mod tamper;

@@ -53,6 +53,7 @@ impl CentreStore {
         &self,
         bundle: &BundleImport,
         ledger_docs: &[(String, Vec<u8>)],
+        links: &[Vec<u8>],
         envelopes: &[&[u8]],
         now_ms: i64,
     ) -> Result<Option<Vec<Ingested>>, CentreError> {
@@ -87,6 +88,14 @@ impl CentreStore {
             let mut ours = self.load_ledger(&tx, station, day)?;
             ours.merge(&mut theirs).map_err(ledger_error)?;
             ledgers.insert(name.clone(), (station.to_string(), ours));
+        }
+        // Restore links first: the records after a restore follow them.
+        for link in links {
+            if let super::LinkStored::Rejected { seq, reason } =
+                self.store_link_in(&tx, &bundle.station, link, now_ms)?
+            {
+                tracing::warn!(station = %bundle.station, ?seq, %reason, "restore link refused");
+            }
         }
         let outcomes = self.ingest_in(&tx, &mut ledgers, envelopes, now_ms)?;
         for (name, (station, mut ledger)) in ledgers {

@@ -90,8 +90,11 @@ pub struct ChainFacts {
     pub neighbours: Vec<Neighbour>,
     /// Another station's stored envelope with the candidate's id, if any.
     pub id_elsewhere: Option<Neighbour>,
-    /// `(seq, hash)` of the station's last stored envelope (`(0, GENESIS)` before the first).
+    /// `(seq, hash)` of the station's last stored chain element (`(0, GENESIS)` before the first).
     pub head: (u64, String),
+    /// The hash of the element (envelope or restore link) at the candidate's `seq - 1`
+    /// ([`tasjil_sync::GENESIS`] for the first), `None` when the centre holds nothing there.
+    pub pred: Option<String>,
     /// The station is registered as a training station (`station add --simulation`).
     pub training: bool,
     /// Why the centre's roster (the version the station held) did not allow the co-signing
@@ -207,8 +210,26 @@ impl Candidate {
             };
             return ChainVerdict::Done(self.rejected(reason));
         }
-        let (last_seq, last_hash) = &facts.head;
-        if let Err(e) = self.env.verify_chain_link(last_seq + 1, last_hash) {
+        // The predecessor is the element at `seq - 1`: the envelope before, or the restore link
+        // a restored station's chain continues from.
+        let Some(pred) = &facts.pred else {
+            let (last_seq, _) = &facts.head;
+            let reason = if body.seq > last_seq + 1 {
+                RecordError::ChainGap {
+                    expected: last_seq + 1,
+                    found: body.seq,
+                }
+                .to_string()
+            } else {
+                format!(
+                    "chain gap: the centre holds nothing at sequence {} of station {}; send the record before this one first",
+                    body.seq - 1,
+                    body.station
+                )
+            };
+            return ChainVerdict::Done(self.rejected(reason));
+        };
+        if let Err(e) = self.env.verify_chain_link(body.seq, pred) {
             return ChainVerdict::Done(self.rejected(e.to_string()));
         }
         ChainVerdict::NeedsPayload

@@ -112,6 +112,7 @@ impl CentreStore {
             id_elsewhere: id_elsewhere_in(conn, &body.id, &body.station)
                 .map_err(|e| self.sql(e))?,
             head: head_in(conn, &body.station).map_err(|e| self.sql(e))?,
+            pred: super::links::pred_in(conn, &body.station, seq).map_err(|e| self.sql(e))?,
             training: CentreStore::training_in(conn, &body.station).map_err(|e| self.sql(e))?,
             roster_refusal: None,
         };
@@ -307,7 +308,9 @@ pub(super) fn log_outcomes(outcomes: &[Ingested]) {
 pub(super) fn head_in(conn: &Connection, station: &str) -> rusqlite::Result<(u64, String)> {
     let head: Option<(i64, String)> = conn
         .query_row(
-            "SELECT seq, hash FROM envelopes WHERE station = ?1 ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, hash FROM (SELECT seq, hash FROM envelopes WHERE station = ?1
+                                    UNION ALL SELECT seq, hash FROM restore_links WHERE station = ?1)
+             ORDER BY seq DESC LIMIT 1",
             [station],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -344,7 +347,9 @@ fn neighbours_in(
     seq: i64,
 ) -> rusqlite::Result<Vec<Neighbour>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, station, seq, hash FROM envelopes WHERE station = ?2 AND (id = ?1 OR seq = ?3)",
+        "SELECT id, station, seq, hash FROM envelopes WHERE station = ?2 AND (id = ?1 OR seq = ?3)
+         UNION ALL SELECT 'restore link', station, seq, hash FROM restore_links
+                   WHERE station = ?2 AND seq = ?3",
     )?;
     let rows = stmt.query_map(params![id, station, seq], |r| {
         Ok(Neighbour {

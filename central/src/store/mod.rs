@@ -35,6 +35,7 @@ pub mod decide;
 mod error;
 mod ingest;
 mod ledgers;
+mod links;
 mod queries;
 mod registry;
 pub mod roster;
@@ -46,6 +47,7 @@ pub use blobs::BlobState;
 pub use bundles::BundleImport;
 pub use decide::{Ingested, MAX_ENVELOPE};
 pub use error::CentreError;
+pub use links::{LinkStored, RestoreLinkRow};
 pub use queries::{CentreRecord, Problem, Stats, VerifyReport};
 pub use registry::{StationInfo, StationState};
 /// The centre's answer about one enrolment id of a station (the wire type itself).
@@ -68,6 +70,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0008_console.sql")),
         M::up(include_str!("../../migrations/0009_training_stations.sql")),
         M::up(include_str!("../../migrations/0010_roster.sql")),
+        M::up(include_str!("../../migrations/0011_restore_links.sql")),
     ])
 }
 

@@ -118,6 +118,10 @@ impl CentreStore {
             }
         }
 
+        // Restore links: each signed by its station and starting from an element the centre
+        // holds with the hash it names. Records after a link follow it (see below).
+        let links = self.check_links(&conn, &keys, &mut problems)?;
+
         let mut stmt = conn
             .prepare(
                 "SELECT station, seq, id, hash, envelope, payload_sha256, payload_len
@@ -143,6 +147,11 @@ impl CentreStore {
                 chain_station.clone_from(&station);
                 expected_seq = 1;
                 expected_prev = GENESIS.to_string();
+            }
+            // A record after a restore link follows the link, not the record before it.
+            if let Some(link_hash) = links.get(&(station.clone(), seq - 1)) {
+                expected_seq = u64::try_from(seq).unwrap_or(0);
+                expected_prev.clone_from(link_hash);
             }
 
             let mut reasons: Vec<String> = Vec::new();
@@ -224,6 +233,62 @@ impl CentreStore {
             orphans,
             repaired,
         })
+    }
+
+    /// Check every restore link; returns `(station, seq) -> hash` of each, for the chain walk.
+    fn check_links(
+        &self,
+        conn: &rusqlite::Connection,
+        keys: &std::collections::HashMap<String, Result<VerifyingKey, String>>,
+        problems: &mut Vec<Problem>,
+    ) -> Result<std::collections::HashMap<(String, i64), String>, CentreError> {
+        let rows = super::links::links_in(conn, None).map_err(|e| self.sql(e))?;
+        let mut by_place = std::collections::HashMap::new();
+        for row in rows {
+            let seq = i64::try_from(row.seq).unwrap_or(i64::MAX);
+            let bytes = super::links::link_bytes_in(conn, &row.station, seq)
+                .map_err(|e| self.sql(e))?
+                .unwrap_or_default();
+            let mut reasons = Vec::new();
+            match tasjil_sync::RestoreLink::from_bytes(&bytes) {
+                Err(e) => reasons.push(e.to_string()),
+                Ok(link) => {
+                    if sha256_hex(&bytes) != row.hash || link.body().station != row.station {
+                        reasons.push("stored index columns do not match the signed link".into());
+                    }
+                    match keys.get(&row.station) {
+                        Some(Ok(key)) => {
+                            if let Err(e) = link.verify_signature(key) {
+                                reasons.push(e.to_string());
+                            }
+                        }
+                        _ => reasons.push(format!("station {} has no usable key", row.station)),
+                    }
+                    let from = i64::try_from(row.from_seq).unwrap_or(i64::MAX);
+                    match super::links::pred_in(conn, &row.station, from + 1)
+                        .map_err(|e| self.sql(e))?
+                    {
+                        Some(h) if h == link.body().from_hash => {}
+                        Some(_) => reasons.push(format!(
+                            "starts from sequence {} but the centre holds another element there",
+                            row.from_seq
+                        )),
+                        None => reasons.push(format!(
+                            "starts from sequence {}, which the centre does not hold",
+                            row.from_seq
+                        )),
+                    }
+                }
+            }
+            if !reasons.is_empty() {
+                problems.push(Problem {
+                    id: format!("{} restore link at sequence {}", row.station, row.seq),
+                    reason: reasons.join("; "),
+                });
+            }
+            by_place.insert((row.station, seq), row.hash);
+        }
+        Ok(by_place)
     }
 
     /// Every payload file no envelope names: hashed against its name; a damaged one is moved

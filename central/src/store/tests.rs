@@ -1257,3 +1257,88 @@ fn a_record_the_roster_did_not_allow_is_held_and_blocks_no_chain() {
     assert!(st[0].reason.as_deref().unwrap_or("").contains("revoked"));
     assert!(store.verify_all().unwrap().ok);
 }
+
+/// A restored station: its link is refused when forged, sent by another station or in a place
+/// an envelope holds; once stored, records continue from it, the old branch still grows (a late
+/// USB bundle), and `verify` checks both branches and the link.
+#[test]
+fn a_restore_link_opens_a_branch_that_blocks_nothing() {
+    let (_dir, store, van) = setup();
+    let envs = chain(&store, &van, 4);
+    let link_of = |from: &Envelope<Signed>, seq: u64, signer: &StationKey| {
+        tasjil_sync::RestoreLink::sign(
+            tasjil_sync::RestoreBody {
+                v: tasjil_sync::record::RESTORE_VERSION,
+                station: van.name.clone(),
+                from_seq: from.body().seq,
+                from_hash: from.hash().unwrap(),
+                seq,
+                restored_ms: NOW,
+                reason: "disk replaced".into(),
+            },
+            signer,
+        )
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+    };
+    let place = 2_000_000;
+    // Restored from a backup that ended at record 2 (records 3 and 4 are here already).
+    let forged = link_of(&envs[1], place, &StationKey::generate());
+    assert!(matches!(
+        store.store_restore_link(&van.name, &forged, NOW).unwrap(),
+        LinkStored::Rejected { .. }
+    ));
+    let link = link_of(&envs[1], place, &van.key);
+    let thief = Van::new("VAN-THIEF");
+    register(&store, &thief);
+    assert!(matches!(
+        store.store_restore_link(&thief.name, &link, NOW).unwrap(),
+        LinkStored::Rejected { .. }
+    ));
+    let taken = link_of(&envs[1], 4, &van.key);
+    match store.store_restore_link(&van.name, &taken, NOW).unwrap() {
+        LinkStored::Rejected { reason, .. } => assert!(reason.contains("chain fork"), "{reason}"),
+        other => panic!("a link in an envelope's place was taken: {other:?}"),
+    }
+    assert_eq!(
+        store.store_restore_link(&van.name, &link, NOW).unwrap(),
+        LinkStored::Stored { seq: place }
+    );
+    assert_eq!(
+        store.store_restore_link(&van.name, &link, NOW).unwrap(),
+        LinkStored::AlreadyHave { seq: place }
+    );
+    assert_eq!(store.head(&van.name).unwrap().0, place);
+
+    // The new branch continues from the link.
+    let sealed = payload(40);
+    upload(&store, &sealed);
+    let after = van.seal(
+        van.body(place + 1, &sha256_hex(&link), &sealed, 40),
+        &van.key,
+    );
+    assert!(matches!(
+        store.ingest(&after.to_bytes().unwrap(), NOW).unwrap(),
+        Ingested::Stored { .. }
+    ));
+    // The old branch too: record 5 of the lost store, from a stick imported late.
+    let sealed = payload(50);
+    upload(&store, &sealed);
+    let late = van.envelope(5, &envs[3].hash().unwrap(), &sealed);
+    assert!(matches!(
+        store.ingest(&late.to_bytes().unwrap(), NOW).unwrap(),
+        Ingested::Stored { .. }
+    ));
+    // A record after nothing the centre holds is a gap, named as such.
+    let sealed = payload(60);
+    upload(&store, &sealed);
+    let stray = van.envelope(place + 5, &sha256_hex(&link), &sealed);
+    let got = reason(store.ingest(&stray.to_bytes().unwrap(), NOW).unwrap());
+    assert!(got.starts_with("chain gap"), "{got}");
+
+    let report = store.verify_all().unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.valid, 6);
+    assert_eq!(store.restore_links().unwrap().len(), 1);
+}

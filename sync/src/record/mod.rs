@@ -7,6 +7,7 @@
 
 mod envelope;
 mod payload;
+mod restore;
 
 pub use envelope::{
     CaptureTimes, CoSignature, EnrolmentKind, Envelope, EnvelopeBody, FingerQuality, PayloadRef,
@@ -15,6 +16,7 @@ pub use envelope::{
 pub use payload::{
     Payload, PayloadException, PayloadFinger, PayloadImage, PayloadPreviousCard, PayloadSignature,
 };
+pub use restore::{RestoreBody, RestoreLink, MIN_RESTORE_JUMP, RESTORE_VERSION};
 
 /// What is wrong with a record. Each variant names the check that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
