@@ -284,7 +284,7 @@ pub fn console(
     let app = crate::server::app(store.clone(), Some(Console::new(store.clone(), Some(keys))));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = runtime.spawn(async move {
-        crate::server::serve(listener, app, async move {
+        crate::server::serve(listener, app, Default::default(), async move {
             let _ = stopped.await;
         })
         .await

@@ -5,6 +5,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod bench;
+pub mod conn;
 pub mod console;
 pub mod import;
 pub mod nist;
@@ -53,6 +54,13 @@ pub trait CentreBackend: Send + Sync + std::fmt::Debug + 'static {
         held: Option<u64>,
         now_ms: i64,
     ) -> Result<Option<std::sync::Arc<tasjil_sync::roster::Roster>>, CentreError>;
+    /// Verify, then store, a restore link `station` signed.
+    fn store_restore_link(
+        &self,
+        station: &str,
+        link: &[u8],
+        now_ms: i64,
+    ) -> Result<store::LinkStored, CentreError>;
 }
 
 impl CentreBackend for CentreStore {
@@ -98,6 +106,14 @@ impl CentreBackend for CentreStore {
         now_ms: i64,
     ) -> Result<Option<std::sync::Arc<tasjil_sync::roster::Roster>>, CentreError> {
         CentreStore::roster_for_station(self, held, now_ms)
+    }
+    fn store_restore_link(
+        &self,
+        station: &str,
+        link: &[u8],
+        now_ms: i64,
+    ) -> Result<store::LinkStored, CentreError> {
+        CentreStore::store_restore_link(self, station, link, now_ms)
     }
 }
 

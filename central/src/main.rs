@@ -76,6 +76,17 @@ enum Command {
         /// or behind a TLS-terminating proxy on this host).
         #[arg(long)]
         plain_http: bool,
+        /// Seconds a client has to finish its TLS handshake.
+        #[arg(long, default_value_t = 20, value_name = "SECS")]
+        handshake_timeout: u64,
+        /// Seconds a client has to send a whole request head, from connecting or from its
+        /// previous request.
+        #[arg(long, default_value_t = 20, value_name = "SECS")]
+        header_timeout: u64,
+        /// Connections one address may hold open at once (a van uses one or two; vans behind
+        /// one carrier NAT share an address).
+        #[arg(long, default_value_t = 64, value_name = "N")]
+        max_connections_per_peer: usize,
     },
     /// Import a USB bundle a supervisor brought: verify everything in it, then store what is new,
     /// and write the signed receipt the supervisor takes back (`tasjil receipt import`). Importing
@@ -309,7 +320,20 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
         Command::Station {
             command: StationCommand::Resume { id },
         } => station_state(&dir, &id, StationState::Active, None),
-        Command::Serve { listen, plain_http } => serve(&dir, listen, plain_http),
+        Command::Serve {
+            listen,
+            plain_http,
+            handshake_timeout,
+            header_timeout,
+            max_connections_per_peer,
+        } => {
+            let limits = tasjil_central::conn::ConnLimits {
+                handshake: std::time::Duration::from_secs(handshake_timeout.max(1)),
+                header: std::time::Duration::from_secs(header_timeout.max(1)),
+                per_peer: max_connections_per_peer.max(1),
+            };
+            serve(&dir, listen, plain_http, limits)
+        }
         Command::Import {
             bundle,
             receipt_out,
@@ -491,7 +515,12 @@ fn bench_console(
     Ok(Output::ok(serde_json::to_value(&b)?, table))
 }
 
-fn serve(dir: &Path, listen: std::net::SocketAddr, plain_http: bool) -> anyhow::Result<Output> {
+fn serve(
+    dir: &Path,
+    listen: std::net::SocketAddr,
+    plain_http: bool,
+    limits: tasjil_central::conn::ConnLimits,
+) -> anyhow::Result<Output> {
     if plain_http && !listen.ip().is_loopback() {
         bail!("--plain-http is allowed on loopback addresses only; {listen} is not one (serve TLS instead)");
     }
@@ -551,8 +580,10 @@ fn serve(dir: &Path, listen: std::net::SocketAddr, plain_http: bool) -> anyhow::
             tasjil_central::notify::stopping();
         };
         match tls {
-            Some(config) => tasjil_central::server::serve_tls(listener, config, app, shutdown).await,
-            None => tasjil_central::server::serve(listener, app, shutdown).await,
+            Some(config) => {
+                tasjil_central::server::serve_tls(listener, config, app, limits, shutdown).await
+            }
+            None => tasjil_central::server::serve(listener, app, limits, shutdown).await,
         }
         .context("server failed")
     })?;

@@ -21,11 +21,11 @@ use crate::CentreBackend;
 use tasjil_sync::keys::{parse_signature, verify};
 use tasjil_sync::ledger::PeerState;
 use tasjil_sync::protocol::{
-    request_message_for_hash, ApiError, BlobProgress, ChainHead, ChallengeRequest,
-    ChallengeResponse, EnvelopeResult, EnvelopesRequest, EnvelopesResponse, HaveRequest,
-    HaveResponse, LedgerRequest, LedgerResponse, Outcome, RosterRequest, RosterResponse,
-    StatusRequest, StatusResponse, CHALLENGE_NONCE, HEADER_BODY_SHA256, HEADER_NEXT_NONCE,
-    HEADER_NONCE, HEADER_SIGNATURE, HEADER_STATION,
+    request_message_for_hash, ApiError, BlobProgress, ChainHead, ChainRequest, ChainResponse,
+    ChallengeRequest, ChallengeResponse, EnvelopeResult, EnvelopesRequest, EnvelopesResponse,
+    HaveRequest, HaveResponse, LedgerRequest, LedgerResponse, LinkResult, Outcome, RosterRequest,
+    RosterResponse, StatusRequest, StatusResponse, CHALLENGE_NONCE, HEADER_BODY_SHA256,
+    HEADER_NEXT_NONCE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_STATION,
 };
 
 /// How long a nonce stays good, on the centre's clock.
@@ -571,6 +571,54 @@ async fn roster(
     .await
 }
 
+/// A restored station's links, and the centre's head of its chain (how a station that was
+/// restored by hand learns that it is behind).
+async fn chain(
+    State(st): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Fail> {
+    json_endpoint(
+        st,
+        method,
+        uri,
+        headers,
+        body,
+        |st, station, req: ChainRequest| {
+            let now = crate::now_ms();
+            let mut links = Vec::with_capacity(req.links.len());
+            for text in req.links.iter().take(64) {
+                let stored = st.store.store_restore_link(station, text.as_bytes(), now)?;
+                links.push(match stored {
+                    crate::store::LinkStored::Stored { seq } => LinkResult {
+                        seq: Some(seq),
+                        outcome: Outcome::Stored,
+                        reason: None,
+                    },
+                    crate::store::LinkStored::AlreadyHave { seq } => LinkResult {
+                        seq: Some(seq),
+                        outcome: Outcome::Already,
+                        reason: None,
+                    },
+                    crate::store::LinkStored::Rejected { seq, reason } => LinkResult {
+                        seq,
+                        outcome: Outcome::Rejected,
+                        reason: Some(reason),
+                    },
+                });
+            }
+            let (seq, hash) = st.store.head(station)?;
+            Ok(ChainResponse {
+                links,
+                head: ChainHead { seq, hash },
+            })
+        },
+    )
+    .await
+}
+
 async fn ledger(
     State(st): State<Arc<AppState>>,
     method: Method,
@@ -726,76 +774,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/status", post(status))
         .route("/v1/ledger", post(ledger))
         .route("/v1/roster", post(roster))
+        .route("/v1/chain", post(chain))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
         .with_state(state)
-}
-
-/// A TCP listener that completes TLS handshakes off the accept path (a slow van on 3G does not
-/// hold up the others) and hands axum only finished TLS connections.
-struct TlsListener {
-    ready: tokio::sync::mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        std::net::SocketAddr,
-    )>,
-    addr: std::net::SocketAddr,
-}
-
-impl TlsListener {
-    fn new(
-        listener: tokio::net::TcpListener,
-        config: rustls::ServerConfig,
-    ) -> std::io::Result<TlsListener> {
-        let addr = listener.local_addr()?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let (tx, ready) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                if tx.is_closed() {
-                    return;
-                }
-                let (acceptor, done) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(20), acceptor.accept(tcp)).await
-                    {
-                        Ok(Ok(tls)) => {
-                            let _ = done.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
-                        Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { ready, addr })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.addr)
-    }
 }
 
 /// The centre's whole HTTP application: the sync API, `/healthz`, `/metrics` and, when given,
@@ -808,16 +793,16 @@ pub fn app(store: Arc<dyn CentreBackend>, console: Option<Arc<crate::console::Co
     }
 }
 
-/// Serve `app` over TLS (the centre's pinned certificate) until `shutdown` completes.
+/// Serve `app` over TLS (the centre's pinned certificate) until `shutdown` completes, within
+/// the connection limits of [`crate::conn`].
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     config: rustls::ServerConfig,
     app: Router,
+    limits: crate::conn::ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(TlsListener::new(listener, config)?, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::conn::serve_tls(listener, config, app, limits, shutdown).await
 }
 
 /// Serve `app` as plain HTTP on an already bound listener until `shutdown` completes (loopback
@@ -825,9 +810,8 @@ pub async fn serve_tls(
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
+    limits: crate::conn::ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::conn::serve_plain(listener, app, limits, shutdown).await
 }

@@ -53,14 +53,23 @@ impl TestCentre {
                     let _ = stopped.await;
                 };
                 match tls {
-                    Some(config) => {
-                        server::serve_tls(listener, config, server::app(served, None), shutdown)
-                            .await
-                            .unwrap()
-                    }
-                    None => server::serve(listener, server::app(served, None), shutdown)
-                        .await
-                        .unwrap(),
+                    Some(config) => server::serve_tls(
+                        listener,
+                        config,
+                        server::app(served, None),
+                        Default::default(),
+                        shutdown,
+                    )
+                    .await
+                    .unwrap(),
+                    None => server::serve(
+                        listener,
+                        server::app(served, None),
+                        Default::default(),
+                        shutdown,
+                    )
+                    .await
+                    .unwrap(),
                 }
             });
         });

@@ -18,10 +18,16 @@ pub(crate) struct Serve {
 
 impl Serve {
     pub(crate) fn start(central: &Central) -> Serve {
+        Self::start_with(central, &["--plain-http"])
+    }
+
+    /// `serve` with other options (`--plain-http` is not implied).
+    pub(crate) fn start_with(central: &Central, options: &[&str]) -> Serve {
         let mut child = Command::new(crate::common::central_bin())
             .arg("--data-dir")
             .arg(&central.dir)
-            .args(["serve", "--listen", "127.0.0.1:0", "--plain-http"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(options)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -425,4 +431,133 @@ fn export_nist_is_logged_and_the_access_log_catches_a_changed_byte() {
     let (code, v) = central.json(&["access-log", "--verify"]);
     assert_eq!((code, v["ok"].as_bool()), (1, Some(false)), "{v}");
     assert_eq!(v["problems"][0]["id"], "access-log entry 1", "{v}");
+}
+
+/// Open `n` connections that each send `first` (maybe nothing) and then stall; returns, for each,
+/// how long the centre took to close it (`None`: still open after `patience`).
+fn stalled_clients(
+    addr: &str,
+    n: usize,
+    first: &'static [u8],
+    patience: Duration,
+) -> Vec<std::thread::JoinHandle<Option<Duration>>> {
+    (0..n)
+        .map(|_| {
+            let addr = addr.to_string();
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                let mut s = TcpStream::connect(&addr).unwrap();
+                s.set_read_timeout(Some(patience)).unwrap();
+                let _ = s.write_all(first);
+                let mut buf = [0u8; 512];
+                loop {
+                    match s.read(&mut buf) {
+                        // Closed by the centre (possibly after an error answer).
+                        Ok(0) => return Some(started.elapsed()),
+                        Ok(_) => continue,
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                            return Some(started.elapsed())
+                        }
+                        Err(_) => return None,
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Slow clients hold nothing for long: 50 connections that never finish a TLS handshake and 50
+/// that never finish a request head are cut after the timeouts, while a real station syncs over
+/// TLS and over plain HTTP, first time.
+#[test]
+fn fifty_slow_clients_are_cut_after_the_timeouts_while_a_station_syncs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let central = Central::init(&tmp.path().join("centre"));
+    let station = station_for(&central, &tmp.path().join("van"), "VAN-SLOW");
+    crate::common::enrol_in(&station, 2, 7);
+    let patience = Duration::from_secs(15);
+
+    // TLS: a client that connects and sends half a ClientHello, then nothing.
+    let tls = Serve::start_with(
+        &central,
+        &["--handshake-timeout", "2", "--header-timeout", "2"],
+    );
+    let slow = stalled_clients(&tls.addr, 50, b"\x16\x03\x01\x00", patience);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, sync) = json_of(
+        &station,
+        &["sync", "--central", &format!("https://{}", tls.addr)],
+    );
+    assert_eq!(code, 0, "{sync}");
+    assert_eq!(sync["acknowledged"], 2, "{sync}");
+    let cut: Vec<_> = slow.into_iter().map(|t| t.join().unwrap()).collect();
+    let worst = cut
+        .iter()
+        .map(|c| c.expect("a slow TLS client was never cut"))
+        .max()
+        .unwrap();
+    eprintln!("50 stalled TLS handshakes cut within {worst:?} (timeout 2 s)");
+    assert!(
+        worst >= Duration::from_millis(1500),
+        "cut before the timeout: {worst:?}"
+    );
+    drop(tls);
+
+    // Plain HTTP: half a request head, then nothing.
+    crate::common::enrol_in(&station, 1, 8);
+    let plain = Serve::start_with(&central, &["--plain-http", "--header-timeout", "2"]);
+    let slow = stalled_clients(
+        &plain.addr,
+        50,
+        b"POST /v1/challenge HTTP/1.1\r\nhost: x\r\n",
+        patience,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, sync) = json_of(
+        &station,
+        &["sync", "--central", &format!("http://{}", plain.addr)],
+    );
+    assert_eq!(code, 0, "{sync}");
+    assert_eq!(sync["sent"], 1, "{sync}");
+    let worst = slow
+        .into_iter()
+        .map(|t| t.join().unwrap().expect("a slow HTTP client was never cut"))
+        .max()
+        .unwrap();
+    eprintln!("50 stalled request heads cut within {worst:?} (timeout 2 s)");
+    assert!(
+        worst >= Duration::from_millis(1500),
+        "cut before the timeout: {worst:?}"
+    );
+}
+
+/// One address holds at most `--max-connections-per-peer` connections; the next is closed at
+/// once, and a slot frees when a connection ends.
+#[test]
+fn one_address_holds_at_most_its_share_of_connections() {
+    let tmp = tempfile::tempdir().unwrap();
+    let central = Central::init(&tmp.path().join("centre"));
+    let serve = Serve::start_with(
+        &central,
+        &[
+            "--plain-http",
+            "--max-connections-per-peer",
+            "4",
+            "--header-timeout",
+            "3",
+        ],
+    );
+    let held: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(&serve.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let extra = stalled_clients(&serve.addr, 1, b"", Duration::from_secs(2));
+    let closed = extra.into_iter().next().unwrap().join().unwrap();
+    assert!(
+        closed.is_some_and(|d| d < Duration::from_secs(1)),
+        "the fifth connection was not closed at once: {closed:?}"
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(&serve.addr, "/healthz").0, 200);
 }
