@@ -5,6 +5,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod bench;
+pub mod bench_payloads;
 pub mod conn;
 pub mod console;
 pub mod import;

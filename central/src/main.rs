@@ -146,6 +146,15 @@ enum BenchCommand {
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
     },
+    /// What the cross-process payload writer costs: the same payloads written through the store
+    /// and bare (temporary name, fsync, rename), interleaved; prints the medians and the ratio.
+    Payloads {
+        #[arg(long, default_value_t = 300)]
+        count: u32,
+        /// Payload size in KiB (a real one is about 2 MB).
+        #[arg(long, default_value_t = 2048)]
+        size_kib: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -357,6 +366,21 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
                     keep,
                 },
         } => bench_console(records, stations, rounds, keep),
+        Command::Bench {
+            what: BenchCommand::Payloads { count, size_kib },
+        } => {
+            let dir = tasjil_central::bench::scratch_dir();
+            let result = tasjil_central::bench_payloads::payloads(&dir, count, size_kib * 1024);
+            let _ = std::fs::remove_dir_all(&dir);
+            let b = result?;
+            let profile = if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            };
+            let table = tasjil_central::bench_payloads::table(&b, profile);
+            Ok(Output::ok(serde_json::to_value(&b)?, table))
+        }
         Command::Verify => verify(&dir),
         Command::Stats => {
             let stats = open_store(&dir)?.stats()?;
