@@ -87,8 +87,27 @@ fn unsigned_put(addr: &str, len: usize) -> u16 {
 /// Approve every record with the supervisor's (simulated) badge and export a bundle to `usb`;
 /// returns the bundle's path.
 pub(crate) fn approve_and_export(station: &std::path::Path, usb: &std::path::Path) -> String {
+    approve_and_export_as(station, usb, "SUP-SIM-1")
+}
+
+/// [`approve_and_export`] with the simulated badge of supervisor `supervisor`.
+pub(crate) fn approve_and_export_as(
+    station: &std::path::Path,
+    usb: &std::path::Path,
+    supervisor: &str,
+) -> String {
     let pin = "123456\n";
-    let out = crate::common::run_with_input(station, &["approve", "--all", "--pin-stdin"], pin);
+    let out = crate::common::run_with_input(
+        station,
+        &[
+            "approve",
+            "--all",
+            "--supervisor",
+            supervisor,
+            "--pin-stdin",
+        ],
+        pin,
+    );
     assert!(
         out.status.success(),
         "approve: {}",
@@ -99,6 +118,8 @@ pub(crate) fn approve_and_export(station: &std::path::Path, usb: &std::path::Pat
         "export",
         "--to",
         usb.to_str().unwrap(),
+        "--supervisor",
+        supervisor,
         "--pin-stdin",
         "--json",
     ];
@@ -153,7 +174,11 @@ fn unsigned_challenges(addr: &str, station: &str, n: usize) -> usize {
             conn = None;
             continue;
         }
-        let code: u16 = line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let code: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         let (mut len, mut close) = (0usize, false);
         loop {
             let mut h = String::new();
@@ -216,7 +241,10 @@ fn unauthenticated_uploads_and_challenge_floods_cost_the_centre_nothing() {
         .collect();
     let started = std::time::Instant::now();
     let refused: usize = flood.into_iter().map(|t| t.join().unwrap()).sum();
-    eprintln!("100,000 unsigned challenges refused in {:?}", started.elapsed());
+    eprintln!(
+        "100,000 unsigned challenges refused in {:?}",
+        started.elapsed()
+    );
     assert_eq!(refused, 100_000);
 
     // The real station still syncs, first time.

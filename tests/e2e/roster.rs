@@ -14,7 +14,10 @@ fn sim_key(id: &str) -> String {
 }
 
 fn roster_add(central: &Central, id: &str, role: &str, station: &str) {
-    let key = sim_key(id);
+    roster_add_key(central, id, role, station, &sim_key(id));
+}
+
+fn roster_add_key(central: &Central, id: &str, role: &str, station: &str, key: &str) {
     let out = central.run(&[
         "roster",
         "add",
@@ -25,7 +28,7 @@ fn roster_add(central: &Central, id: &str, role: &str, station: &str) {
         "--role",
         role,
         "--badge",
-        &key,
+        key,
         "--stations",
         station,
     ]);
@@ -284,4 +287,329 @@ fn a_van_whose_roster_is_too_old_warns_then_refuses_to_enrol() {
     assert_eq!(records(&van), 1);
     let out = later("+46d", &["status"]);
     assert!(text(&out).contains("WARNING"), "{}", text(&out));
+}
+
+/// The same trust, with real badges: pcscd, vsmartcard's virtual reader and two virtual
+/// OpenPGP cards. Badge A is on the roster as an officer, badge B is not: A enrols and cannot
+/// approve, B is refused, and once A is revoked at the centre one sync (and, on a second van, one
+/// USB receipt) makes the van refuse A's card.
+#[test]
+fn the_roster_decides_which_card_badge_acts_and_a_revocation_reaches_the_van() {
+    const TEST: &str = "the_roster_decides_which_card_badge_acts_and_a_revocation_reaches_the_van";
+    let Some(_stack) = tasjil_vcard::require_stack(TEST) else {
+        return;
+    };
+    let Some(bin) = tasjil_vcard::card_binary(TEST) else {
+        return;
+    };
+    let pin = format!("{}\n", tasjil_vcard::USER_PIN);
+    let tmp = tempfile::tempdir().unwrap();
+    let central = Central::init(&tmp.path().join("centre"));
+    let van = station_for(&central, &tmp.path().join("van"), "VAN-P1");
+    let van2 = station_for(&central, &tmp.path().join("van2"), "VAN-P2");
+
+    // A virtual card forgets everything when pulled out; personalised again it gets the same
+    // key (its generator is seeded from its serial), so each insertion below personalises it
+    // first, as central staff did before handing it out, and checks the key is the same.
+    let insert = |serial: u32, id: &str| {
+        let card = tasjil_vcard::VirtualCard::insert(&bin, serial);
+        let out = run_with_input(
+            &van,
+            &[
+                "badge",
+                "personalise",
+                "--officer-id",
+                id,
+                "--name",
+                id,
+                "--json",
+            ],
+            &format!("{}\n", tasjil_vcard::ADMIN_PIN),
+        );
+        assert!(out.status.success(), "personalise {id}: {}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (card, v["public_key"].as_str().unwrap().to_string())
+    };
+    let (serial_a, serial_b) = (0x7A51_00A1, 0x7A51_00B2);
+    let (card, key_a) = insert(serial_a, "OFF-PA");
+    drop(card);
+    let (card, key_b) = insert(serial_b, "OFF-PB");
+    drop(card);
+    assert_ne!(key_a, key_b, "two cards, two keys");
+
+    roster_add_key(&central, "OFF-PA", "officer", "VAN-P1,VAN-P2", &key_a);
+    roster_add(&central, "SUP-1", "supervisor", "*");
+    let file = tmp.path().join("roster.json");
+    assert!(central
+        .run(&["roster", "export", "--out", file.to_str().unwrap()])
+        .status
+        .success());
+    for dir in [&van, &van2] {
+        let out = run(dir, &["roster", "import", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let enrol_with_card = |dir: &std::path::Path| {
+        run_with_input(
+            dir,
+            &[
+                "enrol",
+                "--simulate",
+                "--badge",
+                "pcsc",
+                "--pin-stdin",
+                "--count",
+                "1",
+            ],
+            &pin,
+        )
+    };
+
+    // Card A: enrols at both vans, cannot approve.
+    {
+        let (_a, key) = insert(serial_a, "OFF-PA");
+        assert_eq!(key, key_a);
+        for dir in [&van, &van2] {
+            let out = enrol_with_card(dir);
+            assert!(out.status.success(), "A enrols: {}", text(&out));
+        }
+        let out = run_with_input(
+            &van,
+            &["approve", "--all", "--badge", "pcsc", "--pin-stdin"],
+            &pin,
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("only a supervisor"), "{}", text(&out));
+    }
+    // Card B, not on the roster: refused, nothing written.
+    {
+        let (_b, key) = insert(serial_b, "OFF-PB");
+        assert_eq!(key, key_b);
+        let out = enrol_with_card(&van);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains("OFF-PB is not on the centre's roster"),
+            "{}",
+            text(&out)
+        );
+    }
+    assert_eq!(records(&van), 1);
+
+    // Revoke A; one sync and the van refuses A's card.
+    let out = central.run(&["roster", "revoke", "OFF-PA", "--reason", "card lost"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let centre = TestCentre::start(&central.dir);
+    let (code, summary) = json_of(&van, &["sync", "--central", &centre.url]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["roster_updated"], true, "{summary}");
+    drop(centre);
+    let (_a, key) = insert(serial_a, "OFF-PA");
+    assert_eq!(key, key_a);
+    let out = enrol_with_card(&van);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("revoked") && text(&out).contains("card lost"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(records(&van), 1);
+
+    // The second van: its bundle goes to the centre, the receipt brings the new roster back.
+    let usb = tmp.path().join("usb");
+    let bundle = crate::centre_load::approve_and_export_as(&van2, &usb, "SUP-1");
+    let out = central.run(&["import", &bundle]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&van2, &["receipt", "import", &format!("{bundle}.receipt")]);
+    assert!(text(&out).contains("roster: now version"), "{}", text(&out));
+    let out = enrol_with_card(&van2);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("revoked"), "{}", text(&out));
+    assert_eq!(records(&van2), 1);
+}
+
+/// A bundle from a real (not training) station, built by hand as a stolen station key would:
+/// countersigned by a badge the roster lists only as an officer, the centre refuses it whole
+/// (`countersigner`); countersigned by the supervisor, the record co-signed by a badge not on the
+/// roster is held with that reason, never verified.
+#[test]
+fn the_centre_refuses_a_bundle_countersigned_by_a_non_supervisor_and_holds_unlisted_badges() {
+    use tasjil_sync::bundle::{
+        write_bundle, BundleHeader, Countersigner, Manifest, Part, PartKind, BUNDLE_FORMAT,
+    };
+    use tasjil_sync::record::{
+        CaptureTimes, CoSignature, EnrolmentKind, Envelope, EnvelopeBody, PayloadRef,
+        QualitySummary, ENVELOPE_VERSION, GENESIS,
+    };
+    use tasjil_sync::{sha256_hex, StationKey, StationPublic};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let central = Central::init(&tmp.path().join("centre"));
+    let station = StationKey::generate();
+    let public = tmp.path().join("station.pub");
+    std::fs::write(
+        &public,
+        serde_json::to_string(&StationPublic::new("VAN-REAL", &station)).unwrap(),
+    )
+    .unwrap();
+    let out = central.run(&[
+        "station",
+        "add",
+        "--id",
+        "VAN-REAL",
+        "--key",
+        public.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (officer, supervisor, stranger) = (
+        StationKey::generate(),
+        StationKey::generate(),
+        StationKey::generate(),
+    );
+    roster_add_key(
+        &central,
+        "OFF-1",
+        "officer",
+        "VAN-REAL",
+        &officer.public_hex(),
+    );
+    roster_add_key(
+        &central,
+        "SUP-2",
+        "supervisor",
+        "*",
+        &supervisor.public_hex(),
+    );
+    let (_, roster) = central.json(&["roster", "list"]);
+    let version = roster["version"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{roster}"));
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let sealed: Vec<u8> = (0..4096u32).map(|i| (i * 7) as u8).collect();
+    let envelope = |cosigner: &StationKey, who: &str| {
+        let body = EnvelopeBody {
+            v: ENVELOPE_VERSION,
+            id: ulid::Ulid::new().to_string(),
+            kind: EnrolmentKind::New,
+            station: "VAN-REAL".into(),
+            officer: who.into(),
+            seq: 1,
+            prev: GENESIS.into(),
+            demographics_schema: "cnie-v1".into(),
+            captured: CaptureTimes {
+                started_ms: now - 60_000,
+                face_ms: now - 50_000,
+                fingers_ms: now - 40_000,
+                signature_ms: now - 30_000,
+                finished_ms: now - 20_000,
+            },
+            quality: QualitySummary {
+                face: 80,
+                face_attempts: 1,
+                fingers: vec![],
+                finger_exceptions: vec![],
+                below_threshold: vec![],
+            },
+            payload: PayloadRef {
+                sha256: sha256_hex(&sealed),
+                len: sealed.len() as u64,
+            },
+            simulation: false,
+            roster: Some(version),
+        };
+        let env = Envelope::new(body).unwrap();
+        let sig = cosigner.sign(&env.officer_message().unwrap());
+        env.with_officer_signature(CoSignature {
+            key: cosigner.public_hex(),
+            sig: hex::encode(sig.to_bytes()),
+        })
+        .sign(&station)
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+    };
+    let bundle = |name: &str, env: Vec<u8>, countersigner: &StationKey, who: &str| {
+        let id = serde_json::from_slice::<serde_json::Value>(&env).unwrap()["body"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let manifest = Manifest {
+            format: BUNDLE_FORMAT.into(),
+            bundle_id: ulid::Ulid::new().to_string(),
+            station: "VAN-REAL".into(),
+            created_ms: now,
+            first_seq: 1,
+            last_seq: 1,
+            supervisor: Countersigner {
+                id: who.into(),
+                key: countersigner.public_hex(),
+            },
+            parts: vec![
+                Part {
+                    kind: PartKind::Envelope,
+                    name: id,
+                    len: env.len() as u64,
+                    sha256: sha256_hex(&env),
+                },
+                Part {
+                    kind: PartKind::Payload,
+                    name: sha256_hex(&sealed),
+                    len: sealed.len() as u64,
+                    sha256: sha256_hex(&sealed),
+                },
+            ],
+        };
+        let message = manifest.signing_message().unwrap();
+        let header = BundleHeader {
+            manifest,
+            station_signature: hex::encode(station.sign(&message).to_bytes()),
+            supervisor_signature: hex::encode(countersigner.sign(&message).to_bytes()),
+        };
+        let path = tmp.path().join(name);
+        let mut file = std::fs::File::create(&path).unwrap();
+        write_bundle(
+            &mut file,
+            &header,
+            &mut |part: &Part| {
+                Ok(if part.kind == PartKind::Envelope {
+                    env.clone()
+                } else {
+                    sealed.clone()
+                })
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+        path.to_str().unwrap().to_string()
+    };
+
+    // Countersigned by an officer: refused whole, nothing stored.
+    let by_officer = bundle("a.tasjil", envelope(&officer, "OFF-1"), &officer, "OFF-1");
+    let (code, v) = central.json(&["import", &by_officer]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["check"], "countersigner", "{v}");
+    assert_eq!(central.json(&["stats"]).1["records"], 0);
+
+    // Countersigned by the supervisor, co-signed by a badge the roster does not list: held.
+    let unlisted = bundle(
+        "b.tasjil",
+        envelope(&stranger, "OFF-9"),
+        &supervisor,
+        "SUP-2",
+    );
+    let (code, v) = central.json(&["import", &unlisted]);
+    let shown = v.to_string();
+    assert!(
+        shown.contains("held") && shown.contains("OFF-9"),
+        "{code} {v}"
+    );
+    let (_, list) = central.json(&["list"]);
+    let rows = list
+        .as_array()
+        .or_else(|| list["records"].as_array())
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{list}");
+    assert_eq!(rows[0]["status"], "held", "{list}");
 }

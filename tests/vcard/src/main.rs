@@ -116,7 +116,16 @@ fn main() {
         }
     };
     let result = match args.mode {
-        Mode::Badge { serial } => platform::with_card_client(|client| {
+        Mode::Badge { serial } => platform::with_card_client(|mut client| {
+            // trussed's virtual platform seeds its generator with a constant: a serial-dependent
+            // number of draws first, so that two badges of one test get two different keys (the
+            // same serial still gives the same key on every run).
+            {
+                use trussed_core::CryptoClient;
+                for _ in 0..u32::from_be_bytes(serial) % 61 + 1 {
+                    trussed_core::syscall!(client.random_bytes(32));
+                }
+            }
             let mut options = opcard::Options::default();
             options.serial = serial;
             // No touch button on a badge: signing needs the PIN only.
