@@ -401,8 +401,15 @@ pub fn import_receipt(station: &mut Station, path: &Path) -> anyhow::Result<Rece
         );
     }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let centre = tasjil_sync::keys::parse_verifying_key(&station.centre().ed25519)
-        .map_err(|e| anyhow::anyhow!("the centre key of this station is unusable: {e}"))?;
+    // Key rotations first: a receipt signed with a key this station has not taken yet carries
+    // the rotations that lead to it.
+    let rotations = Receipt::key_rotations_in(&bytes);
+    if !rotations.is_empty() {
+        station
+            .take_key_rotations(&rotations, &format!("receipt {}", path.display()))
+            .with_context(|| format!("receipt {} refused; nothing changed", path.display()))?;
+    }
+    let centre = station.centre().verifying_keys();
     let receipt = Receipt::verify(&bytes, &centre)
         .with_context(|| format!("receipt {} refused; nothing changed", path.display()))?;
     if receipt.receipt.station != station.station_id() {

@@ -55,6 +55,9 @@ pub enum Command {
     /// The centre's signed roster of badges this station obeys.
     #[command(subcommand)]
     Roster(RosterCommand),
+    /// The centre's public keys this station holds, and their rotations.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Run the kiosk's enrolment workflow without the UI. Without --simulate it uses the devices
     /// of [devices] in the configuration (`tasjil devices` shows them), needs --demographics with
     /// the citizen's data and --signature with the pen strokes, and enrols one citizen.
@@ -243,6 +246,18 @@ pub enum RosterCommand {
         file: PathBuf,
     },
     /// The roster held: version, age, and the badges allowed on this station.
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Take the centre's key rotations from a file (`tasjil-central keys export`): each must be
+    /// signed by the key this station holds, in order.
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// The centre's keys held: version, signing keys, the recipients payloads are sealed to.
     Show,
 }
 
@@ -483,6 +498,32 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
         }
         Command::Roster(RosterCommand::Import { file }) => roster_import(&dir, &file),
         Command::Roster(RosterCommand::Show) => roster_show(&dir),
+        Command::Keys(KeysCommand::Import { file }) => {
+            let mut station = Station::open(&dir)?;
+            let (taken, version) = crate::centre_keys::import_file(&mut station, &file)?;
+            Ok(Output::ok(
+                json!({"taken": taken, "version": version}),
+                if taken == 0 {
+                    format!("centre keys: already at version {version}; nothing taken")
+                } else {
+                    format!("centre keys: {taken} rotation(s) taken, now version {version}")
+                },
+            ))
+        }
+        Command::Keys(KeysCommand::Show) => {
+            let view = crate::station::View::open(&dir)?;
+            let c = view.centre_public()?;
+            Ok(Output::ok(
+                serde_json::to_value(&c)?,
+                format!(
+                    "centre keys version {}\n  signing key {}\n  earlier signing keys {}\n  payloads sealed to {}",
+                    c.version,
+                    c.ed25519,
+                    c.previous_ed25519.len(),
+                    c.age_recipients.join(", ")
+                ),
+            ))
+        }
         Command::Enrol {
             simulate,
             signature,
@@ -831,6 +872,7 @@ fn summary_json(s: &tasjil_sync::session::Summary) -> Value {
         "roster": s.roster, "roster_updated": s.roster_updated, "roster_refused": s.roster_refused,
         "restore_links_sent": s.restore_links_sent, "centre_head": s.centre_head,
         "behind_centre": s.behind_centre,
+        "centre_keys": s.centre_keys, "centre_keys_updated": s.centre_keys_updated,
     })
 }
 
@@ -856,6 +898,12 @@ fn summary_text(s: &tasjil_sync::session::Summary) -> String {
         t.push_str(&format!(
             "\n  restore links stored at the centre: {}",
             s.restore_links_sent
+        ));
+    }
+    if s.centre_keys_updated {
+        t.push_str(&format!(
+            "\n  centre keys: rotation taken, now version {}",
+            s.centre_keys
         ));
     }
     if let Some(why) = &s.behind_centre {

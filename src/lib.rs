@@ -8,6 +8,7 @@
 mod badge_cli;
 pub mod bench;
 pub mod bundle;
+pub mod centre_keys;
 pub mod cli;
 pub mod config;
 pub mod devices;

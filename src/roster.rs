@@ -77,15 +77,14 @@ pub enum Authorised {
 }
 
 impl View {
-    /// The centre's Ed25519 key, as copied at `init`.
-    fn centre_verifying_key(&self) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
+    /// The centre's public keys this station holds (as copied at `init`, or as a key rotation
+    /// left them).
+    pub fn centre_public(&self) -> anyhow::Result<tasjil_sync::CentrePublic> {
         let text = self
             .store
             .config("centre_public")?
             .context("the station database has no centre key")?;
-        let centre = tasjil_sync::CentrePublic::parse(&text)
-            .map_err(|e| anyhow::anyhow!("stored centre key: {e}"))?;
-        tasjil_sync::keys::parse_verifying_key(&centre.ed25519)
+        tasjil_sync::CentrePublic::parse(&text)
             .map_err(|e| anyhow::anyhow!("stored centre key: {e}"))
     }
 
@@ -94,8 +93,8 @@ impl View {
         let Some(text) = self.store.config(CONFIG_KEY)? else {
             return Ok(None);
         };
-        let key = self.centre_verifying_key()?;
-        Roster::verify(text.as_bytes(), &key)
+        let keys = self.centre_public()?.verifying_keys();
+        Roster::verify(text.as_bytes(), &keys)
             .map(Some)
             .map_err(|e| {
                 anyhow::anyhow!(
@@ -130,11 +129,10 @@ impl Station {
     /// Take `bytes` as the station's roster if it is the centre's and newer than the one held.
     /// A refusal is audited and returned as an error; nothing changes.
     pub fn import_roster(&mut self, bytes: &[u8], source: &str) -> anyhow::Result<Imported> {
-        let key = tasjil_sync::keys::parse_verifying_key(&self.centre().ed25519)
-            .map_err(|e| anyhow::anyhow!("the centre key of this station is unusable: {e}"))?;
+        let keys = self.centre().verifying_keys();
         let held = self.view.roster().ok().flatten();
         let checked =
-            Roster::verify(bytes, &key).and_then(|r| r.replaces(held.as_ref()).map(|t| (r, t)));
+            Roster::verify(bytes, &keys).and_then(|r| r.replaces(held.as_ref()).map(|t| (r, t)));
         let station = self.station_id().to_string();
         match checked {
             Err(e) => {

@@ -285,6 +285,18 @@ impl Station {
         &self.centre
     }
 
+    /// Hold `centre` as the centre's keys from now on (a key rotation this station checked):
+    /// stored, and new payloads are sealed to its recipients.
+    pub(crate) fn set_centre(&mut self, centre: CentrePublic) -> anyhow::Result<()> {
+        let recipients = centre.recipients().map_err(anyhow::Error::msg)?;
+        self.view
+            .store
+            .set_config("centre_public", &centre.to_json())?;
+        self.centre = centre;
+        self.recipients = recipients;
+        Ok(())
+    }
+
     pub fn key(&self) -> std::sync::Arc<StationKey> {
         self.key.clone()
     }

@@ -47,8 +47,6 @@ pub fn sync_once(
     let session = Session::new(pending, CHUNK, BATCH);
     let station_id = station.station_id().to_string();
     let pin = station.centre().tls_cert_sha256.clone();
-    let centre_key = tasjil_sync::keys::parse_verifying_key(&station.centre().ed25519)
-        .map_err(|e| anyhow::anyhow!("the centre key of this station is unusable: {e}"))?;
     let mut client = CentreClient::new(url, &station_id, station.key(), retry, pin.as_deref())?;
     let held_roster = station.roster_version()?;
 
@@ -57,8 +55,26 @@ pub fn sync_once(
         .build()
         .context("cannot start the network runtime")?;
     let now = crate::now_ms();
-    // The chain first: restore links the centre lacks, and whether it holds more of this
-    // station's chain than this store does.
+    // The centre's key rotations first: verdicts and rosters it signed since are checked with
+    // the keys they bring.
+    let have = station.centre().version;
+    let rotations = match runtime.block_on(client.keys(have)) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = station
+                .store()
+                .record_peer(url, false, Some(&e.to_string()), now);
+            return Err(e.into());
+        }
+    };
+    let keys_taken = if rotations.is_empty() {
+        0
+    } else {
+        station.take_key_rotations(&rotations, &format!("sync with {url}"))?
+    };
+    let centre_key = station.centre().verifying_keys();
+    // The chain: restore links the centre lacks, and whether it holds more of this station's
+    // chain than this store does.
     let chain = match runtime.block_on(exchange_chain(&mut client, station, now)) {
         Ok(c) => c,
         Err(e) => {
@@ -95,6 +111,8 @@ pub fn sync_once(
     match result {
         Ok((mut summary, ledgers, roster)) => {
             summary.restore_links_sent = chain.sent;
+            summary.centre_keys = station.centre().version;
+            summary.centre_keys_updated = keys_taken > 0;
             summary.centre_head = Some(chain.centre_head);
             summary.behind_centre = chain.behind;
             // A newer roster first: a revocation takes effect before anything else is done.
@@ -267,7 +285,7 @@ async fn sync_ledgers(
     peer: &str,
     names: &[String],
     station_id: &str,
-    centre: &ed25519_dalek::VerifyingKey,
+    centre: &[ed25519_dalek::VerifyingKey],
 ) -> anyhow::Result<LedgerReport> {
     use base64::Engine;
     use tasjil_sync::protocol::{LedgerRequest, LedgerResponse};
@@ -312,12 +330,9 @@ async fn sync_ledgers(
             // The latest signed verdict that the centre holds the record, if any.
             let verdict = view.statuses.iter().rev().find(|s| {
                 s.status.centre_holds()
-                    && s.verify(
-                        centre,
-                        station_id,
-                        &view.entry.id,
-                        &view.entry.envelope_hash,
-                    )
+                    && centre
+                        .iter()
+                        .any(|k| s.verify(k, station_id, &view.entry.id, &view.entry.envelope_hash))
             });
             let current_ok = view
                 .current

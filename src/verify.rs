@@ -156,7 +156,7 @@ pub fn verify(view: &View) -> Result<Report, StoreError> {
     let centre = store
         .config("centre_public")?
         .and_then(|t| tasjil_sync::keys::CentrePublic::parse(&t).ok())
-        .and_then(|c| parse_verifying_key(&c.ed25519).ok());
+        .map(|c| c.verifying_keys());
     match &centre {
         None => problems.push(Problem {
             id: "station".into(),

@@ -258,6 +258,11 @@ pub fn receipt_for(
         roster: store
             .roster_for_station(None, now_ms)?
             .map(|r| String::from_utf8(r.to_bytes()).unwrap_or_default()),
+        key_rotations: store
+            .rotations_after(0)?
+            .into_iter()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect(),
     };
     Ok(Receipt::sign(body, signing)?)
 }

@@ -55,6 +55,8 @@ pub trait CentreBackend: Send + Sync + std::fmt::Debug + 'static {
         held: Option<u64>,
         now_ms: i64,
     ) -> Result<Option<std::sync::Arc<tasjil_sync::roster::Roster>>, CentreError>;
+    /// Every centre key rotation after version `have` (canonical bytes).
+    fn rotations_after(&self, have: u64) -> Result<Vec<Vec<u8>>, CentreError>;
     /// Verify, then store, a restore link `station` signed.
     fn store_restore_link(
         &self,
@@ -115,6 +117,9 @@ impl CentreBackend for CentreStore {
         now_ms: i64,
     ) -> Result<store::LinkStored, CentreError> {
         CentreStore::store_restore_link(self, station, link, now_ms)
+    }
+    fn rotations_after(&self, have: u64) -> Result<Vec<Vec<u8>>, CentreError> {
+        CentreStore::rotations_after(self, have)
     }
 }
 

@@ -49,6 +49,15 @@ enum Command {
         #[command(subcommand)]
         command: RosterCommand,
     },
+    /// The centre's keys. `rotate` makes a new age identity and signing key and signs the new
+    /// centre.pub with the old key; the old keys stay in centre.key, so what was sealed or signed
+    /// before still opens and verifies. Vans take the rotation at their next sync, from the
+    /// next USB receipt, or from `keys export`'s file (`tasjil keys import`). Restart `serve`
+    /// after a rotation.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Central staff accounts for the console (field staff are the roster, not here).
     Staff {
         #[command(subcommand)]
@@ -154,6 +163,17 @@ enum BenchCommand {
         /// Payload size in KiB (a real one is about 2 MB).
         #[arg(long, default_value_t = 2048)]
         size_kib: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Rotate: new current keys, the old ones retired; prints the new version.
+    Rotate,
+    /// Write every rotation, in order, to FILE (a JSON array) for `tasjil keys import`.
+    Export {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
 }
 
@@ -320,6 +340,26 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
         } => station_list(&dir),
         Command::Staff { command } => staff(&dir, command),
         Command::Roster { command } => roster(&dir, command),
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => rotate_keys(&dir),
+        Command::Keys {
+            command: KeysCommand::Export { out },
+        } => {
+            let store = CentreStore::open(&dir)?;
+            let rotations: Vec<serde_json::Value> = store
+                .rotations_after(0)?
+                .iter()
+                .map(|b| serde_json::from_slice(b))
+                .collect::<Result<_, _>>()?;
+            let n = rotations.len();
+            std::fs::write(&out, serde_json::to_vec_pretty(&rotations)?)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            Ok(Output::ok(
+                json!({"rotations": n, "file": out}),
+                format!("{n} key rotation(s) written to {}", out.display()),
+            ))
+        }
         Command::Station {
             command: StationCommand::Revoke { id, reason },
         } => station_state(&dir, &id, StationState::Revoked, Some(&reason)),
@@ -427,6 +467,78 @@ fn roster_text(r: &tasjil_sync::roster::Roster) -> String {
         ));
     }
     t
+}
+
+/// `keys rotate`: see [`Command::Keys`]. The new keys are written beside the old file first,
+/// the rotation recorded, then the file renamed into place: a run cut anywhere can be run again.
+fn rotate_keys(dir: &Path) -> anyhow::Result<Output> {
+    use tasjil_sync::rotation::KeyRotation;
+    let (key_path, next_path, pub_path) = (
+        dir.join("centre.key"),
+        dir.join("centre.key.next"),
+        dir.join("centre.pub"),
+    );
+    let held = tasjil_sync::CentrePublic::load(&pub_path)?;
+    let store = CentreStore::open(dir)?;
+    let now = now_ms();
+    let version = held.version + 1;
+    // A run cut after recording its rotation: finish it with the keys it recorded.
+    let recorded = store.rotations_after(held.version)?;
+    let (new_keys, next) = match recorded.first() {
+        Some(bytes) => {
+            let rotation = KeyRotation::from_bytes(bytes)?;
+            let keys = CentreKeys::load(&next_path).with_context(|| {
+                format!(
+                    "rotation to version {version} is recorded but {} is missing: restore it from the backup",
+                    next_path.display()
+                )
+            })?;
+            anyhow::ensure!(
+                hex::encode(keys.signing.verifying_key().as_bytes())
+                    == rotation.body.centre.ed25519,
+                "{} does not hold the keys of the recorded rotation to version {version}",
+                next_path.display()
+            );
+            (keys, rotation.body.centre)
+        }
+        None => {
+            let keys = CentreKeys::load(&key_path)?;
+            let outgoing = keys.signing.clone();
+            let new_keys = keys.rotated();
+            let mut previous = vec![held.ed25519.clone()];
+            previous.extend(held.previous_ed25519.iter().cloned());
+            let next = tasjil_sync::CentrePublic {
+                kind: tasjil_sync::CentrePublic::KIND.into(),
+                age_recipients: vec![new_keys.identity.to_public().to_string()],
+                ed25519: hex::encode(new_keys.signing.verifying_key().as_bytes()),
+                tls_cert_sha256: held.tls_cert_sha256.clone(),
+                version,
+                previous_ed25519: previous,
+            };
+            let rotation = KeyRotation::sign(next.clone(), now, &outgoing)?;
+            let _ = std::fs::remove_file(&next_path);
+            new_keys.save(&next_path)?;
+            store.record_rotation(version, &rotation.to_bytes()?, now)?;
+            (new_keys, next)
+        }
+    };
+    drop(new_keys);
+    std::fs::rename(&next_path, &key_path)
+        .with_context(|| format!("cannot put the new keys in {}", key_path.display()))?;
+    std::fs::write(&pub_path, next.to_json())
+        .with_context(|| format!("cannot write {}", pub_path.display()))?;
+    drop(store);
+    // A roster signed by the new key, so vans that take the rotation get one at once.
+    let roster = open_store(dir)?.roster_reissue(now)?.map(|r| r.version());
+    Ok(Output::ok(
+        json!({"version": version, "ed25519": next.ed25519, "age_recipients": next.age_recipients, "roster": roster}),
+        format!(
+            "centre keys rotated to version {version}\n  signing key {}\n  payloads now sealed to {}\n  the old keys stay in {} to open and verify what came before\n  restart `tasjil-central serve`; vans take the rotation at their next sync or USB receipt (or `keys export` + `tasjil keys import`)",
+            next.ed25519,
+            next.age_recipients.join(", "),
+            key_path.display()
+        ),
+    ))
 }
 
 fn roster(dir: &Path, command: RosterCommand) -> anyhow::Result<Output> {
@@ -944,9 +1056,7 @@ fn access_log(dir: &Path, verify: bool) -> anyhow::Result<Output> {
     let store = open_store(dir)?;
     if verify {
         let public = tasjil_sync::CentrePublic::load(&dir.join("centre.pub"))?;
-        let key =
-            tasjil_sync::keys::parse_verifying_key(&public.ed25519).map_err(anyhow::Error::msg)?;
-        let report = store.verify_access_log(&key)?;
+        let report = store.verify_access_log(&public.verifying_keys())?;
         let mut human = format!("{} access-log entries checked", report.entries);
         for p in &report.problems {
             human.push_str(&format!("\n  PROBLEM {}: {}", p.id, p.reason));

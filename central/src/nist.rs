@@ -254,7 +254,7 @@ pub fn export(
         reason,
         now_ms,
     )?;
-    let payload = Payload::open(&sealed, &keys.identity)
+    let payload = Payload::open_with(&sealed, &keys.identities())
         .with_context(|| format!("cannot open the payload of {id}"))?;
     let ctx = ExportContext {
         transaction_type: transaction_type.into(),

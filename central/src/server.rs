@@ -23,9 +23,10 @@ use tasjil_sync::ledger::PeerState;
 use tasjil_sync::protocol::{
     request_message_for_hash, ApiError, BlobProgress, ChainHead, ChainRequest, ChainResponse,
     ChallengeRequest, ChallengeResponse, EnvelopeResult, EnvelopesRequest, EnvelopesResponse,
-    HaveRequest, HaveResponse, LedgerRequest, LedgerResponse, LinkResult, Outcome, RosterRequest,
-    RosterResponse, StatusRequest, StatusResponse, CHALLENGE_NONCE, HEADER_BODY_SHA256,
-    HEADER_NEXT_NONCE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_STATION,
+    HaveRequest, HaveResponse, KeysRequest, KeysResponse, LedgerRequest, LedgerResponse,
+    LinkResult, Outcome, RosterRequest, RosterResponse, StatusRequest, StatusResponse,
+    CHALLENGE_NONCE, HEADER_BODY_SHA256, HEADER_NEXT_NONCE, HEADER_NONCE, HEADER_SIGNATURE,
+    HEADER_STATION,
 };
 
 /// How long a nonce stays good, on the centre's clock.
@@ -571,6 +572,33 @@ async fn roster(
     .await
 }
 
+/// The centre key rotations a station has not taken yet.
+async fn keys(
+    State(st): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Fail> {
+    json_endpoint(
+        st,
+        method,
+        uri,
+        headers,
+        body,
+        |st, _station, req: KeysRequest| {
+            let rotations = st
+                .store
+                .rotations_after(req.have)?
+                .into_iter()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .collect();
+            Ok(KeysResponse { rotations })
+        },
+    )
+    .await
+}
+
 /// A restored station's links, and the centre's head of its chain (how a station that was
 /// restored by hand learns that it is behind).
 async fn chain(
@@ -775,6 +803,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/ledger", post(ledger))
         .route("/v1/roster", post(roster))
         .route("/v1/chain", post(chain))
+        .route("/v1/keys", post(keys))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

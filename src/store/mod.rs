@@ -705,7 +705,7 @@ impl Store {
         &mut self,
         acknowledged_before_ms: i64,
         now_ms: i64,
-        centre: &ed25519_dalek::VerifyingKey,
+        centre: &[ed25519_dalek::VerifyingKey],
     ) -> Result<Purge, StoreError> {
         self.conn
             .pragma_update(None, "secure_delete", "ON")
@@ -760,7 +760,7 @@ impl Store {
         id: &str,
         hash: &str,
         proof: Option<&str>,
-        centre: &ed25519_dalek::VerifyingKey,
+        centre: &[ed25519_dalek::VerifyingKey],
     ) -> Result<Result<(), String>, StoreError> {
         let station = self.config("station_id")?.unwrap_or_default();
         let Some(proof) = proof else {
@@ -782,7 +782,7 @@ impl Store {
                         entry.status.as_str()
                     )));
                 }
-                if entry.verify(centre, &station, id, hash) {
+                if centre.iter().any(|k| entry.verify(k, &station, id, hash)) {
                     Ok(Ok(()))
                 } else {
                     Ok(Err(

@@ -737,6 +737,10 @@ pub struct ReceiptBody {
     /// so a revocation travels by USB too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roster: Option<String>,
+    /// Every centre key rotation (canonical JSON text, in order): a van that missed one takes it
+    /// from here, then checks this receipt with the new key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_rotations: Vec<String>,
 }
 
 impl ReceiptBody {
@@ -774,8 +778,17 @@ impl Receipt {
         to_canonical(self).map_err(|e| BundleError::Encode(e.to_string()))
     }
 
-    /// Parse a receipt file and check its signature with the centre's key.
-    pub fn verify(bytes: &[u8], centre: &VerifyingKey) -> Result<Receipt, BundleError> {
+    /// The key rotations a receipt file carries, before its signature is checked (each rotation
+    /// is checked on its own against the key set the station holds).
+    pub fn key_rotations_in(bytes: &[u8]) -> Vec<String> {
+        serde_json::from_slice::<Receipt>(bytes)
+            .map(|r| r.receipt.key_rotations)
+            .unwrap_or_default()
+    }
+
+    /// Parse a receipt file and check its signature with one of the centre's keys (the current
+    /// one, or one of an earlier version for a receipt made before a rotation).
+    pub fn verify(bytes: &[u8], centre: &[VerifyingKey]) -> Result<Receipt, BundleError> {
         let receipt: Receipt =
             serde_json::from_slice(bytes).map_err(|e| BundleError::Receipt(e.to_string()))?;
         if receipt.receipt.format != RECEIPT_FORMAT {
@@ -785,9 +798,13 @@ impl Receipt {
             )));
         }
         let sig = parse_signature(&receipt.signature).map_err(|_| BundleError::ReceiptSignature)?;
-        centre
-            .verify_strict(&receipt.receipt.signing_message()?, &sig)
-            .map_err(|_| BundleError::ReceiptSignature)?;
+        let message = receipt.receipt.signing_message()?;
+        if !centre
+            .iter()
+            .any(|k| k.verify_strict(&message, &sig).is_ok())
+        {
+            return Err(BundleError::ReceiptSignature);
+        }
         for r in &receipt.receipt.records {
             if r.status != "verified" && r.status != "rejected" {
                 return Err(BundleError::Receipt(format!(
@@ -978,20 +995,24 @@ mod tests {
             }],
             ledgers: vec![],
             roster: None,
+            key_rotations: vec![],
         };
         let r = Receipt::sign(body, &centre).unwrap();
         let bytes = r.to_bytes().unwrap();
-        assert_eq!(Receipt::verify(&bytes, &centre.verifying_key()).unwrap(), r);
+        assert_eq!(
+            Receipt::verify(&bytes, &[centre.verifying_key()]).unwrap(),
+            r
+        );
         let text = String::from_utf8(bytes)
             .unwrap()
             .replace("verified", "rejected");
         assert!(matches!(
-            Receipt::verify(text.as_bytes(), &centre.verifying_key()),
+            Receipt::verify(text.as_bytes(), &[centre.verifying_key()]),
             Err(BundleError::ReceiptSignature)
         ));
         let other = ed25519_dalek::SigningKey::from_bytes(&[6u8; 32]);
         assert!(matches!(
-            Receipt::verify(&r.to_bytes().unwrap(), &other.verifying_key()),
+            Receipt::verify(&r.to_bytes().unwrap(), &[other.verifying_key()]),
             Err(BundleError::ReceiptSignature)
         ));
     }

@@ -261,6 +261,19 @@ impl CentreClient {
         Ok(answer.roster)
     }
 
+    /// The centre's key rotations after version `have` (canonical JSON text, in order); the
+    /// caller checks each against the key set it holds.
+    pub async fn keys(&mut self, have: u64) -> Result<Vec<String>, SyncError> {
+        let answer: crate::protocol::KeysResponse = self
+            .call_json(
+                Method::POST,
+                "/v1/keys",
+                &crate::protocol::KeysRequest { have },
+            )
+            .await?;
+        Ok(answer.rotations)
+    }
+
     /// Send restore links (canonical JSON text) the centre may lack; the answer says what became
     /// of each and where the centre's copy of this station's chain ends.
     pub async fn chain(

@@ -204,6 +204,18 @@ pub struct CentrePublic {
     /// SHA-256 of the centre's TLS certificate (DER); stations accept only that certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert_sha256: Option<String>,
+    /// How many key rotations this set has been through (0: as `init` made it). A station takes
+    /// the next set only from a [`crate::rotation::KeyRotation`] signed by this set's `ed25519`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub version: u64,
+    /// Signing keys of earlier versions: what they signed before the rotation (verdicts, rosters,
+    /// receipts, the access log) still verifies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_ed25519: Vec<String>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl CentrePublic {
@@ -219,7 +231,19 @@ impl CentrePublic {
         }
         p.recipients()?;
         parse_verifying_key(&p.ed25519)?;
+        for k in &p.previous_ed25519 {
+            parse_verifying_key(k)?;
+        }
         Ok(p)
+    }
+
+    /// The keys whose signatures this centre stands by: the current one first, then those of
+    /// earlier versions.
+    pub fn verifying_keys(&self) -> Vec<VerifyingKey> {
+        std::iter::once(&self.ed25519)
+            .chain(&self.previous_ed25519)
+            .filter_map(|k| parse_verifying_key(k).ok())
+            .collect()
     }
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         Self::parse(&read(path)?).map_err(|reason| KeyError::Format {
@@ -246,10 +270,12 @@ impl CentrePublic {
 
 const CENTRE_SECRET_HEADER: &str = "tasjil-centre-secret-v1";
 
-/// The centre's secret keys: an age identity that opens payloads and an Ed25519 signing key.
+/// The centre's secret keys: an age identity that opens payloads and an Ed25519 signing key,
+/// and those of earlier versions (after a rotation), kept to open what was sealed to them.
 pub struct CentreKeys {
     pub identity: age::x25519::Identity,
     pub signing: SigningKey,
+    pub retired: Vec<(age::x25519::Identity, SigningKey)>,
 }
 
 impl std::fmt::Debug for CentreKeys {
@@ -263,6 +289,33 @@ impl CentreKeys {
         CentreKeys {
             identity: age::x25519::Identity::generate(),
             signing: SigningKey::generate(&mut OsRng),
+            retired: Vec::new(),
+        }
+    }
+
+    /// Every age identity, the current one first: what opens a payload sealed at any version.
+    pub fn identities(&self) -> Vec<&age::x25519::Identity> {
+        std::iter::once(&self.identity)
+            .chain(self.retired.iter().map(|(i, _)| i))
+            .collect()
+    }
+
+    /// Every signing key's public half, the current one first.
+    pub fn verifying_keys(&self) -> Vec<VerifyingKey> {
+        std::iter::once(&self.signing)
+            .chain(self.retired.iter().map(|(_, k)| k))
+            .map(SigningKey::verifying_key)
+            .collect()
+    }
+
+    /// New current keys; these become retired ones.
+    pub fn rotated(self) -> CentreKeys {
+        let mut retired = vec![(self.identity, self.signing)];
+        retired.extend(self.retired);
+        CentreKeys {
+            identity: age::x25519::Identity::generate(),
+            signing: SigningKey::generate(&mut OsRng),
+            retired,
         }
     }
     pub fn public(&self) -> CentrePublic {
@@ -271,14 +324,29 @@ impl CentreKeys {
             age_recipients: vec![self.identity.to_public().to_string()],
             ed25519: hex::encode(self.signing.verifying_key().as_bytes()),
             tls_cert_sha256: None,
+            version: 0,
+            previous_ed25519: self
+                .retired
+                .iter()
+                .map(|(_, k)| hex::encode(k.verifying_key().as_bytes()))
+                .collect(),
         }
     }
+    /// Write the secret file (refuses to overwrite one): the header, the current identity and
+    /// signing key, then a `retired IDENTITY KEY` line for each earlier version.
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        let text = format!(
+        let mut text = format!(
             "{CENTRE_SECRET_HEADER}\n{}\n{}\n",
             self.identity.to_string().expose_secret(),
             hex::encode(self.signing.to_bytes())
         );
+        for (identity, signing) in &self.retired {
+            text.push_str(&format!(
+                "retired {} {}\n",
+                identity.to_string().expose_secret(),
+                hex::encode(signing.to_bytes())
+            ));
+        }
         write_new_file(path, text.as_bytes(), 0o600)
     }
     pub fn load(path: &Path) -> Result<Self, KeyError> {
@@ -296,7 +364,26 @@ impl CentreKeys {
             .map_err(|e| fmt(e.to_string()))?;
         let signing =
             SigningKey::from_bytes(&parse_hex32(lines.next().unwrap_or_default()).map_err(fmt)?);
-        Ok(CentreKeys { identity, signing })
+        let mut retired = Vec::new();
+        for line in lines.filter(|l| !l.trim().is_empty()) {
+            let mut words = line.split_whitespace();
+            let (Some("retired"), Some(i), Some(k), None) =
+                (words.next(), words.next(), words.next(), words.next())
+            else {
+                return Err(fmt(
+                    "a line after the keys must be `retired IDENTITY KEY`".into()
+                ));
+            };
+            retired.push((
+                age::x25519::Identity::from_str(i).map_err(|e| fmt(e.to_string()))?,
+                SigningKey::from_bytes(&parse_hex32(k).map_err(fmt)?),
+            ));
+        }
+        Ok(CentreKeys {
+            identity,
+            signing,
+            retired,
+        })
     }
 }
 

@@ -17,6 +17,7 @@ pub mod output;
 pub mod protocol;
 pub mod record;
 pub mod roster;
+pub mod rotation;
 pub mod session;
 pub mod tls;
 

@@ -188,6 +188,18 @@ pub struct ChainResponse {
     pub head: ChainHead,
 }
 
+/// `POST /v1/keys`: the centre key set version the station holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysRequest {
+    pub have: u64,
+}
+
+/// Every key rotation after `have`, in order (canonical JSON text of each).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysResponse {
+    pub rotations: Vec<String>,
+}
+
 /// Error body of every non-2xx answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {

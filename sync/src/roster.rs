@@ -220,7 +220,9 @@ impl Roster {
     }
 
     /// Parse a roster file and check its signature with the centre's key.
-    pub fn verify(bytes: &[u8], centre: &VerifyingKey) -> Result<Roster, RosterError> {
+    /// Parse a roster file and check its signature with one of the centre's keys (the current
+    /// one first; an earlier version's for a roster issued before a key rotation).
+    pub fn verify(bytes: &[u8], centre: &[VerifyingKey]) -> Result<Roster, RosterError> {
         let r: Roster =
             serde_json::from_slice(bytes).map_err(|e| RosterError::Format(e.to_string()))?;
         if r.roster.format != ROSTER_FORMAT {
@@ -230,9 +232,13 @@ impl Roster {
             )));
         }
         let sig = parse_signature(&r.signature).map_err(|_| RosterError::Signature)?;
-        centre
-            .verify_strict(&r.roster.signing_message(), &sig)
-            .map_err(|_| RosterError::Signature)?;
+        let message = r.roster.signing_message();
+        if !centre
+            .iter()
+            .any(|k| k.verify_strict(&message, &sig).is_ok())
+        {
+            return Err(RosterError::Signature);
+        }
         for e in &r.roster.entries {
             parse_verifying_key(&e.badge)
                 .map_err(|m| RosterError::Format(format!("entry {}: badge key: {m}", e.id)))?;
@@ -364,17 +370,17 @@ mod tests {
         sup.stations = vec![ALL_STATIONS.into()];
         let r = roster(&centre, 3, vec![entry("OFF-A", Role::Officer, &a), sup]);
         let bytes = r.to_bytes();
-        let back = Roster::verify(&bytes, &centre.verifying_key()).unwrap();
+        let back = Roster::verify(&bytes, &[centre.verifying_key()]).unwrap();
         assert_eq!(back, r);
         assert_eq!(
-            Roster::verify(&bytes, &other.verifying_key()),
+            Roster::verify(&bytes, &[other.verifying_key()]),
             Err(RosterError::Signature)
         );
         let tampered = String::from_utf8(bytes.clone())
             .unwrap()
             .replace("\"officer\"", "\"supervisor\"");
         assert_eq!(
-            Roster::verify(tampered.as_bytes(), &centre.verifying_key()),
+            Roster::verify(tampered.as_bytes(), &[centre.verifying_key()]),
             Err(RosterError::Signature)
         );
 

@@ -65,6 +65,10 @@ pub struct Summary {
     pub roster_refused: Option<String>,
     /// Restore links the centre stored in this sync.
     pub restore_links_sent: usize,
+    /// Version of the centre's key set the station holds after the sync.
+    pub centre_keys: u64,
+    /// A key rotation was taken in this sync.
+    pub centre_keys_updated: bool,
     /// The last place of this station's chain the centre holds, as it said at the start.
     pub centre_head: Option<u64>,
     /// The centre held this station's chain beyond this store's head (a store restored from a

@@ -13,6 +13,7 @@ mod crash;
 mod devices;
 mod enrol;
 mod faults;
+mod keys;
 mod kiosk_xvfb;
 mod nist;
 mod packaging;

@@ -433,13 +433,19 @@ async fn login(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bytes) -
     let c2 = c.clone();
     let id2 = id.clone();
     let answer = blocking(move || {
-        c2.store.staff_login(
-            &id2,
-            &password,
-            code.trim(),
-            &c2.keys().identity,
-            crate::now_ms(),
-        )
+        // The second factor is sealed to the centre key of the day the account was made: after a
+        // key rotation, a retired identity opens it (a refusal to open changes nothing).
+        let keys = c2.keys();
+        let mut answer = Err(crate::CentreError::Migration("no centre key".into()));
+        for identity in keys.identities() {
+            answer = c2
+                .store
+                .staff_login(&id2, &password, code.trim(), identity, crate::now_ms());
+            if !matches!(answer, Err(crate::CentreError::Damaged { .. })) {
+                break;
+            }
+        }
+        answer
     })
     .await;
     match answer {
@@ -1136,7 +1142,7 @@ async fn record_open(
             &reason,
             crate::now_ms(),
         )?;
-        let payload = tasjil_sync::record::Payload::open(&sealed, &c2.keys().identity)
+        let payload = tasjil_sync::record::Payload::open_with(&sealed, &c2.keys().identities())
             .map_err(|e| CentreError::BadStaff(format!("cannot open the payload: {e}")))?;
         Ok(Some((view::opened(&payload), logged.entry.seq)))
     })
@@ -1259,9 +1265,7 @@ async fn access_log(State(c): State<Arc<Console>>, headers: HeaderMap) -> Respon
     };
     let c2 = c.clone();
     let got = blocking(move || -> Result<_, CentreError> {
-        let report = c2
-            .store
-            .verify_access_log(&c2.keys().signing.verifying_key())?;
+        let report = c2.store.verify_access_log(&c2.keys().verifying_keys())?;
         Ok((report, c2.store.access_log()?))
     })
     .await;

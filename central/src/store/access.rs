@@ -146,7 +146,7 @@ impl CentreStore {
 
     /// Re-check the whole chain with the centre's public key: each entry's bytes canonical and
     /// hashing to its stored hash, signed, numbered 1, 2, 3… and linked to its predecessor.
-    pub fn verify_access_log(&self, key: &VerifyingKey) -> Result<AccessLogReport, CentreError> {
+    pub fn verify_access_log(&self, keys: &[VerifyingKey]) -> Result<AccessLogReport, CentreError> {
         let conn = lock(&self.conn);
         let mut stmt = conn
             .prepare("SELECT seq, entry, hash, signature FROM access_log ORDER BY seq")
@@ -182,8 +182,10 @@ impl CentreStore {
                     }
                 }
             }
-            let signed = tasjil_sync::keys::parse_signature(&signature)
-                .is_ok_and(|s| key.verify_strict(&signing_message(&hash), &s).is_ok());
+            let signed = tasjil_sync::keys::parse_signature(&signature).is_ok_and(|s| {
+                keys.iter()
+                    .any(|k| k.verify_strict(&signing_message(&hash), &s).is_ok())
+            });
             if !signed {
                 reasons.push("centre signature does not verify".into());
             }
@@ -229,7 +231,7 @@ mod tests {
         assert!(store
             .log_access(&key, "amina", "open", "VAN-1", "R9", "  ", 2000)
             .is_err());
-        let report = store.verify_access_log(&key.verifying_key()).unwrap();
+        let report = store.verify_access_log(&[key.verifying_key()]).unwrap();
         assert_eq!(
             (report.ok, report.entries),
             (true, 3),
@@ -237,7 +239,7 @@ mod tests {
             report.problems
         );
         let other = SigningKey::from_bytes(&[8u8; 32]).verifying_key();
-        assert!(!store.verify_access_log(&other).unwrap().ok);
+        assert!(!store.verify_access_log(&[other]).unwrap().ok);
         let log = store.access_log().unwrap();
         assert_eq!(log[1].entry.prev, log[0].hash);
         assert_eq!(log[2].entry.reason, "card issuance");
@@ -258,7 +260,7 @@ mod tests {
         bytes[at] = b'7';
         raw.execute("UPDATE access_log SET entry = ?1 WHERE seq = 2", [&bytes])
             .unwrap();
-        let report = store.verify_access_log(&key.verifying_key()).unwrap();
+        let report = store.verify_access_log(&[key.verifying_key()]).unwrap();
         assert!(!report.ok);
         assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
         assert_eq!(report.problems[0].id, "access-log entry 2");

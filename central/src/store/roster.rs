@@ -291,6 +291,22 @@ impl CentreStore {
         Ok(Some(roster))
     }
 
+    /// Issue the next roster version now (same entries), signed with the key this store holds:
+    /// after a key rotation, so that vans get a roster signed by the new key. `None` when there
+    /// is no roster yet.
+    pub fn roster_reissue(&self, now_ms: i64) -> Result<Option<Roster>, CentreError> {
+        if self.roster_latest()?.is_none() {
+            return Ok(None);
+        }
+        let mut conn = lock(&self.conn);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.sql(e))?;
+        let r = self.issue_in(&tx, now_ms)?;
+        tx.commit().map_err(|e| self.sql(e))?;
+        Ok(Some(r))
+    }
+
     /// What a station holding version `held` should receive: the latest version when newer
     /// (issued afresh when older than [`REISSUE_AFTER_MS`] and the centre can sign).
     pub fn roster_for_station(

@@ -1095,7 +1095,7 @@ fn roster_versions_are_signed_in_order_and_a_revoked_badge_stays_revoked() {
     let v1 = store.roster_latest().unwrap().unwrap();
     assert_eq!(v1.version(), 1);
     let bytes = v1.to_bytes();
-    assert!(Roster::verify(&bytes, &centre_key().verifying_key()).is_ok());
+    assert!(Roster::verify(&bytes, &[centre_key().verifying_key()]).is_ok());
     let sup = StationKey::generate();
     let entry = RosterEntry {
         id: "SUP-1".into(),

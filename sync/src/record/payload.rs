@@ -205,10 +205,18 @@ impl Payload {
 
     /// Decrypt with the centre's identity and unpack.
     pub fn open(sealed: &[u8], identity: &age::x25519::Identity) -> Result<Payload, RecordError> {
+        Self::open_with(sealed, &[identity])
+    }
+
+    /// [`Self::open`] with any of `identities` (the centre's current and retired ones).
+    pub fn open_with(
+        sealed: &[u8],
+        identities: &[&age::x25519::Identity],
+    ) -> Result<Payload, RecordError> {
         let decryptor =
             age::Decryptor::new(sealed).map_err(|e| RecordError::Open(e.to_string()))?;
         let mut reader = decryptor
-            .decrypt(std::iter::once(identity as &dyn age::Identity))
+            .decrypt(identities.iter().map(|i| *i as &dyn age::Identity))
             .map_err(|e| RecordError::Open(e.to_string()))?;
         let mut plain = Vec::new();
         reader
