@@ -1049,7 +1049,7 @@ mod tests {
         let hash = tasjil_sync::sha256_hex(&envs[0]);
         assert!(v.verify(&centre.verifying_key(), &van, &one, &hash));
         assert_eq!(
-            store.statuses(&van, &[one.clone()]).unwrap()[0].status,
+            store.statuses(&van, std::slice::from_ref(&one)).unwrap()[0].status,
             "verified"
         );
         // A decision is final.
