@@ -925,19 +925,19 @@ fn an_admin_keeps_the_roster_and_releases_a_held_record_in_a_real_browser() {
     }
 
     // The van had not heard of the revocation: what OFF-H co-signs now is held at the centre.
-    crate::common::enrol_as(&van, "OFF-H", 1, 5);
+    crate::common::enrol_as(&van, "OFF-H", 2, 5);
     let (code, v) = sync(&van, &base);
     assert_eq!(
         code, 1,
         "a sync with a refused record says so in its exit code: {v}"
     );
     let refused = v["rejected"].as_array().unwrap();
-    assert_eq!(refused.len(), 1, "{v}");
+    assert_eq!(refused.len(), 2, "{v}");
+    for r in refused {
+        assert!(r["reason"].as_str().unwrap().contains("revoked"), "{v}");
+    }
     let held_id = refused[0]["id"].as_str().unwrap().to_string();
-    assert!(
-        refused[0]["reason"].as_str().unwrap().contains("revoked"),
-        "{v}"
-    );
+    let other_id = refused[1]["id"].as_str().unwrap().to_string();
     let human = text(&run(&van, &["status"]));
     assert!(human.contains(&format!("REJECTED {held_id}")), "{human}");
 
@@ -1029,11 +1029,37 @@ fn an_admin_keeps_the_roster_and_releases_a_held_record_in_a_real_browser() {
         .unwrap();
     assert_eq!(record["status"], "verified", "{record}");
 
-    // The van's next sync brings the signed verification: the record is acknowledged.
+    // The other one is rejected, with its reason; it shows under "rejected", not "held".
+    b.goto(&format!("{base}/console/records/VAN-H/{other_id}"));
+    b.type_in("#held-reason", "no supervisor can vouch for this enrolment");
+    b.click("#held-reject");
+    assert!(b.text("#message").contains("refusé"));
+    let status = b.text("#status");
+    assert!(
+        status.contains("refusé") && !status.contains("retenu"),
+        "{status}"
+    );
+    assert!(b.text("#held-decision").contains("refusé par root"));
+    b.goto(&format!("{base}/console/records?status=held"));
+    assert!(
+        b.text("#empty").contains("Aucun dossier"),
+        "no record is held any more"
+    );
+    b.goto(&format!("{base}/console/records?status=rejected"));
+    let rows = b.text("#records");
+    assert!(
+        rows.contains(&other_id) && !rows.contains(&held_id),
+        "{rows}"
+    );
+
+    // The van's next sync brings the signed verdicts: the released record is acknowledged, the
+    // rejected one stays rejected. (Its staff reason is in the signed ledger verdict; the sync's
+    // status answer does not carry it yet: docs/ARCHITECTURE.md, held records.)
     let (code, v) = sync(&van, &base);
-    assert_eq!(code, 0, "{v}");
+    assert_eq!(code, 1, "{v}");
     let human = text(&run(&van, &["status"]));
-    assert!(!human.contains("REJECTED"), "{human}");
+    assert!(!human.contains(&format!("REJECTED {held_id}")), "{human}");
+    assert!(human.contains(&format!("REJECTED {other_id}")), "{human}");
     let conn = rusqlite::Connection::open(van.join("station.db")).unwrap();
     let ack: Option<i64> = conn
         .query_row(
