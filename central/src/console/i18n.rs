@@ -270,6 +270,7 @@ pub const WORDS: &[(&str, [&str; 3])] = &[
     ("roster-bad-key", ["la clé du badge doit faire 64 chiffres hexadécimaux (0-9, a-f).", "يجب أن يتكون مفتاح الشارة من 64 رقما سداسي عشري (0-9، a-f).", "the badge key must be 64 hex digits (0-9, a-f)."]),
     ("roster-need-stations", ["indiquez au moins une station, ou * pour toutes.", "اذكر محطة واحدة على الأقل، أو * للكل.", "name at least one station, or * for all."]),
     ("roster-bad-date", ["une date n'est pas lisible : écrivez-la AAAA-MM-JJ.", "تاريخ غير مقروء: اكتبه بصيغة YYYY-MM-DD.", "a date cannot be read: write it YYYY-MM-DD."]),
+    ("roster-too-long", ["un champ dépasse 300 caractères.", "أحد الحقول يتجاوز 300 حرف.", "a field is longer than 300 characters."]),
     ("roster-bad-role", ["choisissez un rôle.", "اختر دورا.", "choose a role."]),
     ("held-title", ["Dossier retenu : décision du centre", "ملف محتجز: قرار المركز", "Held record: central staff's decision"]),
     ("held-note", ["Libérer le rend vérifié (il pourra être émis) ; le refuser le garde sans carte. La décision (qui, quand, pourquoi) est conservée et le verdict signé part vers la station.", "الإفراج يجعله متحققا منه (يمكن إصداره)؛ والرفض يبقيه بدون بطاقة. يُحفظ القرار (من، متى، لماذا) ويُرسل الحكم الموقّع إلى المحطة.", "Releasing makes it verified (it can be issued); rejecting keeps it without a card. The decision (who, when, why) is kept and the signed verdict goes to the station."]),

@@ -43,6 +43,10 @@ struct EntryLine {
     revoked: Option<String>,
 }
 
+/// Longest name, station list or revocation reason the page takes: each goes into the signed
+/// roster every van receives.
+const MAX_TEXT: usize = 300;
+
 /// What the add form held, given back when it is refused so nothing has to be typed again.
 #[derive(Debug, Clone, Default)]
 struct AddForm {
@@ -75,6 +79,9 @@ impl AddForm {
     fn entry(&self, now_ms: i64) -> Result<RosterEntry, &'static str> {
         if self.id.is_empty() || self.name.is_empty() {
             return Err("roster-need-name");
+        }
+        if self.name.chars().count() > MAX_TEXT || self.stations.chars().count() > MAX_TEXT {
+            return Err("roster-too-long");
         }
         let role: FieldRole = self.role.parse().map_err(|_| "roster-bad-role")?;
         if self.badge.len() != 64 || !self.badge.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -269,8 +276,13 @@ pub(super) async fn roster_revoke(
         Err(r) => return r.into_response(),
     };
     let reason = form.get("reason").trim().to_string();
-    if reason.is_empty() {
-        let m = refused(&f, f.t.s("roster-need-reason"));
+    if reason.is_empty() || reason.chars().count() > MAX_TEXT {
+        let key = if reason.is_empty() {
+            "roster-need-reason"
+        } else {
+            "roster-too-long"
+        };
+        let m = refused(&f, f.t.s(key));
         return roster_page(&c, f, None, Some(m), AddForm::default()).await;
     }
     let c2 = c.clone();
@@ -346,6 +358,8 @@ mod tests {
         let mut nameless = form(&key, "*", "", "");
         nameless.name.clear();
         assert_eq!(nameless.entry(0), Err("roster-need-name"));
+        nameless.name = "x".repeat(MAX_TEXT + 1);
+        assert_eq!(nameless.entry(0), Err("roster-too-long"));
         nameless.name = "x".into();
         nameless.role = "chief".into();
         assert_eq!(nameless.entry(0), Err("roster-bad-role"));

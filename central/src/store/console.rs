@@ -11,6 +11,9 @@ use tasjil_sync::record::{Envelope, Signed};
 
 use super::{lock, CentreError, CentreStore, Ingested};
 
+/// Longest reason for a decision on a held record.
+pub const MAX_DECISION_REASON: usize = 1000;
+
 /// Most rejection reasons kept per batch row (the counts stay exact).
 const MAX_BATCH_REASONS: usize = 50;
 
@@ -709,6 +712,11 @@ impl CentreStore {
         now_ms: i64,
     ) -> Result<HeldDecisionRow, CentreError> {
         let reason = reason.trim();
+        if reason.chars().count() > MAX_DECISION_REASON {
+            return Err(CentreError::BadStaff(format!(
+                "the reason is longer than {MAX_DECISION_REASON} characters"
+            )));
+        }
         if reason.is_empty() {
             return Err(CentreError::BadStaff(format!(
                 "say why the held record is {}",
@@ -1009,6 +1017,10 @@ mod tests {
             store.decide_held(&van, &one, HeldDecision::Release, "  ", "root", NOW + 10),
             Err(CentreError::BadStaff(m)) if m.contains("say why")
         ));
+        let long = "x".repeat(MAX_DECISION_REASON + 1);
+        assert!(store
+            .decide_held(&van, &one, HeldDecision::Release, &long, "root", NOW + 10)
+            .is_err());
         assert!(store
             .decide_held(
                 &van,
