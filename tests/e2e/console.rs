@@ -1073,3 +1073,109 @@ fn an_admin_keeps_the_roster_and_releases_a_held_record_in_a_real_browser() {
         "the released record is acknowledged at the van"
     );
 }
+
+/// A van without network: its record held at the centre, released by an admin, is acknowledged
+/// from the receipt of its next stick (the record travels again, being unacknowledged).
+#[test]
+fn a_held_record_released_in_the_console_reaches_a_van_by_usb_receipt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let central = Central::init(&tmp.path().join("centre"));
+    let van = station_for(&central, &tmp.path().join("VAN-U"), "VAN-U");
+    let ops = add_staff(&central, "ops", "admin", "admin-password-2");
+    for (id, role) in [("OFF-U", "officer"), ("SUP-SIM-1", "supervisor")] {
+        let out = central.run(&[
+            "roster",
+            "add",
+            "--id",
+            id,
+            "--name",
+            id,
+            "--role",
+            role,
+            "--badge",
+            &sim_key(id),
+            "--stations",
+            "VAN-U",
+        ]);
+        assert!(out.status.success(), "roster add: {}", text(&out));
+    }
+    let file = tmp.path().join("roster.json");
+    let out = central.run(&["roster", "export", "--out", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&van, &["roster", "import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = central.run(&["roster", "revoke", "OFF-U", "--reason", "officer left"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The van has not heard of the revocation yet.
+    crate::common::enrol_as(&van, "OFF-U", 1, 3);
+    let bundle = approve_and_export(&van, &tmp.path().join("usb1"));
+    let receipt = tmp.path().join("receipt1.json");
+    let out = central.run(&[
+        "import",
+        &bundle,
+        "--receipt-out",
+        receipt.to_str().unwrap(),
+    ]);
+    assert!(text(&out).contains("revoked"), "{}", text(&out));
+    let out = run(&van, &["receipt", "import", receipt.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a receipt with a refusal: {}",
+        text(&out)
+    );
+    let (_, list) = central.json(&["list"]);
+    let id = list["records"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(list["records"][0]["status"], "held", "{list}");
+    assert!(text(&run(&van, &["status"])).contains(&format!("REJECTED {id}")));
+
+    // An admin releases it from the record page.
+    let serve = Serve::start(&central);
+    let (r, jar) = login(&serve.addr, "ops", "admin-password-2", &code_now(&ops));
+    assert_eq!(r.status, 303, "{}", r.body);
+    let record = format!("/console/records/VAN-U/{id}");
+    let page = http(&serve.addr, "GET", &record, &jar, &[]);
+    assert!(page.body.contains("id=\"held-release\""), "{}", page.body);
+    let r = http(
+        &serve.addr,
+        "POST",
+        &format!("{record}/held"),
+        &jar,
+        &[
+            ("csrf", &csrf_in(&page.body)),
+            ("action", "release"),
+            (
+                "reason",
+                "the officer left after this enrolment; checked with HR",
+            ),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Dossier libéré"), "{}", r.body);
+    drop(serve);
+
+    // The next stick carries the record again; its receipt says verified and the van
+    // acknowledges it.
+    let bundle = approve_and_export(&van, &tmp.path().join("usb2"));
+    let receipt = tmp.path().join("receipt2.json");
+    let (code, v) = central.json(&[
+        "import",
+        &bundle,
+        "--receipt-out",
+        receipt.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{v}");
+    let out = run(&van, &["receipt", "import", receipt.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let human = text(&run(&van, &["status"]));
+    assert!(!human.contains("REJECTED"), "{human}");
+    let conn = rusqlite::Connection::open(van.join("station.db")).unwrap();
+    let ack: Option<i64> = conn
+        .query_row(
+            "SELECT acknowledged_ms FROM envelopes WHERE id = ?1",
+            [&id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(ack.is_some(), "acknowledged from the USB receipt");
+}
