@@ -1000,7 +1000,13 @@ fn an_admin_keeps_the_roster_and_releases_a_held_record_in_a_real_browser() {
     let rows = b.text("#records");
     assert!(rows.contains(&held_id) && rows.contains("retenu"), "{rows}");
     b.click(&format!("#records a[href$='{held_id}']"));
-    assert!(b.text("#status").contains("retenu"));
+    let status = b.text("#status");
+    assert!(
+        status.contains("retenu") && status.contains("revoked"),
+        "a held record says why next to its status: {status}"
+    );
+    b.eval("document.getElementById('held').scrollIntoView(); return true");
+    shots.take(&b, "08-record-held-fr");
     b.type_in(
         "#held-reason",
         "enrolled an hour after the loss was reported; supervisor confirmed the officer",
@@ -1018,7 +1024,7 @@ fn an_admin_keeps_the_roster_and_releases_a_held_record_in_a_real_browser() {
         decision.contains("libéré par root") && decision.contains("supervisor confirmed"),
         "{decision}"
     );
-    shots.take(&b, "08-record-released-fr");
+    shots.take(&b, "09-record-released-fr");
     let (_, list) = central.json(&["list"]);
     let record = list["records"]
         .as_array()

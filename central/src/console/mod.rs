@@ -997,6 +997,11 @@ async fn record_page(
         Some(r) => format!("{status} — {r}"),
         None => status,
     };
+    // A held record says why next to its status: that is what the admin decides on.
+    let status = match facts.rejections.last() {
+        Some((why, _)) if facts.row.status == "held" => format!("{status} — {why}"),
+        _ => status,
+    };
     let list = |v: &[String]| {
         if v.is_empty() {
             t.s("none").to_string()
