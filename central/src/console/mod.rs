@@ -4,8 +4,9 @@
 //! action is a form. French (default), Arabic (right to left) and English. Roles decide what a
 //! page offers and what a request may do — `viewer` sees counts and lists, `verifier` opens a
 //! record (after giving a reason, written to the signed access log before anything is decrypted),
-//! `issuer` sets issuance statuses, `admin` manages stations and reads the access log — and every
-//! handler checks the role again, whatever the page showed. See [`session`] for cookies and CSRF.
+//! `issuer` sets issuance statuses, `admin` manages stations and the roster of field staff badges
+//! ([`roster`]), releases or rejects held records and reads the access log — and every handler
+//! checks the role again, whatever the page showed. See [`session`] for cookies and CSRF.
 //!
 //! Every response carries a Content-Security-Policy without script, `no-store`, and framing and
 //! sniffing turned off. Decrypted data exists only in the response being built.
@@ -23,11 +24,12 @@ use serde::Deserialize;
 use tasjil_sync::{CentreKeys, StationPublic};
 
 use crate::staff::Role;
-use crate::store::console::{Cursor, Issuance, RecordFilter};
+use crate::store::console::{Cursor, HeldDecision, Issuance, RecordFilter};
 use crate::store::staff::LoginError;
 use crate::store::{CentreError, CentreStore, StationState};
 
 pub mod i18n;
+pub mod roster;
 pub mod session;
 pub mod view;
 
@@ -100,6 +102,9 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/records/{station}/{id}/open", post(record_open))
         .route("/records/{station}/{id}/nist", post(record_nist))
         .route("/records/{station}/{id}/issuance", post(record_issuance))
+        .route("/records/{station}/{id}/held", post(record_held))
+        .route("/roster", get(roster::roster).post(roster::roster_add))
+        .route("/roster/{id}/revoke", post(roster::roster_revoke))
         .route("/access-log", get(access_log))
         .route("/access-log.json", get(access_log_json))
         .layer(axum::middleware::map_response(secure_headers))
@@ -199,7 +204,7 @@ enum Refusal {
 impl From<(Frame, CentreError)> for Refusal {
     fn from((frame, e): (Frame, CentreError)) -> Refusal {
         match e {
-            CentreError::BadStaff(m) => Refusal::Bad(frame, m),
+            CentreError::BadStaff(m) | CentreError::Roster(m) => Refusal::Bad(frame, m),
             CentreError::UnknownStation(_) => Refusal::NotFound(frame),
             CentreError::StationBarred { .. }
             | CentreError::StationKeyConflict { .. }
@@ -848,7 +853,7 @@ async fn records_page(
     };
     let t = f.t;
     let statuses = [
-        "", "verified", "held", "awaiting", "accepted", "issued", "reenrol",
+        "", "verified", "held", "rejected", "awaiting", "accepted", "issued", "reenrol",
     ]
     .iter()
     .map(|s| {
@@ -950,6 +955,8 @@ struct RecordPage {
     fingers: Vec<(String, u8)>,
     status: String,
     verified: bool,
+    held: bool,
+    held_decision: Option<String>,
     history: Vec<String>,
     rejections: Vec<String>,
     reasons: Vec<(String, String)>,
@@ -995,6 +1002,11 @@ async fn record_page(
     let status = match &facts.issuance_reason {
         Some(r) => format!("{status} — {r}"),
         None => status,
+    };
+    // A held record says why next to its status: that is what the admin decides on.
+    let status = match facts.rejections.last() {
+        Some((why, _)) if facts.row.status == "held" => format!("{status} — {why}"),
+        _ => status,
     };
     let list = |v: &[String]| {
         if v.is_empty() {
@@ -1061,8 +1073,22 @@ async fn record_page(
             .map(|k| (k.to_string(), t.s(k).to_string()))
             .collect()
     };
+    let held_decision = facts.held_decision.as_ref().map(|d| {
+        format!(
+            "{} · {} {} — {}",
+            ms_text(d.at_ms),
+            t.s(match d.decision {
+                HeldDecision::Release => "held-by-release",
+                HeldDecision::Reject => "held-by-reject",
+            }),
+            d.by,
+            d.reason
+        )
+    });
     html(&RecordPage {
         verified: facts.row.status == "verified",
+        held: facts.row.status == "held",
+        held_decision,
         fingers: facts.finger_quality.clone(),
         facts: rows,
         status,
@@ -1229,6 +1255,52 @@ async fn record_issuance(
     {
         Ok(_) => {
             let notice = f.t.s("iss-done").to_string();
+            record_page(&c, f, station, id, Some(notice), None).await
+        }
+        Err(e) => Refusal::from((f, e)).into_response(),
+    }
+}
+
+/// An admin's decision on a held record: `action` release (held -> verified) or reject
+/// (held -> rejected), with a reason. Admin only: a held record is one whose badge the roster did
+/// not allow, or whose id another station used, and letting it through overrides that check —
+/// the same trust decision as managing stations and the roster.
+async fn record_held(
+    State(c): State<Arc<Console>>,
+    Path((station, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    let path = format!("/console/records/{station}/{id}");
+    let f = match c.posted(&headers, &form, &path, Role::Admin) {
+        Ok(f) => f,
+        Err(r) => return r.into_response(),
+    };
+    let Some(decision) = HeldDecision::parse(form.get("action")) else {
+        return Refusal::Bad(f, format!("unknown action {:?}", form.get("action"))).into_response();
+    };
+    let reason = form.get("reason").trim().to_string();
+    if reason.is_empty() {
+        let m = f.t.s("held-need-reason").to_string();
+        return Refusal::Bad(f, m).into_response();
+    }
+    let c2 = c.clone();
+    let staff = f.staff().to_string();
+    let (s2, i2) = (station.clone(), id.clone());
+    match blocking(move || {
+        c2.store
+            .decide_held(&s2, &i2, decision, &reason, &staff, crate::now_ms())
+    })
+    .await
+    {
+        Ok(_) => {
+            let notice =
+                f.t.s(match decision {
+                    HeldDecision::Release => "held-released",
+                    HeldDecision::Reject => "held-rejected",
+                })
+                .to_string();
             record_page(&c, f, station, id, Some(notice), None).await
         }
         Err(e) => Refusal::from((f, e)).into_response(),

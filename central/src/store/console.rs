@@ -1,7 +1,8 @@
 //! What the web console asks of the store: the overview's counts, the records list (paged by a
 //! cursor, never by offset, so page 20 000 of a million rows costs what page 1 does), one record's
-//! envelope facts, the batches stations delivered, and issuance statuses set by central staff.
-//! Nothing here opens a sealed payload.
+//! envelope facts, the batches stations delivered, issuance statuses set by central staff, and
+//! their decisions on held records (release or reject, migration 0012). Nothing here opens a
+//! sealed payload.
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
@@ -9,6 +10,9 @@ use tasjil_sync::ledger::{day_of_ms, Status, StatusEntry};
 use tasjil_sync::record::{Envelope, Signed};
 
 use super::{lock, CentreError, CentreStore, Ingested};
+
+/// Longest reason for a decision on a held record.
+pub const MAX_DECISION_REASON: usize = 1000;
 
 /// Most rejection reasons kept per batch row (the counts stay exact).
 const MAX_BATCH_REASONS: usize = 50;
@@ -58,7 +62,8 @@ pub struct StationSummary {
     pub records: u64,
     /// Verified, and no card produced nor re-enrolment asked yet.
     pub waiting: u64,
-    /// Distinct records refused and not stored since, plus held ones.
+    /// Distinct records refused and not stored since, plus held ones and those central staff
+    /// rejected after holding them.
     pub rejects: u64,
     /// Last delivery (sync request or USB import), and how.
     pub last_contact_ms: Option<i64>,
@@ -94,7 +99,7 @@ pub struct RecordFilter {
     pub id: Option<String>,
     pub station: Option<String>,
     pub day: Option<String>,
-    /// `verified`, `held`, or an issuance status (`accepted`, `issued`, `reenrol`), or
+    /// `verified`, `held`, `rejected` (held, then rejected by central staff), or an issuance status (`accepted`, `issued`, `reenrol`), or
     /// `awaiting` (verified with no issuance status).
     pub status: Option<String>,
 }
@@ -133,6 +138,50 @@ pub struct IssuanceEvent {
     pub at_ms: i64,
 }
 
+/// What central staff decide about a held record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldDecision {
+    /// held -> verified: the record counts as any verified one (it can be issued).
+    Release,
+    /// held -> rejected: stored, never issued; the station is told why.
+    Reject,
+}
+
+impl HeldDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeldDecision::Release => "release",
+            HeldDecision::Reject => "reject",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<HeldDecision> {
+        [HeldDecision::Release, HeldDecision::Reject]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+
+    /// The record's status after the decision.
+    pub fn status(self) -> &'static str {
+        match self {
+            HeldDecision::Release => "verified",
+            HeldDecision::Reject => "rejected",
+        }
+    }
+}
+
+/// A decision on a held record as kept in `held_decisions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldDecisionRow {
+    pub decision: HeldDecision,
+    pub reason: String,
+    /// Why the record had been held.
+    pub held_reason: Option<String>,
+    pub by: String,
+    pub at_ms: i64,
+}
+
 /// One record's facts from its envelope and the centre's tables (no payload).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordFacts {
@@ -151,6 +200,8 @@ pub struct RecordFacts {
     pub issuance_reason: Option<String>,
     pub rejections: Vec<(String, i64)>,
     pub issuance_history: Vec<IssuanceEvent>,
+    /// Central staff's decision, when the record was held and no longer is.
+    pub held_decision: Option<HeldDecisionRow>,
 }
 
 /// One delivery (a network sync request or a USB import).
@@ -235,6 +286,29 @@ pub(super) fn record_batch(
     .map(drop)
 }
 
+fn held_decision_in(
+    conn: &Connection,
+    station: &str,
+    id: &str,
+) -> rusqlite::Result<Option<HeldDecisionRow>> {
+    conn.query_row(
+        "SELECT decision, reason, held_reason, by, at_ms FROM held_decisions
+         WHERE station = ?1 AND id = ?2",
+        params![station, id],
+        |r| {
+            let decision: String = r.get(0)?;
+            Ok(HeldDecisionRow {
+                decision: HeldDecision::parse(&decision).unwrap_or(HeldDecision::Reject),
+                reason: r.get(1)?,
+                held_reason: r.get(2)?,
+                by: r.get(3)?,
+                at_ms: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+}
+
 fn count(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<u64> {
     conn.query_row(sql, p, |r| r.get::<_, i64>(0))
         .map(|n| n as u64)
@@ -280,7 +354,8 @@ impl CentreStore {
         let verified = sum(&|_, s, _| s == "verified");
         let awaiting_issuance = sum(&|_, s, i| waiting(s, i));
         let reenrol = sum(&|_, s, i| s == "verified" && i == "reenrol");
-        let rejected = self.stats_in(&conn)?.rejected;
+        // Refused and never stored, plus stored records central staff rejected after holding them.
+        let rejected = self.stats_in(&conn)?.rejected + sum(&|_, s, _| s == "rejected");
 
         let mut stations = Vec::new();
         {
@@ -299,7 +374,7 @@ impl CentreStore {
                 .map_err(sql)?;
             for (id, state, state_reason) in rows {
                 let records = sum(&|st, _, _| st == id);
-                let held = sum(&|st, s, _| st == id && s == "held");
+                let held = sum(&|st, s, _| st == id && (s == "held" || s == "rejected"));
                 let refused = count(
                     &conn,
                     "SELECT count(DISTINCT r.id) FROM rejections r WHERE r.station = ?1
@@ -378,7 +453,7 @@ impl CentreStore {
             Some("awaiting") => sql.push_str(
                 " AND status = 'verified' AND (issuance IS NULL OR issuance = 'accepted')",
             ),
-            Some(s @ ("verified" | "held")) => {
+            Some(s @ ("verified" | "held" | "rejected")) => {
                 arg(&mut sql, " AND status = ?", s.to_string().into());
             }
             Some(s) if Issuance::parse(s).is_some() => {
@@ -502,6 +577,7 @@ impl CentreStore {
                 .map_err(sql)?;
             rows
         };
+        let held_decision = held_decision_in(&conn, station, id).map_err(sql)?;
         Ok(Some(RecordFacts {
             row: RecordRow {
                 station: station.into(),
@@ -530,6 +606,7 @@ impl CentreStore {
             issuance_reason,
             rejections,
             issuance_history,
+            held_decision,
         }))
     }
 
@@ -619,6 +696,144 @@ impl CentreStore {
         Ok(changed)
     }
 
+    /// Central staff's decision on a held record of `station`: release it (held -> verified) or
+    /// reject it (held -> rejected), with a reason, in one transaction: the record's status,
+    /// the decision in `held_decisions` (who, when, why; append-only), for a rejection the reason
+    /// in `rejections`, and the centre's verdict, signed like every other, in the record's
+    /// station-day ledger, so it reaches the van at its next ledger sync or USB receipt. Only a
+    /// record that is held now; a decision is final.
+    pub fn decide_held(
+        &self,
+        station: &str,
+        id: &str,
+        decision: HeldDecision,
+        reason: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<HeldDecisionRow, CentreError> {
+        let reason = reason.trim();
+        if reason.chars().count() > MAX_DECISION_REASON {
+            return Err(CentreError::BadStaff(format!(
+                "the reason is longer than {MAX_DECISION_REASON} characters"
+            )));
+        }
+        if reason.is_empty() {
+            return Err(CentreError::BadStaff(format!(
+                "say why the held record is {}",
+                match decision {
+                    HeldDecision::Release => "released",
+                    HeldDecision::Reject => "rejected",
+                }
+            )));
+        }
+        let mut conn = lock(&self.conn);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.sql(e))?;
+        let row: Option<(String, Vec<u8>)> = tx
+            .query_row(
+                "SELECT status, envelope FROM envelopes WHERE station = ?1 AND id = ?2",
+                params![station, id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        let Some((current, bytes)) = row else {
+            return Err(CentreError::BadStaff(format!(
+                "no record {id} of station {station} at this centre"
+            )));
+        };
+        if current != "held" {
+            return Err(CentreError::BadStaff(format!(
+                "record {id} of station {station} is {current}, not held: only a held record can be released or rejected"
+            )));
+        }
+        let held_reason: Option<String> = tx
+            .query_row(
+                "SELECT reason FROM rejections WHERE station = ?1 AND id = ?2
+                 ORDER BY at_ms DESC, rowid DESC LIMIT 1",
+                params![station, id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        tx.execute(
+            "UPDATE envelopes SET status = ?3 WHERE station = ?1 AND id = ?2",
+            params![station, id, decision.status()],
+        )
+        .map_err(|e| self.sql(e))?;
+        tx.execute(
+            "INSERT INTO held_decisions (station, id, decision, reason, held_reason, by, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                station,
+                id,
+                decision.as_str(),
+                reason,
+                held_reason,
+                by,
+                now_ms
+            ],
+        )
+        .map_err(|e| self.sql(e))?;
+        // What the station is told: a release is a plain verification; a rejection says why.
+        let told = match decision {
+            HeldDecision::Release => None,
+            HeldDecision::Reject => {
+                let words = format!("rejected by central staff after holding it: {reason}");
+                tx.execute(
+                    "INSERT OR IGNORE INTO rejections (id, station, reason, at_ms)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![id, station, words, now_ms],
+                )
+                .map_err(|e| self.sql(e))?;
+                Some(
+                    words
+                        .chars()
+                        .take(tasjil_sync::ledger::MAX_REASON)
+                        .collect(),
+                )
+            }
+        };
+        let env = Envelope::<Signed>::from_bytes(&bytes).map_err(|e| CentreError::Damaged {
+            path: self.db_path.clone(),
+            detail: format!("stored envelope {station}/{id} does not parse: {e}"),
+        })?;
+        let day = day_of_ms(env.body().captured.finished_ms);
+        let entry = self.verdict(
+            StatusEntry {
+                status: match decision {
+                    HeldDecision::Release => Status::Verified,
+                    HeldDecision::Reject => Status::Rejected,
+                },
+                reason: told,
+                by: "centre".into(),
+                time_ms: now_ms,
+                sig: None,
+            },
+            station,
+            id,
+            &tasjil_sync::sha256_hex(&bytes),
+        );
+        self.with_ledger(&tx, station, &day, |l| l.add_status(id, &entry))?;
+        tx.commit().map_err(|e| self.sql(e))?;
+        tracing::warn!(
+            %station,
+            %id,
+            decision = decision.as_str(),
+            by,
+            %reason,
+            "held record decided"
+        );
+        Ok(HeldDecisionRow {
+            decision,
+            reason: reason.to_string(),
+            held_reason,
+            by: by.to_string(),
+            at_ms: now_ms,
+        })
+    }
+
     /// The latest deliveries, newest first, before batch `before` (a `seq`), up to `limit`.
     pub fn batches(&self, before: Option<i64>, limit: usize) -> Result<Vec<Batch>, CentreError> {
         let conn = lock(&self.conn);
@@ -648,8 +863,9 @@ impl CentreStore {
         Ok(rows)
     }
 
-    /// Names of `station`'s ledgers holding an issuance status set at or after `since_ms`: a USB
-    /// receipt carries them, so the van learns of statuses on records of other days too.
+    /// Names of `station`'s ledgers holding an issuance status set, or a held record decided, at
+    /// or after `since_ms`: a USB receipt carries them, so the van learns of statuses on records
+    /// of other days too.
     pub fn issuance_ledgers(
         &self,
         station: &str,
@@ -659,7 +875,11 @@ impl CentreStore {
         let mut stmt = conn
             .prepare(
                 "SELECT envelope FROM envelopes
-                 WHERE station = ?1 AND issuance IS NOT NULL AND issuance_ms >= ?2",
+                 WHERE station = ?1 AND issuance IS NOT NULL AND issuance_ms >= ?2
+                 UNION ALL
+                 SELECT e.envelope FROM held_decisions d
+                 JOIN envelopes e ON e.station = d.station AND e.id = d.id
+                 WHERE d.station = ?1 AND d.at_ms >= ?2",
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
@@ -688,6 +908,227 @@ mod tests {
         assert_eq!(day_start_ms("2024-02-29"), Some(1_709_164_800_000));
         assert_eq!(day_start_ms("2026-13-01"), None);
         assert_eq!(day_start_ms("yesterday"), None);
+    }
+
+    /// A store with the centre's key and a real (not training) station whose records name no
+    /// roster version: every record it sends is held. Returns the store, the centre key, the
+    /// station's name and the envelopes (stored, held).
+    fn held_records(
+        dir: &std::path::Path,
+        n: u64,
+    ) -> (CentreStore, ed25519_dalek::SigningKey, String, Vec<Vec<u8>>) {
+        use tasjil_sync::record::{
+            CaptureTimes, CoSignature, EnrolmentKind, EnvelopeBody, PayloadRef, QualitySummary,
+            ENVELOPE_VERSION, GENESIS,
+        };
+        use tasjil_sync::{sha256_hex, StationKey, StationPublic};
+        let store = CentreStore::open(dir).unwrap();
+        let centre = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        store.sign_verdicts_with(centre.clone());
+        let (station, officer) = (StationKey::generate(), StationKey::generate());
+        let name = "VAN-HELD".to_string();
+        assert!(store
+            .add_station(&StationPublic::new(&name, &station), NOW)
+            .unwrap());
+        let mut prev = GENESIS.to_string();
+        let mut out = Vec::new();
+        for seq in 1..=n {
+            let sealed: Vec<u8> = (0..600u32).map(|i| (i as u8) ^ seq as u8).collect();
+            store
+                .put_blob_chunk(&sha256_hex(&sealed), 0, sealed.len() as u64, &sealed)
+                .unwrap();
+            let body = EnvelopeBody {
+                v: ENVELOPE_VERSION,
+                id: ulid::Ulid::from_parts(1_700_000_000_000 + seq, u128::from(seq)).to_string(),
+                kind: EnrolmentKind::New,
+                station: name.clone(),
+                officer: "OFF-X".into(),
+                seq,
+                prev: prev.clone(),
+                demographics_schema: "cnie-v1".into(),
+                captured: CaptureTimes {
+                    started_ms: 1,
+                    face_ms: 2,
+                    fingers_ms: 3,
+                    signature_ms: 4,
+                    finished_ms: 5,
+                },
+                quality: QualitySummary {
+                    face: 80,
+                    face_attempts: 1,
+                    fingers: vec![],
+                    finger_exceptions: vec![],
+                    below_threshold: vec![],
+                },
+                payload: PayloadRef {
+                    sha256: sha256_hex(&sealed),
+                    len: sealed.len() as u64,
+                },
+                simulation: false,
+                roster: None,
+            };
+            let env = Envelope::new(body).unwrap();
+            let sig = officer.sign(&env.officer_message().unwrap());
+            let env = env
+                .with_officer_signature(CoSignature {
+                    key: officer.public_hex(),
+                    sig: hex::encode(sig.to_bytes()),
+                })
+                .sign(&station)
+                .unwrap();
+            let bytes = env.to_bytes().unwrap();
+            let got = store.ingest(&bytes, NOW + seq as i64).unwrap();
+            assert!(matches!(got, Ingested::Held { .. }), "{got:?}");
+            prev = env.hash().unwrap();
+            out.push(bytes);
+        }
+        (store, centre, name, out)
+    }
+
+    const NOW: i64 = 1_750_000_000_000;
+
+    fn id_of(bytes: &[u8]) -> String {
+        Envelope::<Signed>::from_bytes(bytes)
+            .unwrap()
+            .body()
+            .id
+            .clone()
+    }
+
+    #[test]
+    fn a_held_record_released_or_rejected_is_recorded_and_the_van_gets_a_signed_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, centre, van, envs) = held_records(dir.path(), 2);
+        let (one, two) = (id_of(&envs[0]), id_of(&envs[1]));
+        let ledger_name = tasjil_sync::ledger::doc_name(&van, &day_of_ms(5));
+        let current = |id: &str| {
+            store
+                .ledger(&ledger_name)
+                .unwrap()
+                .unwrap()
+                .status_history(id)
+                .pop()
+                .unwrap()
+        };
+        assert_eq!(current(&one).status, Status::Rejected, "held: told refused");
+
+        // A reason is required, and only a held record of this centre can be decided.
+        assert!(matches!(
+            store.decide_held(&van, &one, HeldDecision::Release, "  ", "root", NOW + 10),
+            Err(CentreError::BadStaff(m)) if m.contains("say why")
+        ));
+        let long = "x".repeat(MAX_DECISION_REASON + 1);
+        assert!(store
+            .decide_held(&van, &one, HeldDecision::Release, &long, "root", NOW + 10)
+            .is_err());
+        assert!(store
+            .decide_held(
+                &van,
+                "01JNOTHERE",
+                HeldDecision::Release,
+                "x",
+                "root",
+                NOW + 10
+            )
+            .is_err());
+
+        // Released: verified, the decision kept, a signed verification in the ledger.
+        let d = store
+            .decide_held(
+                &van,
+                &one,
+                HeldDecision::Release,
+                "badge checked with the officer's supervisor",
+                "root",
+                NOW + 10,
+            )
+            .unwrap();
+        assert!(d
+            .held_reason
+            .as_deref()
+            .unwrap()
+            .contains("no roster version"));
+        let facts = store.record_facts(&van, &one).unwrap().unwrap();
+        assert_eq!(facts.row.status, "verified");
+        let kept = facts.held_decision.unwrap();
+        assert_eq!(
+            (kept.decision, kept.by.as_str(), kept.at_ms),
+            (HeldDecision::Release, "root", NOW + 10)
+        );
+        assert!(kept.reason.contains("supervisor"));
+        let v = current(&one);
+        assert_eq!(v.status, Status::Verified);
+        let hash = tasjil_sync::sha256_hex(&envs[0]);
+        assert!(v.verify(&centre.verifying_key(), &van, &one, &hash));
+        assert_eq!(
+            store.statuses(&van, std::slice::from_ref(&one)).unwrap()[0].status,
+            "verified"
+        );
+        // A decision is final.
+        assert!(matches!(
+            store.decide_held(&van, &one, HeldDecision::Reject, "changed my mind", "root", NOW + 11),
+            Err(CentreError::BadStaff(m)) if m.contains("not held")
+        ));
+        // A released record is a verified one: it can be issued.
+        store
+            .set_issuance(
+                &[(van.clone(), one.clone())],
+                Issuance::Accepted,
+                None,
+                "issa",
+                NOW + 12,
+            )
+            .unwrap();
+
+        // Rejected: stored, never verified; the reason goes to the van, signed.
+        store
+            .decide_held(
+                &van,
+                &two,
+                HeldDecision::Reject,
+                "badge never issued",
+                "root",
+                NOW + 20,
+            )
+            .unwrap();
+        let r = current(&two);
+        assert_eq!(r.status, Status::Rejected);
+        assert!(r.reason.as_deref().unwrap().contains("badge never issued"));
+        assert!(r.verify(
+            &centre.verifying_key(),
+            &van,
+            &two,
+            &tasjil_sync::sha256_hex(&envs[1])
+        ));
+        let facts = store.record_facts(&van, &two).unwrap().unwrap();
+        assert_eq!(facts.row.status, "rejected");
+        assert!(facts
+            .rejections
+            .iter()
+            .any(|(why, at)| why.contains("badge never issued") && *at == NOW + 20));
+        let rejected = RecordFilter {
+            status: Some("rejected".into()),
+            ..RecordFilter::default()
+        };
+        let (rows, _) = store.records_page(&rejected, None, 50).unwrap();
+        assert_eq!(rows.len(), 1);
+        let o = store.overview(NOW + 30).unwrap();
+        assert_eq!((o.verified, o.rejected), (1, 1));
+        assert_eq!(o.stations[0].rejects, 1);
+        // A USB receipt carries the day's ledger with the verdicts.
+        assert!(store
+            .issuance_ledgers(&van, NOW + 15)
+            .unwrap()
+            .contains(&ledger_name));
+
+        // The decisions are append-only, and the store still verifies.
+        let conn = Connection::open(store.db_path()).unwrap();
+        assert!(conn
+            .execute("UPDATE held_decisions SET by = 'someone else'", [])
+            .is_err());
+        assert!(conn.execute("DELETE FROM held_decisions", []).is_err());
+        let report = store.verify_all().unwrap();
+        assert!(report.ok, "{:?}", report.problems);
     }
 
     #[test]

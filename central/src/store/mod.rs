@@ -72,6 +72,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0009_training_stations.sql")),
         M::up(include_str!("../../migrations/0010_roster.sql")),
         M::up(include_str!("../../migrations/0011_restore_links.sql")),
+        M::up(include_str!("../../migrations/0012_held_decisions.sql")),
         M::up(include_str!("../../migrations/0013_key_rotations.sql")),
     ])
 }
