@@ -7,7 +7,8 @@
 //!
 //! Lines: `badge`, `pin <digits>`, `start`, `kind <new|renewal|...>`, `form-sample <seed>`,
 //! `camera <plug|unplug>`, `face-next`, `finger` (the fingers view's Capture), `fingers-next`,
-//! `go <view>`.
+//! `sign-accept` (the signature view's Next), `review-confirm`, `confirm-pin <digits>`,
+//! `remove-badge`, `lang <code>`, `go <view>`.
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,6 +104,16 @@ fn apply(ui: &AppWindow, k: &Kiosk, plug: Option<&AtomicBool>, line: &str) -> Re
         "face-next" => ui.global::<FaceAdapter>().invoke_next(),
         "finger" => ui.global::<FingersAdapter>().invoke_capture(),
         "fingers-next" => ui.global::<FingersAdapter>().invoke_next(),
+        "sign-accept" => ui.global::<SignatureAdapter>().invoke_accept(),
+        "review-confirm" => ui.global::<ReviewAdapter>().invoke_confirm(),
+        "confirm-pin" => {
+            for d in arg.chars() {
+                ui.global::<ConfirmAdapter>()
+                    .invoke_digit(d.to_string().into());
+            }
+        }
+        "remove-badge" => ui.global::<App>().invoke_remove_badge(),
+        "lang" => ui.global::<App>().invoke_set_lang(arg.into()),
         "" => {}
         other => return Err(format!("unknown control {other:?}")),
     }
