@@ -237,6 +237,16 @@ impl Xvfb {
             .expect("the window did not settle after a full repaint")
     }
 
+    /// With `TASJIL_XVFB_SCREENS=DIR`, keep the screen as `DIR/<name>.png` (to look at what
+    /// the test saw).
+    fn shot(&self, name: &str) {
+        if let Some(dir) = std::env::var_os("TASJIL_XVFB_SCREENS") {
+            let path = self.save(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::rename(&path, Path::new(&dir).join(format!("{name}.png"))).unwrap();
+        }
+    }
+
     /// Keep the screen as a PNG in the temporary directory (to look at a failure); its path.
     fn save(&self, name: &str) -> std::path::PathBuf {
         let (w, h, pixel) = self.screen();
@@ -633,6 +643,30 @@ fn kiosk_under_xvfb_repaints_each_refusal_and_the_logout_at_once() {
     kiosk.expect("kind view shown");
     kiosk.send("kind new");
     kiosk.expect("form view shown");
+    // The form sent empty, then in Arabic with two fields missing: the fields in red, their
+    // count and the status line are what a full repaint draws (the count once stayed at the
+    // first refusal's).
+    kiosk.send("form-next");
+    kiosk.expect("form refused");
+    assert_eq!(
+        xvfb.settled(view, SETTLE).unwrap(),
+        xvfb.full_repaint(&window, view),
+        "the form's errors"
+    );
+    kiosk.send("lang ar");
+    kiosk.send("form-fill 9 birth_date commune");
+    kiosk.send("form-next");
+    let refused = kiosk.expect("form refused");
+    assert_eq!(refused.matches("is required").count(), 2, "{refused}");
+    let arabic_form = xvfb.settled(view, SETTLE).unwrap();
+    assert_eq!(
+        arabic_form,
+        xvfb.full_repaint(&window, view),
+        "the Arabic form with two errors"
+    );
+    xvfb.shot("xvfb-form-ar-two-errors");
+    kiosk.send("lang fr");
+
     // The camera's cable pulled before the face step: the status line says so at once.
     let before = xvfb.settled(status, SETTLE).unwrap();
     kiosk.send("camera unplug");
@@ -645,6 +679,7 @@ fn kiosk_under_xvfb_repaints_each_refusal_and_the_logout_at_once() {
         .expect("missed redraw: the status line did not change with the camera lost");
     eprintln!("camera lost on screen: first pixels changed {seen:?} after its log line");
     assert_eq!(lost, xvfb.full_repaint(&window, status));
+    xvfb.shot("xvfb-face-camera-lost");
     let face_view = xvfb.settled(view, SETTLE).unwrap();
     assert_eq!(face_view, xvfb.full_repaint(&window, view));
     kiosk.send("camera plug");
@@ -694,6 +729,7 @@ fn kiosk_under_xvfb_repaints_each_refusal_and_the_logout_at_once() {
         xvfb.full_repaint(&window, status),
         "the status line after the short signature is not what the window holds"
     );
+    xvfb.shot("xvfb-signature-short");
 
     // The same refusal a second time: the status line reads the same; the message under the
     // pad, cleared by the new stroke, is back; the screen is what a full repaint draws.
@@ -739,6 +775,7 @@ fn kiosk_under_xvfb_repaints_each_refusal_and_the_logout_at_once() {
     );
     let confirm_view = xvfb.settled(view, SETTLE).unwrap();
     assert_eq!(confirm_view, xvfb.full_repaint(&window, view));
+    xvfb.shot("xvfb-confirm-wrong-pin");
 
     // The right PIN: the receipt, and the status line says the record is saved.
     kiosk.send("confirm-pin 123456");
@@ -764,6 +801,7 @@ fn kiosk_under_xvfb_repaints_each_refusal_and_the_logout_at_once() {
         xvfb.full_repaint(&window, top_bar),
         "the top bar after logout is not what the window holds"
     );
+    xvfb.shot("xvfb-logged-out");
     let status_now = xvfb.settled(status, SETTLE).unwrap();
     assert_eq!(status_now, xvfb.full_repaint(&window, status));
 }
