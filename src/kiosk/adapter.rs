@@ -242,6 +242,14 @@ impl Kiosk {
         }
     }
 
+    /// An empty status line: the last citizen's outcome does not stay on the next one's screens.
+    fn clear_status(&self, ui: &AppWindow) {
+        self.status_again.replace(None);
+        let app = ui.global::<App>();
+        app.set_status(s(""));
+        app.set_status_error(false);
+    }
+
     /// Show a translated status line; a language switch composes it again in the new language.
     fn status_tr(
         &self,
@@ -535,6 +543,9 @@ impl Kiosk {
         let k = Rc::downgrade(self);
         a.on_start(move || {
             if let Some(k) = k.upgrade() {
+                if let Some(ui) = k.ui.upgrade() {
+                    k.clear_status(&ui);
+                }
                 k.send(Command::Start);
             }
         });
@@ -1280,6 +1291,7 @@ impl Kiosk {
         a.on_done(move || {
             let Some(k) = k.upgrade() else { return };
             if let Some(ui) = k.ui.upgrade() {
+                k.clear_status(&ui);
                 k.reset_enrolment(&ui);
                 k.go(&ui, "home");
             }

@@ -360,6 +360,11 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
     h.until("home again", |ui| {
         ui.global::<HomeAdapter>().get_today() == 1
     });
+    assert_eq!(
+        h.ui().global::<App>().get_status(),
+        "",
+        "the last citizen's receipt is not said on the next one's screens"
+    );
 
     // The record is in the store, signed, co-signed, and verifies.
     let view = View::open(&dir).unwrap();
@@ -783,9 +788,11 @@ fn with_a_card_badge_the_officer_logs_in_co_signs_on_the_card_and_pulling_it_log
     }
     h.click("ReviewView::confirm");
     h.type_pin("000000");
+    // Said in the screen's language, with the card's own count of tries.
     h.until("the wrong confirmation PIN refused", |ui| {
         ui.global::<App>().get_status_error()
-            && ui.global::<App>().get_status().contains("wrong PIN")
+            && ui.global::<App>().get_status()
+                == "Code PIN erroné : encore 2 essais avant le blocage du badge"
     });
     assert_eq!(h.view(), "confirm", "still at the confirmation");
     h.type_pin(USER_PIN);
@@ -1004,6 +1011,8 @@ const ENGLISH_ONLY: &[&str] = &[
     "quality",
     "shown",
     "drawn",
+    "write",
+    "it",
 ];
 
 /// Every text the window draws now (each `Text` element's accessible label is its text).
