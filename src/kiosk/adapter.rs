@@ -1570,6 +1570,10 @@ impl Kiosk {
                 a.set_result_quality(i32::from(face.shown_quality()));
                 a.set_result_left(left);
                 a.set_captured(face.step != Step::Face);
+                if face.step != Step::Face {
+                    // The preview stops with the photo taken: no frame rate to speak of.
+                    a.set_fps(s(""));
+                }
             }
             Event::Finger { result, next, step } => {
                 let i = usize::from(result.position.code() - 1);
