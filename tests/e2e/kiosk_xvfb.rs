@@ -273,6 +273,48 @@ impl Xvfb {
         }
     }
 
+    /// The centres of the buttons of plain `colour` between 60 and 90 px wide below `min_y`
+    /// (the PIN pad's keys), in reading order. Columns come from horizontal runs of that width;
+    /// keys from vertical runs just inside a column's left edge, where no label is drawn.
+    fn keys(&self, colour: [u8; 3], min_y: usize) -> Vec<(usize, usize)> {
+        let (w, h, pixel) = self.screen();
+        // Runs of a key's width on many lines (a label splits its own lines in shorter runs).
+        let mut columns = std::collections::BTreeMap::new();
+        for y in min_y..h {
+            let mut x = 0;
+            while x < w {
+                let x0 = x;
+                while x < w && pixel(x, y) == colour {
+                    x += 1;
+                }
+                if (60..=90).contains(&(x - x0)) {
+                    *columns.entry((x0, x)).or_insert(0usize) += 1;
+                }
+                x += 1;
+            }
+        }
+        let mut keys: Vec<(usize, usize)> = Vec::new();
+        for (&(x0, x1), _) in columns.iter().filter(|(_, &lines)| lines >= 20) {
+            let mut y = min_y;
+            while y < h {
+                let y0 = y;
+                while y < h && pixel(x0 + 4, y) == colour {
+                    y += 1;
+                }
+                let at = ((x0 + x1) / 2, (y0 + y) / 2);
+                let known = keys
+                    .iter()
+                    .any(|k| k.0.abs_diff(at.0) < 30 && k.1.abs_diff(at.1) < 30);
+                if y - y0 >= 30 && !known {
+                    keys.push(at);
+                }
+                y += 1;
+            }
+        }
+        keys.sort_by_key(|&(x, y)| (y, x));
+        keys
+    }
+
     /// The centre of the widest run of `colour` (at least `min_len` pixels in a row) below
     /// `min_y`: a large plain area such as the signature pad, not the letters of a label.
     fn find_run(&self, colour: [u8; 3], min_y: usize, min_len: usize) -> Option<(usize, usize)> {
@@ -761,7 +803,27 @@ fn kiosk_under_xvfb_repaints_each_refusal_and_the_logout_at_once() {
     kiosk.send("review-confirm");
     kiosk.expect("confirm view shown");
     let before = xvfb.settled(status, SETTLE).unwrap();
-    kiosk.send("confirm-pin 999999");
+    // The PIN typed with real clicks on the pad's keys: 1 2 3 / 4 5 6 / 7 8 9 / « 0.
+    const KEY: [u8; 3] = [0xee, 0xf1, 0xf4];
+    let keys = xvfb.keys(KEY, wy + 60);
+    // The pad's eleven first, in reading order (Cancel is below them).
+    let grid_ok = keys.len() >= 11
+        && (0..4).all(|row| {
+            let n = if row == 3 { 2 } else { 3 };
+            keys[row * 3..row * 3 + n]
+                .iter()
+                .all(|k| k.1 == keys[row * 3].1)
+        });
+    assert!(
+        grid_ok,
+        "no PIN pad found: {keys:?} ({})",
+        xvfb.save("kiosk-pin-pad").display()
+    );
+    // Six different keys: `mousemove --sync` waits for a move, which a repeat would not make.
+    for digit in "987654".chars() {
+        let n = digit.to_digit(10).unwrap() as usize;
+        xvfb.click(keys[if n == 0 { 10 } else { n - 1 }]);
+    }
     kiosk.expect("Code PIN erroné");
     let seen = xvfb.first_change(status, &before, SETTLE);
     let wrong = xvfb
