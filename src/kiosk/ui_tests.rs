@@ -1225,6 +1225,8 @@ fn every_problem_and_field_verdict_is_translated() {
                 "station-unusable",
                 "photo-unshown",
                 "signature-unshown",
+                "receipt-unrendered",
+                "qr-unshown",
                 "worker-stopped",
             ])
             .map(|k| tr.invoke_problem((*k).into(), "3".into()).to_string())
