@@ -23,6 +23,7 @@ use super::i18n::{font_for_text, Lang, ARABIC_FONT, LATIN_FONT, TIFINAGH_FONT};
 use super::keyboard;
 use super::login::{Login, LoginState};
 use super::previous::{self, CardKeyEntry};
+use super::problem::Problem;
 use super::session::{Receipt, Review};
 use super::ui::*;
 use super::worker::{Command, Event, Outbox, FRAMES_NEEDED};
@@ -210,7 +211,8 @@ impl Kiosk {
     fn send(&self, command: Command) {
         if self.tx.send(command).is_err() {
             if let Some(ui) = self.ui.upgrade() {
-                self.status(&ui, "the kiosk worker has stopped: restart the kiosk", true);
+                let p = Problem::new("worker-stopped", "", "the kiosk worker has stopped");
+                self.problem(&ui, p);
             }
         }
     }
@@ -228,7 +230,7 @@ impl Kiosk {
             secs / 3600,
             secs / 60 % 60,
             secs % 60,
-            if error { "ERROR " } else { "" }
+            if error { "! " } else { "" }
         ));
         while st.log.len() > 12 {
             st.log.pop_front();
@@ -238,6 +240,14 @@ impl Kiosk {
         } else {
             tracing::info!("{text}");
         }
+    }
+
+    /// An empty status line: the last citizen's outcome does not stay on the next one's screens.
+    fn clear_status(&self, ui: &AppWindow) {
+        self.status_again.replace(None);
+        let app = ui.global::<App>();
+        app.set_status(s(""));
+        app.set_status_error(false);
     }
 
     /// Show a translated status line; a language switch composes it again in the new language.
@@ -251,7 +261,24 @@ impl Kiosk {
         self.status_again.replace(Some(Box::new(compose)));
     }
 
-    /// A `Tr.message` status, by key, with an untranslated detail after it (may be empty).
+    /// Tell the officer what failed, in the screen's language (again after a language switch);
+    /// the English error goes to the log only.
+    fn problem(&self, ui: &AppWindow, p: Problem) {
+        tracing::warn!("{} ({}): {}", p.key, p.arg, p.detail);
+        let Problem { key, arg, .. } = p;
+        self.status_tr(
+            ui,
+            move |ui| {
+                ui.global::<Tr>()
+                    .invoke_problem(s(key), s(&arg))
+                    .to_string()
+            },
+            true,
+        );
+    }
+
+    /// A `Tr.message` status, by key, with a detail after it that reads the same in every
+    /// language (a number, an id, a path; may be empty): never English words.
     fn status_msg(&self, ui: &AppWindow, key: &'static str, detail: String, error: bool) {
         self.status_tr(
             ui,
@@ -378,6 +405,12 @@ impl Kiosk {
         (x.max(0.0).round() as u16, y.max(0.0).round() as u16, t)
     }
 
+    /// Take the face photo by itself once the checks pass (on by default); off, only the
+    /// officer's "Capture now" takes it (measurements, tests that look at the live preview).
+    pub fn auto_capture(&self, on: bool) {
+        self.send(Command::AutoCapture(on));
+    }
+
     /// Preview frames put on screen so far (for `tasjil kiosk --bench`).
     pub fn frames_shown(&self) -> u64 {
         self.frames_shown.get()
@@ -429,9 +462,12 @@ impl Kiosk {
         let face = ui.global::<FaceAdapter>();
         face.set_captured(false);
         face.set_result(s(""));
-        face.set_has_frame(false);
-        ui.global::<SignatureAdapter>().set_ink(s(""));
-        ui.global::<SignatureAdapter>().set_has_ink(false);
+        clear_face_live(&face);
+        let sig = ui.global::<SignatureAdapter>();
+        sig.set_ink(s(""));
+        sig.set_has_ink(false);
+        sig.set_result(s(""));
+        ui.global::<ConfirmAdapter>().set_problem(s(""));
         ui.global::<FingersAdapter>().set_result(s(""));
         ui.global::<FingersAdapter>().set_has_thumb(false);
     }
@@ -507,6 +543,9 @@ impl Kiosk {
         let k = Rc::downgrade(self);
         a.on_start(move || {
             if let Some(k) = k.upgrade() {
+                if let Some(ui) = k.ui.upgrade() {
+                    k.clear_status(&ui);
+                }
                 k.send(Command::Start);
             }
         });
@@ -541,7 +580,7 @@ impl Kiosk {
                 }
                 Err(e) => {
                     if let Some(ui) = k.ui.upgrade() {
-                        k.status(&ui, &e.to_string(), true);
+                        k.problem(&ui, Problem::new("failed", "", e.to_string()));
                     }
                 }
             }
@@ -668,13 +707,9 @@ impl Kiosk {
                     ChipError::BadKey(_) => "card-bad-number",
                     ChipError::Malformed(_) | ChipError::Card(_) => "card-error",
                 };
-                let detail = if key == "card-error" {
-                    e.to_string()
-                } else {
-                    String::new()
-                };
+                // The chip's own words stay in the log.
                 tracing::warn!("previous card: {e}");
-                self.status_msg(ui, key, detail, true);
+                self.status_msg(ui, key, String::new(), true);
             }
         }
     }
@@ -784,7 +819,12 @@ impl Kiosk {
         let mut st = self.st.borrow_mut();
         let lang = st.lang;
         let Some(form) = st.form.as_ref() else { return };
-        let rows = form.rows(lang.code(), (&yes_no.0, &yes_no.1));
+        let mut rows = form.rows(lang.code(), (&yes_no.0, &yes_no.1));
+        // The schema words its reasons in English: the screen shows them translated.
+        for r in rows.iter_mut().filter(|r| !r.error.is_empty()) {
+            let (key, arg) = super::form::reason_key(&r.error);
+            r.error = tr.invoke_field_error(s(key), s(arg)).to_string();
+        }
         let current = form.current();
         let choices = form.choices(current, lang.code(), (&yes_no.0, &yes_no.1));
         let a = ui.global::<FormAdapter>();
@@ -993,6 +1033,9 @@ impl Kiosk {
             if let Some(k) = k.upgrade() {
                 let p = k.pen_point(x, y);
                 k.st.borrow_mut().strokes.push(vec![p]);
+                if let Some(ui) = k.ui.upgrade() {
+                    ui.global::<SignatureAdapter>().set_result(s(""));
+                }
                 k.show_ink();
             }
         });
@@ -1025,7 +1068,7 @@ impl Kiosk {
             let (width, height) = (a.get_pad_width() as u16, a.get_pad_height() as u16);
             let strokes = k.st.borrow().strokes.clone();
             if strokes.is_empty() {
-                k.status_msg(&ui, "signature-empty", String::new(), true);
+                k.refuse_signature(&ui, Problem::new("signature-empty", "", "no ink"));
                 return;
             }
             k.send(Command::Signature {
@@ -1041,6 +1084,14 @@ impl Kiosk {
                 k.send(Command::Retake(Step::Fingers));
             }
         });
+    }
+
+    /// The signature was refused: said under the pad and on the status line.
+    fn refuse_signature(&self, ui: &AppWindow, p: Problem) {
+        let a = ui.global::<SignatureAdapter>();
+        a.set_result(s(p.key));
+        a.set_result_arg(s(&p.arg));
+        self.problem(ui, p);
     }
 
     fn show_ink(&self) {
@@ -1090,7 +1141,7 @@ impl Kiosk {
             if let Some(ui) = k.ui.upgrade() {
                 let c = ui.global::<ConfirmAdapter>();
                 c.set_pin_filled(0);
-                c.set_message(s(""));
+                c.set_problem(s(""));
                 c.set_busy(false);
                 k.go(&ui, "confirm");
             }
@@ -1193,7 +1244,18 @@ impl Kiosk {
             }))
             .collect();
         a.set_fingers(s(fingers.join(" · ")));
-        a.set_flags(s(review.below_threshold.join(", ")));
+        // "face" or a finger's name (English, from the workflow): said in the screen's language.
+        let flags: Vec<String> = review
+            .below_threshold
+            .iter()
+            .map(
+                |what| match FingerPosition::ALL.into_iter().find(|p| p.name() == what) {
+                    Some(p) => tr.invoke_finger(i32::from(p.code())).to_string(),
+                    None => tr.invoke_face_photo().to_string(),
+                },
+            )
+            .collect();
+        a.set_flags(s(flags.join(", ")));
     }
 
     // ---- receipt -----------------------------------------------------------------------------
@@ -1222,13 +1284,14 @@ impl Kiosk {
                         rgba,
                     });
                 }
-                Err(e) => k.status(&ui, &format!("cannot render the receipt: {e}"), true),
+                Err(e) => k.problem(&ui, Problem::new("receipt-unrendered", "", e.to_string())),
             }
         });
         let k = Rc::downgrade(self);
         a.on_done(move || {
             let Some(k) = k.upgrade() else { return };
             if let Some(ui) = k.ui.upgrade() {
+                k.clear_status(&ui);
                 k.reset_enrolment(&ui);
                 k.go(&ui, "home");
             }
@@ -1249,7 +1312,7 @@ impl Kiosk {
             receipt.station, receipt.committed.seq, receipt.committed.id
         )) {
             Ok(img) => a.set_qr(img),
-            Err(e) => self.status(ui, &format!("cannot draw the QR code: {e}"), true),
+            Err(e) => self.problem(ui, Problem::new("qr-unshown", "", e.to_string())),
         }
     }
 
@@ -1322,6 +1385,7 @@ impl Kiosk {
                 let f = ui.global::<FaceAdapter>();
                 f.set_captured(false);
                 f.set_result(s(""));
+                clear_face_live(&f);
                 f.set_min_quality(50);
                 self.frame_free.store(true, Ordering::Release);
                 self.go(&ui, "face");
@@ -1340,7 +1404,10 @@ impl Kiosk {
                 self.refresh_fingers(&ui);
                 self.go(&ui, "fingers");
             }
-            Step::Signature => self.go(&ui, "signature"),
+            Step::Signature => {
+                ui.global::<SignatureAdapter>().set_result(s(""));
+                self.go(&ui, "signature");
+            }
             Step::Review => self.send(Command::Review),
         }
     }
@@ -1355,7 +1422,7 @@ impl Kiosk {
     fn apply(&self, event: Event) {
         let Some(ui) = self.ui.upgrade() else { return };
         match event {
-            Event::Fatal(e) => self.status(&ui, &e, true),
+            Event::Fatal(p) => self.problem(&ui, p),
             Event::Ready {
                 station,
                 devices,
@@ -1386,7 +1453,7 @@ impl Kiosk {
                 self.go(&ui, "home");
             }
             Event::LoginRefused {
-                message,
+                problem,
                 retries_left,
             } => {
                 self.st
@@ -1395,7 +1462,7 @@ impl Kiosk {
                     .pin_result(false, retries_left, now_ms());
                 ui.global::<LoginAdapter>().set_wrong_pin(true);
                 self.show_login(&ui);
-                self.status(&ui, &message, true);
+                self.problem(&ui, problem);
             }
             Event::Badge(BadgeChange::Inserted(badge)) => {
                 tracing::info!(
@@ -1414,10 +1481,12 @@ impl Kiosk {
             }
             Event::Badge(BadgeChange::Removed) => self.remove_badge(),
             Event::Badge(BadgeChange::Unusable(why)) => {
-                self.status_msg(&ui, "not-a-badge", format!("({why})"), true);
+                tracing::warn!("not a badge: {why}");
+                self.status_msg(&ui, "not-a-badge", String::new(), true);
             }
             Event::Badge(BadgeChange::ReaderProblem(why)) => {
-                self.status_msg(&ui, "no-reader", format!("({why})"), true);
+                tracing::warn!("badge reader: {why}");
+                self.status_msg(&ui, "no-reader", String::new(), true);
             }
             Event::Devices(devices) => {
                 self.st.borrow_mut().devices = devices;
@@ -1485,19 +1554,26 @@ impl Kiosk {
             Event::CameraLost(e) => {
                 let a = ui.global::<FaceAdapter>();
                 a.set_camera_ok(false);
+                // Nothing of the last picture stays: not its guidance, score or frame rate.
+                clear_face_live(&a);
                 let first = !std::mem::replace(&mut self.st.borrow_mut().camera_lost, true);
                 if first {
-                    self.status_msg(&ui, "camera-lost", format!("({e})"), true);
+                    tracing::warn!("camera lost: {e}");
+                    self.status_msg(&ui, "camera-lost", String::new(), true);
                 }
             }
-            Event::Face { outcome, step } => {
-                self.st.borrow_mut().step = step;
+            Event::Face(face) => {
+                self.st.borrow_mut().step = face.step;
                 let a = ui.global::<FaceAdapter>();
-                let (kind, q, left) = outcome_parts(&outcome);
+                let (kind, _, left) = outcome_parts(&face.outcome);
                 a.set_result(s(kind));
-                a.set_result_quality(q);
+                a.set_result_quality(i32::from(face.shown_quality()));
                 a.set_result_left(left);
-                a.set_captured(step != Step::Face);
+                a.set_captured(face.step != Step::Face);
+                if face.step != Step::Face {
+                    // The preview stops with the photo taken: no frame rate to speak of.
+                    a.set_fps(s(""));
+                }
             }
             Event::Finger { result, next, step } => {
                 let i = usize::from(result.position.code() - 1);
@@ -1554,11 +1630,14 @@ impl Kiosk {
                 let a = ui.global::<ReviewAdapter>();
                 match decode_rgb(&review.face_jpeg, image::ImageFormat::Jpeg) {
                     Ok(img) => a.set_face(img),
-                    Err(e) => self.status(&ui, &format!("cannot show the photo: {e}"), true),
+                    Err(e) => self.problem(&ui, Problem::new("photo-unshown", "", e.to_string())),
                 }
                 match decode_rgb(&review.signature_png, image::ImageFormat::Png) {
                     Ok(img) => a.set_signature(img),
-                    Err(e) => self.status(&ui, &format!("cannot show the signature: {e}"), true),
+                    Err(e) => {
+                        let p = Problem::new("signature-unshown", "", e.to_string());
+                        self.problem(&ui, p);
+                    }
                 }
                 self.st.borrow_mut().review = Some(review);
                 self.refresh_review(&ui);
@@ -1569,18 +1648,20 @@ impl Kiosk {
                 self.status_msg(
                     &ui,
                     "committed",
-                    format!("{} (seq {})", receipt.committed.id, receipt.committed.seq),
+                    format!(": {} (#{})", receipt.committed.id, receipt.committed.seq),
                     false,
                 );
                 self.st.borrow_mut().receipt = Some(receipt);
                 self.go(&ui, "receipt");
             }
-            Event::ConfirmRefused(e) => {
+            Event::ConfirmRefused(p) => {
                 let c = ui.global::<ConfirmAdapter>();
                 c.set_busy(false);
                 c.set_pin_filled(0);
-                c.set_message(s(&e));
-                self.status(&ui, &e, true);
+                // Said beside the PIN pad, and on the status line.
+                c.set_problem(s(p.key));
+                c.set_problem_arg(s(&p.arg));
+                self.problem(&ui, p);
             }
             Event::ReceiptSaved(path) => {
                 ui.global::<ReceiptAdapter>().set_saved(s(&path));
@@ -1588,18 +1669,33 @@ impl Kiosk {
             }
             Event::ScannerLost(what) => {
                 ui.global::<FingersAdapter>().set_busy(false);
-                self.status_msg(&ui, "scanner-lost", format!("({what})"), true);
+                tracing::warn!("fingerprint sensor lost: {what}");
+                self.status_msg(&ui, "scanner-lost", String::new(), true);
             }
-            Event::Error(e) => {
+            Event::Error(p) => {
                 ui.global::<FingersAdapter>().set_busy(false);
-                self.status(&ui, &e, true);
+                if p.key.starts_with("signature-") {
+                    self.refuse_signature(&ui, p);
+                } else {
+                    self.problem(&ui, p);
+                }
             }
             Event::Supervisor(e) => self.apply_supervisor(&ui, e),
         }
     }
 }
 
-/// An outcome as the views show it: kind, quality, tries left.
+/// Forget the live preview: its frame, guidance, score and frame rate (a new citizen, or a
+/// camera that stopped answering).
+fn clear_face_live(face: &FaceAdapter) {
+    face.set_has_frame(false);
+    face.set_frame(Image::default());
+    face.set_advice(s(""));
+    face.set_quality(0);
+    face.set_good_frames(0);
+    face.set_fps(s(""));
+}
+
 /// The part `[x, y, w, h]` (physical px) of an RGBA image, clamped to it; the whole image when
 /// the part is empty.
 fn crop_rgba(width: u32, height: u32, rgba: &[u8], part: [f32; 4]) -> (u32, u32, Vec<u8>) {
@@ -1620,6 +1716,7 @@ fn crop_rgba(width: u32, height: u32, rgba: &[u8], part: [f32; 4]) -> (u32, u32,
     (x1 - x0, y1 - y0, out)
 }
 
+/// An outcome as the views show it: kind, quality, tries left.
 fn outcome_parts(outcome: &Outcome) -> (&'static str, i32, i32) {
     match *outcome {
         Outcome::Accepted => ("accepted", 0, 0),

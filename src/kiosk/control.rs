@@ -6,8 +6,10 @@
 //! way than the views do.
 //!
 //! Lines: `badge`, `pin <digits>`, `start`, `kind <new|renewal|...>`, `form-sample <seed>`,
+//! `form-fill <seed> [field…]` (the sample without those fields), `form-next`,
 //! `camera <plug|unplug>`, `face-next`, `finger` (the fingers view's Capture), `fingers-next`,
-//! `go <view>`.
+//! `sign-accept` (the signature view's Next), `review-confirm`, `confirm-pin <digits>`,
+//! `remove-badge`, `lang <code>`, `go <view>`.
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,6 +86,18 @@ fn apply(ui: &AppWindow, k: &Kiosk, plug: Option<&AtomicBool>, line: &str) -> Re
         }
         "start" => ui.global::<HomeAdapter>().invoke_start(),
         "kind" => ui.global::<KindAdapter>().invoke_choose(arg.into()),
+        // The sample without the fields named after the seed, Next not pressed.
+        "form-fill" => {
+            let mut words = arg.split_whitespace();
+            let seed = words.next().unwrap_or_default();
+            let seed = seed.parse().map_err(|e| format!("seed {seed:?}: {e}"))?;
+            let mut data = crate::schema::simulated_demographics(seed, "new");
+            for field in words {
+                data.remove(field);
+            }
+            k.fill_form(&data);
+        }
+        "form-next" => ui.global::<FormAdapter>().invoke_next(),
         "form-sample" => {
             let seed = arg.parse().map_err(|e| format!("seed {arg:?}: {e}"))?;
             let kind = "new";
@@ -103,6 +117,16 @@ fn apply(ui: &AppWindow, k: &Kiosk, plug: Option<&AtomicBool>, line: &str) -> Re
         "face-next" => ui.global::<FaceAdapter>().invoke_next(),
         "finger" => ui.global::<FingersAdapter>().invoke_capture(),
         "fingers-next" => ui.global::<FingersAdapter>().invoke_next(),
+        "sign-accept" => ui.global::<SignatureAdapter>().invoke_accept(),
+        "review-confirm" => ui.global::<ReviewAdapter>().invoke_confirm(),
+        "confirm-pin" => {
+            for d in arg.chars() {
+                ui.global::<ConfirmAdapter>()
+                    .invoke_digit(d.to_string().into());
+            }
+        }
+        "remove-badge" => ui.global::<App>().invoke_remove_badge(),
+        "lang" => ui.global::<App>().invoke_set_lang(arg.into()),
         "" => {}
         other => return Err(format!("unknown control {other:?}")),
     }

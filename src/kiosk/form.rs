@@ -222,6 +222,64 @@ impl Form {
 
 pub const BACKSPACE: &str = "«";
 
+/// The schema's reason for refusing a field (English, `crate::schema`'s wording) as a message
+/// key for `Tr.field-error` and the one value it carries. A reason this does not know gives
+/// `"invalid"` ("this value is not accepted"): the screen never shows the English.
+pub fn reason_key(reason: &str) -> (&'static str, String) {
+    let none = String::new;
+    let after = |prefix: &str, suffix: &str| {
+        reason
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(suffix))
+            .map(str::to_string)
+    };
+    let fixed = match reason {
+        "is required" => Some("required"),
+        "must be accepted" => Some("must-accept"),
+        "must be yes or no (true or false)" => Some("yes-no"),
+        "has leading or trailing spaces" => Some("spaces"),
+        "contains characters that are not allowed" => Some("characters"),
+        "must be written in Latin letters" => Some("latin"),
+        "must be written in Arabic script" => Some("arabic"),
+        "must contain digits only" => Some("digits"),
+        "must be written in Latin letters or in Arabic script, not a mix" => {
+            Some("latin-or-arabic")
+        }
+        "does not match the expected format" => Some("format"),
+        "must be written YYYY-MM-DD" => Some("date"),
+        "must be written YYYY-MM-DD (or YYYY when unknown)" => Some("date-or-year"),
+        "is not a real calendar date" => Some("not-a-date"),
+        "is in the future" => Some("future"),
+        _ => None,
+    };
+    if let Some(key) = fixed {
+        return (key, none());
+    }
+    let with_value = [
+        ("must-accept-law", "must be accepted (", ")"),
+        ("too-long", "is too long (max ", " characters)"),
+        ("too-short", "is too short (min ", " characters)"),
+        (
+            "format-example",
+            "does not match the expected format (e.g. ",
+            ")",
+        ),
+        ("before", "is before ", ""),
+        ("not-a-choice", "is not one of: ", ""),
+        (
+            "year-only",
+            "may be given as a year only when the ",
+            " is unknown",
+        ),
+    ];
+    for (key, prefix, suffix) in with_value {
+        if let Some(value) = after(prefix, suffix) {
+            return (key, value);
+        }
+    }
+    ("invalid", none())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +320,60 @@ mod tests {
             form.key(k);
         }
         assert_eq!(form.data()["family_name_latin"], "Ben");
+    }
+
+    #[test]
+    fn every_reason_the_schema_gives_has_a_message_key() {
+        let schema = Schema::default_cnie();
+        let sample = simulated_demographics(4, "new");
+        let mut reasons: Vec<String> = Vec::new();
+        // Each field emptied, then given values each check refuses.
+        let bad = [
+            "",
+            " x",
+            "x\u{1}",
+            "9",
+            "ⵜⵜ",
+            "محمد Ali",
+            "1234567890123456789012345678901234567890",
+            "1999-02-30",
+            "2999-01-01",
+            "1800-01-01",
+            "1999",
+            "99-1-1",
+            "maybe",
+        ];
+        for f in &schema.fields {
+            for v in bad {
+                let mut data = sample.clone();
+                data.insert(f.name.clone(), serde_json::Value::String(v.into()));
+                if let Err(errors) = schema.validate("new", &data) {
+                    reasons.extend(errors.into_iter().map(|e| e.reason));
+                }
+            }
+            let mut data = sample.clone();
+            data.remove(&f.name);
+            if let Err(errors) = schema.validate("new", &data) {
+                reasons.extend(errors.into_iter().map(|e| e.reason));
+            }
+        }
+        reasons.sort();
+        reasons.dedup();
+        assert!(reasons.len() >= 8, "{reasons:?}");
+        // Only a JSON type the form never sends may fall through to the generic message.
+        let unknown: Vec<&String> = reasons
+            .iter()
+            .filter(|r| reason_key(r).0 == "invalid" && r.as_str() != "must be text")
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "reasons with no message key: {unknown:?}"
+        );
+        assert_eq!(
+            reason_key("is too long (max 40 characters)"),
+            ("too-long", "40".to_string())
+        );
+        assert_eq!(reason_key("is required"), ("required", String::new()));
     }
 
     #[test]

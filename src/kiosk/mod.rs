@@ -19,6 +19,7 @@ pub mod i18n;
 pub mod keyboard;
 pub mod login;
 pub mod previous;
+pub mod problem;
 pub mod session;
 pub mod supervisor;
 pub mod worker;

@@ -62,6 +62,40 @@ impl<C: Camera> Camera for Pluggable<C> {
     }
 }
 
+/// Why the session refused an action, for the screen (`super::problem`) and the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("log in with your badge first")]
+    NotLoggedIn,
+    #[error("no enrolment in progress: start one from the home screen")]
+    NoEnrolment,
+    #[error("no camera picture yet: wait for the preview")]
+    NoPicture,
+    #[error("no finger left to capture")]
+    NoFingerLeft,
+}
+
+/// A face photo offered to the workflow: its outcome, the quality of the photo the enrolment
+/// now keeps (the accepted one, or the best so far), and the step the workflow is at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaceResult {
+    pub outcome: Outcome,
+    /// The station's score of this very photo (what `Outcome::Retry` says too).
+    pub quality: u8,
+    pub step: Step,
+}
+
+impl FaceResult {
+    /// The quality to show beside the outcome: this photo's when accepted or refused, the
+    /// best one's when the best is kept below the threshold.
+    pub fn shown_quality(&self) -> u8 {
+        match self.outcome {
+            Outcome::Accepted => self.quality,
+            Outcome::Retry { quality, .. } | Outcome::KeptBelowThreshold { quality } => quality,
+        }
+    }
+}
+
 /// The capture devices of the station.
 pub struct Devices {
     pub camera: Box<dyn Camera>,
@@ -325,7 +359,7 @@ impl Session {
     fn enrolment(&mut self) -> anyhow::Result<&mut Enrolment> {
         self.enrolment
             .as_mut()
-            .context("no enrolment in progress: start one from the home screen")
+            .ok_or_else(|| SessionError::NoEnrolment.into())
     }
 
     pub fn step(&self) -> Option<Step> {
@@ -334,7 +368,7 @@ impl Session {
 
     pub fn start(&mut self) -> anyhow::Result<()> {
         if self.badge.is_none() {
-            bail!("log in with your badge first");
+            return Err(SessionError::NotLoggedIn.into());
         }
         self.station.roster_gate()?;
         self.enrolment = Some(Enrolment::new(self.policy.clone(), crate::now_ms()));
@@ -401,20 +435,24 @@ impl Session {
     }
 
     /// Offer the last preview frame as the face photo.
-    pub fn capture_face(&mut self) -> anyhow::Result<(Outcome, Step)> {
-        let frame = self
-            .last_frame
-            .take()
-            .context("no camera picture yet: wait for the preview")?;
+    pub fn capture_face(&mut self) -> anyhow::Result<FaceResult> {
+        let frame = self.last_frame.take().ok_or(SessionError::NoPicture)?;
         // The workflow judges the photo again and keeps the token image cut from it.
         let photo = FaceCapture {
             image: frame.to_jpeg()?,
             quality: 0,
             captured_at_ms: frame.captured_at_ms,
         };
+        // The same judgement the workflow makes (`Outcome::Accepted` carries no score), to
+        // show the score of the photo kept rather than the preview's.
+        let quality = crate::enrolment::workflow::assess_face(photo.clone()).quality;
         let e = self.enrolment()?;
         let outcome = e.offer_face(photo)?;
-        Ok((outcome, e.step()))
+        Ok(FaceResult {
+            outcome,
+            quality,
+            step: e.step(),
+        })
     }
 
     pub fn next_finger(&self) -> Option<FingerPosition> {
@@ -423,7 +461,7 @@ impl Session {
 
     /// Capture the next finger the workflow asks for.
     pub fn capture_finger(&mut self) -> anyhow::Result<FingerResult> {
-        let position = self.next_finger().context("no finger left to capture")?;
+        let position = self.next_finger().ok_or(SessionError::NoFingerLeft)?;
         let capture = self.devices.scanner.capture(position)?;
         let thumb = thumbnail(&capture.image, 4);
         // The same judgement the workflow makes, to show the score of this very attempt.
@@ -438,7 +476,7 @@ impl Session {
     }
 
     pub fn finger_exception(&mut self, reason: ExceptionReason) -> anyhow::Result<FingerPosition> {
-        let position = self.next_finger().context("no finger left to capture")?;
+        let position = self.next_finger().ok_or(SessionError::NoFingerLeft)?;
         self.enrolment()?
             .finger_exception(FingerException { position, reason })?;
         Ok(position)
@@ -481,10 +519,7 @@ impl Session {
 
     /// What is about to be signed, for the review screen.
     pub fn review(&self) -> anyhow::Result<Review> {
-        let e = self
-            .enrolment
-            .clone()
-            .context("no enrolment in progress: start one from the home screen")?;
+        let e = self.enrolment.clone().ok_or(SessionError::NoEnrolment)?;
         let done = e.finish(crate::now_ms())?;
         let previous_card_from_chip = self.chip_evidence(&done.demographics).is_some();
         Ok(Review {
@@ -510,17 +545,11 @@ impl Session {
     /// The officer confirms with the badge PIN: seal, co-sign with the badge, sign and commit.
     /// Returns only once the record is durably stored.
     pub fn confirm(&mut self, pin: &str) -> anyhow::Result<Receipt> {
-        let badge = self
-            .badge
-            .as_ref()
-            .context("log in with your badge first")?;
+        let badge = self.badge.as_ref().ok_or(SessionError::NotLoggedIn)?;
         let officer = badge.officer_id();
         // The co-signature needs the PIN again: the card grants one signature per PIN entry.
         let mut badge = self.badges.unlock(&officer, pin)?;
-        let e = self
-            .enrolment
-            .clone()
-            .context("no enrolment in progress: start one from the home screen")?;
+        let e = self.enrolment.clone().ok_or(SessionError::NoEnrolment)?;
         let mut done = e.finish(crate::now_ms())?;
         done.previous_card_mrz = self.chip_evidence(&done.demographics);
         let committed = self.station.commit(&done, &mut badge)?;
@@ -686,11 +715,20 @@ mod tests {
         let read = s.read_previous_card(&key).unwrap();
         assert_eq!(read.document_number, data["previous_card_number"]);
         assert_eq!(s.demographics(data).unwrap().unwrap(), Step::Face);
-        assert!(s.capture_face().is_err(), "no picture before the preview");
+        let refused = s.capture_face().unwrap_err();
+        assert_eq!(
+            refused.downcast_ref::<SessionError>(),
+            Some(&SessionError::NoPicture),
+            "no picture before the preview"
+        );
         while s.step() == Some(Step::Face) {
             let frame = s.preview().unwrap();
             assert_eq!(frame.rgb.len() as u32, frame.width * frame.height * 3);
-            s.capture_face().unwrap();
+            let face = s.capture_face().unwrap();
+            // The quality shown with an accepted photo is the kept photo's, never 0.
+            if face.outcome == Outcome::Accepted {
+                assert!(face.shown_quality() >= s.face_min_quality(), "{face:?}");
+            }
         }
         s.finger_exception(ExceptionReason::Injured).unwrap();
         while s.next_finger().is_some() {

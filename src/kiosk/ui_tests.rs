@@ -360,6 +360,11 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
     h.until("home again", |ui| {
         ui.global::<HomeAdapter>().get_today() == 1
     });
+    assert_eq!(
+        h.ui().global::<App>().get_status(),
+        "",
+        "the last citizen's receipt is not said on the next one's screens"
+    );
 
     // The record is in the store, signed, co-signed, and verifies.
     let view = View::open(&dir).unwrap();
@@ -783,9 +788,11 @@ fn with_a_card_badge_the_officer_logs_in_co_signs_on_the_card_and_pulling_it_log
     }
     h.click("ReviewView::confirm");
     h.type_pin("000000");
+    // Said in the screen's language, with the card's own count of tries.
     h.until("the wrong confirmation PIN refused", |ui| {
         ui.global::<App>().get_status_error()
-            && ui.global::<App>().get_status().contains("wrong PIN")
+            && ui.global::<App>().get_status()
+                == "Code PIN erroné : encore 2 essais avant le blocage du badge"
     });
     assert_eq!(h.view(), "confirm", "still at the confirmation");
     h.type_pin(USER_PIN);
@@ -947,4 +954,404 @@ fn a_renewal_reads_the_previous_card_s_chip_into_the_form() {
         "what was read is kept"
     );
     check_and_write_screens(&h.screens);
+}
+
+// ---- what the officer reads: no English on a French, Arabic or Tamazight screen --------------
+
+/// English words a French, Arabic or Tamazight screen never needs (none is a French word), so
+/// one of them on such a screen is a text that bypassed the translations.
+const ENGLISH_ONLY: &[&str] = &[
+    "the",
+    "is",
+    "are",
+    "was",
+    "be",
+    "cannot",
+    "can't",
+    "required",
+    "wrong",
+    "too",
+    "short",
+    "with",
+    "your",
+    "must",
+    "not",
+    "and",
+    "of",
+    "has",
+    "have",
+    "this",
+    "that",
+    "from",
+    "failed",
+    "error",
+    "ask",
+    "sign",
+    "seq",
+    "attempts",
+    "left",
+    "camera",
+    "device",
+    "connected",
+    "disconnected",
+    "timed",
+    "out",
+    "no",
+    "please",
+    "check",
+    "try",
+    "again",
+    "field",
+    "written",
+    "letters",
+    "digits",
+    "future",
+    "before",
+    "accepted",
+    "quality",
+    "shown",
+    "drawn",
+    "write",
+    "it",
+];
+
+/// Every text the window draws now (each `Text` element's accessible label is its text).
+fn window_texts(ui: &AppWindow) -> Vec<String> {
+    i_slint_backend_testing::ElementQuery::from_root(ui)
+        .match_descendants()
+        .match_accessible_role(i_slint_backend_testing::AccessibleRole::Text)
+        .find_all()
+        .into_iter()
+        .filter_map(|e| e.accessible_label())
+        .map(|l| l.to_string())
+        .filter(|l| !l.trim().is_empty())
+        .collect()
+}
+
+/// The texts of the window holding an English-only word, with the word.
+fn english_on_screen(ui: &AppWindow) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for text in window_texts(ui) {
+        let lower = text.to_lowercase();
+        let words = lower.split(|c: char| !(c.is_alphabetic() || c == '\''));
+        if let Some(w) = words.into_iter().find(|w| ENGLISH_ONLY.contains(w)) {
+            found.push((w.to_string(), text));
+        }
+    }
+    found
+}
+
+impl Harness {
+    /// In French, Arabic and Tamazight the window shows no English; in English it does (the
+    /// check sees what it looks for). Ends in French.
+    fn no_english(&self, what: &str) {
+        for lang in ["fr", "ar", "zgh"] {
+            self.ui().global::<App>().invoke_set_lang(lang.into());
+            let english = english_on_screen(self.ui());
+            assert!(
+                english.is_empty(),
+                "{what}, in {lang}: English on the screen: {english:?}"
+            );
+        }
+        self.ui().global::<App>().invoke_set_lang("en".into());
+        assert!(
+            !english_on_screen(self.ui()).is_empty(),
+            "{what}: the English screen has no English word the check knows: {:?}",
+            window_texts(self.ui())
+        );
+        self.ui().global::<App>().invoke_set_lang("fr".into());
+    }
+
+    /// Draw a stroke of `points` pointer events, the pen's clock advancing `step_ms` each.
+    fn draw(&self, points: u32, span: f32, step_ms: u64) {
+        let pen_ms = std::rc::Rc::new(std::cell::Cell::new(1_000u64));
+        let clock = pen_ms.clone();
+        self.running.kiosk.set_pen_clock(move || {
+            clock.set(clock.get() + step_ms);
+            clock.get()
+        });
+        let pad = self.element("SignatureView::pad");
+        let (p, size) = (pad.absolute_position(), pad.size());
+        let at =
+            |fx: f32, fy: f32| LogicalPosition::new(p.x + fx * size.width, p.y + fy * size.height);
+        let window = self.ui().window();
+        window.dispatch_event(WindowEvent::PointerPressed {
+            position: at(0.1, 0.6),
+            button: PointerEventButton::Left,
+        });
+        for i in 1..=points {
+            let t = i as f32 / points as f32;
+            window.dispatch_event(WindowEvent::PointerMoved {
+                position: at(0.1 + span * t, 0.6 - 0.02 * t),
+            });
+        }
+        window.dispatch_event(WindowEvent::PointerReleased {
+            position: at(0.1 + span, 0.58),
+            button: PointerEventButton::Left,
+        });
+    }
+}
+
+#[test]
+fn no_english_reaches_a_french_arabic_or_tamazight_screen() {
+    use slint::Model;
+    let (_tmp, dir) = test_station();
+    let h = logged_in(&dir, 31);
+    h.click("HomeView::start");
+    h.until("kind", |ui| ui.global::<App>().get_view() == "kind");
+    h.click("KindView::kind-new");
+    h.until("form", |ui| ui.global::<App>().get_view() == "form");
+
+    // The schema's verdicts on an empty form ("is required", ...), beside their fields.
+    h.click("NavBar::next-ltr");
+    h.until("errors on the form", |ui| {
+        ui.global::<FormAdapter>().get_errors() > 0
+    });
+    let required = h
+        .ui()
+        .global::<FormAdapter>()
+        .get_rows()
+        .iter()
+        .find(|r| r.required)
+        .map(|r| r.error.to_string())
+        .unwrap();
+    assert_eq!(required, "Obligatoire");
+    h.no_english("the form's errors");
+
+    // A past date the schema refuses for the date of birth: said in the screen's language.
+    h.running
+        .kiosk
+        .fill_form(&crate::schema::simulated_demographics(31, "new"));
+    let mut data = crate::schema::simulated_demographics(31, "new");
+    data.insert("birth_date".into(), "1999-02-30".into());
+    h.running.kiosk.fill_form(&data);
+    h.click("NavBar::next-ltr");
+    h.until("the date refused", |ui| {
+        ui.global::<FormAdapter>().get_errors() == 1
+    });
+    assert_eq!(
+        form_error(h.ui(), "birth_date"),
+        "Cette date n'existe pas au calendrier"
+    );
+    h.no_english("a date that does not exist");
+
+    // Face, fingers: quickly through.
+    h.running
+        .kiosk
+        .fill_form(&crate::schema::simulated_demographics(31, "new"));
+    h.click("NavBar::next-ltr");
+    h.until("face captured", |ui| {
+        ui.global::<FaceAdapter>().get_captured()
+    });
+    h.click("NavBar::next-ltr");
+    h.capture_fingers();
+    h.click("NavBar::next-ltr");
+    assert_eq!(h.view(), "signature");
+
+    // A signature far too short (a flick): refused under the pad and on the status line.
+    h.draw(4, 0.03, 60);
+    h.click("NavBar::next-ltr");
+    h.until("the signature refused", |ui| {
+        ui.global::<SignatureAdapter>().get_result() != ""
+    });
+    assert_eq!(
+        h.ui().global::<App>().get_status(),
+        "La signature est trop courte : demandez au citoyen de signer en entier"
+    );
+    assert!(h.ui().global::<App>().get_status_error());
+    h.no_english("a short signature");
+    // A new stroke clears the refusal under the pad.
+    h.click("SignatureView::clear");
+    h.draw(40, 0.7, 15);
+    assert_eq!(h.ui().global::<SignatureAdapter>().get_result(), "");
+    h.click("NavBar::next-ltr");
+    h.until("review", |ui| ui.global::<App>().get_view() == "review");
+
+    // A wrong PIN at the confirmation: said beside the PIN pad and on the status line.
+    h.click("ReviewView::confirm");
+    h.type_pin("999999");
+    h.until("the PIN refused", |ui| {
+        ui.global::<ConfirmAdapter>().get_problem() != ""
+    });
+    assert_eq!(h.view(), "confirm");
+    assert_eq!(h.ui().global::<App>().get_status(), "Code PIN erroné");
+    let beside = h.element("ConfirmView::confirm-problem");
+    assert_eq!(beside.accessible_label().unwrap(), "Code PIN erroné");
+    h.no_english("a wrong PIN at the confirmation");
+    h.ui().global::<App>().invoke_set_lang("ar".into());
+    assert_eq!(h.ui().global::<App>().get_status(), "رمز PIN خاطئ");
+    h.ui().global::<App>().invoke_set_lang("fr".into());
+
+    // The right PIN commits: the receipt's status has no English either.
+    h.type_pin(crate::enrolment::badge::SIM_PIN);
+    h.until("receipt", |ui| ui.global::<App>().get_view() == "receipt");
+    h.no_english("the receipt");
+}
+
+#[test]
+fn every_problem_and_field_verdict_is_translated() {
+    init_backend();
+    let ui = AppWindow::new().unwrap();
+    let tr = ui.global::<Tr>();
+    let field_keys = [
+        "required",
+        "must-accept",
+        "must-accept-law",
+        "yes-no",
+        "spaces",
+        "characters",
+        "not-a-choice",
+        "too-long",
+        "too-short",
+        "latin",
+        "arabic",
+        "digits",
+        "latin-or-arabic",
+        "format",
+        "format-example",
+        "date",
+        "date-or-year",
+        "year-only",
+        "not-a-date",
+        "before",
+        "future",
+        "invalid",
+    ];
+    for lang in ["fr", "ar", "zgh"] {
+        slint::select_bundled_translation(lang).unwrap();
+        let mut texts: Vec<String> = super::problem::Problem::KEYS
+            .iter()
+            .chain(&[
+                "station-unusable",
+                "photo-unshown",
+                "signature-unshown",
+                "receipt-unrendered",
+                "qr-unshown",
+                "worker-stopped",
+            ])
+            .map(|k| tr.invoke_problem((*k).into(), "3".into()).to_string())
+            .collect();
+        texts.extend(
+            field_keys
+                .iter()
+                .map(|k| tr.invoke_field_error((*k).into(), "3".into()).to_string()),
+        );
+        for text in &texts {
+            let lower = text.to_lowercase();
+            let english = lower
+                .split(|c: char| !(c.is_alphabetic() || c == '\''))
+                .find(|w| ENGLISH_ONLY.contains(w));
+            assert!(english.is_none(), "{lang}: {text:?} reads English");
+        }
+    }
+    slint::select_bundled_translation("fr").unwrap();
+}
+
+/// The error shown beside field `name` of the form.
+fn form_error(ui: &AppWindow, name: &str) -> String {
+    use slint::Model;
+    ui.global::<FormAdapter>()
+        .get_rows()
+        .iter()
+        .find(|r| r.name == name)
+        .map(|r| r.error.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_face_view_shows_the_kept_quality_and_nothing_of_a_lost_camera() {
+    let (_tmp, dir) = test_station();
+    let h = logged_in(&dir, 37);
+    let plug = h.running.camera_plug.clone().unwrap();
+    h.running.kiosk.auto_capture(false);
+    h.click("HomeView::start");
+    h.until("kind", |ui| ui.global::<App>().get_view() == "kind");
+    h.click("KindView::kind-new");
+    h.until("form", |ui| ui.global::<App>().get_view() == "form");
+    h.running
+        .kiosk
+        .fill_form(&crate::schema::simulated_demographics(37, "new"));
+    h.click("NavBar::next-ltr");
+    h.until("a frame with its score", |ui| {
+        let f = ui.global::<FaceAdapter>();
+        f.get_has_frame() && f.get_quality() > 0 && !f.get_fps().is_empty()
+    });
+    assert!(
+        ElementHandle::find_by_element_id(h.ui(), "FaceView::live-quality")
+            .next()
+            .is_some()
+    );
+
+    // The cable is pulled: the last picture's guidance, score and frame rate go with it.
+    plug.store(false, Ordering::SeqCst);
+    h.until("camera lost", |ui| {
+        !ui.global::<FaceAdapter>().get_camera_ok()
+    });
+    let f = h.ui().global::<FaceAdapter>();
+    assert!(!f.get_has_frame());
+    assert_eq!(
+        (
+            f.get_quality(),
+            f.get_advice().as_str(),
+            f.get_fps().as_str()
+        ),
+        (0, "", "")
+    );
+    for gone in ["FaceView::guidance", "FaceView::live-quality"] {
+        assert!(
+            ElementHandle::find_by_element_id(h.ui(), gone)
+                .next()
+                .is_none(),
+            "{gone} still shown with the camera lost"
+        );
+    }
+    let texts = window_texts(h.ui()).join(" | ");
+    assert!(!texts.contains("Qualité"), "{texts}");
+    assert!(!texts.contains("fps"), "{texts}");
+
+    // Plugged back: the officer takes the photo; the quality shown is the kept photo's.
+    plug.store(true, Ordering::SeqCst);
+    h.until("camera back", |ui| {
+        let f = ui.global::<FaceAdapter>();
+        f.get_camera_ok() && f.get_has_frame()
+    });
+    for _ in 0..10 {
+        if h.ui().global::<FaceAdapter>().get_captured() {
+            break;
+        }
+        // "Capture now" takes the frame on screen: wait for one after the last try.
+        let seen = h.running.kiosk.frames_shown();
+        h.until("a new frame", |_| h.running.kiosk.frames_shown() > seen);
+        h.ui().global::<FaceAdapter>().set_result("".into());
+        h.click("FaceView::capture");
+        h.until("an outcome", |ui| {
+            ui.global::<FaceAdapter>().get_result() != ""
+        });
+    }
+    let f = h.ui().global::<FaceAdapter>();
+    assert!(f.get_captured());
+    match f.get_result().as_str() {
+        "accepted" => assert!(
+            f.get_result_quality() >= f.get_min_quality(),
+            "accepted with quality {}",
+            f.get_result_quality()
+        ),
+        "kept" => assert!(f.get_result_quality() > 0),
+        other => panic!("captured with outcome {other:?}"),
+    }
+    let shown = h
+        .element("FaceView::face-result")
+        .accessible_label()
+        .unwrap()
+        .to_string();
+    assert!(
+        shown.contains(&f.get_result_quality().to_string()) && !shown.contains("(qualité 0)"),
+        "{shown}"
+    );
+    // Once taken, the stale live score is not beside it.
+    assert!(
+        ElementHandle::find_by_element_id(h.ui(), "FaceView::live-quality")
+            .next()
+            .is_none()
+    );
 }

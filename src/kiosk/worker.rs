@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use tasjil_drivers::{ExceptionReason, FingerPosition};
 use tasjil_sync::EnrolmentKind;
 
-use super::session::{FingerResult, Frame, HomeStats, Receipt, Review, Session};
-use crate::enrolment::{Outcome, Step};
+use super::problem::Problem;
+use super::session::{FaceResult, FingerResult, Frame, HomeStats, Receipt, Review, Session};
+use crate::enrolment::Step;
 use crate::schema::FieldError;
 
 /// Consecutive good preview frames before the photo is taken automatically (about 0.2 s at
@@ -80,7 +81,7 @@ pub enum Command {
 #[derive(Debug)]
 pub enum Event {
     /// The station could not be opened: nothing will work until an operator fixes it.
-    Fatal(String),
+    Fatal(Problem),
     Ready {
         station: String,
         devices: Vec<String>,
@@ -91,7 +92,7 @@ pub enum Event {
         name: String,
     },
     LoginRefused {
-        message: String,
+        problem: Problem,
         /// PIN attempts left, when the badge counts them (cards do).
         retries_left: Option<u8>,
     },
@@ -111,10 +112,7 @@ pub enum Event {
     /// The fingerprint sensor is not there (unplugged, never plugged in): the finger can be
     /// captured again once it is.
     ScannerLost(String),
-    Face {
-        outcome: Outcome,
-        step: Step,
-    },
+    Face(FaceResult),
     Finger {
         result: FingerResult,
         next: Option<FingerPosition>,
@@ -127,10 +125,10 @@ pub enum Event {
     },
     Review(Box<Review>),
     Committed(Receipt),
-    ConfirmRefused(String),
+    ConfirmRefused(Problem),
     ReceiptSaved(String),
     /// Something failed; the message says what to do. The session goes on.
-    Error(String),
+    Error(Problem),
     /// From the supervisor's desk.
     Supervisor(super::supervisor::Event),
     /// The devices and their state (answer to [`Command::Devices`]).
@@ -196,7 +194,11 @@ pub fn spawn(
             }
             Err(e) => {
                 tracing::error!("kiosk cannot open the station: {e:#}");
-                outbox.push(Event::Fatal(format!("{e:#}")));
+                outbox.push(Event::Fatal(Problem::new(
+                    "station-unusable",
+                    "",
+                    format!("{e:#}"),
+                )));
             }
         })?;
     Ok(tx)
@@ -319,7 +321,7 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
             Ok(name) => Event::LoggedIn { name },
             Err(e) => Event::LoginRefused {
                 retries_left: e.retries_left(),
-                message: format!("{e:#}"),
+                problem: Problem::of(&e.into()),
             },
         },
         Command::Logout => {
@@ -350,13 +352,13 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
             return;
         }
         Command::CaptureFace => match session.capture_face() {
-            Ok((outcome, step)) => {
-                if step != Step::Face {
+            Ok(face) => {
+                if face.step != Step::Face {
                     *preview = false;
                 }
-                Event::Face { outcome, step }
+                Event::Face(face)
             }
-            Err(e) => Event::Error(format!("{e:#}")),
+            Err(e) => Event::Error(Problem::of(&e)),
         },
         Command::CaptureFinger => match capture_finger(session) {
             Ok(result) => Event::Finger {
@@ -369,7 +371,7 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
                     tracing::warn!("fingerprint sensor lost: {e:#}");
                     Event::ScannerLost(what.clone())
                 }
-                _ => Event::Error(format!("{e:#}")),
+                _ => Event::Error(Problem::of(&e)),
             },
         },
         Command::FingerException(reason) => result(session.finger_exception(reason).map(
@@ -396,7 +398,7 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
                 );
                 Event::Committed(receipt)
             }
-            Err(e) => Event::ConfirmRefused(format!("{e:#}")),
+            Err(e) => Event::ConfirmRefused(Problem::of(&e)),
         },
         Command::SaveReceipt {
             id,
@@ -409,8 +411,8 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
                 .map(|p| Event::ReceiptSaved(p.display().to_string())),
         ),
     };
-    if let Event::Error(e) = &event {
-        tracing::warn!("{e}");
+    if let Event::Error(p) | Event::ConfirmRefused(p) = &event {
+        tracing::warn!("{}", p.detail);
     }
     outbox.push(event);
 }
@@ -424,5 +426,5 @@ fn capture_finger(session: &mut Session) -> anyhow::Result<super::session::Finge
 }
 
 fn result(r: anyhow::Result<Event>) -> Event {
-    r.unwrap_or_else(|e| Event::Error(format!("{e:#}")))
+    r.unwrap_or_else(|e| Event::Error(Problem::of(&e)))
 }

@@ -128,6 +128,230 @@ impl Xvfb {
     }
 }
 
+/// A rectangle of the screen, in screen pixels: x, y, width, height.
+type Area = (usize, usize, usize, usize);
+
+impl Xvfb {
+    /// The pixels of `area` as the X server holds them now.
+    fn crop(&self, (x0, y0, w, h): Area) -> Vec<[u8; 3]> {
+        let (sw, sh, pixel) = self.screen();
+        let mut out = Vec::with_capacity(w * h);
+        for y in y0..(y0 + h).min(sh) {
+            for x in x0..(x0 + w).min(sw) {
+                out.push(pixel(x, y));
+            }
+        }
+        out
+    }
+
+    /// `area` once it has held still for 150 ms (a frame being presented is not read half
+    /// way), within `limit`; `None` if it kept changing.
+    fn settled(&self, area: Area, limit: Duration) -> Option<Vec<[u8; 3]>> {
+        let deadline = Instant::now() + limit;
+        let mut last = self.crop(area);
+        let mut since = Instant::now();
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(30));
+            let now = self.crop(area);
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= Duration::from_millis(150) {
+                return Some(last);
+            }
+        }
+        None
+    }
+
+    /// Wait until `area` differs from `before` and holds still; the new pixels, or `None`
+    /// when the screen never changed within `limit` (a missed redraw).
+    fn changed(&self, area: Area, before: &[[u8; 3]], limit: Duration) -> Option<Vec<[u8; 3]>> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.settled(area, left) {
+                Some(now) if now != before => return Some(now),
+                _ => std::thread::sleep(Duration::from_millis(30)),
+            }
+        }
+        None
+    }
+
+    /// How long until `area` first differs from `before` (polled every 5 ms), for the figures
+    /// the test prints; `None` within `limit`.
+    fn first_change(&self, area: Area, before: &[[u8; 3]], limit: Duration) -> Option<Duration> {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if self.crop(area) != before {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
+    /// `xdotool` on this display; panics when it fails.
+    fn xdotool(&self, args: &[&str]) -> String {
+        let out = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "xdotool {args:?} failed: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The window's place and size on the screen.
+    fn geometry(&self, window: &str) -> Area {
+        let shell = self.xdotool(&["getwindowgeometry", "--shell", window]);
+        let field = |name: &str| -> usize {
+            shell
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {shell:?}"))
+        };
+        (field("X"), field("Y"), field("WIDTH"), field("HEIGHT"))
+    }
+
+    /// Make the kiosk draw its whole window again from its state (a resize drops the
+    /// renderer's buffer: nothing of the last frame is reused), and return `area` once drawn.
+    /// What the screen showed before must be what this shows: otherwise the screen lied.
+    fn full_repaint(&self, window: &str, area: Area) -> Vec<[u8; 3]> {
+        const LIMIT: Duration = Duration::from_secs(30);
+        let (x, y, w, h) = self.geometry(window);
+        // 8 px taller, the status line moves down: its last 38 px on screen witness each frame.
+        let witness: Area = (x, y + h - 38, w, 38);
+        let w = w.to_string();
+        let shown = self
+            .settled(witness, LIMIT)
+            .expect("the window never settled");
+        self.xdotool(&["windowsize", "--sync", window, &w, &(h + 8).to_string()]);
+        let taller = self
+            .changed(witness, &shown, LIMIT)
+            .expect("no frame drawn at the taller size");
+        self.xdotool(&["windowsize", "--sync", window, &w, &h.to_string()]);
+        self.changed(witness, &taller, LIMIT)
+            .expect("no frame drawn back at the kiosk's size");
+        self.settled(area, LIMIT)
+            .expect("the window did not settle after a full repaint")
+    }
+
+    /// With `TASJIL_XVFB_SCREENS=DIR`, keep the screen as `DIR/<name>.png` (to look at what
+    /// the test saw).
+    fn shot(&self, name: &str) {
+        if let Some(dir) = std::env::var_os("TASJIL_XVFB_SCREENS") {
+            let path = self.save(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::rename(&path, Path::new(&dir).join(format!("{name}.png"))).unwrap();
+        }
+    }
+
+    /// Keep the screen as a PNG in the temporary directory (to look at a failure); its path.
+    fn save(&self, name: &str) -> std::path::PathBuf {
+        let (w, h, pixel) = self.screen();
+        let mut img = image::RgbImage::new(w as u32, h as u32);
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            *p = image::Rgb(pixel(x as usize, y as usize));
+        }
+        let path = std::env::temp_dir().join(format!("{name}.png"));
+        img.save(&path).unwrap();
+        path
+    }
+
+    /// `find_run`, waiting up to 30 s for what a view just shown draws.
+    fn wait_run(&self, colour: [u8; 3], min_y: usize, min_len: usize) -> Option<(usize, usize)> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(at) = self.find_run(colour, min_y, min_len) {
+                return Some(at);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The centres of the buttons of plain `colour` between 60 and 90 px wide below `min_y`
+    /// (the PIN pad's keys), in reading order. Columns come from horizontal runs of that width;
+    /// keys from vertical runs just inside a column's left edge, where no label is drawn.
+    fn keys(&self, colour: [u8; 3], min_y: usize) -> Vec<(usize, usize)> {
+        let (w, h, pixel) = self.screen();
+        // Runs of a key's width on many lines (a label splits its own lines in shorter runs).
+        let mut columns = std::collections::BTreeMap::new();
+        for y in min_y..h {
+            let mut x = 0;
+            while x < w {
+                let x0 = x;
+                while x < w && pixel(x, y) == colour {
+                    x += 1;
+                }
+                if (60..=90).contains(&(x - x0)) {
+                    *columns.entry((x0, x)).or_insert(0usize) += 1;
+                }
+                x += 1;
+            }
+        }
+        let mut keys: Vec<(usize, usize)> = Vec::new();
+        for (&(x0, x1), _) in columns.iter().filter(|(_, &lines)| lines >= 20) {
+            let mut y = min_y;
+            while y < h {
+                let y0 = y;
+                while y < h && pixel(x0 + 4, y) == colour {
+                    y += 1;
+                }
+                let at = ((x0 + x1) / 2, (y0 + y) / 2);
+                let known = keys
+                    .iter()
+                    .any(|k| k.0.abs_diff(at.0) < 30 && k.1.abs_diff(at.1) < 30);
+                if y - y0 >= 30 && !known {
+                    keys.push(at);
+                }
+                y += 1;
+            }
+        }
+        keys.sort_by_key(|&(x, y)| (y, x));
+        keys
+    }
+
+    /// The centre of the widest run of `colour` (at least `min_len` pixels in a row) below
+    /// `min_y`: a large plain area such as the signature pad, not the letters of a label.
+    fn find_run(&self, colour: [u8; 3], min_y: usize, min_len: usize) -> Option<(usize, usize)> {
+        let (w, h, pixel) = self.screen();
+        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+        for y in min_y..h {
+            let mut run = 0;
+            for x in 0..w {
+                run = if pixel(x, y) == colour { run + 1 } else { 0 };
+                if run >= min_len {
+                    (x0, y0, x1, y1) = (x0.min(x + 1 - min_len), y0.min(y), x1.max(x), y1.max(y));
+                }
+            }
+        }
+        (x0 <= x1).then(|| ((x0 + x1) / 2, (y0 + y1) / 2))
+    }
+
+    /// A pen stroke through the X server: press at the first point, move through the others
+    /// `step_ms` apart, release at the last.
+    fn drag(&self, points: &[(usize, usize)], step_ms: u64) {
+        let (x, y) = points[0];
+        self.xdotool(&[
+            "mousemove",
+            "--sync",
+            &x.to_string(),
+            &y.to_string(),
+            "mousedown",
+            "1",
+        ]);
+        for &(x, y) in &points[1..] {
+            std::thread::sleep(Duration::from_millis(step_ms));
+            self.xdotool(&["mousemove", &x.to_string(), &y.to_string()]);
+        }
+        self.xdotool(&["mouseup", "1"]);
+    }
+}
+
 impl Drop for Xvfb {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -428,4 +652,218 @@ fn kiosk_with_configured_devices_takes_the_ten_fingers_from_the_libfprint_sensor
             .contains("fingerprint sensor (virtual_image) opened"),
         "the sensor opened was libfprint's virtual one"
     );
+}
+
+/// After each change of state the window shows the new state at once, read from the X
+/// server's pixels: the camera unplugged at the face step, a too-short signature drawn with
+/// real pointer events (then the same refusal again), a wrong PIN at the confirmation, the
+/// receipt, and logging out (the top bar no longer names the officer). Each time the pixels changed from before and are exactly what a full
+/// repaint of the window draws: nothing stale was left on the screen.
+#[test]
+fn kiosk_under_xvfb_repaints_each_refusal_and_the_logout_at_once() {
+    let name = "kiosk_under_xvfb_repaints_each_refusal_and_the_logout_at_once";
+    let Some(xvfb) = x_server(name) else {
+        return;
+    };
+    let setup = Setup::new();
+    let mut kiosk = Kiosk::start(&setup.station, &xvfb.display);
+    kiosk.expect("login view shown");
+    let window = find_window(&xvfb.display, "Tasjil");
+    let (wx, wy, ww, wh) = xvfb.geometry(&window);
+    // The status line is the window's last 30 px; the officer's name is on the top bar's
+    // reading-side start (French: left), before the language buttons.
+    let status: Area = (wx, wy + wh - 30, ww, 30);
+    let top_bar: Area = (wx, wy, 300, 52);
+    // The view between the top bar and the status line.
+    let view: Area = (wx, wy + 52, ww, wh - 52 - 30);
+    const SETTLE: Duration = Duration::from_secs(30);
+
+    kiosk.send("badge");
+    kiosk.send("pin 123456");
+    kiosk.expect("home view shown");
+    kiosk.send("start");
+    kiosk.expect("kind view shown");
+    kiosk.send("kind new");
+    kiosk.expect("form view shown");
+    // The form sent empty, then in Arabic with two fields missing: the fields in red, their
+    // count and the status line are what a full repaint draws (the count once stayed at the
+    // first refusal's).
+    kiosk.send("form-next");
+    kiosk.expect("form refused");
+    assert_eq!(
+        xvfb.settled(view, SETTLE).unwrap(),
+        xvfb.full_repaint(&window, view),
+        "the form's errors"
+    );
+    kiosk.send("lang ar");
+    kiosk.send("form-fill 9 birth_date commune");
+    kiosk.send("form-next");
+    let refused = kiosk.expect("form refused");
+    assert_eq!(refused.matches("is required").count(), 2, "{refused}");
+    let arabic_form = xvfb.settled(view, SETTLE).unwrap();
+    assert_eq!(
+        arabic_form,
+        xvfb.full_repaint(&window, view),
+        "the Arabic form with two errors"
+    );
+    xvfb.shot("xvfb-form-ar-two-errors");
+    kiosk.send("lang fr");
+
+    // The camera's cable pulled before the face step: the status line says so at once.
+    let before = xvfb.settled(status, SETTLE).unwrap();
+    kiosk.send("camera unplug");
+    kiosk.send("form-sample 9");
+    kiosk.expect("face view shown");
+    kiosk.expect("Caméra perdue");
+    let seen = xvfb.first_change(status, &before, SETTLE);
+    let lost = xvfb
+        .changed(status, &before, SETTLE)
+        .expect("missed redraw: the status line did not change with the camera lost");
+    eprintln!("camera lost on screen: first pixels changed {seen:?} after its log line");
+    assert_eq!(lost, xvfb.full_repaint(&window, status));
+    xvfb.shot("xvfb-face-camera-lost");
+    let face_view = xvfb.settled(view, SETTLE).unwrap();
+    assert_eq!(face_view, xvfb.full_repaint(&window, view));
+    kiosk.send("camera plug");
+    kiosk.expect_nudging("fingers view shown", Some("face-next"));
+    let mut taken = 0;
+    for _ in 0..40 {
+        if taken == 10 {
+            break;
+        }
+        kiosk.send("finger");
+        let line = kiosk.expect(", quality ");
+        if !line.contains(" retry,") {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 10);
+    kiosk.send("fingers-next");
+    kiosk.expect("signature view shown");
+
+    // The pad: the large white area below the top bar (whose own white is above y = 52).
+    const WHITE: [u8; 3] = [0xff, 0xff, 0xff];
+    let Some(pad) = xvfb.wait_run(WHITE, wy + 60, 200) else {
+        panic!(
+            "no signature pad on the screen after 30 s: {}",
+            xvfb.save("kiosk-no-pad").display()
+        );
+    };
+    let before = xvfb
+        .settled(status, SETTLE)
+        .expect("the status line never settled");
+
+    // A flick with the real pointer, then Next (the view's one primary button).
+    xvfb.drag(&[(pad.0, pad.1), (pad.0 + 6, pad.1 + 2)], 20);
+    const ACCENT: [u8; 3] = [0x0b, 0x6e, 0x4f];
+    let next = xvfb
+        .find_colour(ACCENT, wy + 60)
+        .expect("no Next button on the signature view");
+    xvfb.click(next);
+    kiosk.expect("La signature est trop courte");
+    let seen = xvfb.first_change(status, &before, SETTLE);
+    let refused = xvfb
+        .changed(status, &before, SETTLE)
+        .expect("missed redraw: the status line did not change after the short signature");
+    eprintln!("short signature on screen: first pixels changed {seen:?} after its log line");
+    assert_eq!(
+        refused,
+        xvfb.full_repaint(&window, status),
+        "the status line after the short signature is not what the window holds"
+    );
+    xvfb.shot("xvfb-signature-short");
+
+    // The same refusal a second time: the status line reads the same; the message under the
+    // pad, cleared by the new stroke, is back; the screen is what a full repaint draws.
+    xvfb.drag(&[(pad.0, pad.1 + 20), (pad.0 + 6, pad.1 + 22)], 20);
+    xvfb.click(next);
+    kiosk.expect("La signature est trop courte");
+    let again = xvfb.settled(view, SETTLE).unwrap();
+    assert_eq!(again, xvfb.full_repaint(&window, view));
+    assert_eq!(
+        xvfb.settled(status, SETTLE).unwrap(),
+        refused,
+        "the same refusal reads the same"
+    );
+
+    // A real signature: many points over about a second, with the real pointer.
+    let stroke: Vec<(usize, usize)> = (0..40)
+        .map(|i| {
+            let t = f64::from(i) / 39.0;
+            let x = pad.0 as f64 - 220.0 + 440.0 * t;
+            let y = pad.1 as f64 + 40.0 * (t * 12.0).sin();
+            (x as usize, y as usize)
+        })
+        .collect();
+    xvfb.drag(&stroke, 25);
+    xvfb.click(next);
+    kiosk.expect("review view shown");
+
+    // The confirmation: a wrong PIN.
+    kiosk.send("review-confirm");
+    kiosk.expect("confirm view shown");
+    let before = xvfb.settled(status, SETTLE).unwrap();
+    // The PIN typed with real clicks on the pad's keys: 1 2 3 / 4 5 6 / 7 8 9 / « 0.
+    const KEY: [u8; 3] = [0xee, 0xf1, 0xf4];
+    let keys = xvfb.keys(KEY, wy + 60);
+    // The pad's eleven first, in reading order (Cancel is below them).
+    let grid_ok = keys.len() >= 11
+        && (0..4).all(|row| {
+            let n = if row == 3 { 2 } else { 3 };
+            keys[row * 3..row * 3 + n]
+                .iter()
+                .all(|k| k.1 == keys[row * 3].1)
+        });
+    assert!(
+        grid_ok,
+        "no PIN pad found: {keys:?} ({})",
+        xvfb.save("kiosk-pin-pad").display()
+    );
+    // Six different keys: `mousemove --sync` waits for a move, which a repeat would not make.
+    for digit in "987654".chars() {
+        let n = digit.to_digit(10).unwrap() as usize;
+        xvfb.click(keys[if n == 0 { 10 } else { n - 1 }]);
+    }
+    kiosk.expect("Code PIN erroné");
+    let seen = xvfb.first_change(status, &before, SETTLE);
+    let wrong = xvfb
+        .changed(status, &before, SETTLE)
+        .expect("missed redraw: the status line did not change after the wrong PIN");
+    eprintln!("wrong PIN on screen: first pixels changed {seen:?} after its log line");
+    assert_eq!(
+        wrong,
+        xvfb.full_repaint(&window, status),
+        "the status line after the wrong PIN is not what the window holds"
+    );
+    let confirm_view = xvfb.settled(view, SETTLE).unwrap();
+    assert_eq!(confirm_view, xvfb.full_repaint(&window, view));
+    xvfb.shot("xvfb-confirm-wrong-pin");
+
+    // The right PIN: the receipt, and the status line says the record is saved.
+    kiosk.send("confirm-pin 123456");
+    kiosk.expect("receipt view shown");
+    let saved = xvfb
+        .changed(status, &wrong, SETTLE)
+        .expect("missed redraw: the status line still reads the wrong PIN on the receipt");
+    assert_eq!(saved, xvfb.full_repaint(&window, status));
+    let receipt_view = xvfb.settled(view, SETTLE).unwrap();
+    assert_eq!(receipt_view, xvfb.full_repaint(&window, view));
+
+    // Logging out: the top bar stops naming the officer.
+    let named = xvfb.settled(top_bar, SETTLE).unwrap();
+    kiosk.send("remove-badge");
+    kiosk.expect("login view shown");
+    let seen = xvfb.first_change(top_bar, &named, SETTLE);
+    let nameless = xvfb
+        .changed(top_bar, &named, SETTLE)
+        .expect("missed redraw: the top bar still names the officer after logout");
+    eprintln!("logout on the top bar: first pixels changed {seen:?} after its log line");
+    assert_eq!(
+        nameless,
+        xvfb.full_repaint(&window, top_bar),
+        "the top bar after logout is not what the window holds"
+    );
+    xvfb.shot("xvfb-logged-out");
+    let status_now = xvfb.settled(status, SETTLE).unwrap();
+    assert_eq!(status_now, xvfb.full_repaint(&window, status));
 }
