@@ -252,7 +252,7 @@ impl CentreClient {
     /// its signature and version before trusting it.
     pub async fn roster(&mut self, have: Option<u64>) -> Result<Option<String>, SyncError> {
         let answer: crate::protocol::RosterResponse = self
-            .call_json(
+            .call_json_retrying(
                 Method::POST,
                 "/v1/roster",
                 &crate::protocol::RosterRequest { have },
@@ -265,7 +265,7 @@ impl CentreClient {
     /// caller checks each against the key set it holds.
     pub async fn keys(&mut self, have: u64) -> Result<Vec<String>, SyncError> {
         let answer: crate::protocol::KeysResponse = self
-            .call_json(
+            .call_json_retrying(
                 Method::POST,
                 "/v1/keys",
                 &crate::protocol::KeysRequest { have },
@@ -280,12 +280,36 @@ impl CentreClient {
         &mut self,
         links: Vec<String>,
     ) -> Result<crate::protocol::ChainResponse, SyncError> {
-        self.call_json(
+        self.call_json_retrying(
             Method::POST,
             "/v1/chain",
             &crate::protocol::ChainRequest { links },
         )
         .await
+    }
+
+    /// [`Self::call_json`] for a request that is safe to repeat, retried like a session's
+    /// actions when the link (not the content) fails.
+    async fn call_json_retrying<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        path: &str,
+        req: &Req,
+    ) -> Result<Resp, SyncError> {
+        let mut failures = 0u32;
+        let mut delay = self.retry.first_delay;
+        loop {
+            match self.call_json(method.clone(), path, req).await {
+                Err(e) if e.transient() && failures + 1 < self.retry.attempts => {
+                    failures += 1;
+                    tracing::info!(error = %e, failures, path, "request failed, retrying");
+                    self.nonce = None;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.retry.max_delay);
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn call_json<Req: Serialize, Resp: DeserializeOwned>(

@@ -222,9 +222,10 @@ impl CentreStore {
                 .optional()
                 .map_err(|e| self.sql(e))?;
             let answer = match status {
-                // Held records are in their chain but not accepted: the station hears "rejected"
-                // with the reason, which is what its supervisor must act on.
-                Some(status) if status == "held" => RecordStatus {
+                // Held records are in their chain but not accepted, and records central staff
+                // rejected after holding them: the station hears "rejected" with the reason,
+                // which is what its supervisor must act on.
+                Some(status) if status == "held" || status == "rejected" => RecordStatus {
                     id: id.clone(),
                     status: "rejected".into(),
                     reason: refused

@@ -339,7 +339,8 @@ impl CentreStore {
                     (SELECT count(*) FROM (
                         SELECT DISTINCT r.station, r.id FROM rejections r
                         WHERE NOT EXISTS (SELECT 1 FROM envelopes e
-                                          WHERE e.id = r.id AND e.station = r.station)))",
+                                          WHERE e.id = r.id AND e.station = r.station)))
+                    + (SELECT coalesce(sum(n), 0) FROM record_counts WHERE status = 'rejected')",
             [],
             |r| {
                 Ok(Stats {
