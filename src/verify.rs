@@ -52,17 +52,28 @@ pub fn verify(view: &View) -> Result<Report, StoreError> {
     let mut valid = 0;
     let mut expected_seq = 1u64;
     let mut expected_prev = GENESIS.to_string();
-    for row in &rows {
-        // The restore links before this record move the chain on to their own place.
-        while let Some(link) = links.next_if(|l| l.seq < row.seq.max(0) as u64) {
-            (expected_seq, expected_prev) = follow_link(
+    // The restore links before `limit` move the chain on to their own place.
+    let mut follow_links = |limit: u64,
+                            expected_seq: &mut u64,
+                            expected_prev: &mut String,
+                            problems: &mut Vec<Problem>| {
+        while let Some(link) = links.next_if(|l| l.seq < limit) {
+            (*expected_seq, *expected_prev) = follow_link(
                 link,
-                expected_seq,
-                &expected_prev,
+                *expected_seq,
+                expected_prev,
                 station_key.as_ref(),
-                &mut problems,
+                problems,
             );
         }
+    };
+    for row in &rows {
+        follow_links(
+            row.seq.max(0) as u64,
+            &mut expected_seq,
+            &mut expected_prev,
+            &mut problems,
+        );
         let mut reasons: Vec<String> = Vec::new();
         let computed = sha256_hex(&row.envelope);
         match Envelope::from_bytes(&row.envelope) {
@@ -141,16 +152,13 @@ pub fn verify(view: &View) -> Result<Report, StoreError> {
         }
     }
 
-    for link in links {
-        (expected_seq, expected_prev) = follow_link(
-            link,
-            expected_seq,
-            &expected_prev,
-            station_key.as_ref(),
-            &mut problems,
-        );
-    }
-    let _ = (expected_seq, expected_prev);
+    // A link after the last record (nothing enrolled since the restore) is checked too.
+    follow_links(
+        u64::MAX,
+        &mut expected_seq,
+        &mut expected_prev,
+        &mut problems,
+    );
 
     // Every acknowledgement must be a verdict the centre signed for that exact envelope.
     let centre = store

@@ -103,8 +103,27 @@ fn a_van_restored_from_a_backup_delivers_its_new_records_by_sync() {
     assert_clean(&central, &station, 13);
     let (_, status) = json_of(&station, &["status"]);
     assert_eq!(status["rejected"], 0, "{status}");
-    // The restore is in the station's audit chain, which still verifies.
     drop(serve);
+
+    // The restore is in the audit chain; a link changed on disk is named by `verify`.
+    let conn = rusqlite::Connection::open(station.join("station.db")).unwrap();
+    let audited: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit WHERE CAST(entry AS TEXT) LIKE '%\"restored\"%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(audited, 1);
+    conn.execute(
+        "UPDATE restores SET link = CAST(replace(CAST(link AS TEXT), 'after a fall', 'after a flood') AS BLOB)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let (code, v) = json_of(&station, &["verify"]);
+    assert_eq!(code, 1, "{v}");
+    assert!(v.to_string().contains("restore link at sequence"), "{v}");
 }
 
 #[test]
