@@ -749,7 +749,7 @@ fn roster_show(dir: &DataDir) -> anyhow::Result<Output> {
         .roster
         .entries
         .iter()
-        .filter(|e| e.works_on(&view.station_id))
+        .filter(|e| e.works_on(&view.station_id, &roster.roster.groups))
         .collect();
     let mut human = format!(
         "roster version {} issued {} ({} days ago; warn after {}, no enrolment after {})",

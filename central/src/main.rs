@@ -282,6 +282,32 @@ enum StationCommand {
         #[arg(long)]
         id: String,
     },
+    /// Station groups for the roster: a badge listed for `@NAME` (`roster add --stations
+    /// @NORTH`) works on every station of group NAME. Each change issues a new roster version.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Put a station in a group.
+    Add {
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        station: String,
+    },
+    /// Take a station out of a group.
+    Remove {
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        station: String,
+    },
+    /// Every group and its stations.
+    List,
 }
 
 fn main() -> ExitCode {
@@ -369,6 +395,9 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
         Command::Station {
             command: StationCommand::Resume { id },
         } => station_state(&dir, &id, StationState::Active, None),
+        Command::Station {
+            command: StationCommand::Group { command },
+        } => station_group(&dir, command),
         Command::Serve {
             listen,
             plain_http,
@@ -467,6 +496,38 @@ fn roster_text(r: &tasjil_sync::roster::Roster) -> String {
         ));
     }
     t
+}
+
+fn station_group(dir: &Path, command: GroupCommand) -> anyhow::Result<Output> {
+    let store = open_store(dir)?;
+    let (group, station, add) = match command {
+        GroupCommand::List => {
+            let groups = store.station_groups()?;
+            let mut human = String::new();
+            for (name, stations) in &groups {
+                human.push_str(&format!("@{name}: {}\n", stations.join(", ")));
+            }
+            if groups.is_empty() {
+                human.push_str("no station groups");
+            }
+            return Ok(Output::ok(
+                serde_json::to_value(&groups)?,
+                human.trim_end().into(),
+            ));
+        }
+        GroupCommand::Add { group, station } => (group, station, true),
+        GroupCommand::Remove { group, station } => (group, station, false),
+    };
+    let roster = store.station_group_change(&group, &station, add, now_ms())?;
+    let version = roster.as_ref().map(|r| r.version());
+    Ok(Output::ok(
+        json!({"group": group, "station": station, "added": add, "roster": version}),
+        format!(
+            "station {station} {} group @{group}{}",
+            if add { "is in" } else { "left" },
+            version.map_or(String::new(), |v| format!("; roster version {v} issued"))
+        ),
+    ))
 }
 
 /// `keys rotate`: see [`Command::Keys`]. The new keys are written beside the old file first,

@@ -12,7 +12,10 @@
 //! entries, new time) at least once a day for a station that asks, so a roster's age tells how
 //! long a van has gone without hearing from the centre.
 
+use std::collections::BTreeMap;
+
 use ed25519_dalek::{SigningKey, VerifyingKey};
+
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::{sha256, to_canonical};
@@ -81,7 +84,8 @@ pub struct RosterEntry {
     pub role: Role,
     /// The badge's Ed25519 signing key (hex), as `tasjil badge status --json` prints it.
     pub badge: String,
-    /// Station ids this badge may work on; [`ALL_STATIONS`] for every one.
+    /// Station ids this badge may work on, `@GROUP` for every station of a group the roster
+    /// lists, or [`ALL_STATIONS`] for every one.
     pub stations: Vec<String>,
     pub valid_from_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,11 +94,19 @@ pub struct RosterEntry {
     pub revoked: Option<Revocation>,
 }
 
+/// The prefix that names a station group in an entry's `stations`.
+pub const GROUP_PREFIX: char = '@';
+
 impl RosterEntry {
-    pub fn works_on(&self, station: &str) -> bool {
-        self.stations
-            .iter()
-            .any(|s| s == ALL_STATIONS || s == station)
+    /// Whether this badge may work on `station`, given the roster's station groups.
+    pub fn works_on(&self, station: &str, groups: &BTreeMap<String, Vec<String>>) -> bool {
+        self.stations.iter().any(|s| {
+            s == ALL_STATIONS
+                || s == station
+                || s.strip_prefix(GROUP_PREFIX)
+                    .and_then(|g| groups.get(g))
+                    .is_some_and(|members| members.iter().any(|m| m == station))
+        })
     }
 }
 
@@ -109,6 +121,10 @@ pub struct RosterBody {
     /// Hex Ed25519 key of the centre that signed.
     pub centre_key: String,
     pub entries: Vec<RosterEntry>,
+    /// Station groups (`@NAME` in an entry's stations): name -> station ids. Absent when there
+    /// are none, so rosters without groups keep their bytes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, Vec<String>>,
 }
 
 /// The roster file: body and the centre's signature (hex), as canonical JSON.
@@ -301,7 +317,7 @@ impl Roster {
                 });
             }
         }
-        if !e.works_on(station) {
+        if !e.works_on(station, &self.roster.groups) {
             return Err(Refusal::Station {
                 id: id.to_string(),
                 station: station.to_string(),
@@ -355,6 +371,7 @@ mod tests {
                 issued_ms: 5_000,
                 centre_key: hex::encode(key.verifying_key().as_bytes()),
                 entries,
+                groups: BTreeMap::new(),
             },
             key,
         )
@@ -459,5 +476,59 @@ mod tests {
         );
         assert!(parse_day("2025-02-30").is_err());
         assert!(parse_day("02/12/2025").is_err());
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    #[test]
+    fn a_badge_works_on_the_stations_of_its_groups_and_nowhere_else() {
+        let centre = SigningKey::from_bytes(&[8; 32]);
+        let badge = SigningKey::from_bytes(&[9; 32]);
+        let entry = RosterEntry {
+            id: "OFF-G".into(),
+            name: "G".into(),
+            role: Role::Officer,
+            badge: hex::encode(badge.verifying_key().as_bytes()),
+            stations: vec!["@NORTH".into(), "VAN-9".into()],
+            valid_from_ms: 0,
+            valid_until_ms: None,
+            revoked: None,
+        };
+        let groups = BTreeMap::from([(
+            "NORTH".to_string(),
+            vec!["VAN-1".to_string(), "VAN-2".to_string()],
+        )]);
+        let r = Roster::sign(
+            RosterBody {
+                format: ROSTER_FORMAT.into(),
+                version: 1,
+                issued_ms: 1,
+                centre_key: hex::encode(centre.verifying_key().as_bytes()),
+                entries: vec![entry.clone()],
+                groups,
+            },
+            &centre,
+        );
+        let back = Roster::verify(&r.to_bytes(), &[centre.verifying_key()]).unwrap();
+        let key = entry.badge.clone();
+        for (station, ok) in [
+            ("VAN-1", true),
+            ("VAN-2", true),
+            ("VAN-9", true),
+            ("VAN-3", false),
+        ] {
+            assert_eq!(
+                back.allows("OFF-G", &key, station, Role::Officer, 5)
+                    .is_ok(),
+                ok,
+                "{station}"
+            );
+        }
+        // An unknown group names no station.
+        assert!(!entry.works_on("VAN-1", &BTreeMap::new()));
     }
 }

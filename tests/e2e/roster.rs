@@ -613,3 +613,73 @@ fn the_centre_refuses_a_bundle_countersigned_by_a_non_supervisor_and_holds_unlis
     assert_eq!(rows.len(), 1, "{list}");
     assert_eq!(rows[0]["status"], "held", "{list}");
 }
+
+/// A badge listed for a station group works on the group's stations only; putting a van in the
+/// group issues a roster version that lets the badge in there too.
+#[test]
+fn a_badge_for_a_station_group_works_on_the_group_s_vans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let central = Central::init(&tmp.path().join("centre"));
+    let north = station_for(&central, &tmp.path().join("n"), "VAN-N1");
+    let south = station_for(&central, &tmp.path().join("s"), "VAN-S1");
+    let out = central.run(&[
+        "station",
+        "group",
+        "add",
+        "--group",
+        "NORTH",
+        "--station",
+        "VAN-N1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = central.run(&[
+        "station",
+        "group",
+        "add",
+        "--group",
+        "NORTH",
+        "--station",
+        "VAN-XX",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "an unknown van: {}", text(&out));
+    roster_add(&central, "OFF-G", "officer", "@NORTH");
+    let take_roster = |dir: &std::path::Path| {
+        let file = tmp.path().join("roster.json");
+        assert!(central
+            .run(&["roster", "export", "--out", file.to_str().unwrap()])
+            .status
+            .success());
+        let out = run(dir, &["roster", "import", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    take_roster(&north);
+    take_roster(&south);
+    crate::common::enrol_as(&north, "OFF-G", 1, 1);
+    let out = run(
+        &south,
+        &["enrol", "--simulate", "--officer", "OFF-G", "--count", "1"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("VAN-S1"), "{}", text(&out));
+    assert_eq!(records(&south), 0);
+
+    let (code, v) = central.json(&[
+        "station",
+        "group",
+        "add",
+        "--group",
+        "NORTH",
+        "--station",
+        "VAN-S1",
+    ]);
+    assert_eq!(code, 0, "{v}");
+    assert!(v["roster"].as_u64().is_some(), "a new roster version: {v}");
+    take_roster(&south);
+    crate::common::enrol_as(&south, "OFF-G", 1, 2);
+    let (_, groups) = central.json(&["station", "group", "list"]);
+    assert_eq!(
+        groups["NORTH"],
+        serde_json::json!(["VAN-N1", "VAN-S1"]),
+        "{groups}"
+    );
+}

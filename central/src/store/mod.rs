@@ -74,6 +74,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0011_restore_links.sql")),
         M::up(include_str!("../../migrations/0012_held_decisions.sql")),
         M::up(include_str!("../../migrations/0013_key_rotations.sql")),
+        M::up(include_str!("../../migrations/0015_station_groups.sql")),
     ])
 }
 

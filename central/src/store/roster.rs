@@ -59,7 +59,95 @@ fn entries_in(conn: &Connection) -> rusqlite::Result<Vec<RosterEntry>> {
     rows.collect()
 }
 
+/// Station groups: name -> station ids.
+fn groups_in(
+    conn: &Connection,
+) -> rusqlite::Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT name, station FROM station_groups ORDER BY name, station")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut groups = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for row in rows {
+        let (name, station) = row?;
+        groups.entry(name).or_default().push(station);
+    }
+    Ok(groups)
+}
+
+/// Group names: like officer ids, without the `@`.
+fn check_group_name(name: &str) -> Result<(), CentreError> {
+    if name.is_empty()
+        || name.len() > 40
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(CentreError::Roster(format!(
+            "group name {name:?} must be 1-40 letters, digits, '-' or '_'"
+        )));
+    }
+    Ok(())
+}
+
 impl CentreStore {
+    /// Station groups as the roster carries them.
+    pub fn station_groups(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, CentreError> {
+        let conn = lock(&self.conn);
+        groups_in(&conn).map_err(|e| self.sql(e))
+    }
+
+    /// Put `station` in group `name` (`add`) or take it out, and issue the next roster version
+    /// (when there is a roster): a badge listed for `@name` follows at the vans' next roster.
+    pub fn station_group_change(
+        &self,
+        name: &str,
+        station: &str,
+        add: bool,
+        now_ms: i64,
+    ) -> Result<Option<Roster>, CentreError> {
+        check_group_name(name)?;
+        let mut conn = lock(&self.conn);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.sql(e))?;
+        let changed = if add {
+            let known: bool = tx
+                .query_row("SELECT count(*) FROM stations WHERE id = ?1", [station], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(|e| self.sql(e))?
+                > 0;
+            if !known {
+                return Err(CentreError::UnknownStation(station.to_string()));
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO station_groups (name, station, added_ms) VALUES (?1, ?2, ?3)",
+                params![name, station, now_ms],
+            )
+        } else {
+            tx.execute(
+                "DELETE FROM station_groups WHERE name = ?1 AND station = ?2",
+                params![name, station],
+            )
+        }
+        .map_err(|e| self.sql(e))?;
+        let has_roster: bool = tx
+            .query_row("SELECT count(*) FROM roster_versions", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(|e| self.sql(e))?
+            > 0;
+        let roster = if changed > 0 && has_roster && self.signer.get().is_some() {
+            Some(self.issue_in(&tx, now_ms)?)
+        } else {
+            None
+        };
+        tx.commit().map_err(|e| self.sql(e))?;
+        Ok(roster)
+    }
+
     fn roster_signer(&self) -> Result<&ed25519_dalek::SigningKey, CentreError> {
         self.signer.get().ok_or_else(|| {
             CentreError::Roster(
@@ -77,6 +165,7 @@ impl CentreStore {
             .query_row("SELECT max(version) FROM roster_versions", [], |r| r.get(0))
             .map_err(|e| self.sql(e))?;
         let version = last.unwrap_or(0) as u64 + 1;
+        let groups = groups_in(tx).map_err(|e| self.sql(e))?;
         let roster = Roster::sign(
             RosterBody {
                 format: ROSTER_FORMAT.into(),
@@ -84,6 +173,7 @@ impl CentreStore {
                 issued_ms: now_ms,
                 centre_key: hex::encode(key.verifying_key().as_bytes()),
                 entries,
+                groups,
             },
             key,
         );
@@ -107,6 +197,11 @@ impl CentreStore {
                 entry.id
             ))
         })?;
+        for s in &entry.stations {
+            if let Some(group) = s.strip_prefix(tasjil_sync::roster::GROUP_PREFIX) {
+                check_group_name(group)?;
+            }
+        }
         if entry.stations.is_empty() {
             return Err(CentreError::Roster(format!(
                 "{}: name at least one station, or * for every station",
