@@ -354,8 +354,9 @@ impl CentreStore {
         let verified = sum(&|_, s, _| s == "verified");
         let awaiting_issuance = sum(&|_, s, i| waiting(s, i));
         let reenrol = sum(&|_, s, i| s == "verified" && i == "reenrol");
-        // Refused and never stored, plus stored records central staff rejected after holding them.
-        let rejected = self.stats_in(&conn)?.rejected + sum(&|_, s, _| s == "rejected");
+        // Refused and never stored, plus stored records central staff rejected after holding
+        // them: both are in `stats`.
+        let rejected = self.stats_in(&conn)?.rejected;
 
         let mut stations = Vec::new();
         {
