@@ -2,13 +2,15 @@
 //! one JSON object with `--json`; exit 0 on success, 1 when a problem was found (named in the
 //! output), 2 on bad usage. The work itself lives in the `tasjil_central` library.
 
+mod bench_archive;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use tasjil_central::store::StationState;
+use tasjil_central::store::{default_sample, ListCursor, StationState, VerifyScope};
 use tasjil_central::{now_ms, CentreStore};
 use tasjil_sync::output::{finish, say, Output};
 use tasjil_sync::{CentreKeys, StationPublic};
@@ -69,10 +71,27 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
-    /// List stored records (never demographics).
-    List,
-    /// Re-check every stored envelope and payload: signatures, chains, payload hashes.
-    Verify,
+    /// List stored records (never demographics), by station and sequence, written as they are
+    /// read (memory stays flat however large the archive).
+    List {
+        /// At most this many records; the output then names the cursor of the next page.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// Start after this cursor (`next` of the previous page).
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
+    },
+    /// Check stored envelopes and payloads (signatures, chains, payload hashes): those stored
+    /// since the last run plus a rotating sample of the rest; `--full` for everything.
+    Verify {
+        /// Check every record and payload.
+        #[arg(long)]
+        full: bool,
+        /// Records already checked to check again this run (default 1 % of the records, at
+        /// least 100; the sample rotates through the archive run after run).
+        #[arg(long, value_name = "N", conflicts_with = "full")]
+        sample: Option<u64>,
+    },
     /// Counts of stations and records.
     Stats,
     /// Receive syncs from registered stations over HTTP until interrupted (Ctrl-C or SIGTERM).
@@ -157,6 +176,26 @@ enum BenchCommand {
     },
     /// What the cross-process payload writer costs: the same payloads written through the store
     /// and bare (temporary name, fsync, rename), interleaved; prints the medians and the ratio.
+    /// The archive commands on a centre filled through the real ingest path: `verify`
+    /// (incremental against `--full`), `list --json` peak memory, `stats`, against the goals.
+    Archive {
+        /// Records to fill the centre with before measuring.
+        #[arg(long, default_value_t = 100_000)]
+        records: u64,
+        /// Records arriving after the full verify, for the incremental one.
+        #[arg(long, default_value_t = 1000)]
+        new: u64,
+        /// Stations the records come from.
+        #[arg(long, default_value_t = 20)]
+        stations: u64,
+        /// Sealed payload size in KiB (a real one is about 2 MB; small keeps the disk in bounds,
+        /// and makes the full verify cheaper than on a real archive).
+        #[arg(long, default_value_t = 8)]
+        payload_kib: usize,
+        /// Keep the centre in this (new) directory instead of a temporary one.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
     Payloads {
         #[arg(long, default_value_t = 300)]
         count: u32,
@@ -313,7 +352,33 @@ enum GroupCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
+    if let Command::List { limit, after } = &cli.command {
+        // Written as it is read, not collected into one `Output`.
+        let listed = data_dir(cli.data_dir.clone())
+            .and_then(|dir| list(&dir, json, *limit, after.as_deref()));
+        return match listed {
+            Ok(()) => ExitCode::SUCCESS,
+            // A closed pipe (`list | head`) ends the listing quietly.
+            Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
+            Err(e) => finish(Err(e), json),
+        };
+    }
     finish(run(cli), json)
+}
+
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    let pipe = Some(std::io::ErrorKind::BrokenPipe);
+    e.downcast_ref::<std::io::Error>().map(std::io::Error::kind) == pipe
+        || e.downcast_ref::<serde_json::Error>()
+            .and_then(serde_json::Error::io_error_kind)
+            == pipe
+}
+
+fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(d) => Ok(d),
+        None => default_data_dir(),
+    }
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -347,10 +412,7 @@ fn open_store(dir: &Path) -> anyhow::Result<CentreStore> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<Output> {
-    let dir = match cli.data_dir {
-        Some(d) => d,
-        None => default_data_dir()?,
-    };
+    let dir = data_dir(cli.data_dir)?;
     match cli.command {
         Command::Init => init(&dir),
         Command::Station {
@@ -416,7 +478,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             bundle,
             receipt_out,
         } => import(&dir, &bundle, receipt_out),
-        Command::List => list(&dir),
+        Command::List { .. } => unreachable!("list is run by main"),
         Command::ExportNist {
             id,
             station,
@@ -436,6 +498,31 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
                 },
         } => bench_console(records, stations, rounds, keep),
         Command::Bench {
+            what:
+                BenchCommand::Archive {
+                    records,
+                    new,
+                    stations,
+                    payload_kib,
+                    keep,
+                },
+        } => {
+            let kept = keep.is_some();
+            let dir = bench_archive::scratch(keep)?;
+            let result = bench_archive::archive(&dir, records, new, stations, payload_kib * 1024);
+            if !kept {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            let b = result?;
+            let profile = if cfg!(debug_assertions) {
+                "dev"
+            } else {
+                "release"
+            };
+            let table = bench_archive::table(&b, profile);
+            Ok(Output::ok(serde_json::to_value(&b)?, table))
+        }
+        Command::Bench {
             what: BenchCommand::Payloads { count, size_kib },
         } => {
             let dir = tasjil_central::bench::scratch_dir();
@@ -450,7 +537,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             let table = tasjil_central::bench_payloads::table(&b, profile);
             Ok(Output::ok(serde_json::to_value(&b)?, table))
         }
-        Command::Verify => verify(&dir),
+        Command::Verify { full, sample } => verify(&dir, full, sample),
         Command::Stats => {
             let stats = open_store(&dir)?.stats()?;
             Ok(Output::ok(
@@ -1047,25 +1134,82 @@ fn progress_bar() -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-fn list(dir: &Path) -> anyhow::Result<Output> {
-    let records = open_store(dir)?.list()?;
-    let mut human = format!(
-        "{:<20}  {:>6}  {:<26}  {:<10}  {:>10}",
-        "station", "seq", "id", "status", "payload"
-    );
-    for r in &records {
-        human.push_str(&format!(
-            "\n{:<20}  {:>6}  {:<26}  {:<10}  {:>10}",
-            r.station, r.seq, r.id, r.status, r.payload_len
-        ));
+/// `list`: each record printed as it is read; JSON is `{"records":[...],"next":CURSOR|null}`
+/// written incrementally.
+fn list(dir: &Path, json: bool, limit: Option<u64>, after: Option<&str>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let after = after
+        .map(|a| {
+            ListCursor::decode(a).with_context(|| format!("{a:?} is not a cursor from `list`"))
+        })
+        .transpose()?;
+    let store = open_store(dir)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if json {
+        out.write_all(b"{\"records\":[")?;
+    } else {
+        writeln!(
+            out,
+            "{:<20}  {:>6}  {:<26}  {:<10}  {:>10}",
+            "station", "seq", "id", "status", "payload"
+        )?;
     }
-    human.push_str(&format!("\n{} records", records.len()));
-    Ok(Output::ok(json!({ "records": records }), human))
+    let mut n = 0u64;
+    let next = store.list_each(after.as_ref(), limit, |r| -> anyhow::Result<()> {
+        if json {
+            if n > 0 {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut out, &r)?;
+        } else {
+            writeln!(
+                out,
+                "{:<20}  {:>6}  {:<26}  {:<10}  {:>10}",
+                r.station, r.seq, r.id, r.status, r.payload_len
+            )?;
+        }
+        n += 1;
+        Ok(())
+    })?;
+    let next = next.map(|c| c.encode());
+    if json {
+        write!(out, "],\"next\":{}}}", serde_json::to_string(&next)?)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{n} records")?;
+        if let Some(next) = next {
+            writeln!(out, "next page: --after {next}")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
-fn verify(dir: &Path) -> anyhow::Result<Output> {
-    let report = open_store(dir)?.verify_all()?;
-    let mut human = format!("{} of {} records valid", report.valid, report.records);
+fn verify(dir: &Path, full: bool, sample: Option<u64>) -> anyhow::Result<Output> {
+    let store = open_store(dir)?;
+    let scope = if full {
+        VerifyScope::Full
+    } else {
+        let sample = match sample {
+            Some(n) => n,
+            None => default_sample(store.stats()?.records),
+        };
+        VerifyScope::Incremental { sample }
+    };
+    let report = store.verify(scope)?;
+    let c = &report.checked;
+    let mut human = if full {
+        format!(
+            "{} of {} records valid (all checked)",
+            report.valid, report.records
+        )
+    } else {
+        format!(
+            "{} of {} records valid ({} new and {} earlier ones checked; --full checks all)",
+            report.valid, report.records, c.new, c.sampled
+        )
+    };
     for p in &report.problems {
         human.push_str(&format!("\n  PROBLEM {}: {}", p.id, p.reason));
     }

@@ -302,7 +302,13 @@ fn sync_and_usb_import_of_the_same_records_at_once_never_corrupt_the_centre() {
     assert_eq!(code, 0, "{sync}");
     drop(serve);
     let blobs = central.dir.join("blobs");
-    for entry in std::fs::read_dir(&blobs).unwrap() {
+    // Payload files live under blobs/<first two hex digits>/.
+    let files = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|d| d.unwrap())
+        .filter(|d| d.file_name().len() == 2)
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap());
+    for entry in files {
         let entry = entry.unwrap();
         let name = entry.file_name().into_string().unwrap();
         if name.len() == 64 {

@@ -1,4 +1,6 @@
-//! Sealed payloads as files named by the SHA-256 of their bytes under `blobs/`, uploaded in
+//! Sealed payloads as files named by the SHA-256 of their bytes under `blobs/<first two hex
+//! digits>/` (256 directories, so a year of national data is ~17 000 files a directory rather
+//! than 4.3 million in one), uploaded in
 //! resumable chunks under `blobs/partial/` and renamed into place only once their hash checks out.
 //!
 //! Safe with any number of processes on one data directory (the server, `import`, the CLI): every
@@ -8,6 +10,11 @@
 //! no other writer uses, hashed, then renamed. A payload file is never trusted for its name alone:
 //! one whose bytes do not hash to its name is moved to `blobs/damaged/` and treated as absent, so
 //! the station's next upload replaces it.
+//!
+//! Stores from before the fan-out kept every payload flat in `blobs/`: [`CentreStore::open`]
+//! moves any such file into its directory once, under the writer lock (see
+//! [`CentreStore::fan_out_blobs`]). Partial uploads stay flat in `blobs/partial/` (there are only
+//! ever a few), damaged files in `blobs/damaged/`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -50,6 +57,16 @@ fn file_len(path: &Path) -> Result<Option<u64>, CentreError> {
     }
 }
 
+/// Whether `name` is a payload address (64 lowercase hex digits).
+fn is_address(name: &str) -> bool {
+    check_address(name).is_ok()
+}
+
+/// The 256 fan-out directory names, `00` to `ff`.
+fn fan_names() -> impl Iterator<Item = String> {
+    (0..=255u8).map(|b| format!("{b:02x}"))
+}
+
 fn hash_file(path: &Path) -> Result<String, CentreError> {
     let mut file = File::open(path).map_err(|e| CentreError::io(path, e))?;
     let mut hasher = Sha256::new();
@@ -88,6 +105,69 @@ impl Drop for BlobWriter<'_> {
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl CentreStore {
+    /// Make the 256 fan-out directories and move payload files a store from before the fan-out
+    /// kept flat in `blobs/` into theirs (once: afterwards `blobs/` holds only directories and the
+    /// lock). Called by [`Self::open`], under the writer lock, so a concurrent writer of this
+    /// version never sees a half-moved store.
+    pub(super) fn fan_out_blobs(&self) -> Result<(), CentreError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let _writer = self.blob_writer()?;
+        let mut changed = false;
+        for name in fan_names() {
+            let dir = self.blobs.join(name);
+            match fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => changed = true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(CentreError::io(&dir, e)),
+            }
+        }
+        let entries = fs::read_dir(&self.blobs).map_err(|e| CentreError::io(&self.blobs, e))?;
+        let mut moved = 0u64;
+        for entry in entries {
+            let entry = entry.map_err(|e| CentreError::io(&self.blobs, e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !is_address(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let to = self.complete_path(&name);
+            fs::rename(entry.path(), &to).map_err(|e| CentreError::io(&to, e))?;
+            moved += 1;
+        }
+        if moved > 0 {
+            for name in fan_names() {
+                sync_dir(&self.blobs.join(name))?;
+            }
+            tracing::info!(moved, "payload files moved into blobs/<xx>/ directories");
+        }
+        if changed || moved > 0 {
+            sync_dir(&self.blobs)?;
+        }
+        Ok(())
+    }
+
+    /// Every complete payload file's address, by directory (unsorted).
+    pub(super) fn blob_names(&self) -> Result<Vec<String>, CentreError> {
+        let mut names = Vec::new();
+        for fan in fan_names() {
+            let dir = self.blobs.join(fan);
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(CentreError::io(&dir, e)),
+            };
+            names.extend(
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| is_address(n)),
+            );
+        }
+        Ok(names)
+    }
+
     /// Take the payload writer lock, waiting for writers in this and other processes.
     pub(super) fn blob_writer(&self) -> Result<BlobWriter<'_>, CentreError> {
         let in_process = lock(&self.blob_writer);
@@ -126,7 +206,8 @@ impl CentreStore {
         let to = damaged.join(format!("{sha256}.{}", crate::now_ms()));
         let from = self.complete_path(sha256);
         fs::rename(&from, &to).map_err(|e| CentreError::io(&from, e))?;
-        sync_dir(&self.blobs)?;
+        sync_dir(&self.fan_dir(sha256))?;
+        sync_dir(&damaged)?;
         tracing::error!(sha256, moved_to = %to.display(), "payload file does not hash to its name; moved aside, a new upload will replace it");
         Ok(to)
     }
@@ -150,8 +231,13 @@ impl CentreStore {
         }
     }
 
-    fn complete_path(&self, sha256: &str) -> PathBuf {
-        self.blobs.join(sha256)
+    /// `blobs/<first two hex digits>/`: where the payload `sha256` lives.
+    fn fan_dir(&self, sha256: &str) -> PathBuf {
+        self.blobs.join(sha256.get(..2).unwrap_or("00"))
+    }
+
+    pub(super) fn complete_path(&self, sha256: &str) -> PathBuf {
+        self.fan_dir(sha256).join(sha256)
     }
 
     fn partial_path(&self, sha256: &str) -> PathBuf {
@@ -239,7 +325,7 @@ impl CentreStore {
             });
         }
         fs::rename(&partial, &complete).map_err(|e| CentreError::io(&complete, e))?;
-        sync_dir(&self.blobs)?;
+        sync_dir(&self.fan_dir(sha256))?;
         tracing::debug!(sha256, len = have, "payload received");
         Ok(BlobState::Complete { len: have })
     }
@@ -286,8 +372,12 @@ impl CentreStore {
     }
 
     /// Make payloads stored by [`Self::put_blob_whole`] durable under their names.
+    /// (Every fan-out directory: an fsync of one nothing changed in costs next to nothing.)
     pub fn sync_blobs(&self) -> Result<(), CentreError> {
-        sync_dir(&self.blobs)
+        for name in fan_names() {
+            sync_dir(&self.blobs.join(name))?;
+        }
+        Ok(())
     }
 
     /// The complete payload with this address. Its hash is checked by whoever uses it against the

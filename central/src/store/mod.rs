@@ -49,7 +49,9 @@ pub use bundles::BundleImport;
 pub use decide::{Ingested, MAX_ENVELOPE};
 pub use error::CentreError;
 pub use links::{LinkStored, RestoreLinkRow};
-pub use queries::{CentreRecord, Problem, Stats, VerifyReport};
+pub use queries::{
+    default_sample, CentreRecord, Checked, ListCursor, Problem, Stats, VerifyReport, VerifyScope,
+};
 pub use registry::{StationInfo, StationState};
 /// The centre's answer about one enrolment id of a station (the wire type itself).
 pub use tasjil_sync::protocol::RecordStatus;
@@ -74,6 +76,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/0011_restore_links.sql")),
         M::up(include_str!("../../migrations/0012_held_decisions.sql")),
         M::up(include_str!("../../migrations/0013_key_rotations.sql")),
+        M::up(include_str!("../../migrations/0014_verify_state.sql")),
         M::up(include_str!("../../migrations/0015_station_groups.sql")),
     ])
 }
@@ -124,7 +127,7 @@ impl CentreStore {
         let mut conn =
             Connection::open(&db_path).map_err(|e| CentreError::from_sqlite(&db_path, e))?;
         setup(&mut conn, &db_path)?;
-        Ok(CentreStore {
+        let store = CentreStore {
             conn: Mutex::new(conn),
             db_path,
             blobs,
@@ -139,7 +142,9 @@ impl CentreStore {
             },
             signer: std::sync::OnceLock::new(),
             rosters: Mutex::new(std::collections::HashMap::new()),
-        })
+        };
+        store.fan_out_blobs()?;
+        Ok(store)
     }
 
     fn sql(&self, e: rusqlite::Error) -> CentreError {

@@ -123,6 +123,11 @@ fn payload(n: u8) -> Vec<u8> {
     (0..1000u32).map(|i| (i as u8).wrapping_mul(n)).collect()
 }
 
+/// Where the payload `sha` lives: `blobs/<first two hex digits>/<sha>`.
+fn blob_file(dir: &std::path::Path, sha: &str) -> std::path::PathBuf {
+    dir.join("blobs").join(&sha[..2]).join(sha)
+}
+
 fn upload(store: &CentreStore, sealed: &[u8]) {
     let state = store
         .put_blob_chunk(&sha256_hex(sealed), 0, sealed.len() as u64, sealed)
@@ -381,7 +386,7 @@ fn payload_that_does_not_match_the_envelope_is_refused() {
 
     // A payload file damaged on disk after upload is not the payload: the station is told to
     // send it (again), never that its own record is wrong.
-    let path = dir.path().join("blobs").join(sha256_hex(&sealed));
+    let path = blob_file(dir.path(), &sha256_hex(&sealed));
     let mut bytes = fs::read(&path).unwrap();
     bytes[3] ^= 0x40;
     fs::write(&path, bytes).unwrap();
@@ -543,7 +548,7 @@ fn verify_all_names_a_damaged_payload_file_and_a_damaged_envelope_row() {
     let report = store.verify_all().unwrap();
     assert_eq!((report.ok, report.records, report.valid), (true, 3, 3));
 
-    let blob = dir.path().join("blobs").join(sha256_hex(&payload(2)));
+    let blob = blob_file(dir.path(), &sha256_hex(&payload(2)));
     let good = fs::read(&blob).unwrap();
     let mut bad = good.clone();
     bad[100] ^= 1;
@@ -574,7 +579,7 @@ fn verify_all_names_a_damaged_payload_file_and_a_damaged_envelope_row() {
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(
         json.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["ok", "orphans", "problems", "records", "repaired", "valid"]
+        ["checked", "ok", "orphans", "problems", "records", "repaired", "valid"]
     );
     assert!(json["problems"][0]["reason"].is_string());
 }
@@ -735,7 +740,7 @@ fn two_writers_of_one_payload_never_leave_a_wrong_file() {
         let whole = std::thread::spawn(move || b.put_blob_whole(&sha2, &s2).unwrap());
         chunked.join().unwrap();
         assert!(matches!(whole.join().unwrap(), BlobState::Complete { .. }));
-        let on_disk = fs::read(dir.path().join("blobs").join(&sha)).unwrap();
+        let on_disk = fs::read(blob_file(dir.path(), &sha)).unwrap();
         assert_eq!(
             sha256_hex(&on_disk),
             sha,
@@ -756,7 +761,7 @@ fn a_damaged_payload_file_is_replaced_not_trusted() {
     let (dir, store, van) = setup();
     let sealed = payload(9);
     upload(&store, &sealed);
-    let blob = dir.path().join("blobs").join(sha256_hex(&sealed));
+    let blob = blob_file(dir.path(), &sha256_hex(&sealed));
     let mut bad = fs::read(&blob).unwrap();
     bad.extend_from_slice(&bad.clone());
     fs::write(&blob, &bad).unwrap();
@@ -781,7 +786,7 @@ fn a_damaged_payload_file_is_replaced_not_trusted() {
 
     let stray = payload(10);
     upload(&store, &stray);
-    let stray_file = dir.path().join("blobs").join(sha256_hex(&stray));
+    let stray_file = blob_file(dir.path(), &sha256_hex(&stray));
     fs::write(&stray_file, b"not the payload").unwrap();
     let report = store.verify_all().unwrap();
     assert!(report.ok, "{:?}", report.problems);
@@ -1341,4 +1346,117 @@ fn a_restore_link_opens_a_branch_that_blocks_nothing() {
     assert!(report.ok, "{report:?}");
     assert_eq!(report.valid, 6);
     assert_eq!(store.restore_links().unwrap().len(), 1);
+}
+
+/// Payload files live under `blobs/<first two hex digits>/`; a store from before the fan-out has
+/// them flat in `blobs/`, and opening it moves them into place (once), where ingest, verify and
+/// the orphan listing find them.
+#[test]
+fn payload_files_are_fanned_out_and_flat_ones_moved_into_place_at_open() {
+    let (dir, store, van) = setup();
+    chain(&store, &van, 2);
+    let stray = payload(40);
+    upload(&store, &stray);
+    let sha = sha256_hex(&payload(1));
+    let fanned = blob_file(dir.path(), &sha);
+    assert!(fanned.is_file());
+    drop(store);
+
+    // As an older centre left them: flat.
+    let flat = dir.path().join("blobs").join(&sha);
+    fs::rename(&fanned, &flat).unwrap();
+    let stray_flat = dir.path().join("blobs").join(sha256_hex(&stray));
+    fs::rename(blob_file(dir.path(), &sha256_hex(&stray)), &stray_flat).unwrap();
+
+    let store = CentreStore::open(dir.path()).unwrap();
+    assert!(!flat.exists() && !stray_flat.exists());
+    assert!(fanned.is_file());
+    assert_eq!(
+        store.blob_state(&sha).unwrap(),
+        BlobState::Complete {
+            len: payload(1).len() as u64
+        }
+    );
+    let report = store.verify_all().unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.orphans, vec![sha256_hex(&stray)]);
+    assert!(dir.path().join("blobs/.writer.lock").is_file());
+    assert!(dir.path().join("blobs/partial").is_dir());
+}
+
+/// `verify` checks what is new since its last run plus a rotating sample; a damaged record the
+/// sample reaches keeps being reported until it is put right; `--full` always sees it.
+#[test]
+fn incremental_verify_checks_new_records_and_a_rotating_sample() {
+    use super::{VerifyScope::Full, VerifyScope::Incremental};
+    let (dir, store, van) = setup();
+    let envs = chain(&store, &van, 3);
+    let r = store.verify(Incremental { sample: 0 }).unwrap();
+    assert!(r.ok, "{:?}", r.problems);
+    assert_eq!((r.records, r.valid, r.checked.new), (3, 3, 3));
+    let r = store.verify(Incremental { sample: 0 }).unwrap();
+    assert_eq!((r.records, r.checked.new, r.checked.sampled), (3, 0, 0));
+
+    // A fourth record is new; its chain is checked against the hash verified last time.
+    let sealed = payload(4);
+    upload(&store, &sealed);
+    let env = van.envelope(4, &envs[2].hash().unwrap(), &sealed);
+    store.ingest(&env.to_bytes().unwrap(), NOW + 4).unwrap();
+    let r = store.verify(Incremental { sample: 0 }).unwrap();
+    assert!(r.ok, "{:?}", r.problems);
+    assert_eq!((r.records, r.checked.new), (4, 1));
+
+    // Damage an old payload: no new record, no sample, not seen; the sample finds it, and from
+    // then on every run reports it until it is put right.
+    let blob = blob_file(dir.path(), &sha256_hex(&payload(2)));
+    let good = fs::read(&blob).unwrap();
+    let mut bad = good.clone();
+    bad[7] ^= 1;
+    fs::write(&blob, &bad).unwrap();
+    assert!(store.verify(Incremental { sample: 0 }).unwrap().ok);
+    let r = store.verify(Incremental { sample: 100 }).unwrap();
+    assert!(!r.ok);
+    assert_eq!(r.checked.sampled, 4);
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    assert_eq!(r.problems[0].id, envs[1].body().id);
+    let r = store.verify(Incremental { sample: 0 }).unwrap();
+    assert_eq!((r.ok, r.valid, r.checked.new), (false, 3, 3));
+    let r = store.verify(Full).unwrap();
+    assert_eq!((r.ok, r.valid, r.checked.full), (false, 3, 4));
+    fs::write(&blob, &good).unwrap();
+    let r = store.verify(Incremental { sample: 0 }).unwrap();
+    assert!(r.ok, "{:?}", r.problems);
+    assert_eq!(r.checked.new, 3);
+    assert_eq!(
+        store.verify(Incremental { sample: 0 }).unwrap().checked.new,
+        0
+    );
+
+    // The sample rotates: two runs of two cover all four records.
+    let a = store.verify(Incremental { sample: 2 }).unwrap();
+    let b = store.verify(Incremental { sample: 2 }).unwrap();
+    assert_eq!((a.checked.sampled, b.checked.sampled), (2, 2));
+}
+
+/// `list` pages by cursor in station and sequence order.
+#[test]
+fn list_pages_by_cursor() {
+    let (_dir, store, van) = setup();
+    chain(&store, &van, 5);
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let next = store
+            .list_each(after.as_ref(), Some(2), |r| {
+                seen.push(r.seq);
+                Ok::<_, CentreError>(())
+            })
+            .unwrap();
+        match next {
+            Some(c) => after = Some(ListCursor::decode(&c.encode()).unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![1, 2, 3, 4, 5]);
+    assert_eq!(store.list().unwrap().len(), 5);
 }
