@@ -76,6 +76,12 @@ pub enum Command {
     Devices,
     /// Open the citizen's previous card with this key and read its identity page.
     ReadPreviousCard(tasjil_drivers::emrtd::AccessKey),
+    /// The form as typed so far, kept in the draft (before an idle logout or a Cancel).
+    KeepForm(serde_json::Map<String, serde_json::Value>),
+    /// Take up the kept enrolment again.
+    ResumeDraft,
+    /// Discard the kept enrolment.
+    DiscardDraft,
 }
 
 #[derive(Debug)]
@@ -133,6 +139,8 @@ pub enum Event {
     Supervisor(super::supervisor::Event),
     /// The devices and their state (answer to [`Command::Devices`]).
     Devices(Vec<String>),
+    /// The kept enrolment was taken up again (answer to [`Command::ResumeDraft`]).
+    Resumed(Box<super::session::Resumed>),
     /// The previous card's chip was read (answer to [`Command::ReadPreviousCard`]).
     PreviousCard(Result<tasjil_drivers::emrtd::IdentityPage, tasjil_drivers::emrtd::ChipError>),
 }
@@ -330,6 +338,17 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
             return;
         }
         Command::Home => result(session.home().map(Event::Home)),
+        Command::KeepForm(data) => {
+            session.keep_form(data);
+            return;
+        }
+        Command::ResumeDraft => result(session.resume_draft().map(|r| Event::Resumed(Box::new(r)))),
+        Command::DiscardDraft => result(
+            session
+                .discard_draft()
+                .and_then(|()| session.home())
+                .map(Event::Home),
+        ),
         Command::Devices => Event::Devices(session.device_names()),
         Command::ReadPreviousCard(key) => Event::PreviousCard(session.read_previous_card(&key)),
         Command::Start => result(session.start().map(|()| Event::Step(Step::Identify))),
