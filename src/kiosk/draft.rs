@@ -23,9 +23,10 @@
 //! signs a fixed message naming the station and the officer, and the key is SHA-256 of that
 //! signature under a domain label ([`DraftKey::derive`]). Ed25519 signatures are deterministic
 //! (RFC 8032), so the same badge gives the same key at the next login — after an idle logout,
-//! a kiosk restart or a power cut — and the key is never written anywhere. Someone who copies
-//! the disk without the badge and its PIN cannot open the draft; another officer's badge gives
-//! another key, so another officer never sees the citizen.
+//! a kiosk restart or a power cut — and the key is never written anywhere. (The badge signs the
+//! label's SHA-256: a short input whatever the ids' length.) Someone who copies the disk
+//! without the badge and its PIN cannot open the draft; another officer's badge gives another
+//! key, so another officer never sees the citizen.
 //!
 //! **Limits, honestly.**
 //! - Whoever holds the badge *and* its PIN can open every draft that badge made on this
@@ -83,8 +84,10 @@ impl DraftKey {
     /// Ask the unlocked badge to sign the draft label of `station` and its officer; the key is
     /// the hash of the signature (deterministic Ed25519: the same badge, the same key).
     pub fn derive(badge: &mut dyn OfficerBadge, station: &str) -> Result<DraftKey, BadgeError> {
-        let message = format!("tasjil draft key v1\0{station}\0{}", badge.officer_id());
-        let mut signature = badge.sign(message.as_bytes())?;
+        let label = format!("tasjil draft key v1\0{station}\0{}", badge.officer_id());
+        // A 32-byte input whatever the ids' length (a card takes short inputs).
+        let digest: [u8; 32] = Sha256::digest(label.as_bytes()).into();
+        let mut signature = badge.sign(&digest)?;
         let mut h = Sha256::new();
         h.update(b"tasjil draft key v1 from signature\0");
         h.update(signature);
