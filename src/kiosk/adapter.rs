@@ -403,6 +403,11 @@ impl Kiosk {
         self.with_form(|f| f.fill(data));
     }
 
+    /// The last touch was `ms` ago (the test-only control: the idle countdown without waiting).
+    pub fn pretend_idle_since(&self, ms: i64) {
+        self.st.borrow_mut().login.touch(now_ms() - ms);
+    }
+
     /// Replace the pen's clock (monotonic milliseconds): tests drive the pad faster than a hand.
     pub fn set_pen_clock(&self, clock: impl Fn() -> u64 + 'static) {
         *self.pen_clock.borrow_mut() = Box::new(clock);
@@ -1584,6 +1589,15 @@ impl Kiosk {
                 match &h.draft {
                     None => a.set_draft(s("")),
                     Some(d) => {
+                        tracing::info!(
+                            "home: a kept enrolment is offered ({}, at {:?})",
+                            if d.mine {
+                                "resume or discard"
+                            } else {
+                                "another officer's: discard only"
+                            },
+                            d.step
+                        );
                         a.set_draft(s(if d.mine { "mine" } else { "other" }));
                         a.set_draft_saved(s(format_utc(d.saved_ms)));
                         a.set_draft_step(s(step_name(d.step)));
