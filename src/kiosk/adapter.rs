@@ -973,6 +973,7 @@ impl Kiosk {
     fn bind_face(self: &Rc<Self>, ui: &AppWindow) {
         let a = ui.global::<FaceAdapter>();
         a.set_frames_needed(FRAMES_NEEDED as i32);
+        a.set_hold_seconds(super::worker::AUTO_CAPTURE_HOLD.as_secs() as i32);
         let k = Rc::downgrade(self);
         a.on_capture(move || {
             if let Some(k) = k.upgrade() {
@@ -1634,6 +1635,7 @@ impl Kiosk {
             Event::Frame {
                 frame,
                 good_frames,
+                countdown_ms,
                 min_quality,
                 fps,
             } => {
@@ -1649,6 +1651,7 @@ impl Kiosk {
                 a.set_advice(s(frame.advice));
                 a.set_min_quality(i32::from(min_quality));
                 a.set_good_frames(good_frames as i32);
+                a.set_countdown(countdown_ms.map_or(0, |ms| ms.div_ceil(1000) as i32));
                 a.set_fps(s(format!("{fps:.0} fps")));
                 if !a.get_camera_ok() {
                     a.set_camera_ok(true);
@@ -1677,6 +1680,7 @@ impl Kiosk {
                 a.set_result_quality(i32::from(face.shown_quality()));
                 a.set_result_left(left);
                 a.set_captured(face.step != Step::Face);
+                a.set_countdown(0);
                 if face.step != Step::Face {
                     // The preview stops with the photo taken: no frame rate to speak of.
                     a.set_fps(s(""));
@@ -1812,6 +1816,7 @@ fn clear_face_live(face: &FaceAdapter) {
     face.set_advice(s(""));
     face.set_quality(0);
     face.set_good_frames(0);
+    face.set_countdown(0);
     face.set_fps(s(""));
 }
 

@@ -1394,9 +1394,20 @@ fn an_officer_idle_after_face_and_fingers_logs_back_in_and_finishes_the_same_cit
         .kiosk
         .fill_form(&crate::schema::simulated_demographics(11, "new"));
     h.click("NavBar::next-ltr");
+    // The automatic photo is counted down over the picture before it is taken.
+    h.until("the countdown before the photo", |ui| {
+        ui.global::<FaceAdapter>().get_countdown() > 0
+    });
+    assert!(!h.ui().global::<FaceAdapter>().get_captured());
+    let started = Instant::now();
     h.until("face captured", |ui| {
         ui.global::<FaceAdapter>().get_captured()
     });
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_500),
+        "the photo waits for its countdown"
+    );
+    assert_eq!(h.ui().global::<FaceAdapter>().get_countdown(), 0);
     h.click("NavBar::next-ltr");
     assert_eq!(h.view(), "fingers");
     for _ in 0..3 {
