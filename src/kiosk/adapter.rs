@@ -74,6 +74,8 @@ struct State {
     card_birth: Option<String>,
     /// What the simulated previous card has printed on it.
     sim_card: Option<IdentityPage>,
+    /// The view Diagnostics was opened from, where its Back returns.
+    diagnostics_from: Option<String>,
 }
 
 /// The kiosk's UI side: owns the UI-thread controllers and the line to the worker.
@@ -178,6 +180,7 @@ impl Kiosk {
                 card_done: false,
                 card_birth: None,
                 sim_card: None,
+                diagnostics_from: None,
             }),
             frames_shown: std::cell::Cell::new(0),
             desk: RefCell::default(),
@@ -327,6 +330,9 @@ impl Kiosk {
         app.on_touched(move || {
             if let Some(k) = k.upgrade() {
                 k.st.borrow_mut().login.touch(now_ms());
+                if let Some(ui) = k.ui.upgrade() {
+                    ui.global::<App>().set_idle_left(0);
+                }
             }
         });
         let k = Rc::downgrade(self);
@@ -339,6 +345,10 @@ impl Kiosk {
         app.on_go(move |view| {
             if let (Some(k), Some(ui)) = (k.upgrade(), k.upgrade().and_then(|k| k.ui.upgrade())) {
                 if view == "diagnostics" {
+                    let from = ui.global::<App>().get_view().to_string();
+                    if from != "diagnostics" {
+                        k.st.borrow_mut().diagnostics_from = Some(from);
+                    }
                     k.fill_diagnostics(&ui);
                     k.send(Command::Devices);
                 }
@@ -376,6 +386,7 @@ impl Kiosk {
     /// The badge left the reader.
     pub fn remove_badge(&self) {
         let was = self.st.borrow_mut().login.remove_badge();
+        self.keep_form();
         self.send(Command::Logout);
         if let Some(ui) = self.ui.upgrade() {
             ui.global::<App>().set_officer(s(""));
@@ -390,6 +401,11 @@ impl Kiosk {
     /// Fill the demographics form of the enrolment in progress (the kiosk's test-only control).
     pub fn fill_form(&self, data: &serde_json::Map<String, serde_json::Value>) {
         self.with_form(|f| f.fill(data));
+    }
+
+    /// The last touch was `ms` ago (the test-only control: the idle countdown without waiting).
+    pub fn pretend_idle_since(&self, ms: i64) {
+        self.st.borrow_mut().login.touch(now_ms() - ms);
     }
 
     /// Replace the pen's clock (monotonic milliseconds): tests drive the pad faster than a hand.
@@ -436,14 +452,34 @@ impl Kiosk {
     /// Called every second by the kiosk's timer (and by tests with their own clock).
     pub fn tick(&self, now_ms: i64) {
         self.tick_supervisor(now_ms);
+        let left = self.st.borrow().login.idle_left(now_ms);
+        if let Some(ui) = self.ui.upgrade() {
+            let shown = left.map_or(0, |s| s as i32);
+            if ui.global::<App>().get_idle_left() != shown {
+                if shown > 0 && ui.global::<App>().get_idle_left() == 0 {
+                    tracing::info!("idle: logout in {shown} s unless the screen is touched");
+                }
+                ui.global::<App>().set_idle_left(shown);
+            }
+        }
         if self.st.borrow_mut().login.idle_check(now_ms) {
+            self.keep_form();
             self.send(Command::Logout);
             if let Some(ui) = self.ui.upgrade() {
+                ui.global::<App>().set_idle_left(0);
                 ui.global::<App>().set_officer(s(""));
                 self.reset_enrolment(&ui);
                 self.show_login(&ui);
                 self.status_msg(&ui, "idle", String::new(), false);
             }
+        }
+    }
+
+    /// The form as typed goes into the draft before the enrolment leaves the screen.
+    fn keep_form(&self) {
+        let data = self.st.borrow().form.as_ref().map(Form::data);
+        if let Some(data) = data {
+            self.send(Command::KeepForm(data));
         }
     }
 
@@ -555,6 +591,21 @@ impl Kiosk {
                 k.send(Command::Home);
             }
         });
+        let k = Rc::downgrade(self);
+        a.on_resume(move || {
+            if let Some(k) = k.upgrade() {
+                if let Some(ui) = k.ui.upgrade() {
+                    k.clear_status(&ui);
+                }
+                k.send(Command::ResumeDraft);
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_discard(move || {
+            if let Some(k) = k.upgrade() {
+                k.send(Command::DiscardDraft);
+            }
+        });
     }
 
     // ---- kind --------------------------------------------------------------------------------
@@ -588,6 +639,7 @@ impl Kiosk {
         let k = Rc::downgrade(self);
         a.on_cancel(move || {
             let Some(k) = k.upgrade() else { return };
+            k.keep_form();
             k.send(Command::Cancel);
             k.send(Command::Home);
             if let Some(ui) = k.ui.upgrade() {
@@ -921,6 +973,7 @@ impl Kiosk {
     fn bind_face(self: &Rc<Self>, ui: &AppWindow) {
         let a = ui.global::<FaceAdapter>();
         a.set_frames_needed(FRAMES_NEEDED as i32);
+        a.set_hold_seconds(super::worker::AUTO_CAPTURE_HOLD.as_secs() as i32);
         let k = Rc::downgrade(self);
         a.on_capture(move || {
             if let Some(k) = k.upgrade() {
@@ -1334,10 +1387,15 @@ impl Kiosk {
         });
         let k = Rc::downgrade(self);
         a.on_back(move || {
-            if let Some(k) = k.upgrade() {
-                if let Some(ui) = k.ui.upgrade() {
-                    k.go(&ui, "home");
-                }
+            let Some(k) = k.upgrade() else { return };
+            let Some(ui) = k.ui.upgrade() else { return };
+            let from = k.st.borrow_mut().diagnostics_from.take();
+            let back = from.unwrap_or_else(|| "home".into());
+            k.go(&ui, &back);
+            // Back to a face step still waiting for its photo: the preview starts again.
+            if back == "face" && !ui.global::<FaceAdapter>().get_captured() {
+                k.frame_free.store(true, Ordering::Release);
+                k.send(Command::Preview(true));
             }
         });
     }
@@ -1410,6 +1468,38 @@ impl Kiosk {
             }
             Step::Review => self.send(Command::Review),
         }
+    }
+
+    /// The kept enrolment was taken up again: the views get back what the officer had given
+    /// (the form, the fingers' tiles, the photo taken) and the step it was at is shown.
+    fn resumed(&self, ui: &AppWindow, r: super::session::Resumed) {
+        use super::draft::FingerMark;
+        self.reset_enrolment(ui);
+        let schema = self.st.borrow().schema.clone();
+        let mut form = Form::new(&schema, r.kind.as_str());
+        form.fill(&r.form);
+        {
+            let mut st = self.st.borrow_mut();
+            st.form = Some(form);
+            st.card_done =
+                r.step > Step::Demographics || r.form.contains_key("previous_card_number");
+            for (p, mark) in &r.fingers {
+                st.fingers[usize::from(p.code() - 1)] = match *mark {
+                    FingerMark::Accepted(q) => FingerStatus::Ok(q),
+                    FingerMark::Low(q) => FingerStatus::Low(q),
+                    FingerMark::Excepted => FingerStatus::Exception,
+                };
+            }
+        }
+        if let Some(q) = r.face_quality {
+            let f = ui.global::<FaceAdapter>();
+            f.set_captured(true);
+            f.set_result(s("accepted"));
+            f.set_result_quality(i32::from(q));
+        }
+        tracing::info!("enrolment resumed from its draft at {:?}", r.step);
+        self.status_msg(ui, "draft-resumed", String::new(), false);
+        self.show_step(r.step);
     }
 
     /// Apply what the worker sent. Called on the UI thread.
@@ -1494,8 +1584,26 @@ impl Kiosk {
                     self.fill_diagnostics(&ui);
                 }
             }
+            Event::Resumed(r) => self.resumed(&ui, *r),
             Event::Home(h) => {
                 let a = ui.global::<HomeAdapter>();
+                match &h.draft {
+                    None => a.set_draft(s("")),
+                    Some(d) => {
+                        tracing::info!(
+                            "home: a kept enrolment is offered ({}, at {:?})",
+                            if d.mine {
+                                "resume or discard"
+                            } else {
+                                "another officer's: discard only"
+                            },
+                            d.step
+                        );
+                        a.set_draft(s(if d.mine { "mine" } else { "other" }));
+                        a.set_draft_saved(s(format_utc(d.saved_ms)));
+                        a.set_draft_step(s(step_name(d.step)));
+                    }
+                }
                 a.set_today(h.today as i32);
                 a.set_records(h.records as i32);
                 a.set_unsent(h.unsent as i32);
@@ -1527,6 +1635,7 @@ impl Kiosk {
             Event::Frame {
                 frame,
                 good_frames,
+                countdown_ms,
                 min_quality,
                 fps,
             } => {
@@ -1542,6 +1651,7 @@ impl Kiosk {
                 a.set_advice(s(frame.advice));
                 a.set_min_quality(i32::from(min_quality));
                 a.set_good_frames(good_frames as i32);
+                a.set_countdown(countdown_ms.map_or(0, |ms| ms.div_ceil(1000) as i32));
                 a.set_fps(s(format!("{fps:.0} fps")));
                 if !a.get_camera_ok() {
                     a.set_camera_ok(true);
@@ -1570,6 +1680,7 @@ impl Kiosk {
                 a.set_result_quality(i32::from(face.shown_quality()));
                 a.set_result_left(left);
                 a.set_captured(face.step != Step::Face);
+                a.set_countdown(0);
                 if face.step != Step::Face {
                     // The preview stops with the photo taken: no frame rate to speak of.
                     a.set_fps(s(""));
@@ -1685,6 +1796,18 @@ impl Kiosk {
     }
 }
 
+/// A workflow step as the views name it.
+fn step_name(step: Step) -> &'static str {
+    match step {
+        Step::Identify => "identify",
+        Step::Demographics => "demographics",
+        Step::Face => "face",
+        Step::Fingers => "fingers",
+        Step::Signature => "signature",
+        Step::Review => "review",
+    }
+}
+
 /// Forget the live preview: its frame, guidance, score and frame rate (a new citizen, or a
 /// camera that stopped answering).
 fn clear_face_live(face: &FaceAdapter) {
@@ -1693,6 +1816,7 @@ fn clear_face_live(face: &FaceAdapter) {
     face.set_advice(s(""));
     face.set_quality(0);
     face.set_good_frames(0);
+    face.set_countdown(0);
     face.set_fps(s(""));
 }
 

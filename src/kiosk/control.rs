@@ -9,7 +9,9 @@
 //! `form-fill <seed> [field…]` (the sample without those fields), `form-next`,
 //! `camera <plug|unplug>`, `face-next`, `finger` (the fingers view's Capture), `fingers-next`,
 //! `sign-accept` (the signature view's Next), `review-confirm`, `confirm-pin <digits>`,
-//! `remove-badge`, `lang <code>`, `go <view>`.
+//! `remove-badge`, `lang <code>`, `go <view>`, `idle-since <ms>` (the last touch was that long
+//! ago: the idle countdown without waiting minutes), `resume` and `discard` (the home screen's
+//! kept enrolment).
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,6 +128,14 @@ fn apply(ui: &AppWindow, k: &Kiosk, plug: Option<&AtomicBool>, line: &str) -> Re
             }
         }
         "remove-badge" => ui.global::<App>().invoke_remove_badge(),
+        "idle-since" => {
+            let ms = arg
+                .parse()
+                .map_err(|e| format!("idle-since {arg:?}: {e}"))?;
+            k.pretend_idle_since(ms);
+        }
+        "resume" => ui.global::<HomeAdapter>().invoke_resume(),
+        "discard" => ui.global::<HomeAdapter>().invoke_discard(),
         "lang" => ui.global::<App>().invoke_set_lang(arg.into()),
         "" => {}
         other => return Err(format!("unknown control {other:?}")),

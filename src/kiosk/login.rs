@@ -7,6 +7,8 @@
 
 pub const PIN_LEN: usize = 6;
 pub const MAX_TRIES: u8 = 3;
+/// The screen warns this long before the idle logout, counting down.
+pub const IDLE_WARNING_MS: i64 = 30_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginState {
@@ -161,6 +163,14 @@ impl Login {
         self.last_activity_ms = now_ms;
     }
 
+    /// Seconds left before the idle logout, once fewer than [`IDLE_WARNING_MS`] remain (the
+    /// screen counts them down); `None` before that, or when nobody is logged in.
+    pub fn idle_left(&self, now_ms: i64) -> Option<i64> {
+        self.officer()?;
+        let left = self.idle_logout_ms - (now_ms - self.last_activity_ms);
+        (left > 0 && left <= IDLE_WARNING_MS).then(|| (left + 999) / 1000)
+    }
+
     /// Log out after the idle time. Returns true when this call logged the officer out.
     pub fn idle_check(&mut self, now_ms: i64) -> bool {
         if self.officer().is_some() && now_ms - self.last_activity_ms >= self.idle_logout_ms {
@@ -230,6 +240,11 @@ mod tests {
         type_pin(&mut l, "123456").unwrap();
         l.pin_result(true, None, 0);
         l.touch(500);
+        assert_eq!(
+            l.idle_left(1_400),
+            Some(1),
+            "the last second is counted down"
+        );
         assert!(!l.idle_check(1_400));
         assert!(l.idle_check(1_500));
         assert_eq!(l.officer(), None);
@@ -242,6 +257,22 @@ mod tests {
         assert!(l.remove_badge());
         assert_eq!(l.state(), &LoginState::NoBadge);
         assert!(!l.remove_badge());
+    }
+
+    #[test]
+    fn the_idle_warning_counts_the_last_30_seconds_and_a_touch_ends_it() {
+        let mut l = Login::new(300_000);
+        l.insert_badge("OFF-1", None, 0);
+        type_pin(&mut l, "123456").unwrap();
+        assert_eq!(l.idle_left(280_000), None, "not logged in yet");
+        l.pin_result(true, None, 0);
+        assert_eq!(l.idle_left(269_999), None);
+        assert_eq!(l.idle_left(270_000), Some(30));
+        assert_eq!(l.idle_left(285_500), Some(15));
+        l.touch(285_500);
+        assert_eq!(l.idle_left(286_000), None);
+        assert!(l.idle_check(585_500));
+        assert_eq!(l.idle_left(585_600), None, "logged out: nothing to count");
     }
 
     #[test]

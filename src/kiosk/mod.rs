@@ -14,6 +14,7 @@
 pub mod adapter;
 pub mod badges;
 pub mod control;
+pub mod draft;
 pub mod form;
 pub mod i18n;
 pub mod keyboard;

@@ -27,7 +27,7 @@ pub struct Problem {
 
 impl Problem {
     /// Every key [`Problem::of`] can give, for the translation tests.
-    pub const KEYS: [&'static str; 19] = [
+    pub const KEYS: [&'static str; 21] = [
         "signature-empty",
         "signature-short",
         "signature-fast",
@@ -46,6 +46,8 @@ impl Problem {
         "device-error",
         "log-in-first",
         "no-enrolment",
+        "no-draft",
+        "draft-unopened",
         "failed",
     ];
 
@@ -116,10 +118,20 @@ fn known(cause: &(dyn std::error::Error + 'static)) -> Option<(&'static str, Str
             CaptureError::Image(_) | CaptureError::PixelCount { .. } => ("device-error", none()),
         });
     }
+    if let Some(e) = cause.downcast_ref::<super::draft::DraftError>() {
+        return Some(match e {
+            super::draft::DraftError::WrongKey | super::draft::DraftError::Damaged(_) => {
+                ("draft-unopened", none())
+            }
+            // A file that cannot be read or written: the generic message and the log.
+            _ => ("failed", none()),
+        });
+    }
     if let Some(e) = cause.downcast_ref::<SessionError>() {
         return Some(match e {
             SessionError::NotLoggedIn => ("log-in-first", none()),
             SessionError::NoEnrolment => ("no-enrolment", none()),
+            SessionError::NoDraft => ("no-draft", none()),
             // Both are a tap too early: the view's own state says what to wait for.
             SessionError::NoPicture | SessionError::NoFingerLeft => ("wrong-step", none()),
         });

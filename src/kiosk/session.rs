@@ -73,6 +73,28 @@ pub enum SessionError {
     NoPicture,
     #[error("no finger left to capture")]
     NoFingerLeft,
+    #[error("no unfinished enrolment of yours is kept on this kiosk")]
+    NoDraft,
+}
+
+/// The unfinished enrolment kept on this kiosk, as the home screen offers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DraftInfo {
+    /// The logged-in officer's own draft (else another officer's: it can only be discarded).
+    pub mine: bool,
+    pub saved_ms: i64,
+    pub step: Step,
+}
+
+/// An enrolment taken up again from its draft: what the views need to show it.
+#[derive(Debug, Clone)]
+pub struct Resumed {
+    pub kind: EnrolmentKind,
+    /// The form's values (as typed, else as accepted).
+    pub form: serde_json::Map<String, serde_json::Value>,
+    pub fingers: Vec<(FingerPosition, super::draft::FingerMark)>,
+    pub face_quality: Option<u8>,
+    pub step: Step,
 }
 
 /// A face photo offered to the workflow: its outcome, the quality of the photo the enrolment
@@ -147,6 +169,8 @@ pub struct HomeStats {
     pub unacknowledged: u64,
     pub last_sync_ms: Option<i64>,
     pub free_disk_mb: Option<u64>,
+    /// The unfinished enrolment kept on this kiosk, if any.
+    pub draft: Option<DraftInfo>,
 }
 
 /// What a finger capture gave.
@@ -192,6 +216,10 @@ pub struct Session {
     badge: Option<Unlocked>,
     enrolment: Option<Enrolment>,
     last_frame: Option<RgbFrame>,
+    /// The key of the logged-in officer's drafts (`super::draft`), derived at login.
+    draft_key: Option<super::draft::DraftKey>,
+    /// What the enrolment in progress was given, kept as the draft after each change.
+    journal: Option<super::draft::Journal>,
     /// The previous card read through its chip for the enrolment in progress.
     previous_card: Option<IdentityPage>,
 }
@@ -222,6 +250,8 @@ impl Session {
             enrolment: None,
             last_frame: None,
             previous_card: None,
+            draft_key: None,
+            journal: None,
         })
     }
 
@@ -280,6 +310,10 @@ impl Session {
                     t.elapsed().as_millis()
                 );
                 self.previous_card = Some(page.clone());
+                if let Some(j) = self.journal.as_mut() {
+                    j.previous_card_mrz = page.try_to_mrz().ok();
+                }
+                self.keep();
             }
             Err(e) => tracing::warn!("previous card not read: {e}"),
         }
@@ -321,22 +355,153 @@ impl Session {
 
     /// Unlock the officer's badge with `pin`, register it and audit the login.
     pub fn login(&mut self, officer: &str, pin: &str) -> Result<String, UnlockError> {
-        let badge = self.badges.unlock(officer, pin)?;
+        let mut badge = self.badges.unlock(officer, pin)?;
         self.station.login(&badge)?;
         let name = badge.officer_name();
+        // The badge's one signature of this PIN entry gives the key of its drafts.
+        self.draft_key = match super::draft::DraftKey::derive(&mut badge, self.station.station_id())
+        {
+            Ok(key) => Some(key),
+            Err(e) => {
+                tracing::error!("no draft key from the badge: this session keeps no draft: {e}");
+                None
+            }
+        };
         self.badge = Some(badge);
         Ok(name)
     }
 
-    /// Badge removed or idle: forget the badge and drop any unfinished enrolment.
+    /// Badge removed or idle: forget the badge and the enrolment in progress. Its draft stays
+    /// on disk, sealed, for the same officer's next login.
     pub fn logout(&mut self) {
         self.badge = None;
+        self.draft_key = None;
         self.enrolment = None;
+        self.journal = None;
         self.last_frame = None;
         self.previous_card = None;
     }
 
-    pub fn home(&self) -> anyhow::Result<HomeStats> {
+    /// Save the enrolment in progress as the kiosk's draft. A failure is logged, not returned:
+    /// the capture it follows has succeeded and stays in memory.
+    fn keep(&mut self) {
+        let (Some(key), Some(journal), Some(e), Some(badge)) = (
+            self.draft_key.as_ref(),
+            self.journal.as_ref(),
+            self.enrolment.as_ref(),
+            self.badge.as_ref(),
+        ) else {
+            return;
+        };
+        let header = super::draft::Header {
+            officer: badge.officer_id(),
+            station: self.station.station_id().to_string(),
+            saved_ms: crate::now_ms(),
+            step: super::draft::step_code(e.step()),
+        };
+        let t = std::time::Instant::now();
+        match super::draft::save(&self.dir.0, key, &header, journal) {
+            Ok(()) => tracing::debug!("draft kept in {} ms", t.elapsed().as_millis()),
+            Err(e) => tracing::error!("the enrolment in progress is not kept as a draft: {e:#}"),
+        }
+    }
+
+    /// Remove the kiosk's draft and audit why.
+    fn drop_draft(&mut self, header: &super::draft::Header, why: &str) {
+        if let Err(e) = super::draft::remove(&self.dir.0) {
+            tracing::error!("cannot remove the draft: {e:#}");
+            return;
+        }
+        let actor = self
+            .badge
+            .as_ref()
+            .map_or_else(|| "kiosk".to_string(), |b| b.officer_id());
+        let detail = serde_json::json!({"officer": header.officer, "saved_ms": header.saved_ms,
+                                        "step": header.step, "why": why});
+        if let Err(e) = self.station.audit("draft-discarded", &actor, detail) {
+            tracing::error!("draft discarded but not audited: {e:#}");
+        }
+        tracing::info!("draft of {} discarded ({why})", header.officer);
+    }
+
+    /// The kiosk's draft as the home screen offers it; one older than a day is discarded.
+    pub fn draft(&mut self) -> Option<DraftInfo> {
+        let header = match super::draft::header(&self.dir.0) {
+            Ok(h) => h?,
+            Err(e) => {
+                tracing::error!("unreadable draft: {e:#}");
+                return None;
+            }
+        };
+        if crate::now_ms() - header.saved_ms > super::draft::MAX_AGE_MS {
+            self.drop_draft(&header, "older than 24 hours");
+            return None;
+        }
+        let me = self.badge.as_ref().map(|b| b.officer_id());
+        Some(DraftInfo {
+            mine: me.as_deref() == Some(header.officer.as_str())
+                && header.station == self.station.station_id(),
+            saved_ms: header.saved_ms,
+            step: header.step(),
+        })
+    }
+
+    /// Take up the kept enrolment again, at the step it was at, without capturing anything
+    /// again. Only the officer whose badge made it can (its key opens it).
+    pub fn resume_draft(&mut self) -> anyhow::Result<Resumed> {
+        let badge = self.badge.as_ref().ok_or(SessionError::NotLoggedIn)?;
+        let officer = badge.officer_id();
+        let key = self.draft_key.as_ref().ok_or(SessionError::NoDraft)?;
+        let header = super::draft::header(&self.dir.0)?.ok_or(SessionError::NoDraft)?;
+        if header.officer != officer {
+            return Err(SessionError::NoDraft.into());
+        }
+        let (_, journal) = super::draft::open(&self.dir.0, key)?;
+        let replayed = journal.replay(self.policy.clone(), &self.station.schema)?;
+        let kind = replayed
+            .enrolment
+            .kind()
+            .or_else(|| journal.kind.as_deref().and_then(|k| k.parse().ok()))
+            .unwrap_or(EnrolmentKind::New);
+        let step = replayed.enrolment.step();
+        self.previous_card = journal
+            .previous_card_mrz
+            .as_deref()
+            .and_then(|m| IdentityPage::from_mrz(m).ok());
+        self.enrolment = Some(replayed.enrolment);
+        self.last_frame = None;
+        let resumed = Resumed {
+            kind,
+            form: journal.form_values(),
+            fingers: replayed.fingers,
+            face_quality: replayed.face_quality,
+            step,
+        };
+        self.journal = Some(journal);
+        let detail = serde_json::json!({"saved_ms": header.saved_ms, "step": header.step});
+        self.station.audit("draft-resumed", &officer, detail)?;
+        tracing::info!("draft resumed at {step:?}");
+        Ok(resumed)
+    }
+
+    /// The officer discards the kept enrolment (theirs, or another officer's they cannot see).
+    pub fn discard_draft(&mut self) -> anyhow::Result<()> {
+        self.badge.as_ref().ok_or(SessionError::NotLoggedIn)?;
+        if let Some(header) = super::draft::header(&self.dir.0)? {
+            self.drop_draft(&header, "discarded by the officer");
+        }
+        Ok(())
+    }
+
+    /// The form as typed so far (idle logout, Cancel): kept in the draft.
+    pub fn keep_form(&mut self, data: serde_json::Map<String, serde_json::Value>) {
+        if let Some(j) = self.journal.as_mut() {
+            j.typed = Some(data);
+            self.keep();
+        }
+    }
+
+    pub fn home(&mut self) -> anyhow::Result<HomeStats> {
         let store = &self.station.view.store;
         let counts = store.counts()?;
         let day_start = crate::now_ms() / 86_400_000 * 86_400_000;
@@ -346,7 +511,9 @@ impl Session {
             .filter(|e| e.created_ms >= day_start)
             .count() as u64;
         let last_sync_ms = store.peers()?.iter().filter_map(|p| p.1).max();
+        let draft = self.draft();
         Ok(HomeStats {
+            draft,
             today,
             records: counts.records,
             unsent: counts.unsent,
@@ -371,14 +538,22 @@ impl Session {
             return Err(SessionError::NotLoggedIn.into());
         }
         self.station.roster_gate()?;
-        self.enrolment = Some(Enrolment::new(self.policy.clone(), crate::now_ms()));
+        // At most one draft per kiosk: a new citizen replaces the kept one.
+        if let Ok(Some(header)) = super::draft::header(&self.dir.0) {
+            self.drop_draft(&header, "a new enrolment was started");
+        }
+        let now = crate::now_ms();
+        self.enrolment = Some(Enrolment::new(self.policy.clone(), now));
+        self.journal = Some(super::draft::Journal::new(now));
         self.last_frame = None;
         self.previous_card = None;
         Ok(())
     }
 
+    /// The officer leaves the enrolment: it stays kept as the draft, to resume from home.
     pub fn cancel(&mut self) {
         self.enrolment = None;
+        self.journal = None;
         self.last_frame = None;
         self.previous_card = None;
     }
@@ -386,7 +561,13 @@ impl Session {
     pub fn identify(&mut self, kind: EnrolmentKind) -> anyhow::Result<Step> {
         let e = self.enrolment()?;
         e.identify(kind)?;
-        Ok(e.step())
+        let step = e.step();
+        if let Some(j) = self.journal.as_mut() {
+            j.kind = Some(kind.as_str().to_string());
+            j.kind_cleared = false;
+        }
+        self.keep();
+        Ok(step)
     }
 
     /// Hand the form's data to the workflow; the schema's complaints come back field by field.
@@ -396,8 +577,17 @@ impl Session {
     ) -> anyhow::Result<Result<Step, Vec<FieldError>>> {
         let schema = self.station.schema.clone();
         let e = self.enrolment()?;
-        match e.set_demographics(&schema, data) {
-            Ok(()) => Ok(Ok(e.step())),
+        match e.set_demographics(&schema, data.clone()) {
+            Ok(()) => {
+                let step = e.step();
+                if let Some(j) = self.journal.as_mut() {
+                    j.demographics = Some(data);
+                    j.demographics_cleared = false;
+                    j.typed = None;
+                }
+                self.keep();
+                Ok(Ok(step))
+            }
             Err(WorkflowError::Invalid(errors)) => Ok(Err(errors)),
             Err(other) => Err(other.into()),
         }
@@ -446,12 +636,18 @@ impl Session {
         // The same judgement the workflow makes (`Outcome::Accepted` carries no score), to
         // show the score of the photo kept rather than the preview's.
         let quality = crate::enrolment::workflow::assess_face(photo.clone()).quality;
+        let offer = super::draft::FaceOffer::of(&photo);
         let e = self.enrolment()?;
         let outcome = e.offer_face(photo)?;
+        let step = e.step();
+        if let Some(j) = self.journal.as_mut() {
+            j.face.push(offer);
+        }
+        self.keep();
         Ok(FaceResult {
             outcome,
             quality,
-            step: e.step(),
+            step,
         })
     }
 
@@ -466,7 +662,12 @@ impl Session {
         let thumb = thumbnail(&capture.image, 4);
         // The same judgement the workflow makes, to show the score of this very attempt.
         let quality = tasjil_drivers::quality::finger_quality(&capture.image).score;
+        let event = super::draft::FingerEvent::offer(&capture);
         let outcome = self.enrolment()?.offer_finger(capture)?;
+        if let Some(j) = self.journal.as_mut() {
+            j.fingers.push(event);
+        }
+        self.keep();
         Ok(FingerResult {
             position,
             outcome,
@@ -477,8 +678,13 @@ impl Session {
 
     pub fn finger_exception(&mut self, reason: ExceptionReason) -> anyhow::Result<FingerPosition> {
         let position = self.next_finger().ok_or(SessionError::NoFingerLeft)?;
-        self.enrolment()?
-            .finger_exception(FingerException { position, reason })?;
+        let exception = FingerException { position, reason };
+        self.enrolment()?.finger_exception(exception.clone())?;
+        if let Some(j) = self.journal.as_mut() {
+            j.fingers
+                .push(super::draft::FingerEvent::Exception(exception));
+        }
+        self.keep();
         Ok(position)
     }
 
@@ -506,15 +712,26 @@ impl Session {
             })
             .collect();
         let capture = SignatureCapture::render(width, height, strokes, crate::now_ms())?;
+        let kept = super::draft::SignatureDraft::of(&capture);
         let e = self.enrolment()?;
         e.offer_signature(capture)?;
-        Ok(e.step())
+        let step = e.step();
+        if let Some(j) = self.journal.as_mut() {
+            j.signature = Some(kept);
+        }
+        self.keep();
+        Ok(step)
     }
 
     pub fn retake(&mut self, step: Step) -> anyhow::Result<Step> {
         let e = self.enrolment()?;
         e.retake(step);
-        Ok(e.step())
+        let now = e.step();
+        if let Some(j) = self.journal.as_mut() {
+            j.retake(step);
+        }
+        self.keep();
+        Ok(now)
     }
 
     /// What is about to be signed, for the review screen.
@@ -554,7 +771,12 @@ impl Session {
         done.previous_card_mrz = self.chip_evidence(&done.demographics);
         let committed = self.station.commit(&done, &mut badge)?;
         self.enrolment = None;
+        self.journal = None;
         self.previous_card = None;
+        // Committed: the draft has done its work.
+        if let Err(e) = super::draft::remove(&self.dir.0) {
+            tracing::error!("committed, but the draft stays on disk: {e:#}");
+        }
         Ok(Receipt {
             committed,
             station: self.station.station_id().to_string(),
@@ -805,6 +1027,227 @@ mod tests {
         plug.store(true, Ordering::SeqCst);
         s.preview().unwrap();
         s.capture_face().unwrap();
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    fn audited(dir: &DataDir, action: &str) -> bool {
+        let rows = View::open(dir).unwrap().store.audit_rows().unwrap();
+        rows.iter()
+            .any(|r| contains(&r.entry, format!("\"{action}\"").as_bytes()))
+    }
+
+    /// Face taken, three fingers scanned: what the first session gave, from its journal.
+    fn face_and_three_fingers(s: &mut Session) -> super::super::draft::Journal {
+        s.start().unwrap();
+        s.identify(EnrolmentKind::New).unwrap();
+        s.demographics(crate::schema::simulated_demographics(3, "new"))
+            .unwrap()
+            .unwrap();
+        while s.step() == Some(Step::Face) {
+            s.preview().unwrap();
+            s.capture_face().unwrap();
+        }
+        for _ in 0..3 {
+            s.capture_finger().unwrap();
+        }
+        s.journal.clone().unwrap()
+    }
+
+    #[test]
+    fn a_draft_on_disk_holds_nothing_of_the_citizen_in_plaintext() {
+        use super::super::draft::{self, FingerEvent};
+        let (_tmp, dir) = test_station();
+        let (mut s, _plug) = session(&dir);
+        s.login("OFF-9", crate::enrolment::badge::SIM_PIN).unwrap();
+        let journal = face_and_three_fingers(&mut s);
+        let bytes = std::fs::read(draft::path(&dir.0)).unwrap();
+        let data = crate::schema::simulated_demographics(3, "new");
+        let mut checked = 0;
+        for (field, value) in &data {
+            if let Some(v) = value.as_str().filter(|v| v.chars().count() >= 4) {
+                assert!(
+                    !contains(&bytes, v.as_bytes()),
+                    "{field} {v:?} in plaintext"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 4, "names and places checked: {checked}");
+        let mut images: Vec<Vec<u8>> = journal
+            .face
+            .iter()
+            .map(|f| draft::unb64(&f.jpeg).unwrap())
+            .collect();
+        for e in &journal.fingers {
+            if let FingerEvent::Offer { pixels, .. } = e {
+                images.push(draft::unb64(pixels).unwrap());
+            }
+        }
+        assert!(images.len() >= 4, "a face and three fingers");
+        for img in &images {
+            let mid = img.len() / 2;
+            assert!(
+                !contains(&bytes, &img[mid..mid + 64]),
+                "image bytes in plaintext"
+            );
+            use base64::Engine;
+            let start = base64::engine::general_purpose::STANDARD.encode(&img[..60]);
+            assert!(
+                !contains(&bytes, start.as_bytes()),
+                "image base64 in plaintext"
+            );
+        }
+        // What can be read without the key: whose draft, when, at which step.
+        let header = draft::header(&dir.0).unwrap().unwrap();
+        assert_eq!(header.officer, "OFF-9");
+        assert_eq!(header.step(), Step::Fingers);
+    }
+
+    #[test]
+    fn an_enrolment_left_at_the_fingers_is_resumed_after_a_restart_and_committed_with_the_same_captures(
+    ) {
+        use super::super::draft::{self, FingerEvent};
+        let (_tmp, dir, centre) = test_station_with_centre();
+        let pin = crate::enrolment::badge::SIM_PIN;
+        let (mut s, _plug) = session(&dir);
+        s.login("OFF-9", pin).unwrap();
+        let journal = face_and_three_fingers(&mut s);
+        // Idle logout, then the kiosk restarts (power cut): a new session over the same store.
+        s.logout();
+        drop(s);
+        let (mut s, _plug) = session(&dir);
+        let offered = s.draft().expect("the draft is offered after a restart");
+        assert!(!offered.mine, "nobody logged in: nobody's draft to resume");
+        assert!(s.resume_draft().is_err());
+        // Another officer sees that a draft is kept, cannot open it, can only discard it.
+        s.login("OFF-2", pin).unwrap();
+        assert!(!s.draft().unwrap().mine);
+        assert!(s.resume_draft().is_err());
+        s.logout();
+        // The same officer takes the same citizen up again at the fingers.
+        s.login("OFF-9", pin).unwrap();
+        let offered = s.draft().unwrap();
+        assert!(offered.mine);
+        assert_eq!(offered.step, Step::Fingers);
+        let resumed = s.resume_draft().unwrap();
+        assert_eq!(resumed.step, Step::Fingers);
+        assert_eq!(
+            resumed.form,
+            crate::schema::simulated_demographics(3, "new")
+        );
+        assert!(resumed.face_quality.is_some());
+        assert!(audited(&dir, "draft-resumed"));
+        let before = resumed.fingers.len();
+        assert!(before >= 1);
+        let mut scans = 0;
+        while s.next_finger().is_some() {
+            s.capture_finger().unwrap();
+            scans += 1;
+        }
+        assert!(
+            scans <= 3 * (10 - before),
+            "no finger done before is scanned again"
+        );
+        let slow = vec![
+            vec![(10, 50, 0), (60, 20, 160), (120, 80, 360)],
+            vec![(200, 40, 440), (260, 60, 600)],
+        ];
+        assert_eq!(s.signature(300, 100, slow).unwrap(), Step::Review);
+        let receipt = s.confirm(pin).unwrap();
+        assert_eq!(
+            draft::header(&dir.0).unwrap(),
+            None,
+            "committed: draft gone"
+        );
+
+        // The record holds the photo and the prints taken before the logout.
+        let view = View::open(&dir).unwrap();
+        let row = view.store.envelopes().unwrap();
+        assert_eq!(row[0].id, receipt.committed.id);
+        let sealed = view.store.payload(&row[0].payload).unwrap().unwrap();
+        let payload = tasjil_sync::Payload::open(&sealed, &centre.identity).unwrap();
+        let faces: Vec<Vec<u8>> = journal
+            .face
+            .iter()
+            .map(|f| {
+                crate::enrolment::workflow::assess_face(f.capture().unwrap())
+                    .image
+                    .jpeg
+            })
+            .collect();
+        assert!(
+            faces.contains(&payload.face.bytes),
+            "the record's photo is one taken before the logout"
+        );
+        let mut same = 0;
+        for e in &journal.fingers {
+            let FingerEvent::Offer {
+                position,
+                width,
+                height,
+                ppi,
+                pixels,
+                ..
+            } = e
+            else {
+                continue;
+            };
+            let wsq = tasjil_wsq::encode(
+                &draft::unb64(pixels).unwrap(),
+                *width,
+                *height,
+                &tasjil_wsq::EncodeOptions {
+                    ppi: *ppi,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let kept = payload
+                .fingers
+                .iter()
+                .find(|f| f.code == position.code())
+                .unwrap();
+            if kept.image.bytes == wsq {
+                same += 1;
+            }
+        }
+        assert!(
+            same >= 1,
+            "the prints scanned before the logout are the record's"
+        );
+        assert_eq!(
+            same, before,
+            "each finger done before is the record's print"
+        );
+    }
+
+    #[test]
+    fn a_draft_older_than_a_day_is_discarded_and_audited() {
+        use super::super::draft;
+        let (_tmp, dir) = test_station();
+        let (mut s, _plug) = session(&dir);
+        s.login("OFF-9", crate::enrolment::badge::SIM_PIN).unwrap();
+        s.start().unwrap();
+        s.identify(EnrolmentKind::New).unwrap();
+        let header = draft::header(&dir.0).unwrap().unwrap();
+        let path = draft::path(&dir.0);
+        let bytes = std::fs::read(&path).unwrap();
+        let old = format!("\"saved_ms\":{}", header.saved_ms);
+        let aged = format!("\"saved_ms\":{}", header.saved_ms - draft::MAX_AGE_MS - 1);
+        let at = bytes
+            .windows(old.len())
+            .position(|w| w == old.as_bytes())
+            .unwrap();
+        let mut rewritten = bytes[..at].to_vec();
+        rewritten.extend_from_slice(aged.as_bytes());
+        rewritten.extend_from_slice(&bytes[at + old.len()..]);
+        std::fs::write(&path, rewritten).unwrap();
+        assert_eq!(s.draft(), None);
+        assert!(!path.exists());
+        assert!(audited(&dir, "draft-discarded"));
     }
 
     #[test]

@@ -1355,3 +1355,241 @@ fn the_face_view_shows_the_kept_quality_and_nothing_of_a_lost_camera() {
             .is_none()
     );
 }
+
+/// Wait until the worker of a closed kiosk has let go of the station (its lock).
+fn writer_gone(dir: &crate::station::DataDir) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crate::station::lock(dir).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the closed kiosk still holds the station"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The statuses of the fingers view's tiles, both hands.
+fn finger_statuses(ui: &AppWindow) -> Vec<String> {
+    use slint::Model;
+    let a = ui.global::<FingersAdapter>();
+    a.get_right()
+        .iter()
+        .chain(a.get_left().iter())
+        .map(|f| f.status.to_string())
+        .collect()
+}
+
+#[test]
+fn an_officer_idle_after_face_and_fingers_logs_back_in_and_finishes_the_same_citizen() {
+    use super::adapter::{IDLE_LOGOUT_MS, SIM_OFFICER};
+    use super::draft::{self, DraftKey, FingerEvent};
+    let (_tmp, dir, centre) = super::session::test_station_with_centre();
+    let pin = crate::enrolment::badge::SIM_PIN;
+    let h = logged_in(&dir, 11);
+    h.click("HomeView::start");
+    h.until("kind", |ui| ui.global::<App>().get_view() == "kind");
+    h.click("KindView::kind-new");
+    h.until("form", |ui| ui.global::<App>().get_view() == "form");
+    h.running
+        .kiosk
+        .fill_form(&crate::schema::simulated_demographics(11, "new"));
+    h.click("NavBar::next-ltr");
+    // The automatic photo is counted down over the picture before it is taken.
+    h.until("the countdown before the photo", |ui| {
+        ui.global::<FaceAdapter>().get_countdown() > 0
+    });
+    assert!(!h.ui().global::<FaceAdapter>().get_captured());
+    let started = Instant::now();
+    h.until("face captured", |ui| {
+        ui.global::<FaceAdapter>().get_captured()
+    });
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_500),
+        "the photo waits for its countdown"
+    );
+    assert_eq!(h.ui().global::<FaceAdapter>().get_countdown(), 0);
+    h.click("NavBar::next-ltr");
+    assert_eq!(h.view(), "fingers");
+    for _ in 0..3 {
+        h.click("FingersView::capture");
+        h.until("finger scanned", |ui| {
+            !ui.global::<FingersAdapter>().get_busy()
+        });
+    }
+    // Diagnostics from the capture step, and back to the same step with its tiles.
+    let tiles = finger_statuses(h.ui());
+    h.click("AppWindow::diagnostics");
+    assert_eq!(h.view(), "diagnostics");
+    h.click_label("Retour");
+    assert_eq!(h.view(), "fingers");
+    assert_eq!(finger_statuses(h.ui()), tiles);
+    let done = tiles
+        .iter()
+        .filter(|s| matches!(s.as_str(), "ok" | "low"))
+        .count();
+    assert!(done >= 1, "{tiles:?}");
+
+    // 30 s before the idle logout the window counts down; a touch keeps the session.
+    let now = crate::now_ms();
+    h.running.kiosk.tick(now + IDLE_LOGOUT_MS - 20_000);
+    assert_eq!(h.ui().global::<App>().get_idle_left(), 20);
+    let count = h.element("AppWindow::idle-count");
+    assert_eq!(
+        count.accessible_label().unwrap().to_string(),
+        "Aucune activité : déconnexion dans 20 s"
+    );
+    h.no_english("the idle warning");
+    h.ui().global::<App>().invoke_touched();
+    assert_eq!(h.ui().global::<App>().get_idle_left(), 0);
+    assert_eq!(h.view(), "fingers", "a touch keeps the session");
+    // Untouched to the end: logged out, the badge still in, the PIN asked again.
+    let now = crate::now_ms();
+    h.running.kiosk.tick(now + IDLE_LOGOUT_MS - 5_000);
+    assert_eq!(h.ui().global::<App>().get_idle_left(), 5);
+    h.running.kiosk.tick(now + IDLE_LOGOUT_MS + 1_000);
+    assert_eq!(h.view(), "login");
+    assert_eq!(h.ui().global::<App>().get_idle_left(), 0);
+    assert_eq!(h.ui().global::<App>().get_officer(), "");
+    // What the draft holds (opened here with the simulated badge's key, as the kiosk does).
+    let until_kept = Instant::now() + Duration::from_secs(30);
+    while draft::header(&dir.0).unwrap().is_none() {
+        assert!(Instant::now() < until_kept, "no draft kept");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut badge = crate::enrolment::SimBadge::unlock(SIM_OFFICER, pin).unwrap();
+    let key = DraftKey::derive(&mut badge, "VAN-TEST-1").unwrap();
+    let (header, journal) = draft::open(&dir.0, &key).unwrap();
+    assert_eq!(header.step(), crate::enrolment::Step::Fingers);
+
+    // The same officer logs back in: the home screen offers the citizen, Resume takes them up
+    // at the fingers with the tiles done before.
+    h.type_pin(pin);
+    h.until("home", |ui| ui.global::<App>().get_view() == "home");
+    h.until("the draft offered", |ui| {
+        ui.global::<HomeAdapter>().get_draft() == "mine"
+    });
+    h.no_english("the home screen offering the draft");
+    h.click("HomeView::resume");
+    h.until("fingers again", |ui| {
+        ui.global::<App>().get_view() == "fingers"
+    });
+    assert_eq!(finger_statuses(h.ui()), tiles, "nothing captured again");
+    h.capture_fingers();
+    h.click("NavBar::next-ltr");
+    assert_eq!(h.view(), "signature");
+    h.draw_signature();
+    h.click("NavBar::next-ltr");
+    h.until("review", |ui| ui.global::<App>().get_view() == "review");
+    h.click("ReviewView::confirm");
+    h.type_pin(pin);
+    h.until("receipt", |ui| ui.global::<App>().get_view() == "receipt");
+    assert_eq!(draft::header(&dir.0).unwrap(), None, "committed: no draft");
+
+    // The record's photo and prints are those taken before the logout.
+    let view = View::open(&dir).unwrap();
+    let rows = view.store.envelopes().unwrap();
+    assert_eq!(rows.len(), 1);
+    let sealed = view.store.payload(&rows[0].payload).unwrap().unwrap();
+    let payload = tasjil_sync::Payload::open(&sealed, &centre.identity).unwrap();
+    let faces: Vec<Vec<u8>> = journal
+        .face
+        .iter()
+        .map(|f| {
+            crate::enrolment::workflow::assess_face(f.capture().unwrap())
+                .image
+                .jpeg
+        })
+        .collect();
+    assert!(
+        faces.contains(&payload.face.bytes),
+        "the photo was not taken again"
+    );
+    let mut same = 0;
+    for e in &journal.fingers {
+        if let FingerEvent::Offer {
+            position,
+            width,
+            height,
+            ppi,
+            pixels,
+            ..
+        } = e
+        {
+            let wsq = tasjil_wsq::encode(
+                &draft::unb64(pixels).unwrap(),
+                *width,
+                *height,
+                &tasjil_wsq::EncodeOptions {
+                    ppi: *ppi,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let kept = payload.fingers.iter().find(|f| f.code == position.code());
+            same += usize::from(kept.is_some_and(|k| k.image.bytes == wsq));
+        }
+    }
+    assert_eq!(
+        same, done,
+        "the prints scanned before the logout are the record's"
+    );
+}
+
+#[test]
+fn a_kiosk_restarted_offers_the_draft_and_another_officer_can_only_discard_it() {
+    let (_tmp, dir) = test_station();
+    {
+        let h = logged_in(&dir, 12);
+        h.click("HomeView::start");
+        h.until("kind", |ui| ui.global::<App>().get_view() == "kind");
+        h.click("KindView::kind-new");
+        h.until("form", |ui| ui.global::<App>().get_view() == "form");
+        // Typed, not yet accepted; then Cancel by mistake... and a power cut.
+        h.element("FormView::editor").set_accessible_value("Tazi");
+        h.ui().global::<KindAdapter>().invoke_cancel();
+        h.until("home", |ui| ui.global::<App>().get_view() == "home");
+        h.until("the draft offered", |ui| {
+            ui.global::<HomeAdapter>().get_draft() == "mine"
+        });
+    }
+    // A new kiosk over the same store: the same officer is offered the citizen, with the form
+    // as typed.
+    writer_gone(&dir);
+    let h = logged_in(&dir, 12);
+    h.until("the draft offered after a restart", |ui| {
+        ui.global::<HomeAdapter>().get_draft() == "mine"
+    });
+    h.click("HomeView::resume");
+    h.until("form again", |ui| ui.global::<App>().get_view() == "form");
+    use slint::Model;
+    let typed: Vec<String> = h
+        .ui()
+        .global::<FormAdapter>()
+        .get_rows()
+        .iter()
+        .map(|r| r.shown.to_string())
+        .collect();
+    assert!(typed.iter().any(|v| v == "Tazi"), "{typed:?}");
+    h.ui().global::<KindAdapter>().invoke_cancel();
+    h.until("home", |ui| ui.global::<App>().get_view() == "home");
+    h.click("AppWindow::remove-badge");
+    // Another officer: told a draft is kept, offered no Resume, may discard it.
+    let (mut session, _plug) = {
+        let (devices, plug) = super::simulated_devices(12);
+        let badges = super::badges::Badges::new(super::badges::BadgeSource::Simulated);
+        drop(h);
+        writer_gone(&dir);
+        (
+            super::session::Session::open(&dir, devices, badges).unwrap(),
+            plug,
+        )
+    };
+    session
+        .login("OFF-OTHER", crate::enrolment::badge::SIM_PIN)
+        .unwrap();
+    let info = session.draft().unwrap();
+    assert!(!info.mine);
+    assert!(session.resume_draft().is_err());
+    session.discard_draft().unwrap();
+    assert_eq!(session.draft(), None);
+}

@@ -24,6 +24,13 @@ use crate::schema::FieldError;
 /// Consecutive good preview frames before the photo is taken automatically (about 0.2 s at
 /// 25 fps: the citizen is holding still).
 pub const FRAMES_NEEDED: u32 = 5;
+/// How long the checks must keep passing before the photo is taken by itself: the view counts
+/// it down over the picture, so the officer sees it coming and can frame the citizen first
+/// (issue 20: a photo taken about a second after the view opened surprised everyone).
+/// The countdown starts after [`FRAMES_NEEDED`] good frames in a row; a frame that fails now
+/// and then (a blink) does not stop it, this many failing in a row (about 0.3 s) do.
+pub const AUTO_CAPTURE_HOLD: Duration = Duration::from_secs(3);
+const BAD_FRAMES_RESET: u32 = 10;
 /// Time between preview frames when the camera keeps up: 30 fps, the rate USB cameras deliver
 /// at 640×480 (a real camera paces itself too: its `frame()` waits for the next one).
 const FRAME_INTERVAL: Duration = Duration::from_micros(33_333);
@@ -76,6 +83,12 @@ pub enum Command {
     Devices,
     /// Open the citizen's previous card with this key and read its identity page.
     ReadPreviousCard(tasjil_drivers::emrtd::AccessKey),
+    /// The form as typed so far, kept in the draft (before an idle logout or a Cancel).
+    KeepForm(serde_json::Map<String, serde_json::Value>),
+    /// Take up the kept enrolment again.
+    ResumeDraft,
+    /// Discard the kept enrolment.
+    DiscardDraft,
 }
 
 #[derive(Debug)]
@@ -105,6 +118,8 @@ pub enum Event {
     Frame {
         frame: Frame,
         good_frames: u32,
+        /// Milliseconds left before the automatic photo, while the checks keep passing.
+        countdown_ms: Option<u32>,
         min_quality: u8,
         fps: f32,
     },
@@ -133,6 +148,8 @@ pub enum Event {
     Supervisor(super::supervisor::Event),
     /// The devices and their state (answer to [`Command::Devices`]).
     Devices(Vec<String>),
+    /// The kept enrolment was taken up again (answer to [`Command::ResumeDraft`]).
+    Resumed(Box<super::session::Resumed>),
     /// The previous card's chip was read (answer to [`Command::ReadPreviousCard`]).
     PreviousCard(Result<tasjil_drivers::emrtd::IdentityPage, tasjil_drivers::emrtd::ChipError>),
 }
@@ -207,6 +224,9 @@ pub fn spawn(
 fn run(mut session: Session, rx: &Receiver<Command>, outbox: &Outbox, frame_free: &AtomicBool) {
     let mut preview = false;
     let mut good_frames = 0u32;
+    // Since when every frame has passed the checks (the automatic photo's countdown).
+    let mut good_since: Option<Instant> = None;
+    let mut bad_frames = 0u32;
     let mut frame_times: VecDeque<Instant> = VecDeque::new();
     // When the next preview frame is due.
     let mut next_frame = Instant::now();
@@ -251,8 +271,13 @@ fn run(mut session: Session, rx: &Receiver<Command>, outbox: &Outbox, frame_free
                 continue;
             }
             if let Command::Preview(on) = command {
+                if on && preview {
+                    // Already streaming (the view shown again): the countdown goes on.
+                    continue;
+                }
                 preview = on;
                 good_frames = 0;
+                good_since = None;
                 frame_times.clear();
                 next_frame = Instant::now();
                 continue;
@@ -277,6 +302,16 @@ fn run(mut session: Session, rx: &Receiver<Command>, outbox: &Outbox, frame_free
                 } else {
                     0
                 };
+                bad_frames = if good_frames == 0 { bad_frames + 1 } else { 0 };
+                if good_frames >= FRAMES_NEEDED {
+                    good_since.get_or_insert_with(Instant::now);
+                }
+                if bad_frames >= BAD_FRAMES_RESET {
+                    good_since = None;
+                }
+                let countdown_ms = good_since
+                    .filter(|_| auto)
+                    .map(|t| AUTO_CAPTURE_HOLD.saturating_sub(t.elapsed()).as_millis() as u32);
                 frame_times.push_back(Instant::now());
                 while frame_times.len() > 25 {
                     frame_times.pop_front();
@@ -292,12 +327,14 @@ fn run(mut session: Session, rx: &Receiver<Command>, outbox: &Outbox, frame_free
                     outbox.push(Event::Frame {
                         frame,
                         good_frames,
+                        countdown_ms,
                         min_quality: min,
                         fps,
                     });
                 }
-                if auto && good_frames >= FRAMES_NEEDED {
+                if auto && good_frames > 0 && countdown_ms == Some(0) {
                     good_frames = 0;
+                    good_since = None;
                     handle(&mut session, Command::CaptureFace, outbox, &mut preview);
                 }
                 next_frame = started + FRAME_INTERVAL;
@@ -308,6 +345,7 @@ fn run(mut session: Session, rx: &Receiver<Command>, outbox: &Outbox, frame_free
                 }
                 camera_lost = true;
                 good_frames = 0;
+                good_since = None;
                 outbox.push(Event::CameraLost(e.to_string()));
                 next_frame = Instant::now() + CAMERA_RETRY;
             }
@@ -330,6 +368,17 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
             return;
         }
         Command::Home => result(session.home().map(Event::Home)),
+        Command::KeepForm(data) => {
+            session.keep_form(data);
+            return;
+        }
+        Command::ResumeDraft => result(session.resume_draft().map(|r| Event::Resumed(Box::new(r)))),
+        Command::DiscardDraft => result(
+            session
+                .discard_draft()
+                .and_then(|()| session.home())
+                .map(Event::Home),
+        ),
         Command::Devices => Event::Devices(session.device_names()),
         Command::ReadPreviousCard(key) => Event::PreviousCard(session.read_previous_card(&key)),
         Command::Start => result(session.start().map(|()| Event::Step(Step::Identify))),

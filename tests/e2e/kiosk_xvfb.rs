@@ -867,3 +867,65 @@ fn kiosk_under_xvfb_repaints_each_refusal_and_the_logout_at_once() {
     let status_now = xvfb.settled(status, SETTLE).unwrap();
     assert_eq!(status_now, xvfb.full_repaint(&window, status));
 }
+
+/// Issue 20, no work lost: the last 30 s before the idle logout are counted down on the real
+/// window (read from Xvfb's pixels, one second after another), a real click keeps the session,
+/// and after the logout the same officer takes the same citizen up again at the fingers.
+#[test]
+fn kiosk_under_xvfb_counts_down_before_the_idle_logout_and_resumes_the_citizen() {
+    let name = "kiosk_under_xvfb_counts_down_before_the_idle_logout_and_resumes_the_citizen";
+    let Some(xvfb) = x_server(name) else {
+        return;
+    };
+    let setup = Setup::new();
+    let mut kiosk = Kiosk::start(&setup.station, &xvfb.display);
+    kiosk.expect("login view shown");
+    let window = find_window(&xvfb.display, "Tasjil");
+    let (wx, wy, ww, wh) = xvfb.geometry(&window);
+    // The warning's panel, 620×220 in the middle of the window.
+    let panel: Area = (wx + (ww - 620) / 2, wy + (wh - 220) / 2, 620, 220);
+    const SETTLE: Duration = Duration::from_secs(30);
+
+    kiosk.send("badge");
+    kiosk.send("pin 123456");
+    kiosk.expect("home view shown");
+    kiosk.send("start");
+    kiosk.expect("kind view shown");
+    kiosk.send("kind new");
+    kiosk.expect("form view shown");
+    kiosk.send("form-sample 9");
+    kiosk.expect("face view shown");
+    kiosk.expect_nudging("fingers view shown", Some("face-next"));
+    kiosk.send("finger");
+    kiosk.expect(", quality ");
+    let quiet = xvfb.settled(panel, SETTLE).unwrap();
+
+    // The last touch 280 s ago: 20 s left, counted down.
+    kiosk.send("idle-since 280000");
+    kiosk.expect("idle: logout in");
+    let first = xvfb
+        .changed(panel, &quiet, SETTLE)
+        .expect("missed redraw: no idle warning on screen");
+    xvfb.shot("xvfb-idle-countdown");
+    let next = xvfb
+        .changed(panel, &first, Duration::from_secs(5))
+        .expect("the idle warning does not count down");
+    assert_ne!(first, next);
+    // A real click anywhere keeps the session: the warning goes, the fingers view is back.
+    xvfb.click((wx + 40, wy + wh / 2));
+    let back = xvfb
+        .changed(panel, &next, SETTLE)
+        .expect("the idle warning stays after a touch");
+    assert_eq!(back, quiet, "the fingers view as it was before the warning");
+
+    // Untouched to the end: logged out; the same officer's PIN; the citizen is offered and
+    // taken up again at the fingers.
+    kiosk.send("idle-since 299500");
+    kiosk.expect("login view shown");
+    kiosk.send("pin 123456");
+    kiosk.expect("home view shown");
+    kiosk.expect("a kept enrolment is offered (resume or discard");
+    kiosk.send("resume");
+    kiosk.expect("enrolment resumed from its draft at Fingers");
+    kiosk.expect("fingers view shown");
+}
