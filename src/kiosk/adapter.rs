@@ -1621,6 +1621,23 @@ impl Kiosk {
                 a.set_free_disk(s(h
                     .free_disk_mb
                     .map_or("?".into(), |mb| format!("{:.1} GB", mb as f64 / 1024.0))));
+                match &h.roster {
+                    None => {
+                        a.set_roster_version(-1);
+                        a.set_roster_state(s("none"));
+                    }
+                    Some(r) => {
+                        a.set_roster_version(i32::try_from(r.version).unwrap_or(i32::MAX));
+                        a.set_roster_days(i32::try_from(r.age_days.max(0)).unwrap_or(i32::MAX));
+                        a.set_roster_state(s(if r.block {
+                            "block"
+                        } else if r.warn {
+                            "warn"
+                        } else {
+                            "ok"
+                        }));
+                    }
+                }
             }
             Event::Step(step) => self.show_step(step),
             Event::FormErrors(errors) => {

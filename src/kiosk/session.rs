@@ -171,6 +171,8 @@ pub struct HomeStats {
     pub free_disk_mb: Option<u64>,
     /// The unfinished enrolment kept on this kiosk, if any.
     pub draft: Option<DraftInfo>,
+    /// The centre's roster this station obeys: its version and age against `[roster]`.
+    pub roster: Option<crate::roster::RosterAge>,
 }
 
 /// What a finger capture gave.
@@ -512,8 +514,17 @@ impl Session {
             .count() as u64;
         let last_sync_ms = store.peers()?.iter().filter_map(|p| p.1).max();
         let draft = self.draft();
+        let roster = self
+            .station
+            .view
+            .roster_age(&self.station.roster_policy, crate::now_ms())
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "home: the roster cannot be read");
+                None
+            });
         Ok(HomeStats {
             draft,
+            roster,
             today,
             records: counts.records,
             unsent: counts.unsent,

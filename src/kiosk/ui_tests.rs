@@ -198,6 +198,13 @@ fn a_complete_enrolment_in_the_window_is_committed_and_verifies() {
         ui.global::<HomeAdapter>().get_free_disk() != "12 GB"
     });
     assert_eq!(h.ui().global::<HomeAdapter>().get_today(), 0);
+    // A training station without a roster: the home screen (in French) says there is none.
+    assert_eq!(h.ui().global::<HomeAdapter>().get_roster_state(), "none");
+    let texts = window_texts(h.ui());
+    assert!(
+        texts.iter().any(|t| t == "Liste du centre") && texts.iter().any(|t| t == "aucune"),
+        "{texts:?}"
+    );
     h.shoot("03-home");
 
     // Diagnostics and back.
