@@ -52,7 +52,7 @@ pub struct ConsoleBench {
 const DAY_MS: i64 = 86_400_000;
 
 /// A 26-character Crockford base32 id (ULID-shaped) from 128 bits.
-fn ulid_like(v: u128) -> String {
+pub fn ulid_like(v: u128) -> String {
     const A: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     (0..26)
         .rev()
@@ -60,18 +60,34 @@ fn ulid_like(v: u128) -> String {
         .collect()
 }
 
-/// One signed envelope of `station` (the shape and size of a real one).
-fn template_envelope(station: &str, key: &StationKey) -> anyhow::Result<Vec<u8>> {
+/// Where a benchmark envelope sits and what it names.
+#[derive(Debug)]
+pub struct BenchEnvelope<'a> {
+    pub id: String,
+    pub station: &'a str,
+    pub officer: &'a str,
+    pub seq: u64,
+    pub prev: &'a str,
+    pub payload: tasjil_sync::record::PayloadRef,
+    pub roster: Option<u64>,
+}
+
+/// A signed envelope co-signed by `officer` (the shape and size of a real one: ten finger
+/// scores, a face score, capture times).
+pub fn signed_envelope(
+    e: BenchEnvelope<'_>,
+    officer: &StationKey,
+    station: &StationKey,
+) -> anyhow::Result<Vec<u8>> {
     use tasjil_sync::record::*;
-    let officer = StationKey::generate();
     let body = EnvelopeBody {
         v: ENVELOPE_VERSION,
-        id: ulid_like(1),
+        id: e.id,
         kind: EnrolmentKind::New,
-        station: station.into(),
-        officer: "OFF-BENCH-1".into(),
-        seq: 1,
-        prev: GENESIS.into(),
+        station: e.station.into(),
+        officer: e.officer.into(),
+        seq: e.seq,
+        prev: e.prev.into(),
         demographics_schema: "cnie-v1".into(),
         captured: CaptureTimes {
             started_ms: 1,
@@ -92,12 +108,9 @@ fn template_envelope(station: &str, key: &StationKey) -> anyhow::Result<Vec<u8>>
             finger_exceptions: vec![],
             below_threshold: vec![],
         },
-        payload: PayloadRef {
-            sha256: "0".repeat(64),
-            len: 2_000_000,
-        },
+        payload: e.payload,
         simulation: false,
-        roster: None,
+        roster: e.roster,
     };
     let env = Envelope::new(body)?;
     let sig = officer.sign(&env.officer_message()?);
@@ -106,8 +119,28 @@ fn template_envelope(station: &str, key: &StationKey) -> anyhow::Result<Vec<u8>>
             key: officer.public_hex(),
             sig: hex::encode(sig.to_bytes()),
         })
-        .sign(key)?;
+        .sign(station)?;
     Ok(env.to_bytes()?)
+}
+
+/// One signed envelope of `station` (the shape and size of a real one).
+fn template_envelope(station: &str, key: &StationKey) -> anyhow::Result<Vec<u8>> {
+    signed_envelope(
+        BenchEnvelope {
+            id: ulid_like(1),
+            station,
+            officer: "OFF-BENCH-1",
+            seq: 1,
+            prev: tasjil_sync::GENESIS,
+            payload: tasjil_sync::record::PayloadRef {
+                sha256: "0".repeat(64),
+                len: 2_000_000,
+            },
+            roster: None,
+        },
+        &StationKey::generate(),
+        key,
+    )
 }
 
 /// Fill `dir`'s store with `records` rows over `stations` stations, received over the year

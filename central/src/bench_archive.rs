@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use serde::Serialize;
 use tasjil_central::CentreStore;
-use tasjil_sync::record::*;
+use tasjil_sync::record::{PayloadRef, GENESIS};
 use tasjil_sync::roster::{Role, RosterEntry};
 use tasjil_sync::{sha256_hex, StationKey, StationPublic};
 
@@ -50,61 +50,26 @@ struct Van {
     prev: String,
 }
 
-fn ulid_like(v: u128) -> String {
-    const A: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    (0..26)
-        .rev()
-        .map(|i| A[((v >> (i * 5)) & 31) as usize] as char)
-        .collect()
-}
-
 impl Van {
     fn next(&mut self, sealed: &[u8], n: u64) -> anyhow::Result<Vec<u8>> {
+        use tasjil_central::bench::{signed_envelope, ulid_like, BenchEnvelope};
         self.seq += 1;
-        let body = EnvelopeBody {
-            v: ENVELOPE_VERSION,
-            id: ulid_like((1_700_000_000_000u128 + u128::from(n)) << 80 | u128::from(n)),
-            kind: EnrolmentKind::New,
-            station: self.name.clone(),
-            officer: format!("OFF-{}", self.name),
-            seq: self.seq,
-            prev: self.prev.clone(),
-            demographics_schema: "cnie-v1".into(),
-            captured: CaptureTimes {
-                started_ms: 1,
-                face_ms: 2,
-                fingers_ms: 3,
-                signature_ms: 4,
-                finished_ms: 5,
+        let bytes = signed_envelope(
+            BenchEnvelope {
+                id: ulid_like((1_700_000_000_000u128 + u128::from(n)) << 80 | u128::from(n)),
+                station: &self.name,
+                officer: &format!("OFF-{}", self.name),
+                seq: self.seq,
+                prev: &self.prev,
+                payload: PayloadRef {
+                    sha256: sha256_hex(sealed),
+                    len: sealed.len() as u64,
+                },
+                roster: Some(self.roster),
             },
-            quality: QualitySummary {
-                face: 91,
-                face_attempts: 1,
-                fingers: (1..=10)
-                    .map(|i| FingerQuality {
-                        position: format!("finger_{i}"),
-                        score: 80,
-                    })
-                    .collect(),
-                finger_exceptions: vec![],
-                below_threshold: vec![],
-            },
-            payload: PayloadRef {
-                sha256: sha256_hex(sealed),
-                len: sealed.len() as u64,
-            },
-            simulation: false,
-            roster: Some(self.roster),
-        };
-        let env = Envelope::new(body)?;
-        let sig = self.officer.sign(&env.officer_message()?);
-        let env = env
-            .with_officer_signature(CoSignature {
-                key: self.officer.public_hex(),
-                sig: hex::encode(sig.to_bytes()),
-            })
-            .sign(&self.key)?;
-        let bytes = env.to_bytes()?;
+            &self.officer,
+            &self.key,
+        )?;
         self.prev = sha256_hex(&bytes);
         Ok(bytes)
     }
