@@ -918,10 +918,7 @@ mod tests {
         dir: &std::path::Path,
         n: u64,
     ) -> (CentreStore, ed25519_dalek::SigningKey, String, Vec<Vec<u8>>) {
-        use tasjil_sync::record::{
-            CaptureTimes, CoSignature, EnrolmentKind, EnvelopeBody, PayloadRef, QualitySummary,
-            ENVELOPE_VERSION, GENESIS,
-        };
+        use tasjil_sync::record::{PayloadRef, GENESIS};
         use tasjil_sync::{sha256_hex, StationKey, StationPublic};
         let store = CentreStore::open(dir).unwrap();
         let centre = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
@@ -938,49 +935,27 @@ mod tests {
             store
                 .put_blob_chunk(&sha256_hex(&sealed), 0, sealed.len() as u64, &sealed)
                 .unwrap();
-            let body = EnvelopeBody {
-                v: ENVELOPE_VERSION,
-                id: ulid::Ulid::from_parts(1_700_000_000_000 + seq, u128::from(seq)).to_string(),
-                kind: EnrolmentKind::New,
-                station: name.clone(),
-                officer: "OFF-X".into(),
-                seq,
-                prev: prev.clone(),
-                demographics_schema: "cnie-v1".into(),
-                captured: CaptureTimes {
-                    started_ms: 1,
-                    face_ms: 2,
-                    fingers_ms: 3,
-                    signature_ms: 4,
-                    finished_ms: 5,
+            let bytes = crate::bench::signed_envelope(
+                crate::bench::BenchEnvelope {
+                    id: ulid::Ulid::from_parts(1_700_000_000_000 + seq, u128::from(seq))
+                        .to_string(),
+                    station: &name,
+                    officer: "OFF-X",
+                    seq,
+                    prev: &prev,
+                    payload: PayloadRef {
+                        sha256: sha256_hex(&sealed),
+                        len: sealed.len() as u64,
+                    },
+                    roster: None,
                 },
-                quality: QualitySummary {
-                    face: 80,
-                    face_attempts: 1,
-                    fingers: vec![],
-                    finger_exceptions: vec![],
-                    below_threshold: vec![],
-                },
-                payload: PayloadRef {
-                    sha256: sha256_hex(&sealed),
-                    len: sealed.len() as u64,
-                },
-                simulation: false,
-                roster: None,
-            };
-            let env = Envelope::new(body).unwrap();
-            let sig = officer.sign(&env.officer_message().unwrap());
-            let env = env
-                .with_officer_signature(CoSignature {
-                    key: officer.public_hex(),
-                    sig: hex::encode(sig.to_bytes()),
-                })
-                .sign(&station)
-                .unwrap();
-            let bytes = env.to_bytes().unwrap();
+                &officer,
+                &station,
+            )
+            .unwrap();
             let got = store.ingest(&bytes, NOW + seq as i64).unwrap();
             assert!(matches!(got, Ingested::Held { .. }), "{got:?}");
-            prev = env.hash().unwrap();
+            prev = sha256_hex(&bytes);
             out.push(bytes);
         }
         (store, centre, name, out)
