@@ -112,6 +112,7 @@ pub fn import(
     let mut payload_bytes = 0u64;
     if earlier.is_none() {
         let payload_total: u64 = verified.payloads.iter().map(|(_, _, len)| len).sum();
+        let mut written = Vec::new();
         for (index, sha, len) in &verified.payloads {
             payload_bytes += len;
             if matches!(store.blob_state(sha)?, BlobState::Complete { .. }) {
@@ -119,9 +120,10 @@ pub fn import(
             }
             let bytes = reader.read_part(*index)?;
             store.put_blob_whole(sha, &bytes)?;
+            written.push(sha.as_str());
             progress(Step::Copy, payload_bytes, payload_total);
         }
-        store.sync_blobs()?;
+        store.sync_blobs(written)?;
     }
 
     let envelopes: Vec<&[u8]> = verified.envelopes.iter().map(Vec::as_slice).collect();

@@ -371,11 +371,16 @@ impl CentreStore {
         Ok(BlobState::Complete { len })
     }
 
-    /// Make payloads stored by [`Self::put_blob_whole`] durable under their names.
-    /// (Every fan-out directory: an fsync of one nothing changed in costs next to nothing.)
-    pub fn sync_blobs(&self) -> Result<(), CentreError> {
-        for name in fan_names() {
-            sync_dir(&self.blobs.join(name))?;
+    /// Make the payloads `written` by [`Self::put_blob_whole`] durable under their names: one
+    /// fsync of each fan-out directory they went into.
+    pub fn sync_blobs<'a>(
+        &self,
+        written: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), CentreError> {
+        let dirs: std::collections::BTreeSet<PathBuf> =
+            written.into_iter().map(|sha| self.fan_dir(sha)).collect();
+        for dir in dirs {
+            sync_dir(&dir)?;
         }
         Ok(())
     }
