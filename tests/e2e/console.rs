@@ -501,9 +501,38 @@ impl Browser {
         );
     }
 
+    /// Clicks like a person. A click on a button or a link loads the next page (the console
+    /// has no script): wait until the old page is gone, so what is read next is the new page
+    /// and never an element of the old one.
     fn click(&self, css: &str) {
         let e = self.find(css);
+        let tag = self.cmd("GET", &format!("/element/{e}/name"), None);
+        let navigates = matches!(tag.as_str(), Some("button") | Some("a"));
+        if navigates {
+            self.eval("window.__tasjilOldPage = true; return null");
+        }
         self.cmd("POST", &format!("/element/{e}/click"), Some(json!({})));
+        if navigates {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                // A script run while the next page replaces this one can fail: try again.
+                let old = self
+                    .call(
+                        "POST",
+                        &format!("/session/{}/execute/sync", self.session),
+                        Some(json!({"script": "return window.__tasjilOldPage === true", "args": []})),
+                    )
+                    .map(|v| v == json!(true))
+                    .unwrap_or(true);
+                if !old {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    panic!("clicking {css} did not load a page within 15 s");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     /// The text a person sees in the element (rendered, not the markup).
