@@ -924,22 +924,35 @@ fn sync(
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         bail!("--central must be an http:// or https:// URL, got {url:?}");
     }
-    let mut station = Station::open(dir)?;
     if watch {
+        use crate::sync::WatchRound;
+        // Say "busy" once per stretch, not every interval.
+        let mut busy_said = false;
         crate::sync::watch(
-            &mut station,
+            dir,
             url,
             std::time::Duration::from_secs(interval),
             std::time::Duration::from_secs(5),
             retention,
-            &mut |r| match r {
-                Ok(s) if json_out => say(&summary_json(s).to_string()),
-                Ok(s) => say(&summary_text(s)),
-                Err(e) => eprintln!("centre unreachable, will retry: {e:#}"),
+            &mut |r| {
+                match r {
+                    WatchRound::Synced(s) if json_out => say(&summary_json(s).to_string()),
+                    WatchRound::Synced(s) => say(&summary_text(s)),
+                    WatchRound::Unreachable(e) => {
+                        eprintln!("centre unreachable, will retry: {e:#}")
+                    }
+                    WatchRound::Busy if !busy_said => eprintln!(
+                        "the station is in use (an officer is logged in at the kiosk, or another \
+                         tasjil command is writing): syncing when it is free"
+                    ),
+                    WatchRound::Busy => {}
+                }
+                busy_said = matches!(r, WatchRound::Busy);
             },
         )?;
         return Ok(Output::ok(json!({}), String::new()));
     }
+    let mut station = Station::open(dir)?;
     let bar = indicatif::ProgressBar::new_spinner();
     let summary = crate::sync::sync_once(&mut station, url, retry, retention, &mut |s| {
         bar.set_message(format!(

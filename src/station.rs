@@ -159,6 +159,20 @@ fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// The station's one writer lock is held by another process (a kiosk, `sync --watch` in the
+/// middle of a round, an enrolment or approval run).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another tasjil process is writing to {0} (a kiosk with an officer logged in, a sync round \
+     or an enrolment run?); wait for it or stop it"
+)]
+pub struct WriterBusy(pub PathBuf);
+
+/// Whether `e` is [`WriterBusy`]: worth waiting for, not a fault.
+pub fn is_writer_busy(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<WriterBusy>().is_some()
+}
+
 pub(crate) fn lock(dir: &DataDir) -> anyhow::Result<File> {
     let file = fs::OpenOptions::new()
         .create(true)
@@ -168,11 +182,21 @@ pub(crate) fn lock(dir: &DataDir) -> anyhow::Result<File> {
         .with_context(|| format!("cannot open {}", dir.lock().display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => bail!(
-            "another tasjil process is writing to {} (a kiosk or an enrolment run?); wait for it or stop it",
-            dir.0.display()
-        ),
+        Err(fs::TryLockError::WouldBlock) => Err(WriterBusy(dir.0.clone()).into()),
         Err(fs::TryLockError::Error(e)) => Err(e).context("cannot lock the data directory"),
+    }
+}
+
+/// Take the writer lock, waiting up to `wait` for whoever holds it.
+pub(crate) fn lock_waiting(dir: &DataDir, wait: std::time::Duration) -> anyhow::Result<File> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match lock(dir) {
+            Err(e) if is_writer_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -226,7 +250,9 @@ pub struct Station {
     pub self_approval: bool,
     /// How old the centre's roster may grow (`[roster]`).
     pub roster_policy: crate::config::RosterPolicy,
-    _lock: File,
+    dir: DataDir,
+    /// The writer lock; `None` while released to another process ([`Self::release`]).
+    lock: Option<File>,
 }
 
 /// What was committed.
@@ -246,6 +272,18 @@ impl Station {
     pub fn open(dir: &DataDir) -> anyhow::Result<Station> {
         dir.require_initialised()?;
         let lock = lock(dir)?;
+        Self::open_locked(dir, lock)
+    }
+
+    /// Like [`Self::open`], waiting up to `wait` for another writer to finish (the kiosk
+    /// starting while `sync --watch` is in a round).
+    pub fn open_waiting(dir: &DataDir, wait: std::time::Duration) -> anyhow::Result<Station> {
+        dir.require_initialised()?;
+        let lock = lock_waiting(dir, wait)?;
+        Self::open_locked(dir, lock)
+    }
+
+    fn open_locked(dir: &DataDir, lock: File) -> anyhow::Result<Station> {
         let view = View::open(dir)?;
         let key = std::sync::Arc::new(StationKey::load(&dir.key())?);
         if key.public_hex() != view.public_key {
@@ -272,8 +310,33 @@ impl Station {
             finger_format: config.finger_format,
             self_approval: config.approval.self_approval,
             roster_policy: config.roster,
-            _lock: lock,
+            dir: dir.clone(),
+            lock: Some(lock),
         })
+    }
+
+    /// Let another process write to the station until [`Self::reacquire`]: the kiosk does this
+    /// while nobody is logged in, so `sync --watch` can deliver between citizens. Nothing may
+    /// be written through this `Station` meanwhile (the kiosk takes it back before any write).
+    pub fn release(&mut self) {
+        self.lock = None;
+    }
+
+    /// Whether this `Station` holds the writer lock (not released).
+    pub fn holds_lock(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    /// Take the writer lock back, waiting up to `wait` for a round of the other writer to end,
+    /// then read the station afresh: the other writer may have stored a roster, a centre key
+    /// rotation or acknowledgements meanwhile.
+    pub fn reacquire(&mut self, wait: std::time::Duration) -> anyhow::Result<()> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        let lock = lock_waiting(&self.dir, wait)?;
+        *self = Self::open_locked(&self.dir.clone(), lock)?;
+        Ok(())
     }
 
     pub fn station_id(&self) -> &str {

@@ -359,16 +359,30 @@ pub fn is_unreachable(e: &anyhow::Error) -> bool {
     )
 }
 
+/// What one round of `sync --watch` came to.
+#[derive(Debug)]
+pub enum WatchRound<'a> {
+    Synced(&'a Summary),
+    /// The centre could not be reached; the next try comes with backoff.
+    Unreachable(&'a anyhow::Error),
+    /// Another process holds the station's writer lock (the kiosk while an officer is logged
+    /// in): the round waits for the next interval.
+    Busy,
+}
+
 /// `sync --watch`: keep syncing; when the centre is unreachable, probe again with backoff capped
-/// at `max_wait`, so a link that comes up is used within seconds. Never returns on its own except
-/// for an error that waiting cannot fix (the centre refused us).
+/// at `max_wait`, so a link that comes up is used within seconds. Each round takes the station's
+/// writer lock and gives it back when done, so a kiosk on the same station works between rounds
+/// (it releases the lock whenever nobody is logged in); a round that finds the lock held waits
+/// for the next one. Never returns on its own except for an error that waiting cannot fix (the
+/// centre refused us, a damaged store).
 pub fn watch(
-    station: &mut Station,
+    dir: &crate::station::DataDir,
     url: &str,
     every: Duration,
     max_wait: Duration,
     retention: Duration,
-    report: &mut dyn FnMut(Result<&Summary, &anyhow::Error>),
+    report: &mut dyn FnMut(WatchRound<'_>),
 ) -> anyhow::Result<()> {
     let mut wait = Duration::from_millis(500);
     loop {
@@ -376,14 +390,26 @@ pub fn watch(
             attempts: 2,
             ..RetryPolicy::default()
         };
-        match sync_once(station, url, retry, retention, &mut |_| {}) {
+        let mut station = match Station::open(dir) {
+            Ok(station) => station,
+            Err(e) if crate::station::is_writer_busy(&e) => {
+                report(WatchRound::Busy);
+                std::thread::sleep(every);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let round = sync_once(&mut station, url, retry, retention, &mut |_| {});
+        // Give the lock back before sleeping: the kiosk may need it.
+        drop(station);
+        match round {
             Ok(summary) => {
-                report(Ok(&summary));
+                report(WatchRound::Synced(&summary));
                 wait = Duration::from_millis(500);
                 std::thread::sleep(every);
             }
             Err(e) if is_unreachable(&e) => {
-                report(Err(&e));
+                report(WatchRound::Unreachable(&e));
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(max_wait);
             }

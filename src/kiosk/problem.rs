@@ -27,7 +27,7 @@ pub struct Problem {
 
 impl Problem {
     /// Every key [`Problem::of`] can give, for the translation tests.
-    pub const KEYS: [&'static str; 21] = [
+    pub const KEYS: [&'static str; 22] = [
         "signature-empty",
         "signature-short",
         "signature-fast",
@@ -48,6 +48,7 @@ impl Problem {
         "no-enrolment",
         "no-draft",
         "draft-unopened",
+        "station-busy",
         "failed",
     ];
 
@@ -126,6 +127,9 @@ fn known(cause: &(dyn std::error::Error + 'static)) -> Option<(&'static str, Str
             // A file that cannot be read or written: the generic message and the log.
             _ => ("failed", none()),
         });
+    }
+    if cause.downcast_ref::<crate::station::WriterBusy>().is_some() {
+        return Some(("station-busy", none()));
     }
     if let Some(e) = cause.downcast_ref::<SessionError>() {
         return Some(match e {

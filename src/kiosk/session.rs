@@ -237,11 +237,16 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// How long the kiosk waits for another writer (a round of `sync --watch`) to give the station
+/// back before saying the station is busy.
+pub const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 impl Session {
     /// Open the station's data directory as its one writer.
     pub fn open(dir: &DataDir, devices: Devices, badges: Badges) -> anyhow::Result<Session> {
         let policy = crate::config::Config::load(&dir.0)?.capture;
-        let station = Station::open(dir)?;
+        // `sync --watch` may be in a round: wait for it rather than fail at boot.
+        let station = Station::open_waiting(dir, WRITER_WAIT)?;
         Ok(Session {
             station,
             dir: dir.clone(),
@@ -259,6 +264,26 @@ impl Session {
 
     pub fn station_id(&self) -> &str {
         self.station.station_id()
+    }
+
+    /// Nobody is logged in: let `sync --watch` (or a supervisor's command) write to the station
+    /// until the next login. The kiosk only reads meanwhile (home screen counts).
+    pub fn release_writer(&mut self) {
+        if self.badge.is_none() && self.station.holds_lock() {
+            self.station.release();
+            tracing::debug!("writer lock released while nobody is logged in");
+        }
+    }
+
+    /// Take the station's writer lock back before anything that may write, waiting for a
+    /// sync round in progress to end ([`WRITER_WAIT`] at most, then a "busy" refusal the officer
+    /// can retry).
+    pub fn hold_writer(&mut self) -> anyhow::Result<()> {
+        if !self.station.holds_lock() {
+            self.station.reacquire(WRITER_WAIT)?;
+            tracing::debug!("writer lock taken back");
+        }
+        Ok(())
     }
 
     /// The station writer and the badge reader, for the supervisor's desk
@@ -358,6 +383,7 @@ impl Session {
     /// Unlock the officer's badge with `pin`, register it and audit the login.
     pub fn login(&mut self, officer: &str, pin: &str) -> Result<String, UnlockError> {
         let mut badge = self.badges.unlock(officer, pin)?;
+        self.hold_writer()?;
         self.station.login(&badge)?;
         let name = badge.officer_name();
         // The badge's one signature of this PIN entry gives the key of its drafts.

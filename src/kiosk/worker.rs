@@ -201,12 +201,13 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("kiosk-worker".into())
         .spawn(move || match open() {
-            Ok(session) => {
+            Ok(mut session) => {
                 outbox.push(Event::Ready {
                     station: session.station_id().to_string(),
                     devices: session.device_names(),
                     sim_card: session.sim_card(),
                 });
+                session.release_writer();
                 run(session, &rx, &outbox, &frame_free);
             }
             Err(e) => {
@@ -353,7 +354,32 @@ fn run(mut session: Session, rx: &Receiver<Command>, outbox: &Outbox, frame_free
     }
 }
 
+/// Whether `command` may write to the station (then the kiosk must hold the writer lock,
+/// which it gives to `sync --watch` while nobody is logged in). Login takes it itself, after the
+/// badge has been unlocked.
+fn may_write(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Login { .. }
+            | Command::Logout
+            | Command::Home
+            | Command::Devices
+            | Command::KeepForm(_)
+            | Command::ReadPreviousCard(_)
+            | Command::SaveReceipt { .. }
+            | Command::Preview(_)
+            | Command::AutoCapture(_)
+    )
+}
+
 fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mut bool) {
+    if may_write(&command) {
+        if let Err(e) = session.hold_writer() {
+            tracing::warn!("{e:#}");
+            outbox.push(Event::Error(Problem::of(&e)));
+            return;
+        }
+    }
     let event = match command {
         Command::Login { officer, pin } => match session.login(&officer, &pin) {
             Ok(name) => Event::LoggedIn { name },
@@ -365,9 +391,14 @@ fn handle(session: &mut Session, command: Command, outbox: &Outbox, preview: &mu
         Command::Logout => {
             *preview = false;
             session.logout();
+            session.release_writer();
             return;
         }
-        Command::Home => result(session.home().map(Event::Home)),
+        Command::Home => {
+            // Back home with nobody logged in (the supervisor's desk closed): free the station.
+            session.release_writer();
+            result(session.home().map(Event::Home))
+        }
         Command::KeepForm(data) => {
             session.keep_form(data);
             return;

@@ -659,6 +659,180 @@ fn kiosk_with_configured_devices_takes_the_ten_fingers_from_the_libfprint_sensor
 /// real pointer events (then the same refusal again), a wrong PIN at the confirmation, the
 /// receipt, and logging out (the top bar no longer names the officer). Each time the pixels changed from before and are exactly what a full
 /// repaint of the window draws: nothing stale was left on the screen.
+/// A `sync --watch` running beside the kiosk (`tasjil-sync.service` in a van): its stdout
+/// lines (one JSON summary per round) and stderr lines, killed on drop.
+struct Watch {
+    child: Child,
+    out: Receiver<String>,
+    err: Receiver<String>,
+}
+
+impl Watch {
+    fn start(station: &Path, url: &str) -> Watch {
+        let mut child = Command::new(BIN)
+            .args(["--data-dir", station.to_str().unwrap()])
+            .args(["--json", "sync", "--watch", "--central", url, "--interval", "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = |r: Box<dyn Read + Send>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(r).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        };
+        let out = lines(Box::new(child.stdout.take().unwrap()));
+        let err = lines(Box::new(child.stderr.take().unwrap()));
+        Watch { child, out, err }
+    }
+
+    /// The next round's summary in which `sent` records went to the centre (rounds with
+    /// nothing to send are skipped), within 60 s.
+    fn sent(&self, sent: u64) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.out.recv_timeout(left) {
+                Ok(line) => {
+                    let v: serde_json::Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("not a JSON summary: {e}: {line}"));
+                    if v["sent"].as_u64() == Some(sent) {
+                        return v;
+                    }
+                    assert_eq!(v["sent"], 0, "a round sent something else: {v}");
+                }
+                Err(e) => panic!(
+                    "no round of sync --watch sent {sent} records ({e:?}); its stderr: {:?}",
+                    self.err.try_iter().collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+
+    /// Wait for a stderr line containing `what`.
+    fn says(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.err.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(line) => seen.push(line),
+                Err(e) => panic!("sync --watch never said {what:?} ({e:?}); it said {seen:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sync_watch_delivers_between_citizens_while_the_kiosk_runs() {
+    let name = "sync_watch_delivers_between_citizens_while_the_kiosk_runs";
+    let Some(xvfb) = x_server(name) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let central = Central::init(&tmp.path().join("centre"));
+    let serve = crate::centre_load::Serve::start(&central);
+    let url = format!("http://{}", serve.addr);
+    let station = station_for(&central, &tmp.path().join("van"), "VAN-KS");
+    enrol_in(&station, 2, 41);
+
+    // The kiosk is up at its login view: nobody logged in, so the station is free and the
+    // background sync delivers what the van holds.
+    let mut kiosk = Kiosk::start(&station, &xvfb.display);
+    kiosk.expect("login view shown");
+    let watch = Watch::start(&station, &url);
+    let first = watch.sent(2);
+    assert_eq!(first["rejected"], serde_json::json!([]), "{first}");
+
+    // An officer logs in: the kiosk holds the station, the sync waits and says why.
+    kiosk.send("badge");
+    kiosk.send("pin 123456");
+    kiosk.expect("home view shown");
+    watch.says("the station is in use");
+    kiosk.send("start");
+    kiosk.expect("kind view shown");
+    kiosk.send("kind new");
+    kiosk.expect("form view shown");
+    kiosk.send("form-sample 5");
+    kiosk.expect_nudging("fingers view shown", Some("face-next"));
+    let mut taken = 0;
+    for _ in 0..40 {
+        if taken == 10 {
+            break;
+        }
+        kiosk.send("finger");
+        if !kiosk.expect(", quality ").contains(" retry,") {
+            taken += 1;
+        }
+    }
+    kiosk.send("fingers-next");
+    kiosk.expect("signature view shown");
+    let window = find_window(&xvfb.display, "Tasjil");
+    let (_, wy, _, _) = xvfb.geometry(&window);
+    let pad = xvfb
+        .wait_run([0xff, 0xff, 0xff], wy + 60, 200)
+        .expect("no signature pad on the screen");
+    let stroke: Vec<(usize, usize)> = (0..40)
+        .map(|i| {
+            let t = f64::from(i) / 39.0;
+            let x = pad.0 as f64 - 220.0 + 440.0 * t;
+            let y = pad.1 as f64 + 40.0 * (t * 12.0).sin();
+            (x as usize, y as usize)
+        })
+        .collect();
+    xvfb.drag(&stroke, 25);
+    kiosk.send("sign-accept");
+    kiosk.expect("review view shown");
+    kiosk.send("review-confirm");
+    kiosk.expect("confirm view shown");
+    kiosk.send("confirm-pin 123456");
+    kiosk.expect("receipt view shown");
+    // Still logged in: nothing of the new citizen has gone yet.
+    let (_, list) = central.json(&["list"]);
+    let at_centre = |list: &serde_json::Value| {
+        list.as_array()
+            .or_else(|| list["records"].as_array())
+            .map_or(0, |r| r.iter().filter(|r| r["station"] == "VAN-KS").count())
+    };
+    assert_eq!(at_centre(&list), 2, "{list}");
+
+    // The officer takes the badge out: the next round delivers the citizen.
+    kiosk.send("remove-badge");
+    kiosk.expect("login view shown");
+    let second = watch.sent(1);
+    assert_eq!(second["rejected"], serde_json::json!([]), "{second}");
+    let (_, list) = central.json(&["list"]);
+    assert_eq!(at_centre(&list), 3, "{list}");
+    let (code, v) = central.json(&["verify"]);
+    assert_eq!(code, 0, "centre verify: {v}");
+
+    // The next officer logs in while the sync may be in a round: the kiosk waits for it and
+    // lets the officer in (at most 20 s), and the station verifies clean afterwards.
+    kiosk.send("badge");
+    kiosk.send("pin 123456");
+    kiosk.expect("home view shown");
+    drop(watch);
+    drop(kiosk);
+    let (code, v) = json_of(&station, &["verify"]);
+    assert_eq!(code, 0, "station verify: {v}");
+    drop(serve);
+}
+
 #[test]
 fn kiosk_under_xvfb_repaints_each_refusal_and_the_logout_at_once() {
     let name = "kiosk_under_xvfb_repaints_each_refusal_and_the_logout_at_once";
