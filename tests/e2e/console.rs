@@ -520,7 +520,9 @@ impl Browser {
                     .call(
                         "POST",
                         &format!("/session/{}/execute/sync", self.session),
-                        Some(json!({"script": "return window.__tasjilOldPage === true", "args": []})),
+                        Some(
+                            json!({"script": "return window.__tasjilOldPage === true", "args": []}),
+                        ),
                     )
                     .map(|v| v == json!(true))
                     .unwrap_or(true);

@@ -671,7 +671,15 @@ impl Watch {
     fn start(station: &Path, url: &str) -> Watch {
         let mut child = Command::new(BIN)
             .args(["--data-dir", station.to_str().unwrap()])
-            .args(["--json", "sync", "--watch", "--central", url, "--interval", "1"])
+            .args([
+                "--json",
+                "sync",
+                "--watch",
+                "--central",
+                url,
+                "--interval",
+                "1",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
