@@ -884,6 +884,7 @@ fn serve(
     };
     // The console reads the embedded store; on a cluster only the station API is served.
     let console = store.map(|store| tasjil_central::console::Console::new(store, keys));
+    let has_console = console.is_some();
     let app = tasjil_central::server::app(backend, console);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the server runtime")?;
     runtime.block_on(async move {
@@ -893,7 +894,9 @@ fn serve(
         let addr = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         say(&format!("tasjil-central listening on {scheme}://{addr}"));
-        say(&format!("staff console: {scheme}://{addr}/console/"));
+        if has_console {
+            say(&format!("staff console: {scheme}://{addr}/console/"));
+        }
         tasjil_central::notify::ready();
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
