@@ -63,6 +63,9 @@ use crate::{CentreBackend, CentreError};
 
 pub use migrate::{migrate_embedded, MigrateReport};
 
+/// A problem `verify` found: `(station, seq, what)`.
+pub type VerifyProblem = (String, u64, String);
+
 /// Where a cluster is: its database and its object store (credentials from the environment).
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -1054,7 +1057,7 @@ impl ClusterStore {
     /// Check every stored envelope again — its station's signature, its chain link to the
     /// element before it, and its payload read back from the object store against the
     /// envelope — and return the problems found (`(station, seq, what)`), with the count checked.
-    pub fn verify_full(&self) -> Result<(u64, Vec<(String, u64, String)>), CentreError> {
+    pub fn verify_full(&self) -> Result<(u64, Vec<VerifyProblem>), CentreError> {
         self.run(|s, c| {
             Box::pin(async move {
                 let keys: HashMap<String, String> = c
