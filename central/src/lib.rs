@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod bench_payloads;
+pub mod cluster;
 pub mod conn;
 pub mod console;
 pub mod import;

@@ -29,6 +29,22 @@ struct Cli {
     /// Print one JSON object instead of human text.
     #[arg(long, global = true)]
     json: bool,
+    /// The cluster backend's PostgreSQL database (postgres://USER@HOST:PORT/DB); the password
+    /// comes from DATABASE_URL or PGPASSWORD, never from the command line. With --blobs, the
+    /// centre's records live in the cluster instead of DATA_DIR (its keys stay in DATA_DIR).
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    database: Option<String>,
+    /// The cluster backend's object store for sealed payloads:
+    /// s3://BUCKET?endpoint=http://HOST:PORT (credentials from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY).
+    #[arg(long, global = true, env = "BLOBS_URL", value_name = "URL")]
+    blobs: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -94,6 +110,13 @@ enum Command {
     },
     /// Counts of stations and records.
     Stats,
+    /// Copy this embedded centre (DATA_DIR) into a cluster: every record is verified by the
+    /// cluster on arrival; running it again stores nothing twice.
+    Migrate {
+        /// The cluster's PostgreSQL database (or DATABASE_URL); the payloads go to --blobs.
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+    },
     /// Receive syncs from registered stations over HTTP until interrupted (Ctrl-C or SIGTERM).
     /// Plain HTTP is meant for loopback or behind a TLS-terminating proxy.
     Serve {
@@ -352,6 +375,11 @@ enum GroupCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
+    match cluster_config(&cli) {
+        Ok(Some(cluster)) => return finish(cluster_run(cli, cluster), json),
+        Ok(None) => {}
+        Err(e) => return finish(Err(e), json),
+    }
     if let Command::List { limit, after } = &cli.command {
         // Written as it is read, not collected into one `Output`.
         let listed = data_dir(cli.data_dir.clone())
@@ -472,7 +500,7 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
                 header: std::time::Duration::from_secs(header_timeout.max(1)),
                 per_peer: max_connections_per_peer.max(1),
             };
-            serve(&dir, listen, plain_http, limits)
+            serve(&dir, listen, plain_http, limits, None)
         }
         Command::Import {
             bundle,
@@ -538,6 +566,9 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             Ok(Output::ok(serde_json::to_value(&b)?, table))
         }
         Command::Verify { full, sample } => verify(&dir, full, sample),
+        Command::Migrate { .. } => bail!(
+            "migrate copies this centre into a cluster: give --to postgres://… (or DATABASE_URL) and --blobs s3://… (or BLOBS_URL)"
+        ),
         Command::Stats => {
             let stats = open_store(&dir)?.stats()?;
             Ok(Output::ok(
@@ -804,6 +835,7 @@ fn serve(
     listen: std::net::SocketAddr,
     plain_http: bool,
     limits: tasjil_central::conn::ConnLimits,
+    cluster: Option<ClusterStore>,
 ) -> anyhow::Result<Output> {
     if plain_http && !listen.ip().is_loopback() {
         bail!("--plain-http is allowed on loopback addresses only; {listen} is not one (serve TLS instead)");
@@ -831,7 +863,16 @@ fn serve(
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let store = std::sync::Arc::new(open_store(dir)?);
+    let (backend, store): (std::sync::Arc<dyn tasjil_central::CentreBackend>, _) = match cluster {
+        Some(cluster) => {
+            tracing::info!(cluster = %cluster.describe(), "serving from the cluster backend");
+            (std::sync::Arc::new(cluster), None)
+        }
+        None => {
+            let store = std::sync::Arc::new(open_store(dir)?);
+            (store.clone(), Some(store))
+        }
+    };
     // The console needs the centre's secret keys (second factors, payloads, the access log's
     // signature). A centre without them here still serves stations; the console says why not.
     let keys = match CentreKeys::load(&dir.join("centre.key")) {
@@ -841,10 +882,10 @@ fn serve(
             None
         }
     };
-    let app = tasjil_central::server::app(
-        store.clone(),
-        Some(tasjil_central::console::Console::new(store, keys)),
-    );
+    // The console reads the embedded store; on a cluster only the station API is served.
+    let console = store.map(|store| tasjil_central::console::Console::new(store, keys));
+    let has_console = console.is_some();
+    let app = tasjil_central::server::app(backend, console);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the server runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -853,7 +894,9 @@ fn serve(
         let addr = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         say(&format!("tasjil-central listening on {scheme}://{addr}"));
-        say(&format!("staff console: {scheme}://{addr}/console/"));
+        if has_console {
+            say(&format!("staff console: {scheme}://{addr}/console/"));
+        }
         tasjil_central::notify::ready();
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -1329,4 +1372,181 @@ fn export_nist(
             payload.fingers.len()
         ),
     ))
+}
+
+use tasjil_central::cluster::{ClusterConfig, ClusterStore};
+
+/// The cluster named by the options or the environment, if any (`migrate --to` names one too).
+fn cluster_config(cli: &Cli) -> anyhow::Result<Option<ClusterConfig>> {
+    let database = match &cli.command {
+        Command::Migrate { to } => to.clone().or_else(|| cli.database.clone()),
+        _ => cli.database.clone(),
+    };
+    ClusterConfig::from_options(database, cli.blobs.clone()).map_err(anyhow::Error::msg)
+}
+
+/// Open the cluster, with the centre's key (DATA_DIR/centre.key) signing verdicts.
+fn open_cluster(dir: &Path, config: &ClusterConfig) -> anyhow::Result<ClusterStore> {
+    if !dir.join("centre.pub").is_file() {
+        bail!(
+            "{} holds no centre keys: run `tasjil-central init` first (the keys stay in DATA_DIR on a cluster too), or pass the right --data-dir",
+            dir.display()
+        );
+    }
+    let store = ClusterStore::open(config)
+        .with_context(|| "cannot open the cluster backend (--database / --blobs)".to_string())?;
+    match CentreKeys::load(&dir.join("centre.key")) {
+        Ok(keys) => store.sign_verdicts_with(keys.signing),
+        Err(e) => {
+            tracing::warn!(error = %e, "verdicts will go unsigned: the centre key cannot be read")
+        }
+    }
+    Ok(store)
+}
+
+/// The subcommands that work on the cluster backend.
+fn cluster_run(cli: Cli, config: ClusterConfig) -> anyhow::Result<Output> {
+    let dir = data_dir(cli.data_dir)?;
+    match cli.command {
+        // The keys live in DATA_DIR whichever backend holds the records.
+        Command::Init => init(&dir),
+        Command::Serve {
+            listen,
+            plain_http,
+            handshake_timeout,
+            header_timeout,
+            max_connections_per_peer,
+        } => {
+            let limits = tasjil_central::conn::ConnLimits {
+                handshake: std::time::Duration::from_secs(handshake_timeout.max(1)),
+                header: std::time::Duration::from_secs(header_timeout.max(1)),
+                per_peer: max_connections_per_peer.max(1),
+            };
+            let cluster = open_cluster(&dir, &config)?;
+            serve(&dir, listen, plain_http, limits, Some(cluster))
+        }
+        Command::Station {
+            command:
+                StationCommand::Add {
+                    id,
+                    key,
+                    simulation,
+                },
+        } => {
+            let public = StationPublic::load(&key)?;
+            if public.station != id {
+                bail!(
+                    "{} is the key of station {}, not {id}: check that you picked the right file",
+                    key.display(),
+                    public.station
+                );
+            }
+            if public.simulation != simulation {
+                bail!(
+                    "{id}: --simulation must be given exactly for a training station (tasjil init --simulation)"
+                );
+            }
+            let added = open_cluster(&dir, &config)?.add_station(&public, now_ms())?;
+            Ok(Output::ok(
+                json!({"station": id, "key": public.ed25519, "added": added}),
+                if added {
+                    format!("station {id} registered (key {})", public.ed25519)
+                } else {
+                    format!("station {id} was already registered with this key; nothing changed")
+                },
+            ))
+        }
+        Command::Station {
+            command: StationCommand::List,
+        } => {
+            let stations = open_cluster(&dir, &config)?.stations()?;
+            let mut human = format!("{:<20}  {:>8}  {:>8}", "station", "records", "last seq");
+            for s in &stations {
+                human.push_str(&format!("\n{:<20}  {:>8}  {:>8}", s.id, s.records, s.last_seq));
+            }
+            Ok(Output::ok(json!({ "stations": stations }), human))
+        }
+        Command::Stats => {
+            use tasjil_central::CentreBackend;
+            let stats = open_cluster(&dir, &config)?.stats()?;
+            Ok(Output::ok(
+                serde_json::to_value(&stats)?,
+                format!(
+                    "stations: {}\nrecords:  {}\nverified: {}\nrejected: {}",
+                    stats.stations, stats.records, stats.verified, stats.rejected
+                ),
+            ))
+        }
+        Command::List { limit, after } => {
+            if limit.is_some() || after.is_some() {
+                bail!("--limit and --after are not available on the cluster backend yet");
+            }
+            let records = open_cluster(&dir, &config)?.list()?;
+            let mut human = format!(
+                "{:<20}  {:>6}  {:<26}  {:<10}  {:>10}",
+                "station", "seq", "id", "status", "payload"
+            );
+            for r in &records {
+                human.push_str(&format!(
+                    "\n{:<20}  {:>6}  {:<26}  {:<10}  {:>10}",
+                    r.station, r.seq, r.id, r.status, r.payload_len
+                ));
+            }
+            Ok(Output::ok(json!({ "records": records, "next": null }), human))
+        }
+        Command::Verify { .. } => {
+            // Every record is checked on the cluster (the embedded store's sampling is not kept).
+            let (records, problems) = open_cluster(&dir, &config)?.verify_full()?;
+            let mut human = format!(
+                "{} of {records} records valid (all checked)",
+                records - problems.len() as u64
+            );
+            for (station, seq, what) in &problems {
+                human.push_str(&format!("\n  PROBLEM {station} #{seq}: {what}"));
+            }
+            if problems.is_empty() {
+                human.push_str("\nall good");
+            }
+            let problems: Vec<_> = problems
+                .iter()
+                .map(|(station, seq, reason)| json!({"station": station, "seq": seq, "reason": reason}))
+                .collect();
+            Ok(Output {
+                ok: problems.is_empty(),
+                json: json!({
+                    "records": records,
+                    "valid": records - problems.len() as u64,
+                    "problems": problems,
+                    "ok": problems.is_empty(),
+                }),
+                human,
+            })
+        }
+        Command::Migrate { .. } => {
+            let from = open_store(&dir)?;
+            let to = open_cluster(&dir, &config)?;
+            let report = tasjil_central::cluster::migrate_embedded(&from, &to)?;
+            let mut human = format!(
+                "{} records stored in the cluster, {} already there, {} restore links; {} stations, {} roster versions, {} key rotations, {} ledgers copied",
+                report.stored,
+                report.already_had,
+                report.restore_links,
+                report.stations,
+                report.roster_versions,
+                report.rotations,
+                report.ledgers
+            );
+            for (station, seq, reason) in &report.refused {
+                human.push_str(&format!("\n  REFUSED {station} #{seq}: {reason}"));
+            }
+            Ok(Output {
+                ok: report.refused.is_empty(),
+                json: serde_json::to_value(&report)?,
+                human,
+            })
+        }
+        _ => bail!(
+            "this subcommand works on the embedded store only for now; on a cluster: init, serve, station add, station list, stats, list, verify, migrate (unset DATABASE_URL and BLOBS_URL for the embedded store)"
+        ),
+    }
 }

@@ -8,6 +8,7 @@ mod badge;
 mod bundle;
 mod centre;
 mod centre_load;
+mod cluster;
 mod console;
 mod crash;
 mod devices;
