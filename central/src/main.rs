@@ -56,7 +56,7 @@ enum Command {
     /// before still opens and verifies. Vans take the rotation at their next sync, from the
     /// next USB receipt, or from `keys export`'s file (`tasjil keys import`). Restart `serve`
     /// after a rotation. A new TLS certificate goes in with `announce-tls`, then (once vans have
-    /// synced) `switch-tls` and a restart of `serve`.
+    /// synced) `switch-tls`.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
@@ -226,7 +226,8 @@ enum KeysCommand {
         #[arg(long, value_name = "FILE", requires = "cert")]
         key: Option<PathBuf>,
     },
-    /// Put the announced TLS certificate in service and drop the old pin; restart `serve` after.
+    /// Put the announced TLS certificate in service and drop the old pin (a running `serve`
+    /// presents it from its next connection).
     /// A van that missed the announcement then refuses the centre until it imports the
     /// rotations from `keys export` (`tasjil keys import`).
     SwitchTls,
@@ -661,7 +662,7 @@ fn tls_change(dir: &Path, announce: Option<Option<(&Path, &Path)>>) -> anyhow::R
             }
         ),
         None => format!(
-            "TLS certificate switched as key set version {}\n  in service: {current}\n  restart `tasjil-central serve` to present it. A van that missed the announcement will refuse the centre until it imports the rotations: `tasjil-central keys export --out FILE`, then `tasjil keys import FILE` at the van",
+            "TLS certificate switched as key set version {}\n  in service: {current}\n  a running `tasjil-central serve` presents it from its next connection. A van that missed the announcement will refuse the centre until it imports the rotations: `tasjil-central keys export --out FILE`, then `tasjil keys import FILE` at the van",
             change.version
         ),
     };
@@ -862,21 +863,11 @@ fn serve(
     if plain_http && !listen.ip().is_loopback() {
         bail!("--plain-http is allowed on loopback addresses only; {listen} is not one (serve TLS instead)");
     }
+    // The certificate in the data directory; a `keys switch-tls` is picked up without a restart.
     let tls = if plain_http {
         None
     } else {
-        let read = |name: &str| {
-            std::fs::read(dir.join(name)).with_context(|| {
-                format!(
-                    "cannot read {} (the centre's TLS certificate, made by tasjil-central init)",
-                    dir.join(name).display()
-                )
-            })
-        };
-        Some(tasjil_central::tls::server_config(
-            read("tls-cert.der")?,
-            read("tls-key.der")?,
-        )?)
+        Some(tasjil_central::tls::server_config_in(dir)?)
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TASJIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -40,6 +40,87 @@ pub fn server_config(
         )
 }
 
+/// Server configuration presenting the certificate in `dir` (`tls-cert.der`, `tls-key.der`), and
+/// the one found there later: after `keys switch-tls` the next handshake presents the new
+/// certificate, without a restart (the files are looked at on each handshake; a pair that does not
+/// load, such as one caught half-renamed, leaves the last good one in service).
+pub fn server_config_in(dir: &Path) -> anyhow::Result<rustls::ServerConfig> {
+    let resolver = DirCert {
+        dir: dir.to_path_buf(),
+        current: std::sync::Mutex::new(load_pair(dir)?),
+    };
+    Ok(
+        rustls::ServerConfig::builder_with_provider(tasjil_sync::tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(std::sync::Arc::new(resolver)),
+    )
+}
+
+/// What identifies the certificate file's contents cheaply: inode and modification time (a
+/// switch renames a new file into place).
+type FileStamp = Option<(u64, std::time::SystemTime)>;
+
+fn stamp(path: &Path) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.modified().ok()?))
+}
+
+type Loaded = (FileStamp, std::sync::Arc<rustls::sign::CertifiedKey>);
+
+fn load_pair(dir: &Path) -> anyhow::Result<Loaded> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).with_context(|| {
+            format!(
+                "cannot read {} (the centre's TLS certificate, made by tasjil-central init)",
+                dir.join(name).display()
+            )
+        })
+    };
+    let before = stamp(&dir.join(CERT_FILE));
+    let cert = read(CERT_FILE)?;
+    let key = read(KEY_FILE)?;
+    let certified = rustls::sign::CertifiedKey::from_der(
+        vec![CertificateDer::from(cert)],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+        &tasjil_sync::tls::provider(),
+    )
+    .map_err(|e| anyhow::anyhow!("the TLS certificate and key in {}: {e}", dir.display()))?;
+    Ok((before, std::sync::Arc::new(certified)))
+}
+
+#[derive(Debug)]
+struct DirCert {
+    dir: std::path::PathBuf,
+    current: std::sync::Mutex<Loaded>,
+}
+
+impl rustls::server::ResolvesServerCert for DirCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if stamp(&self.dir.join(CERT_FILE)) != current.0 {
+            match load_pair(&self.dir) {
+                Ok(loaded) => {
+                    tracing::info!(
+                        sha256 = %tasjil_sync::tls::fingerprint(loaded.1.end_entity_cert().map_or(&[][..], |c| c.as_ref())),
+                        "TLS certificate in service changed"
+                    );
+                    *current = loaded;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the TLS certificate on disk does not load; the last good one stays in service")
+                }
+            }
+        }
+        Some(current.1.clone())
+    }
+}
+
 /// The certificate `serve` presents, and its private key (PKCS#8), in the data directory.
 pub const CERT_FILE: &str = "tls-cert.der";
 pub const KEY_FILE: &str = "tls-key.der";

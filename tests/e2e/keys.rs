@@ -173,8 +173,8 @@ fn centre_pub(central: &Central) -> Value {
 }
 
 /// The centre changes its TLS certificate: `keys announce-tls` while the old one stays in
-/// service, a van takes the announcement at sync, `keys switch-tls` and a restart put the new one
-/// in service, and that van still syncs. A van that missed the announcement is refused with the
+/// service, a van takes the announcement at sync, `keys switch-tls` puts the new one in service
+/// (the running server presents it at once, and after a restart), and that van still syncs. A van that missed the announcement is refused with the
 /// pin named and told how to recover; after `tasjil keys import` it syncs again. A forged
 /// announcement is never taken.
 #[test]
@@ -283,11 +283,9 @@ fn the_centre_changes_its_tls_certificate_and_vans_that_heard_of_it_follow() {
     assert!(!central.dir.join("tls-cert.next.der").exists());
     let (code, v) = central.json(&["keys", "switch-tls"]);
     assert_eq!(code, 1, "nothing left to switch to: {v}");
-    drop(serve);
-    let serve = Serve::start_with(&central, &[]);
-    let url = format!("https://{}", serve.addr);
 
-    // A reaches the centre through the announced pin, then takes the switch.
+    // The running server presents the new certificate from its next connection: A reaches it
+    // through the announced pin, then takes the switch.
     enrol_in(&a, 1, 4);
     let s = sync(&a, &url);
     assert_eq!(
@@ -299,6 +297,13 @@ fn the_centre_changes_its_tls_certificate_and_vans_that_heard_of_it_follow() {
     assert_eq!(held["tls_cert_sha256"], new_pin.as_str(), "{held}");
     assert_eq!(held.get("tls_next_sha256"), None, "old pin dropped: {held}");
     assert_eq!(json_of(&a, &["status"]).1["acknowledged"], 3);
+
+    // After a restart too.
+    drop(serve);
+    let serve = Serve::start_with(&central, &[]);
+    let url = format!("https://{}", serve.addr);
+    enrol_in(&a, 1, 6);
+    assert_eq!(sync(&a, &url)["sent"], 1);
 
     // B missed the announcement: it cannot tell the new certificate from an impostor's.
     enrol_in(&b, 1, 5);
