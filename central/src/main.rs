@@ -652,7 +652,7 @@ fn tls_change(dir: &Path, announce: Option<Option<(&Path, &Path)>>) -> anyhow::R
     let current = change.current_sha256.clone().unwrap_or_default();
     let human = match announce {
         Some(_) => format!(
-            "next TLS certificate announced as key set version {}\n  in service: {current}\n  next:       {}{}\n  `serve` keeps presenting the certificate in service. Vans take the announcement at their next sync or USB receipt (or `keys export` + `tasjil keys import`); once they all have, run `tasjil-central keys switch-tls` and restart `serve`",
+            "next TLS certificate announced as key set version {}\n  in service: {current}\n  next:       {}{}\n  `serve` keeps presenting the certificate in service. Vans take the announcement at their next sync or USB receipt (or `keys export` + `tasjil keys import`); once they all have, run `tasjil-central keys switch-tls`",
             change.version,
             change.next_sha256.join(", "),
             if change.generated {
