@@ -516,11 +516,17 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             Ok(Output::ok(
                 serde_json::to_value(&c)?,
                 format!(
-                    "centre keys version {}\n  signing key {}\n  earlier signing keys {}\n  payloads sealed to {}",
+                    "centre keys version {}\n  signing key {}\n  earlier signing keys {}\n  payloads sealed to {}\n  TLS certificate {}{}",
                     c.version,
                     c.ed25519,
                     c.previous_ed25519.len(),
-                    c.age_recipients.join(", ")
+                    c.age_recipients.join(", "),
+                    c.tls_cert_sha256.as_deref().unwrap_or("(none pinned)"),
+                    if c.tls_next_sha256.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\n  next TLS certificate {}", c.tls_next_sha256.join(", "))
+                    }
                 ),
             ))
         }

@@ -46,8 +46,8 @@ pub fn sync_once(
     let ids: Vec<String> = pending.iter().map(|p| p.id.clone()).collect();
     let session = Session::new(pending, CHUNK, BATCH);
     let station_id = station.station_id().to_string();
-    let pin = station.centre().tls_cert_sha256.clone();
-    let mut client = CentreClient::new(url, &station_id, station.key(), retry, pin.as_deref())?;
+    let pins = station.centre().tls_pins();
+    let mut client = CentreClient::new(url, &station_id, station.key(), retry, &pins)?;
     let held_roster = station.roster_version()?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -94,9 +94,26 @@ pub fn import(
         progress(Step::Verify, done, total)
     })?;
     // The supervisor who countersigned must be one the centre's roster allows on this station
-    // when the bundle was made (a training station's badges may be unlisted).
-    if !store.is_training(&manifest.station)? {
-        if let Err(why) = store.roster_allows(
+    // when the bundle was made. A training station's simulated badges may be unlisted, but only
+    // where the roster has no part: once its records name a roster, the roster lists staff for
+    // it, or the badge is one the roster knows, the roster decides there too.
+    let governed = if store.is_training(&manifest.station)? {
+        let named_roster = verified
+            .envelopes
+            .iter()
+            .filter_map(|b| Envelope::<Signed>::from_bytes(b).ok()?.body().roster)
+            .max();
+        store.roster_governs_training(
+            &manifest.station,
+            named_roster,
+            &manifest.supervisor.id,
+            &manifest.supervisor.key,
+        )?
+    } else {
+        Some(String::new())
+    };
+    if let Some(because) = governed {
+        if let Err(mut why) = store.roster_allows(
             None,
             &manifest.supervisor.id,
             &manifest.supervisor.key,
@@ -104,6 +121,9 @@ pub fn import(
             tasjil_sync::roster::Role::Supervisor,
             manifest.created_ms,
         )? {
+            if !because.is_empty() {
+                why = format!("{why} (training station {}: {because})", manifest.station);
+            }
             return Err(ImportError::Countersigner(why));
         }
     }

@@ -71,7 +71,8 @@ enum Command {
     /// centre.pub with the old key; the old keys stay in centre.key, so what was sealed or signed
     /// before still opens and verifies. Vans take the rotation at their next sync, from the
     /// next USB receipt, or from `keys export`'s file (`tasjil keys import`). Restart `serve`
-    /// after a rotation.
+    /// after a rotation. A new TLS certificate goes in with `announce-tls`, then (once vans have
+    /// synced) `switch-tls`.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
@@ -237,6 +238,22 @@ enum KeysCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Announce the next TLS certificate: vans that take this rotation accept it as well as the
+    /// one in service, which `serve` keeps presenting. Without --cert/--key a new self-signed
+    /// certificate is made. Switch with `switch-tls` once the vans have synced.
+    AnnounceTls {
+        /// The next certificate (PEM or DER).
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+        /// Its private key (PKCS#8, PEM or DER).
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
+    },
+    /// Put the announced TLS certificate in service and drop the old pin (a running `serve`
+    /// presents it from its next connection).
+    /// A van that missed the announcement then refuses the centre until it imports the
+    /// rotations from `keys export` (`tasjil keys import`).
+    SwitchTls,
 }
 
 #[derive(Subcommand)]
@@ -460,6 +477,12 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
             command: KeysCommand::Rotate,
         } => rotate_keys(&dir),
         Command::Keys {
+            command: KeysCommand::AnnounceTls { cert, key },
+        } => tls_change(&dir, Some(cert.as_deref().zip(key.as_deref()))),
+        Command::Keys {
+            command: KeysCommand::SwitchTls,
+        } => tls_change(&dir, None),
+        Command::Keys {
             command: KeysCommand::Export { out },
         } => {
             let store = CentreStore::open(&dir)?;
@@ -648,6 +671,35 @@ fn station_group(dir: &Path, command: GroupCommand) -> anyhow::Result<Output> {
     ))
 }
 
+/// `keys announce-tls` (`announce` is `Some`, with the files given if any) or `keys switch-tls`.
+fn tls_change(dir: &Path, announce: Option<Option<(&Path, &Path)>>) -> anyhow::Result<Output> {
+    let store = CentreStore::open(dir)?;
+    let keys = CentreKeys::load(&dir.join("centre.key"))?;
+    let now = now_ms();
+    let change = match announce {
+        Some(given) => tasjil_central::tls::announce(dir, &store, &keys.signing, given, now)?,
+        None => tasjil_central::tls::switch(dir, &store, &keys.signing, now)?,
+    };
+    let current = change.current_sha256.clone().unwrap_or_default();
+    let human = match announce {
+        Some(_) => format!(
+            "next TLS certificate announced as key set version {}\n  in service: {current}\n  next:       {}{}\n  `serve` keeps presenting the certificate in service. Vans take the announcement at their next sync or USB receipt (or `keys export` + `tasjil keys import`); once they all have, run `tasjil-central keys switch-tls`",
+            change.version,
+            change.next_sha256.join(", "),
+            if change.generated {
+                format!(" (self-signed, made now: {})", dir.join(tasjil_central::tls::NEXT_CERT_FILE).display())
+            } else {
+                String::new()
+            }
+        ),
+        None => format!(
+            "TLS certificate switched as key set version {}\n  in service: {current}\n  a running `tasjil-central serve` presents it from its next connection. A van that missed the announcement will refuse the centre until it imports the rotations: `tasjil-central keys export --out FILE`, then `tasjil keys import FILE` at the van",
+            change.version
+        ),
+    };
+    Ok(Output::ok(serde_json::to_value(&change)?, human))
+}
+
 /// `keys rotate`: see [`Command::Keys`]. The new keys are written beside the old file first,
 /// the rotation recorded, then the file renamed into place: a run cut anywhere can be run again.
 fn rotate_keys(dir: &Path) -> anyhow::Result<Output> {
@@ -657,8 +709,10 @@ fn rotate_keys(dir: &Path) -> anyhow::Result<Output> {
         dir.join("centre.key.next"),
         dir.join("centre.pub"),
     );
-    let held = tasjil_sync::CentrePublic::load(&pub_path)?;
     let store = CentreStore::open(dir)?;
+    // A TLS change cut short is finished first: the new keys follow it.
+    tasjil_central::tls::finish_recorded(dir, &store)?;
+    let held = tasjil_sync::CentrePublic::load(&pub_path)?;
     let now = now_ms();
     let version = held.version + 1;
     // A run cut after recording its rotation: finish it with the keys it recorded.
@@ -691,6 +745,7 @@ fn rotate_keys(dir: &Path) -> anyhow::Result<Output> {
                 age_recipients: vec![new_keys.identity.to_public().to_string()],
                 ed25519: hex::encode(new_keys.signing.verifying_key().as_bytes()),
                 tls_cert_sha256: held.tls_cert_sha256.clone(),
+                tls_next_sha256: held.tls_next_sha256.clone(),
                 version,
                 previous_ed25519: previous,
             };
@@ -840,21 +895,11 @@ fn serve(
     if plain_http && !listen.ip().is_loopback() {
         bail!("--plain-http is allowed on loopback addresses only; {listen} is not one (serve TLS instead)");
     }
+    // The certificate in the data directory; a `keys switch-tls` is picked up without a restart.
     let tls = if plain_http {
         None
     } else {
-        let read = |name: &str| {
-            std::fs::read(dir.join(name)).with_context(|| {
-                format!(
-                    "cannot read {} (the centre's TLS certificate, made by tasjil-central init)",
-                    dir.join(name).display()
-                )
-            })
-        };
-        Some(tasjil_central::tls::server_config(
-            read("tls-cert.der")?,
-            read("tls-key.der")?,
-        )?)
+        Some(tasjil_central::tls::server_config_in(dir)?)
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TASJIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -27,6 +27,15 @@ pub enum SyncError {
         /// For "offset_mismatch": how many bytes of the blob the centre holds.
         have: Option<u64>,
     },
+    /// The server presented a TLS certificate that `centre.pub` neither pins nor announced: the
+    /// centre changed its certificate and this station missed the announcement, or someone else
+    /// is answering. Not retried.
+    #[error("the server at {url} presented a TLS certificate (SHA-256 {presented}) that this station does not pin for the centre (it pins {pinned}). If the centre changed its certificate, this station missed the announcement: at the centre run `tasjil-central keys export --out FILE`, bring FILE on USB and run `tasjil keys import FILE` here (a USB receipt from the centre brings it too), then sync again. If the centre did not change it, someone else is answering: send nothing")]
+    PinMismatch {
+        url: String,
+        presented: String,
+        pinned: String,
+    },
     #[error("the centre answered something unexpected: {0}")]
     Protocol(String),
     #[error("{0}")]
@@ -78,31 +87,36 @@ pub struct CentreClient {
     key: Arc<StationKey>,
     nonce: Option<String>,
     pub retry: RetryPolicy,
+    /// The TLS pins accepted, and where the verifier leaves a refused certificate's fingerprint.
+    pins: Vec<String>,
+    refused_cert: crate::tls::PresentedSlot,
 }
 
 impl CentreClient {
-    /// `tls_pin`: the centre certificate's SHA-256 from `centre.pub`, required for `https://`.
+    /// `tls_pins`: the centre certificates' SHA-256 from `centre.pub` (the current one and any
+    /// announced next one, [`crate::CentrePublic::tls_pins`]), at least one for `https://`.
     /// Plain `http://` is accepted for loopback addresses only.
     pub fn new(
         base: &str,
         station: &str,
         key: Arc<StationKey>,
         retry: RetryPolicy,
-        tls_pin: Option<&str>,
+        tls_pins: &[String],
     ) -> Result<Self, SyncError> {
+        let refused_cert = crate::tls::PresentedSlot::default();
         // reqwest wants a process-wide rustls provider even for plain HTTP; ring is ours.
         let _ = crate::tls::provider().as_ref().clone().install_default();
         let builder = reqwest::Client::builder()
             .timeout(retry.timeout)
             .connect_timeout(Duration::from_secs(10));
         let builder = if base.starts_with("https://") {
-            let pin = tls_pin.ok_or_else(|| {
-                SyncError::Local(
+            if tls_pins.is_empty() {
+                return Err(SyncError::Local(
                     "centre.pub has no TLS certificate fingerprint (tls_cert_sha256): initialise the centre with this version"
                         .into(),
-                )
-            })?;
-            let config = crate::tls::client_config(pin)
+                ));
+            }
+            let config = crate::tls::client_config(tls_pins, refused_cert.clone())
                 .map_err(|e| SyncError::Local(format!("TLS set-up: {e}")))?;
             builder.tls_backend_preconfigured(config)
         } else {
@@ -128,10 +142,20 @@ impl CentreClient {
             key,
             nonce: None,
             retry,
+            pins: tls_pins.to_vec(),
+            refused_cert,
         })
     }
 
     fn unreachable(&self, e: impl std::error::Error) -> SyncError {
+        // The certificate was refused: say so plainly, and how to recover, rather than retry.
+        if let Some(presented) = self.refused_cert.lock().ok().and_then(|mut s| s.take()) {
+            return SyncError::PinMismatch {
+                url: self.base.clone(),
+                presented,
+                pinned: self.pins.join(", "),
+            };
+        }
         // reqwest's own message hides the cause (refused, reset, certificate...): spell it out.
         let mut detail = e.to_string();
         let mut source = e.source();

@@ -201,9 +201,16 @@ pub struct CentrePublic {
     pub age_recipients: Vec<String>,
     /// Ed25519 key that signs receipts and statuses.
     pub ed25519: String,
-    /// SHA-256 of the centre's TLS certificate (DER); stations accept only that certificate.
+    /// SHA-256 of the centre's TLS certificate (DER); stations accept only that certificate,
+    /// or one announced in `tls_next_sha256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert_sha256: Option<String>,
+    /// SHA-256 of the certificates the centre will present next (`tasjil-central keys
+    /// announce-tls`), announced a version ahead of the switch so that a van that took the
+    /// announcement still reaches the centre once it presents the new certificate, and then
+    /// takes the switch over that connection. Empty (and absent from the JSON) otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_next_sha256: Vec<String>,
     /// How many key rotations this set has been through (0: as `init` made it). A station takes
     /// the next set only from a [`crate::rotation::KeyRotation`] signed by this set's `ed25519`.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -234,7 +241,20 @@ impl CentrePublic {
         for k in &p.previous_ed25519 {
             parse_verifying_key(k)?;
         }
+        for pin in p.tls_cert_sha256.iter().chain(&p.tls_next_sha256) {
+            parse_hex32(pin).map_err(|e| format!("TLS pin {pin:?}: {e}"))?;
+        }
         Ok(p)
+    }
+
+    /// The TLS certificates a station accepts from this centre (SHA-256 of the DER, lower-case
+    /// hex): the current one first, then the announced next ones.
+    pub fn tls_pins(&self) -> Vec<String> {
+        self.tls_cert_sha256
+            .iter()
+            .chain(&self.tls_next_sha256)
+            .map(|p| p.trim().to_ascii_lowercase())
+            .collect()
     }
 
     /// The keys whose signatures this centre stands by: the current one first, then those of
@@ -324,6 +344,7 @@ impl CentreKeys {
             age_recipients: vec![self.identity.to_public().to_string()],
             ed25519: hex::encode(self.signing.verifying_key().as_bytes()),
             tls_cert_sha256: None,
+            tls_next_sha256: Vec::new(),
             version: 0,
             previous_ed25519: self
                 .retired
@@ -419,5 +440,20 @@ mod tests {
         assert_eq!(parsed.recipients().unwrap().len(), 1);
         assert!(CentrePublic::parse("{}").is_err());
         assert!(CentrePublic::parse(&keys.public().to_json().replace("age1", "age2")).is_err());
+    }
+
+    #[test]
+    fn announced_tls_pins_are_checked_and_absent_when_empty() {
+        let mut p = CentreKeys::generate().public();
+        p.tls_cert_sha256 = Some("AB".repeat(32));
+        // Without an announcement the document is as older versions wrote it.
+        assert!(!p.to_json().contains("tls_next_sha256"));
+        assert_eq!(p.tls_pins(), vec!["ab".repeat(32)]);
+        p.tls_next_sha256 = vec!["cd".repeat(32)];
+        let parsed = CentrePublic::parse(&p.to_json()).unwrap();
+        assert_eq!(parsed.tls_pins(), vec!["ab".repeat(32), "cd".repeat(32)]);
+        p.tls_next_sha256 = vec!["not a pin".into()];
+        let err = CentrePublic::parse(&p.to_json()).unwrap_err();
+        assert!(err.contains("TLS pin"), "{err}");
     }
 }

@@ -8,8 +8,13 @@
 //! new recipient only; the centre keeps the retired identities, so what was sealed before still
 //! opens, and what the old signing key signed still verifies (`previous_ed25519`).
 //!
-//! Not done: the TLS certificate is not rotated (the pin stays); a new certificate would need its
-//! pin announced one version ahead.
+//! The TLS certificate changes the same way, in two versions that keep the signing key:
+//! `tasjil-central keys announce-tls` issues a set whose `tls_next_sha256` pins the next
+//! certificate while the current one stays in service; vans that take it accept either. Once they
+//! have, `tasjil-central keys switch-tls` issues a set whose `tls_cert_sha256` is the new pin and
+//! whose `tls_next_sha256` is empty, and `serve` presents the new certificate from its restart.
+//! A van that missed the announcement refuses the new certificate (it cannot tell it from an
+//! impostor's) until it takes the rotations from a USB stick.
 
 use serde::{Deserialize, Serialize};
 
@@ -152,8 +157,43 @@ mod tests {
         let mut public = new.public();
         public.version = held.version + 1;
         public.tls_cert_sha256.clone_from(&held.tls_cert_sha256);
+        public.tls_next_sha256.clone_from(&held.tls_next_sha256);
         let r = KeyRotation::sign(public.clone(), 1, &old_signing).unwrap();
         (new, public, r)
+    }
+
+    #[test]
+    fn a_tls_pin_is_announced_then_switched_under_the_same_key() {
+        let keys = CentreKeys::generate();
+        let mut p0 = keys.public();
+        p0.tls_cert_sha256 = Some("aa".repeat(32));
+        // Announce: same keys, the next pin added.
+        let mut p1 = p0.clone();
+        p1.version = 1;
+        p1.tls_next_sha256 = vec!["bb".repeat(32)];
+        let r1 = KeyRotation::sign(p1.clone(), 1, &keys.signing).unwrap();
+        // Switch: the next pin becomes current, the old one is dropped.
+        let mut p2 = p1.clone();
+        p2.version = 2;
+        p2.tls_cert_sha256 = Some("bb".repeat(32));
+        p2.tls_next_sha256.clear();
+        let r2 = KeyRotation::sign(p2.clone(), 2, &keys.signing).unwrap();
+        let (got, _) = apply(&p0, std::slice::from_ref(&r1)).unwrap();
+        assert_eq!(got.tls_pins(), vec!["aa".repeat(32), "bb".repeat(32)]);
+        let (got, taken) = apply(&p0, &[r2.clone(), r1]).unwrap();
+        assert_eq!((got.tls_pins(), taken), (vec!["bb".repeat(32)], 2));
+        assert_eq!(
+            got.verifying_keys().len(),
+            1,
+            "the signing key did not change"
+        );
+        // A pin slipped into a signed announcement breaks its signature.
+        let mut forged = r2;
+        forged.body.centre.tls_cert_sha256 = Some("cc".repeat(32));
+        assert!(matches!(
+            apply(&p1, &[forged]),
+            Err(RotationError::Signature(2))
+        ));
     }
 
     #[test]

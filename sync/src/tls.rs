@@ -2,11 +2,12 @@
 //!
 //! `tasjil-central init` makes a self-signed certificate; the SHA-256 of its DER goes into
 //! `centre.pub`, which every station already receives at `tasjil init`. The station accepts exactly
-//! that certificate: no CA to run in the field, no trust in whatever a captive portal presents, and
+//! that certificate (or one the centre announced as its next, `tls_next_sha256`, in a key rotation
+//! signed by the key the station holds): no CA to run in the field, no trust in whatever a captive portal presents, and
 //! no certificate-date check (a van's clock may be days off; the pin, not the date, is the trust).
 //! Plain HTTP remains for loopback (tests, demo) only.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -25,10 +26,14 @@ pub fn fingerprint(cert_der: &[u8]) -> String {
     sha256_hex(cert_der)
 }
 
-/// Accepts only the certificate whose fingerprint is pinned.
+/// Where a refused certificate's fingerprint is left for the caller, to say what was presented.
+pub type PresentedSlot = Arc<Mutex<Option<String>>>;
+
+/// Accepts only a certificate whose fingerprint is pinned.
 #[derive(Debug)]
 struct Pinned {
-    fingerprint: String,
+    fingerprints: Vec<String>,
+    refused: PresentedSlot,
     provider: Arc<CryptoProvider>,
 }
 
@@ -41,13 +46,18 @@ impl ServerCertVerifier for Pinned {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if fingerprint(end_entity) == self.fingerprint {
+        let presented = fingerprint(end_entity);
+        if self.fingerprints.contains(&presented) {
             Ok(ServerCertVerified::assertion())
         } else {
-            Err(rustls::Error::General(
-                "the server's certificate is not the centre's (see tls_cert_sha256 in centre.pub)"
-                    .into(),
-            ))
+            let message = format!(
+                "the server's certificate (SHA-256 {presented}) is not one this station pins for the centre ({})",
+                self.fingerprints.join(", ")
+            );
+            if let Ok(mut slot) = self.refused.lock() {
+                *slot = Some(presented);
+            }
+            Err(rustls::Error::General(message))
         }
     }
 
@@ -86,15 +96,21 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-/// Client configuration that trusts only the pinned centre certificate.
-pub fn client_config(pinned_fingerprint: &str) -> Result<rustls::ClientConfig, rustls::Error> {
+/// Client configuration that trusts only the pinned centre certificates (hex SHA-256 of the DER:
+/// the current one and any announced next one, [`crate::CentrePublic::tls_pins`]). A refused
+/// certificate's fingerprint is left in `refused`.
+pub fn client_config(
+    pins: &[String],
+    refused: PresentedSlot,
+) -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = provider();
     Ok(
         rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Pinned {
-                fingerprint: pinned_fingerprint.to_string(),
+                fingerprints: pins.iter().map(|p| p.trim().to_ascii_lowercase()).collect(),
+                refused,
                 provider,
             }))
             .with_no_client_auth(),

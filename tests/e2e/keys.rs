@@ -167,3 +167,184 @@ fn a_van_takes_a_rotation_file_only_when_the_key_it_holds_signed_it() {
     enrol_in(&van, 1, 1);
     assert_eq!(json_of(&van, &["verify"]).0, 0);
 }
+
+fn centre_pub(central: &Central) -> Value {
+    serde_json::from_slice(&std::fs::read(central.dir.join("centre.pub")).unwrap()).unwrap()
+}
+
+/// The centre changes its TLS certificate: `keys announce-tls` while the old one stays in
+/// service, a van takes the announcement at sync, `keys switch-tls` puts the new one in service
+/// (the running server presents it at once, and after a restart), and that van still syncs. A van that missed the announcement is refused with the
+/// pin named and told how to recover; after `tasjil keys import` it syncs again. A forged
+/// announcement is never taken.
+#[test]
+fn the_centre_changes_its_tls_certificate_and_vans_that_heard_of_it_follow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let central = Central::init(&tmp.path().join("centre"));
+    let a = station_for(&central, &tmp.path().join("a"), "VAN-TA");
+    let b = station_for(&central, &tmp.path().join("b"), "VAN-TB");
+    let original = std::fs::read_to_string(central.dir.join("centre.pub")).unwrap();
+    let old_pin = centre_pub(&central)["tls_cert_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Both vans sync over https with the certificate made at `init`.
+    let serve = Serve::start_with(&central, &[]);
+    let url = format!("https://{}", serve.addr);
+    enrol_in(&a, 1, 1);
+    enrol_in(&b, 1, 2);
+    assert_eq!(sync(&a, &url)["sent"], 1);
+    assert_eq!(sync(&b, &url)["sent"], 1);
+
+    // The next certificate, made elsewhere: a key that is not its own is refused.
+    let (cert, key) = tasjil_central::tls::self_signed().unwrap();
+    let (_, other_key) = tasjil_central::tls::self_signed().unwrap();
+    let new_pin = tasjil_sync::tls::fingerprint(&cert);
+    let (cert_file, key_file, wrong_key) = (
+        tmp.path().join("next-cert.der"),
+        tmp.path().join("next-key.der"),
+        tmp.path().join("wrong-key.der"),
+    );
+    std::fs::write(&cert_file, &cert).unwrap();
+    std::fs::write(&key_file, &key).unwrap();
+    std::fs::write(&wrong_key, &other_key).unwrap();
+    let announce = |key: &std::path::Path| {
+        central.json(&[
+            "keys",
+            "announce-tls",
+            "--cert",
+            cert_file.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ])
+    };
+    let (code, v) = announce(&wrong_key);
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be served together"),
+        "{v}"
+    );
+    assert_eq!(centre_pub(&central).get("version"), None, "nothing issued");
+
+    let (code, v) = announce(&key_file);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        (
+            v["version"].as_u64(),
+            v["current_sha256"].as_str(),
+            v["next_sha256"][0].as_str()
+        ),
+        (Some(1), Some(old_pin.as_str()), Some(new_pin.as_str())),
+        "{v}"
+    );
+    let announced = centre_pub(&central);
+    assert_eq!(announced["tls_next_sha256"][0], new_pin.as_str());
+    let original_v: Value = serde_json::from_str(&original).unwrap();
+    assert_eq!(
+        announced["ed25519"], original_v["ed25519"],
+        "same signing key"
+    );
+    assert_eq!(announced["tls_cert_sha256"], old_pin.as_str());
+
+    // The running server still presents the old certificate; A syncs and takes the announcement.
+    enrol_in(&a, 1, 3);
+    let s = sync(&a, &url);
+    assert_eq!(
+        (
+            s["centre_keys"].as_u64(),
+            s["centre_keys_updated"].as_bool()
+        ),
+        (Some(1), Some(true)),
+        "{s}"
+    );
+    let (_, held) = json_of(&a, &["keys", "show"]);
+    assert_eq!(held["tls_next_sha256"][0], new_pin.as_str(), "{held}");
+
+    // Switch and restart: the new certificate is in service, the old pin is dropped.
+    let (code, v) = central.json(&["keys", "switch-tls"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        (v["version"].as_u64(), v["current_sha256"].as_str()),
+        (Some(2), Some(new_pin.as_str())),
+        "{v}"
+    );
+    let switched = centre_pub(&central);
+    assert_eq!(switched["tls_cert_sha256"], new_pin.as_str());
+    assert_eq!(switched.get("tls_next_sha256"), None, "{switched}");
+    assert_eq!(
+        std::fs::read(central.dir.join("tls-cert.der")).unwrap(),
+        cert,
+        "serve presents the new certificate"
+    );
+    assert!(!central.dir.join("tls-cert.next.der").exists());
+    let (code, v) = central.json(&["keys", "switch-tls"]);
+    assert_eq!(code, 1, "nothing left to switch to: {v}");
+
+    // The running server presents the new certificate from its next connection: A reaches it
+    // through the announced pin, then takes the switch.
+    enrol_in(&a, 1, 4);
+    let s = sync(&a, &url);
+    assert_eq!(
+        (s["sent"].as_u64(), s["centre_keys"].as_u64()),
+        (Some(1), Some(2)),
+        "{s}"
+    );
+    let (_, held) = json_of(&a, &["keys", "show"]);
+    assert_eq!(held["tls_cert_sha256"], new_pin.as_str(), "{held}");
+    assert_eq!(held.get("tls_next_sha256"), None, "old pin dropped: {held}");
+    assert_eq!(json_of(&a, &["status"]).1["acknowledged"], 3);
+
+    // After a restart too.
+    drop(serve);
+    let serve = Serve::start_with(&central, &[]);
+    let url = format!("https://{}", serve.addr);
+    enrol_in(&a, 1, 6);
+    assert_eq!(sync(&a, &url)["sent"], 1);
+
+    // B missed the announcement: it cannot tell the new certificate from an impostor's.
+    enrol_in(&b, 1, 5);
+    let (code, v) = json_of(&b, &["sync", "--central", &url]);
+    assert_eq!(code, 1, "{v}");
+    let error = v["error"].as_str().unwrap();
+    for needed in [
+        "does not pin",
+        new_pin.as_str(),
+        old_pin.as_str(),
+        "tasjil-central keys export",
+        "tasjil keys import",
+    ] {
+        assert!(error.contains(needed), "{needed:?} missing from: {error}");
+    }
+    assert_eq!(ids_of(&central, "VAN-TB").len(), 1, "nothing more from B");
+
+    // A forged announcement (another key adds an impostor's pin) is not taken.
+    let mut forged = tasjil_sync::CentrePublic::parse(&original).unwrap();
+    forged.version = 1;
+    forged.tls_next_sha256 = vec![new_pin.clone()];
+    let stranger = tasjil_sync::CentreKeys::generate();
+    let forged = tasjil_sync::rotation::KeyRotation::sign(forged, 1, &stranger.signing).unwrap();
+    let forged_file = tmp.path().join("forged.json");
+    std::fs::write(&forged_file, forged.to_bytes().unwrap()).unwrap();
+    let out = run(&b, &["keys", "import", forged_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("not signed by the centre key"),
+        "{}",
+        text(&out)
+    );
+
+    // The way back: the rotations on a stick, imported; then B syncs over the new certificate.
+    let file = tmp.path().join("rotations.json");
+    let (code, v) = central.json(&["keys", "export", "--out", file.to_str().unwrap()]);
+    assert_eq!((code, v["rotations"].as_u64()), (0, Some(2)), "{v}");
+    let (code, v) = json_of(&b, &["keys", "import", file.to_str().unwrap()]);
+    assert_eq!((code, v["version"].as_u64()), (0, Some(2)), "{v}");
+    let s = sync(&b, &url);
+    assert_eq!(s["sent"], 1, "{s}");
+    assert_eq!(json_of(&b, &["status"]).1["acknowledged"], 2);
+    assert_eq!(json_of(&b, &["verify"]).0, 0);
+}

@@ -683,3 +683,114 @@ fn a_badge_for_a_station_group_works_on_the_group_s_vans() {
         "{groups}"
     );
 }
+
+/// `tasjil export` alone (the records were approved before) with the simulated badge of
+/// `supervisor`; the bundle's path.
+fn export_as(station: &std::path::Path, usb: &std::path::Path, supervisor: &str) -> String {
+    std::fs::create_dir_all(usb).unwrap();
+    let out = run_with_input(
+        station,
+        &[
+            "export",
+            "--to",
+            usb.to_str().unwrap(),
+            "--supervisor",
+            supervisor,
+            "--pin-stdin",
+            "--json",
+        ],
+        "123456\n",
+    );
+    assert!(out.status.success(), "export: {}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["file"].as_str().unwrap().to_string()
+}
+
+/// Training vans (`--simulation`, registered as such) keep their simulated badges where the
+/// roster has no part — the demonstration flow — but once the roster lists staff for a van, or
+/// the countersigning badge is one the roster knows (a revoked one above all), the centre judges
+/// the bundle's countersignature by the roster as it does for a real station.
+#[test]
+fn a_training_van_s_bundle_follows_the_roster_where_the_roster_has_a_part() {
+    use crate::centre_load::approve_and_export_as;
+    use crate::common::enrol_in;
+    let tmp = tempfile::tempdir().unwrap();
+    let central = Central::init(&tmp.path().join("centre"));
+    let demo = station_for(&central, &tmp.path().join("demo"), "VAN-TR-DEMO");
+    let school = station_for(&central, &tmp.path().join("school"), "VAN-TR-SCHOOL");
+    // A supervisor for every station, an officer listed for the school van, and a supervisor's
+    // badge revoked after it was lost.
+    roster_add(&central, "SUP-ALL", "supervisor", "*");
+    roster_add(&central, "OFF-T", "officer", "VAN-TR-SCHOOL");
+    roster_add(&central, "SUP-GONE", "supervisor", "VAN-ELSEWHERE");
+    let out = central.run(&["roster", "revoke", "SUP-GONE", "--reason", "badge lost"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let import = |bundle: &str| central.json(&["import", bundle]);
+
+    // The demonstration van: the roster has no part in it; an unlisted simulated badge still
+    // countersigns (a supervisor for `*` alone does not change that).
+    enrol_in(&demo, 1, 1);
+    let bundle = approve_and_export_as(&demo, &tmp.path().join("usb1"), "SUP-SIM-1");
+    let (code, v) = import(&bundle);
+    assert_eq!((code, v["verified"].as_u64()), (0, Some(1)), "{v}");
+
+    // ... but never with a badge the centre revoked, whatever van it turns up on.
+    enrol_in(&demo, 1, 2);
+    let bundle = approve_and_export_as(&demo, &tmp.path().join("usb2"), "SUP-GONE");
+    let (code, v) = import(&bundle);
+    assert_eq!(
+        (code, v["check"].as_str()),
+        (1, Some("countersigner")),
+        "{v}"
+    );
+    let error = v["reason"].as_str().unwrap();
+    assert!(
+        error.contains("revoked") && error.contains("training station VAN-TR-DEMO"),
+        "{v}"
+    );
+
+    // The school van: the roster lists staff for it, so an unlisted badge is refused, and so
+    // is a listed officer, who is no supervisor; nothing is stored.
+    enrol_in(&school, 1, 3);
+    let bundle = approve_and_export_as(&school, &tmp.path().join("usb3"), "SUP-SIM-1");
+    let (code, v) = import(&bundle);
+    assert_eq!(
+        (code, v["check"].as_str()),
+        (1, Some("countersigner")),
+        "{v}"
+    );
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the roster lists staff for station VAN-TR-SCHOOL"),
+        "{v}"
+    );
+    let bundle = export_as(&school, &tmp.path().join("usb4"), "OFF-T");
+    let (code, v) = import(&bundle);
+    assert_eq!(
+        (code, v["check"].as_str()),
+        (1, Some("countersigner")),
+        "{v}"
+    );
+    let (_, list) = central.json(&["list"]);
+    let rows = list
+        .as_array()
+        .or_else(|| list["records"].as_array())
+        .unwrap();
+    assert!(
+        rows.iter().all(|r| r["station"] != "VAN-TR-SCHOOL"),
+        "{list}"
+    );
+
+    // Countersigned by the rostered supervisor: taken, and the receipt reaches the van.
+    let bundle = export_as(&school, &tmp.path().join("usb5"), "SUP-ALL");
+    let (code, v) = import(&bundle);
+    assert_eq!((code, v["verified"].as_u64()), (0, Some(1)), "{v}");
+    let out = run(
+        &school,
+        &["receipt", "import", &format!("{bundle}.receipt")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(json_of(&school, &["status"]).1["acknowledged"], 1);
+}

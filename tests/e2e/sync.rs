@@ -597,7 +597,7 @@ fn a_station_cannot_push_another_stations_envelopes() {
         "VAN-TEST",
         std::sync::Arc::new(key),
         tasjil_sync::client::RetryPolicy::default(),
-        None,
+        &[],
     )
     .unwrap();
     let body =

@@ -438,6 +438,58 @@ impl CentreStore {
         Ok((held < Some(latest.version())).then_some(latest))
     }
 
+    /// Why the roster decides who may countersign a bundle from training station `station`,
+    /// `None` when it does not (a training or demonstration van the roster has no part in, whose
+    /// simulated badges register on first use). It decides when the bundle's records name a
+    /// roster version (`named_roster`: the van held one and checked badges against it); when the
+    /// roster lists staff for the station by name or through a group (not merely `*`); and when
+    /// the countersigning badge `(id, key)` is on the roster or was ever revoked: a badge the
+    /// centre knows is judged by its entry on every station.
+    pub fn roster_governs_training(
+        &self,
+        station: &str,
+        named_roster: Option<u64>,
+        id: &str,
+        key: &str,
+    ) -> Result<Option<String>, CentreError> {
+        if let Some(v) = named_roster {
+            return Ok(Some(format!(
+                "its records name roster version {v}, which station {station} held"
+            )));
+        }
+        let conn = lock(&self.conn);
+        let revoked: bool = conn
+            .query_row(
+                "SELECT count(*) FROM roster_revocations WHERE badge = ?1 OR id = ?2",
+                params![key.to_ascii_lowercase(), id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(|e| self.sql(e))?
+            > 0;
+        if revoked {
+            return Ok(Some(format!("badge {id} was revoked at the centre")));
+        }
+        let Some(latest) = self.roster_latest_in(&conn)? else {
+            return Ok(None);
+        };
+        let roster = &latest.roster;
+        if roster
+            .entries
+            .iter()
+            .any(|e| e.id == id || e.badge.eq_ignore_ascii_case(key))
+        {
+            return Ok(Some(format!("badge {id} is on the roster")));
+        }
+        let named_here = roster.entries.iter().any(|e| {
+            let mut named = e.clone();
+            named
+                .stations
+                .retain(|s| s != tasjil_sync::roster::ALL_STATIONS);
+            named.works_on(station, &roster.groups)
+        });
+        Ok(named_here.then(|| format!("the roster lists staff for station {station}")))
+    }
+
     /// Whether the badge `(id, key)` could do `needs` on `station` at `at_ms` under roster
     /// `version` (the one the station held), with the centre's own later revocations applied.
     /// `Err` names why not, in words for the station and central staff.

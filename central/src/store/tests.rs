@@ -1460,3 +1460,70 @@ fn list_pages_by_cursor() {
     assert_eq!(seen, vec![1, 2, 3, 4, 5]);
     assert_eq!(store.list().unwrap().len(), 5);
 }
+
+#[test]
+fn the_roster_governs_a_training_station_where_it_has_a_part() {
+    use tasjil_sync::roster::{Role, RosterEntry};
+    let (_dir, store, _van) = setup();
+    // A training van nobody is listed for yet (the set-up's roster lists staff for its own van).
+    let train = Van::new("VAN-TRAIN");
+    assert!(store.add_station(&train.public(), NOW).unwrap());
+    let here = train.name.as_str();
+    let entry = |id: &str, role: Role, key: &StationKey, stations: &[&str]| RosterEntry {
+        id: id.into(),
+        name: id.into(),
+        role,
+        badge: key.public_hex(),
+        stations: stations.iter().map(|s| s.to_string()).collect(),
+        valid_from_ms: 0,
+        valid_until_ms: None,
+        revoked: None,
+    };
+    let (all, gone, sim) = (
+        StationKey::generate(),
+        StationKey::generate(),
+        StationKey::generate(),
+    );
+    let governs = |station: &str, named: Option<u64>, id: &str, key: &StationKey| {
+        store
+            .roster_governs_training(station, named, id, &key.public_hex())
+            .unwrap()
+    };
+    // A supervisor for every station does not bring a training van under the roster.
+    store
+        .roster_add(&entry("SUP-ALL", Role::Supervisor, &all, &["*"]), NOW + 1)
+        .unwrap();
+    assert_eq!(governs(here, None, "SUP-SIM", &sim), None);
+    // Records that name a roster version: the van held one.
+    assert!(governs(here, Some(2), "SUP-SIM", &sim)
+        .unwrap()
+        .contains("roster version 2"));
+    // A badge the roster knows, by id or by key, is judged by its entry anywhere.
+    assert!(governs(here, None, "SUP-ALL", &sim).is_some());
+    assert!(governs(here, None, "SUP-SIM", &all).is_some());
+    // A revoked badge, whichever id it now claims.
+    store
+        .roster_add(
+            &entry("SUP-GONE", Role::Supervisor, &gone, &["VAN-X"]),
+            NOW + 2,
+        )
+        .unwrap();
+    store.roster_revoke("SUP-GONE", "lost", NOW + 3).unwrap();
+    assert!(governs(here, None, "SUP-OTHER", &gone)
+        .unwrap()
+        .contains("revoked"));
+    // Staff listed for the station, by name or through a group.
+    assert_eq!(governs(here, None, "SUP-SIM", &sim), None);
+    let off = StationKey::generate();
+    store
+        .roster_add(&entry("OFF-T", Role::Officer, &off, &["@school"]), NOW + 4)
+        .unwrap();
+    assert_eq!(governs(here, None, "SUP-SIM", &sim), None);
+    store
+        .station_group_change("school", here, true, NOW + 5)
+        .unwrap();
+    assert!(governs(here, None, "SUP-SIM", &sim)
+        .unwrap()
+        .contains(&format!("lists staff for station {here}")));
+    assert_eq!(governs("VAN-OTHER", None, "SUP-SIM", &sim), None);
+}
