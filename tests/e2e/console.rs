@@ -1274,11 +1274,14 @@ fn a_record_rejected_at_the_van_is_not_exported_and_the_centre_shows_why() {
     assert_eq!(code, 0, "{v}");
     let db = rusqlite::Connection::open(van.join("station.db")).unwrap();
     let actions: Vec<String> = db
-        .prepare("SELECT action FROM audit ORDER BY seq")
+        .prepare("SELECT entry FROM audit ORDER BY seq")
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
         .unwrap()
-        .map(Result::unwrap)
+        .map(|e| {
+            let v: Value = serde_json::from_slice(&e.unwrap()).unwrap();
+            v["action"].as_str().unwrap_or_default().to_string()
+        })
         .collect();
     assert!(actions.contains(&"reject".to_string()), "{actions:?}");
     assert!(actions.contains(&"hold".to_string()), "{actions:?}");
