@@ -483,7 +483,8 @@ mod tests {
             row(3, false, 0),
             row(4, true, 0),
         ];
-        let (chosen, held, left) = select(rows, &Range::default(), &BTreeMap::new(), &BTreeSet::new());
+        let (chosen, held, left) =
+            select(rows, &Range::default(), &BTreeMap::new(), &BTreeSet::new());
         assert_eq!(chosen.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
         assert!(held.unwrap().contains("R3"));
         assert_eq!(left, 2);
@@ -501,7 +502,12 @@ mod tests {
         assert_eq!(chosen.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
         assert!(held.is_none());
         let gap = vec![row(1, true, 0), row(3, true, 0)];
-        let (chosen, held, _) = select(gap.clone(), &Range::default(), &BTreeMap::new(), &BTreeSet::new());
+        let (chosen, held, _) = select(
+            gap.clone(),
+            &Range::default(),
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+        );
         assert_eq!(chosen.len(), 1);
         assert!(held.unwrap().contains("does not follow"));
         // After a restore link from 1 at place 2, record 3 follows record 1.

@@ -150,11 +150,14 @@ fn apply(ui: &AppWindow, k: &Kiosk, plug: Option<&AtomicBool>, line: &str) -> Re
                 .ok_or_else(|| format!("no record {seq} on the supervisor's list"))?;
             a.invoke_open(id);
         }
-        "sup-reason" => ui.global::<SupervisorAdapter>().invoke_choose_reason(arg.into()),
+        "sup-reason" => ui
+            .global::<SupervisorAdapter>()
+            .invoke_choose_reason(arg.into()),
         "sup-verdict" => ui.global::<SupervisorAdapter>().invoke_verdict(arg.into()),
         "sup-pin" => {
             for d in arg.chars() {
-                ui.global::<SupervisorAdapter>().invoke_digit(d.to_string().into());
+                ui.global::<SupervisorAdapter>()
+                    .invoke_digit(d.to_string().into());
             }
         }
         "" => {}

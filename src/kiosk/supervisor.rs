@@ -416,7 +416,10 @@ pub enum Event {
     },
     Exported(ExportReport),
     /// One record approved, held or rejected.
-    Reviewed { id: String, verdict: Verdict },
+    Reviewed {
+        id: String,
+        verdict: Verdict,
+    },
     /// One line per receipt: `(file name, verified, rejected, already imported)`.
     ReceiptsImported(Vec<ReceiptLine>),
     Failed(Problem),
@@ -516,7 +519,11 @@ pub fn run(
                         .map_err(|e| Problem::of(&e))?;
                 }
             }
-            tracing::info!("record {id}: {} by {} at the kiosk", verdict.code(), b.officer_id());
+            tracing::info!(
+                "record {id}: {} by {} at the kiosk",
+                verdict.code(),
+                b.officer_id()
+            );
             emit(Event::Reviewed { id, verdict });
             Ok(())
         }),
@@ -795,7 +802,11 @@ pub(crate) mod tests {
         old.issuance_reason = Some("Photo not compliant: eyes closed".into());
         let mut issued = row(2, "acknowledged", 1);
         issued.issuance = Some("issued".into());
-        let o = overview(&[old, issued, row(3, "committed", day)], day, &Default::default());
+        let o = overview(
+            &[old, issued, row(3, "committed", day)],
+            day,
+            &Default::default(),
+        );
         assert_eq!(o.lines.iter().map(|l| l.seq).collect::<Vec<_>>(), [1, 3]);
         assert_eq!(o.reenrol, 1);
         assert_eq!(o.lines[0].state.code(), "reenrol");

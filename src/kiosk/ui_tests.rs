@@ -1635,7 +1635,10 @@ fn the_supervisor_opens_a_record_and_rejects_holds_or_approves_it() {
     h.click_label("record 2");
     assert!(a!().get_record_open());
     let r = a!().get_selected();
-    assert_eq!((r.seq, r.officer.as_str(), r.kind.as_str()), (2, "OFF-9", "new"));
+    assert_eq!(
+        (r.seq, r.officer.as_str(), r.kind.as_str()),
+        (2, "OFF-9", "new")
+    );
     assert!(r.face > 0 && r.fingers + r.exceptions == 10, "{r:?}");
     let texts = window_texts(h.ui());
     let quality = format!("Qualité du visage {} (", r.face);
@@ -1661,7 +1664,11 @@ fn the_supervisor_opens_a_record_and_rejects_holds_or_approves_it() {
     h.click("RecordDetail::verdict-reject");
     h.type_pin(crate::enrolment::badge::SIM_PIN);
     h.until("rejected", |ui| states(ui)[1] == "withdrawn");
-    assert!(a!().get_outcome().contains("rejeté"), "{}", a!().get_outcome());
+    assert!(
+        a!().get_outcome().contains("rejeté"),
+        "{}",
+        a!().get_outcome()
+    );
     assert_eq!(a!().get_selected().state, "withdrawn");
     assert_eq!(a!().get_selected().reviewed_by, "SUP-SIM-1");
     let texts = window_texts(h.ui());
@@ -1675,7 +1682,11 @@ fn the_supervisor_opens_a_record_and_rejects_holds_or_approves_it() {
 
     // Hold the third, approve the first.
     h.click_label("record 3");
-    assert_eq!(a!().get_reason(), "", "a new record starts without a reason");
+    assert_eq!(
+        a!().get_reason(),
+        "",
+        "a new record starts without a reason"
+    );
     h.click("RecordDetail::reason-data");
     h.click("RecordDetail::verdict-hold");
     assert_eq!(a!().get_pin_for(), "hold");
@@ -1691,7 +1702,13 @@ fn the_supervisor_opens_a_record_and_rejects_holds_or_approves_it() {
     // In the ledger, with the reason and the supervisor; in the audit chain.
     let view = View::open(&dir).unwrap();
     let decisions = view.store.station_decisions().unwrap();
-    let ids: Vec<String> = view.store.envelopes().unwrap().into_iter().map(|r| r.id).collect();
+    let ids: Vec<String> = view
+        .store
+        .envelopes()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
     let rejected = &decisions[&ids[1]];
     assert_eq!(rejected.status, Status::Withdrawn);
     assert_eq!(rejected.reason.as_deref(), Some("face photo not compliant"));
@@ -1736,11 +1753,20 @@ fn the_supervisor_opens_a_record_and_rejects_holds_or_approves_it() {
     h.until("exported", |ui| {
         ui.global::<SupervisorAdapter>().get_progress() < 0.0 && states(ui)[0] == "exported"
     });
-    let bundle = std::fs::read_dir(&usb).unwrap().next().unwrap().unwrap().path();
+    let bundle = std::fs::read_dir(&usb)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let reader = BundleReader::open(&bundle).unwrap();
     let parts = &reader.header().manifest.parts;
     let kinds = |k: PartKind| parts.iter().filter(|p| p.kind == k).count();
-    assert_eq!((kinds(PartKind::Envelope), kinds(PartKind::Payload)), (2, 1), "{parts:?}");
+    assert_eq!(
+        (kinds(PartKind::Envelope), kinds(PartKind::Payload)),
+        (2, 1),
+        "{parts:?}"
+    );
     assert_eq!(states(h.ui())[2], "held");
     check_and_write_screens(&h.screens);
 }

@@ -139,9 +139,10 @@ impl Store {
             let name = doc_name(&station, &day);
             if !ledgers.contains_key(&name) {
                 let ledger = match self.ledger_doc(&name)? {
-                    Some(doc) => Some(Ledger::load(&station, &day, &self.actor, &doc).map_err(
-                        |e| StoreError::Encode(format!("ledger {name}: {e}")),
-                    )?),
+                    Some(doc) => Some(
+                        Ledger::load(&station, &day, &self.actor, &doc)
+                            .map_err(|e| StoreError::Encode(format!("ledger {name}: {e}")))?,
+                    ),
                     None => None,
                 };
                 ledgers.insert(name.clone(), ledger);

@@ -1386,6 +1386,35 @@ mod tests {
     }
 
     #[test]
+    fn a_station_withdrawal_stands_over_a_later_hold_and_survives_a_merge() {
+        let mut station = replica("station");
+        station.add_record(&entry("A", 1)).unwrap();
+        station.add_record(&entry("B", 2)).unwrap();
+        assert_eq!(station.station_decision("A"), None);
+        let mut sup = reload(&mut station, "sup-1");
+        sup.add_status("A", &status(Status::Withdrawn, "SUP-1", 50, Some("photo")))
+            .unwrap();
+        sup.add_status("A", &status(Status::OnHold, "SUP-2", 60, Some("check")))
+            .unwrap();
+        sup.add_status("B", &status(Status::OnHold, "SUP-1", 70, None))
+            .unwrap();
+        station.merge(&mut sup).unwrap();
+        let a = station.station_decision("A").unwrap();
+        assert_eq!(
+            (a.status, a.reason.as_deref()),
+            (Status::Withdrawn, Some("photo"))
+        );
+        assert_eq!(
+            station.station_decision("B").unwrap().status,
+            Status::OnHold
+        );
+        // A station decision is never what lets a van mark a record acknowledged.
+        assert!(!Status::Withdrawn.centre_holds() && !Status::OnHold.centre_holds());
+        assert_eq!(Status::parse("withdrawn"), Some(Status::Withdrawn));
+        assert_eq!(Status::parse("on_hold"), Some(Status::OnHold));
+    }
+
+    #[test]
     fn concurrent_status_appends_all_survive() {
         let mut station = replica("station");
         station.add_record(&entry("A", 1)).unwrap();

@@ -520,7 +520,9 @@ impl Browser {
                     .call(
                         "POST",
                         &format!("/session/{}/execute/sync", self.session),
-                        Some(json!({"script": "return window.__tasjilOldPage === true", "args": []})),
+                        Some(
+                            json!({"script": "return window.__tasjilOldPage === true", "args": []}),
+                        ),
                     )
                     .map(|v| v == json!(true))
                     .unwrap_or(true);
@@ -1238,10 +1240,18 @@ fn a_record_rejected_at_the_van_is_not_exported_and_the_centre_shows_why() {
     let why = "photo of another person";
 
     // A rejection needs a reason; a wrong PIN does nothing.
-    let out = crate::common::run_with_input(&van, &["reject", &ids[1], "--reason", " ", "--pin-stdin"], pin);
+    let out = crate::common::run_with_input(
+        &van,
+        &["reject", &ids[1], "--reason", " ", "--pin-stdin"],
+        pin,
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("needs a reason"), "{}", text(&out));
-    let out = crate::common::run_with_input(&van, &["reject", &ids[1], "--reason", why, "--pin-stdin"], "000000\n");
+    let out = crate::common::run_with_input(
+        &van,
+        &["reject", &ids[1], "--reason", why, "--pin-stdin"],
+        "000000\n",
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let out = crate::common::run_with_input(
         &van,
@@ -1255,12 +1265,26 @@ fn a_record_rejected_at_the_van_is_not_exported_and_the_centre_shows_why() {
     // Final: not approvable, not rejectable twice.
     let out = crate::common::run_with_input(&van, &["approve", &ids[1], "--pin-stdin"], pin);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("rejected by a supervisor"), "{}", text(&out));
-    let out = crate::common::run_with_input(&van, &["reject", &ids[1], "--reason", why, "--pin-stdin"], pin);
+    assert!(
+        text(&out).contains("rejected by a supervisor"),
+        "{}",
+        text(&out)
+    );
+    let out = crate::common::run_with_input(
+        &van,
+        &["reject", &ids[1], "--reason", why, "--pin-stdin"],
+        pin,
+    );
     assert!(text(&out).contains("already rejected"), "{}", text(&out));
     let out = crate::common::run_with_input(
         &van,
-        &["hold", &ids[2], "--reason", "document to check", "--pin-stdin"],
+        &[
+            "hold",
+            &ids[2],
+            "--reason",
+            "document to check",
+            "--pin-stdin",
+        ],
         pin,
     );
     assert!(out.status.success(), "hold: {}", text(&out));
@@ -1298,7 +1322,10 @@ fn a_record_rejected_at_the_van_is_not_exported_and_the_centre_shows_why() {
         .collect();
     assert_eq!(envelopes, [ids[0].as_str(), ids[1].as_str()], "{parts:?}");
     let payloads = parts.iter().filter(|p| p.kind == PartKind::Payload).count();
-    assert_eq!(payloads, 1, "the rejected record's payload stays on the van: {parts:?}");
+    assert_eq!(
+        payloads, 1,
+        "the rejected record's payload stays on the van: {parts:?}"
+    );
     let rejected_payload = {
         let env = reader.read_part(1).unwrap();
         let env = tasjil_sync::Envelope::<tasjil_sync::Signed>::from_bytes(&env).unwrap();
@@ -1308,7 +1335,12 @@ fn a_record_rejected_at_the_van_is_not_exported_and_the_centre_shows_why() {
     drop(reader);
 
     let receipt = tmp.path().join("receipt1.json");
-    let out = central.run(&["import", &bundle, "--receipt-out", receipt.to_str().unwrap()]);
+    let out = central.run(&[
+        "import",
+        &bundle,
+        "--receipt-out",
+        receipt.to_str().unwrap(),
+    ]);
     assert!(text(&out).contains(why), "{}", text(&out));
     let (_, clist) = central.json(&["list"]);
     let status_of = |id: &str| {
@@ -1327,7 +1359,9 @@ fn a_record_rejected_at_the_van_is_not_exported_and_the_centre_shows_why() {
     // The centre holds no payload of it at all.
     let blobs = crate::common::files(&central.dir);
     assert!(
-        blobs.iter().all(|f| !f.to_string_lossy().contains(&rejected_payload)),
+        blobs
+            .iter()
+            .all(|f| !f.to_string_lossy().contains(&rejected_payload)),
         "{blobs:?}"
     );
 
@@ -1335,7 +1369,13 @@ fn a_record_rejected_at_the_van_is_not_exported_and_the_centre_shows_why() {
     let serve = Serve::start(&central);
     let (r, jar) = login(&serve.addr, "ops", "viewer-password-7", &code_now(&ops));
     assert_eq!(r.status, 303, "{}", r.body);
-    let page = http(&serve.addr, "GET", &format!("/console/records/VAN-R/{}", ids[1]), &jar, &[]);
+    let page = http(
+        &serve.addr,
+        "GET",
+        &format!("/console/records/VAN-R/{}", ids[1]),
+        &jar,
+        &[],
+    );
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains(why), "{}", page.body);
     assert!(page.body.contains("SUP-SIM-1"), "{}", page.body);

@@ -970,7 +970,11 @@ fn kiosk_under_xvfb_shows_the_supervisor_s_review_of_one_record() {
     let opened = xvfb
         .changed(view, &list, SETTLE)
         .expect("missed redraw: the record did not open");
-    assert_eq!(opened, xvfb.full_repaint(&window, view), "the opened record");
+    assert_eq!(
+        opened,
+        xvfb.full_repaint(&window, view),
+        "the opened record"
+    );
     assert!(xvfb.find_run(OPENED, wy + 52, 200).is_some());
     xvfb.shot("xvfb-supervisor-review-fr");
 
@@ -988,13 +992,21 @@ fn kiosk_under_xvfb_shows_the_supervisor_s_review_of_one_record() {
         xvfb.save("xvfb-supervisor-not-red").display()
     );
     let rejected = xvfb.settled(view, SETTLE).unwrap();
-    assert_eq!(rejected, xvfb.full_repaint(&window, view), "after the rejection");
+    assert_eq!(
+        rejected,
+        xvfb.full_repaint(&window, view),
+        "after the rejection"
+    );
 
     kiosk.send("lang ar");
     let arabic = xvfb
         .changed(view, &rejected, SETTLE)
         .expect("missed redraw: the review did not switch to Arabic");
-    assert_eq!(arabic, xvfb.full_repaint(&window, view), "the review in Arabic");
+    assert_eq!(
+        arabic,
+        xvfb.full_repaint(&window, view),
+        "the review in Arabic"
+    );
     xvfb.shot("xvfb-supervisor-review-ar");
     drop(kiosk);
 
@@ -1005,5 +1017,9 @@ fn kiosk_under_xvfb_shows_the_supervisor_s_review_of_one_record() {
         list["records"][1]["review_reason"], "face photo not compliant",
         "{list}"
     );
-    assert_eq!(list["records"][0]["review"], serde_json::Value::Null, "{list}");
+    assert_eq!(
+        list["records"][0]["review"],
+        serde_json::Value::Null,
+        "{list}"
+    );
 }

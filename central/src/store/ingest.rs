@@ -280,12 +280,12 @@ impl CentreStore {
                     if status == "held" || status == "rejected" || status == "withdrawn" =>
                 {
                     RecordStatus {
-                    id: id.clone(),
-                    status: "rejected".into(),
-                    reason: refused
-                        .query_row(params![id, station], |r| r.get(0))
-                        .optional()
-                        .map_err(|e| self.sql(e))?,
+                        id: id.clone(),
+                        status: "rejected".into(),
+                        reason: refused
+                            .query_row(params![id, station], |r| r.get(0))
+                            .optional()
+                            .map_err(|e| self.sql(e))?,
                     }
                 }
                 Some(status) => RecordStatus {

@@ -113,7 +113,13 @@ impl Kiosk {
         a.on_open(move |id| {
             let Some(k) = k.upgrade() else { return };
             let Some(ui) = k.ui.upgrade() else { return };
-            let line = k.desk.borrow().lines.iter().find(|l| l.id == id.as_str()).cloned();
+            let line = k
+                .desk
+                .borrow()
+                .lines
+                .iter()
+                .find(|l| l.id == id.as_str())
+                .cloned();
             let a = ui.global::<SupervisorAdapter>();
             if let Some(line) = line {
                 a.set_selected(record_of(&line));
@@ -139,7 +145,9 @@ impl Kiosk {
         a.on_verdict(move |code| {
             let Some(k) = k.upgrade() else { return };
             let Some(ui) = k.ui.upgrade() else { return };
-            let Some(verdict) = Verdict::from_code(&code) else { return };
+            let Some(verdict) = Verdict::from_code(&code) else {
+                return;
+            };
             let a = ui.global::<SupervisorAdapter>();
             if verdict != Verdict::Approve && a.get_reason().is_empty() {
                 k.say(&ui, Said::new("choose-reason", 0, 0, "", true));
