@@ -79,6 +79,7 @@ fn select(
     rows: Vec<EnvelopeRow>,
     range: &Range,
     links: &BTreeMap<u64, u64>,
+    withdrawn: &BTreeSet<String>,
 ) -> (Vec<EnvelopeRow>, Option<String>, u64) {
     let candidates: Vec<EnvelopeRow> = rows
         .into_iter()
@@ -88,7 +89,8 @@ fn select(
     let mut held = None;
     let total = candidates.len() as u64;
     for row in candidates {
-        if !row.approved {
+        // A record a supervisor rejected goes without its payload (the chain needs its envelope).
+        if !row.approved && !withdrawn.contains(&row.id) {
             held = Some(format!(
                 "record {} (sequence {}) is not approved: it and the records after it stay on the station until a supervisor approves them (tasjil approve)",
                 row.id, row.seq
@@ -143,7 +145,14 @@ pub fn export(
                 .map(|link| (l.seq, link.body().from_seq))
         })
         .collect();
-    let (rows, held_back, held_back_records) = select(pending, range, &link_starts);
+    let withdrawn: BTreeSet<String> = station
+        .store()
+        .station_decisions()?
+        .into_iter()
+        .filter(|(_, d)| d.status == tasjil_sync::ledger::Status::Withdrawn)
+        .map(|(id, _)| id)
+        .collect();
+    let (rows, held_back, held_back_records) = select(pending, range, &link_starts, &withdrawn);
     if rows.is_empty() {
         return Ok(ExportReport {
             file: None,
@@ -177,26 +186,30 @@ pub fn export(
         let env = Envelope::<Signed>::from_bytes(&row.envelope)
             .with_context(|| format!("stored envelope {} is damaged: run tasjil verify", row.id))?;
         let payload = &env.body().payload;
-        if station.store().payload_purged(&payload.sha256)? {
-            bail!(
-                "the sealed payload of record {} was already purged from this station; it cannot be exported",
-                row.id
-            );
-        }
         parts.push(Part {
             kind: PartKind::Envelope,
             name: row.id.clone(),
             len: row.envelope.len() as u64,
             sha256: tasjil_sync::sha256_hex(&row.envelope),
         });
+        envelopes.insert(row.id.clone(), row.envelope.clone());
+        days.insert(day_of_ms(row.created_ms));
+        if withdrawn.contains(&row.id) {
+            // Rejected at the station: the sealed payload never leaves it.
+            continue;
+        }
+        if station.store().payload_purged(&payload.sha256)? {
+            bail!(
+                "the sealed payload of record {} was already purged from this station; it cannot be exported",
+                row.id
+            );
+        }
         payload_parts.push(Part {
             kind: PartKind::Payload,
             name: payload.sha256.clone(),
             len: payload.len,
             sha256: payload.sha256.clone(),
         });
-        envelopes.insert(row.id.clone(), row.envelope.clone());
-        days.insert(day_of_ms(row.created_ms));
     }
     parts.extend(payload_parts);
     let mut ledgers: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -470,7 +483,8 @@ mod tests {
             row(3, false, 0),
             row(4, true, 0),
         ];
-        let (chosen, held, left) = select(rows, &Range::default(), &BTreeMap::new());
+        let (chosen, held, left) =
+            select(rows, &Range::default(), &BTreeMap::new(), &BTreeSet::new());
         assert_eq!(chosen.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
         assert!(held.unwrap().contains("R3"));
         assert_eq!(left, 2);
@@ -484,16 +498,21 @@ mod tests {
             since: Some("1970-01-02".into()),
             until: Some("1970-01-02".into()),
         };
-        let (chosen, held, _) = select(rows.clone(), &range, &BTreeMap::new());
+        let (chosen, held, _) = select(rows.clone(), &range, &BTreeMap::new(), &BTreeSet::new());
         assert_eq!(chosen.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
         assert!(held.is_none());
         let gap = vec![row(1, true, 0), row(3, true, 0)];
-        let (chosen, held, _) = select(gap.clone(), &Range::default(), &BTreeMap::new());
+        let (chosen, held, _) = select(
+            gap.clone(),
+            &Range::default(),
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+        );
         assert_eq!(chosen.len(), 1);
         assert!(held.unwrap().contains("does not follow"));
         // After a restore link from 1 at place 2, record 3 follows record 1.
         let links = BTreeMap::from([(2, 1)]);
-        let (chosen, held, _) = select(gap, &Range::default(), &links);
+        let (chosen, held, _) = select(gap, &Range::default(), &links, &BTreeSet::new());
         assert_eq!((chosen.len(), held), (2, None));
         assert!(Range {
             since: Some("27/11/2026".into()),

@@ -109,6 +109,42 @@ pub enum Command {
         #[command(flatten)]
         badge: BadgeArgs,
     },
+    /// Put records on hold (not approved, kept on the station) with the supervisor's badge and
+    /// PIN; the reason goes to the ledger and the audit chain.
+    Hold {
+        /// Record ids to hold.
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+        /// Why (e.g. "document to check").
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Supervisor id of the simulated badge (a card badge carries its own).
+        #[arg(long, default_value = "SUP-SIM-1")]
+        supervisor: String,
+        /// Read the badge PIN from standard input instead of a prompt.
+        #[arg(long)]
+        pin_stdin: bool,
+        #[command(flatten)]
+        badge: BadgeArgs,
+    },
+    /// Reject records at the station with the supervisor's badge and PIN: their sealed payload
+    /// never leaves the station (the envelope still travels, the centre learns the reason).
+    Reject {
+        /// Record ids to reject.
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+        /// Supervisor id of the simulated badge (a card badge carries its own).
+        #[arg(long, default_value = "SUP-SIM-1")]
+        supervisor: String,
+        /// Read the badge PIN from standard input instead of a prompt.
+        #[arg(long)]
+        pin_stdin: bool,
+        #[command(flatten)]
+        badge: BadgeArgs,
+    },
     /// Officer badges (OpenPGP smart cards) in the PC/SC readers.
     #[command(subcommand)]
     Badge(BadgeCommand),
@@ -568,6 +604,36 @@ fn run(cli: Cli) -> anyhow::Result<Output> {
         } => approve(
             &dir,
             &ids,
+            &supervisor,
+            pin_stdin,
+            &configured_badge(&dir, badge)?,
+        ),
+        Command::Hold {
+            ids,
+            reason,
+            supervisor,
+            pin_stdin,
+            badge,
+        } => review(
+            &dir,
+            &ids,
+            crate::store::review::Decision::Hold,
+            &reason,
+            &supervisor,
+            pin_stdin,
+            &configured_badge(&dir, badge)?,
+        ),
+        Command::Reject {
+            ids,
+            reason,
+            supervisor,
+            pin_stdin,
+            badge,
+        } => review(
+            &dir,
+            &ids,
+            crate::store::review::Decision::Reject,
+            &reason,
             &supervisor,
             pin_stdin,
             &configured_badge(&dir, badge)?,
@@ -1074,6 +1140,7 @@ fn check_face(path: &std::path::Path) -> anyhow::Result<Output> {
 fn list(dir: &DataDir) -> anyhow::Result<Output> {
     let view = View::open(dir)?;
     let rows = view.store.envelopes()?;
+    let decisions = view.store.station_decisions()?;
     let mut human = format!(
         "{:>6}  {:<26}  {:<11}  {:<12}  {}",
         "seq", "id", "kind", "status", "officer"
@@ -1081,14 +1148,26 @@ fn list(dir: &DataDir) -> anyhow::Result<Output> {
     let records: Vec<Value> = rows
         .iter()
         .map(|r| {
+            let decision = decisions.get(&r.id);
             human.push_str(&format!(
                 "\n{:>6}  {:<26}  {:<11}  {:<12}  {}",
                 r.seq, r.id, r.kind, r.status, r.officer
             ));
+            if let Some(d) = decision {
+                human.push_str(&format!(
+                    "  [{} by {}: {}]",
+                    d.status.as_str(),
+                    d.by,
+                    d.reason.as_deref().unwrap_or("")
+                ));
+            }
             json!({
                 "id": r.id, "station": view.station_id, "seq": r.seq, "status": r.status,
                 "kind": r.kind, "officer": r.officer, "created_ms": r.created_ms,
                 "envelope_hash": r.hash, "rejected_reason": r.rejected_reason,
+                "review": decision.map(|d| d.status.as_str()),
+                "review_reason": decision.and_then(|d| d.reason.clone()),
+                "reviewed_by": decision.map(|d| d.by.clone()),
             })
         })
         .collect();
@@ -1339,6 +1418,55 @@ fn approve(
             "ids": approved.iter().map(|(id, _)| id).collect::<Vec<_>>(),
             "supervisor": supervisor,
             "left_for_another_supervisor": own,
+        }),
+        human,
+    ))
+}
+
+/// `tasjil hold` / `tasjil reject`: one decision per record, each in its own transaction; the
+/// first refusal stops (the records before it keep their decision, and are named).
+fn review(
+    dir: &DataDir,
+    ids: &[String],
+    decision: crate::store::review::Decision,
+    reason: &str,
+    supervisor: &str,
+    pin_stdin: bool,
+    badge_args: &BadgeArgs,
+) -> anyhow::Result<Output> {
+    use crate::store::review::Decision;
+    if decision == Decision::Reject && reason.trim().is_empty() {
+        anyhow::bail!("a rejection needs a reason: --reason TEXT");
+    }
+    let mut station = Station::open(dir)?;
+    let mut badge = crate::badge_cli::unlock(badge_args, supervisor, Some(pin_stdin))?;
+    let supervisor = badge.officer_id();
+    let mut done = Vec::new();
+    for id in ids {
+        match station.review(badge.as_mut(), id, decision, reason) {
+            Ok(entry) => done.push((id.clone(), entry.reason.unwrap_or_default())),
+            Err(e) if done.is_empty() => return Err(e),
+            Err(e) => {
+                let names: Vec<&str> = done.iter().map(|(id, _)| id.as_str()).collect();
+                anyhow::bail!("{e:#} (already done: {})", names.join(", "))
+            }
+        }
+    }
+    let verb = match decision {
+        Decision::Hold => "held",
+        Decision::Reject => "rejected",
+    };
+    let human = done
+        .iter()
+        .map(|(id, why)| format!("{id} {verb} by {supervisor}: {why}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(Output::ok(
+        json!({
+            verb: done.len(),
+            "ids": done.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            "reason": done.first().map(|(_, why)| why),
+            "supervisor": supervisor,
         }),
         human,
     ))

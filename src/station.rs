@@ -469,10 +469,73 @@ impl Station {
             let sig = badge.borrow_mut().sign(&m).map_err(|e| e.to_string())?;
             Ok(hex::encode(sig))
         };
+        // A record the supervisor put on hold or rejected is never part of "all"; a rejected one
+        // cannot be approved at all.
+        let decisions = self.view.store.station_decisions()?;
+        if let Some(id) = ids.iter().find(|id| {
+            decisions
+                .get(*id)
+                .is_some_and(|d| d.status == tasjil_sync::ledger::Status::Withdrawn)
+        }) {
+            anyhow::bail!("record {id} was rejected by a supervisor: it cannot be approved");
+        }
+        let all: Vec<String>;
+        let ids = if ids.is_empty() && !decisions.is_empty() {
+            all = self
+                .view
+                .store
+                .envelopes()?
+                .into_iter()
+                .filter(|r| {
+                    !r.approved
+                        && !decisions.contains_key(&r.id)
+                        && (self.self_approval || r.officer != supervisor)
+                })
+                .map(|r| r.id)
+                .collect();
+            if all.is_empty() {
+                return Ok(Vec::new());
+            }
+            &all[..]
+        } else {
+            ids
+        };
         let key = self.key();
         Ok(self.view.store.approve(
             &key,
             ids,
+            &supervisor,
+            self.self_approval,
+            &sign,
+            crate::now_ms(),
+        )?)
+    }
+
+    /// Hold or reject record `id` with `reason`, signed by the supervisor's unlocked `badge`
+    /// (same roles and four-eyes rule as [`Self::approve`]).
+    pub fn review(
+        &mut self,
+        badge: &mut dyn OfficerBadge,
+        id: &str,
+        decision: crate::store::review::Decision,
+        reason: &str,
+    ) -> anyhow::Result<tasjil_sync::ledger::StatusEntry> {
+        self.register_supervisor(badge)?;
+        let supervisor = badge.officer_id();
+        let badge = std::cell::RefCell::new(badge);
+        let sign = |hashes: &[String]| -> Result<String, String> {
+            let mut m = b"tasjil/review/v1\0".to_vec();
+            let list = serde_json::to_vec(hashes).map_err(|e| e.to_string())?;
+            m.extend_from_slice(&tasjil_sync::canonical::sha256(&list));
+            let sig = badge.borrow_mut().sign(&m).map_err(|e| e.to_string())?;
+            Ok(hex::encode(sig))
+        };
+        let key = self.key();
+        Ok(self.view.store.review(
+            &key,
+            id,
+            decision,
+            reason,
             &supervisor,
             self.self_approval,
             &sign,

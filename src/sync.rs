@@ -24,6 +24,20 @@ pub fn sync_once(
     progress: &mut dyn FnMut(&Summary),
 ) -> anyhow::Result<Summary> {
     let rows = station.store().pending_sync()?;
+    // A record a supervisor rejected at the station never goes over the network (its payload
+    // must not leave, and the centre learns of the withdrawal only once the ledger has synced):
+    // the records from it on wait for a USB export, which carries its envelope without payload.
+    let withdrawn: std::collections::BTreeSet<String> = station
+        .store()
+        .station_decisions()?
+        .into_iter()
+        .filter(|(_, d)| d.status == tasjil_sync::ledger::Status::Withdrawn)
+        .map(|(id, _)| id)
+        .collect();
+    let rows: Vec<_> = rows
+        .into_iter()
+        .take_while(|r| !withdrawn.contains(&r.id))
+        .collect();
     let pending: Vec<PendingRecord> = rows
         .iter()
         .map(|r| {

@@ -137,6 +137,29 @@ fn apply(ui: &AppWindow, k: &Kiosk, plug: Option<&AtomicBool>, line: &str) -> Re
         "resume" => ui.global::<HomeAdapter>().invoke_resume(),
         "discard" => ui.global::<HomeAdapter>().invoke_discard(),
         "lang" => ui.global::<App>().invoke_set_lang(arg.into()),
+        "supervisor" => ui.global::<HomeAdapter>().invoke_supervisor(),
+        "sup-open" => {
+            use slint::Model;
+            let seq: i32 = arg.parse().map_err(|e| format!("sup-open {arg:?}: {e}"))?;
+            let a = ui.global::<SupervisorAdapter>();
+            let id = a
+                .get_records()
+                .iter()
+                .find(|r| r.seq == seq)
+                .map(|r| r.id)
+                .ok_or_else(|| format!("no record {seq} on the supervisor's list"))?;
+            a.invoke_open(id);
+        }
+        "sup-reason" => ui
+            .global::<SupervisorAdapter>()
+            .invoke_choose_reason(arg.into()),
+        "sup-verdict" => ui.global::<SupervisorAdapter>().invoke_verdict(arg.into()),
+        "sup-pin" => {
+            for d in arg.chars() {
+                ui.global::<SupervisorAdapter>()
+                    .invoke_digit(d.to_string().into());
+            }
+        }
         "" => {}
         other => return Err(format!("unknown control {other:?}")),
     }

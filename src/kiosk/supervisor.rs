@@ -17,6 +17,7 @@ use crate::bundle::{self, ExportReport, Range, StickError};
 use crate::enrolment::OfficerBadge;
 use crate::station::Station;
 use crate::store::EnvelopeRow;
+use tasjil_sync::ledger::{Status, StatusEntry};
 
 /// The simulated supervisor badge (`tasjil approve --supervisor` defaults to the same id).
 pub const SIM_SUPERVISOR: &str = "SUP-SIM-1";
@@ -43,6 +44,10 @@ pub enum RecordState {
     Issued,
     /// The centre needs the citizen enrolled again (the reason says why): call them back.
     Reenrol,
+    /// Put on hold by a supervisor (not approved; the reason says why).
+    OnHold,
+    /// Rejected by a supervisor at the station: its payload never leaves the station.
+    Withdrawn,
 }
 
 impl RecordState {
@@ -80,6 +85,8 @@ impl RecordState {
             RecordState::Accepted => "accepted",
             RecordState::Issued => "issued",
             RecordState::Reenrol => "reenrol",
+            RecordState::OnHold => "held",
+            RecordState::Withdrawn => "withdrawn",
         }
     }
 
@@ -103,6 +110,42 @@ pub struct RecordLine {
     pub state: RecordState,
     /// Why the centre rejected it, or why an export holds it back.
     pub reason: Option<String>,
+    /// What the envelope says of the capture (the station cannot open the sealed payload).
+    pub quality: QualityLine,
+    /// The supervisor who held or rejected it.
+    pub reviewed_by: Option<String>,
+}
+
+/// The envelope's quality summary, as numbers the view words in the supervisor's language.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QualityLine {
+    pub face: u8,
+    pub face_attempts: u32,
+    /// Fingers captured, and the lowest and mean of their scores.
+    pub fingers: usize,
+    pub finger_min: u8,
+    pub finger_mean: u8,
+    pub exceptions: usize,
+    pub below_threshold: usize,
+}
+
+impl QualityLine {
+    pub fn of(envelope: &[u8]) -> QualityLine {
+        let Ok(env) = tasjil_sync::Envelope::<tasjil_sync::Signed>::from_bytes(envelope) else {
+            return QualityLine::default();
+        };
+        let q = &env.body().quality;
+        let scores: Vec<u32> = q.fingers.iter().map(|f| u32::from(f.score)).collect();
+        QualityLine {
+            face: q.face,
+            face_attempts: q.face_attempts,
+            fingers: scores.len(),
+            finger_min: scores.iter().min().copied().unwrap_or(0) as u8,
+            finger_mean: (scores.iter().sum::<u32>() / (scores.len().max(1) as u32)) as u8,
+            exceptions: q.finger_exceptions.len(),
+            below_threshold: q.below_threshold.len(),
+        }
+    }
 }
 
 /// What the supervisor's view shows.
@@ -121,11 +164,22 @@ pub struct Overview {
 /// Sort the store's rows for the supervisor: today's (from `day_start_ms`), and any older one
 /// the supervisor still has to act on (unsent or rejected). An export would hold back every
 /// record from the first unapproved one on: those carry the reason.
-pub fn overview(rows: &[EnvelopeRow], day_start_ms: i64) -> Overview {
+pub fn overview(
+    rows: &[EnvelopeRow],
+    day_start_ms: i64,
+    decisions: &std::collections::BTreeMap<String, StatusEntry>,
+) -> Overview {
     let mut o = Overview::default();
     let mut first_awaiting: Option<(i64, String)> = None;
     for r in rows {
-        let state = RecordState::of(r);
+        let decision = decisions.get(&r.id);
+        let state = match (RecordState::of(r), decision.map(|d| d.status)) {
+            (RecordState::AwaitingApproval | RecordState::Approved, Some(Status::Withdrawn)) => {
+                RecordState::Withdrawn
+            }
+            (RecordState::AwaitingApproval, Some(Status::OnHold)) => RecordState::OnHold,
+            (state, _) => state,
+        };
         let today = r.created_ms >= day_start_ms;
         let act_on = matches!(state, RecordState::Rejected | RecordState::Reenrol);
         if !(today || state.unsent() || act_on) {
@@ -143,6 +197,11 @@ pub fn overview(rows: &[EnvelopeRow], day_start_ms: i64) -> Overview {
                 first_awaiting.get_or_insert((r.seq, r.id.clone()));
                 None
             }
+            RecordState::OnHold => {
+                first_awaiting.get_or_insert((r.seq, r.id.clone()));
+                decision.and_then(|d| d.reason.as_deref()).map(reason_code)
+            }
+            RecordState::Withdrawn => decision.and_then(|d| d.reason.as_deref()).map(reason_code),
             RecordState::Approved => first_awaiting
                 .as_ref()
                 .map(|(seq, id)| format!("after {id} (sequence {seq}), which is not approved")),
@@ -156,6 +215,10 @@ pub fn overview(rows: &[EnvelopeRow], day_start_ms: i64) -> Overview {
             created_ms: r.created_ms,
             state,
             reason,
+            quality: QualityLine::of(&r.envelope),
+            reviewed_by: decision
+                .filter(|_| matches!(state, RecordState::OnHold | RecordState::Withdrawn))
+                .map(|d| d.by.clone()),
         });
     }
     o
@@ -316,6 +379,14 @@ pub enum Command {
     Targets,
     /// Approve every record awaiting approval.
     ApproveAll { supervisor: String, pin: String },
+    /// Approve, hold or reject one record the supervisor opened.
+    Review {
+        supervisor: String,
+        pin: String,
+        id: String,
+        verdict: Verdict,
+        reason: String,
+    },
     /// Write a bundle of the approved records into directory `to`.
     Export {
         supervisor: String,
@@ -344,6 +415,11 @@ pub enum Event {
         own_left: usize,
     },
     Exported(ExportReport),
+    /// One record approved, held or rejected.
+    Reviewed {
+        id: String,
+        verdict: Verdict,
+    },
     /// One line per receipt: `(file name, verified, rejected, already imported)`.
     ReceiptsImported(Vec<ReceiptLine>),
     Failed(Problem),
@@ -416,6 +492,41 @@ pub fn run(
                 Ok(())
             })
         }
+        Command::Review {
+            supervisor,
+            pin,
+            id,
+            verdict,
+            reason,
+        } => unlock(badges, &supervisor, &pin).and_then(|mut b| {
+            match verdict {
+                Verdict::Approve => {
+                    let done = station
+                        .approve(b.as_mut(), std::slice::from_ref(&id))
+                        .map_err(|e| Problem::of(&e))?;
+                    if done.is_empty() {
+                        return Err(Problem::Other(format!("record {id} was already approved")));
+                    }
+                }
+                Verdict::Hold | Verdict::Reject => {
+                    let decision = if verdict == Verdict::Hold {
+                        crate::store::review::Decision::Hold
+                    } else {
+                        crate::store::review::Decision::Reject
+                    };
+                    station
+                        .review(b.as_mut(), &id, decision, &reason)
+                        .map_err(|e| Problem::of(&e))?;
+                }
+            }
+            tracing::info!(
+                "record {id}: {} by {} at the kiosk",
+                verdict.code(),
+                b.officer_id()
+            );
+            emit(Event::Reviewed { id, verdict });
+            Ok(())
+        }),
         Command::Export {
             supervisor,
             pin,
@@ -429,10 +540,11 @@ pub fn run(
         tracing::warn!("supervisor: {} {}", problem.key(), problem.detail());
         emit(Event::Failed(problem));
     }
+    let decisions = station.store().station_decisions().unwrap_or_default();
     match station
         .store()
         .envelopes()
-        .map(|rows| overview(&rows, crate::now_ms() / 86_400_000 * 86_400_000))
+        .map(|rows| overview(&rows, crate::now_ms() / 86_400_000 * 86_400_000, &decisions))
     {
         Ok(o) => emit(Event::Overview(o)),
         Err(e) => emit(Event::Failed(Problem::Other(format!("{e:#}")))),
@@ -530,6 +642,8 @@ pub struct PinEntry {
 pub enum Action {
     Approve,
     Export,
+    /// A verdict on the record the supervisor opened.
+    Review(Verdict),
 }
 
 impl Action {
@@ -537,7 +651,60 @@ impl Action {
         match self {
             Action::Approve => "approve",
             Action::Export => "export",
+            Action::Review(v) => v.code(),
         }
+    }
+}
+
+/// The supervisor's verdict on one opened record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Approve,
+    Hold,
+    Reject,
+}
+
+impl Verdict {
+    pub fn code(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve-one",
+            Verdict::Hold => "hold",
+            Verdict::Reject => "reject",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Verdict> {
+        match code {
+            "approve-one" => Some(Verdict::Approve),
+            "hold" => Some(Verdict::Hold),
+            "reject" => Some(Verdict::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// The reasons offered for a hold or a rejection (codes; the view words them). A reason the
+/// supervisor types replaces them.
+pub const REASONS: [&str; 4] = ["photo", "fingers", "data", "identity"];
+
+/// A reason back to its code when it is one of [`REASONS`] (the view words it in the
+/// supervisor's language), else the reason as typed.
+pub fn reason_code(reason: &str) -> String {
+    REASONS
+        .iter()
+        .find(|code| reason_text(code) == reason)
+        .map_or_else(|| reason.to_string(), |code| code.to_string())
+}
+
+/// The English words of a reason code, as the ledger and the centre keep them (the centre's
+/// staff read the station's reason whatever the kiosk's language was).
+pub fn reason_text(code: &str) -> String {
+    match code {
+        "photo" => "face photo not compliant".into(),
+        "fingers" => "fingerprints unusable".into(),
+        "data" => "demographic data to check".into(),
+        "identity" => "identity document doubtful".into(),
+        typed => typed.trim().to_string(),
     }
 }
 
@@ -616,7 +783,7 @@ pub(crate) mod tests {
             row(5, "committed", day + 1),
             row(6, "approved", day + 2),
         ];
-        let o = overview(&rows, day);
+        let o = overview(&rows, day, &Default::default());
         let seqs: Vec<i64> = o.lines.iter().map(|l| l.seq).collect();
         assert_eq!(seqs, [2, 3, 4, 5, 6]);
         assert_eq!((o.today, o.awaiting, o.unsent, o.rejected), (3, 1, 3, 1));
@@ -635,7 +802,11 @@ pub(crate) mod tests {
         old.issuance_reason = Some("Photo not compliant: eyes closed".into());
         let mut issued = row(2, "acknowledged", 1);
         issued.issuance = Some("issued".into());
-        let o = overview(&[old, issued, row(3, "committed", day)], day);
+        let o = overview(
+            &[old, issued, row(3, "committed", day)],
+            day,
+            &Default::default(),
+        );
         assert_eq!(o.lines.iter().map(|l| l.seq).collect::<Vec<_>>(), [1, 3]);
         assert_eq!(o.reenrol, 1);
         assert_eq!(o.lines[0].state.code(), "reenrol");

@@ -1600,3 +1600,173 @@ fn a_kiosk_restarted_offers_the_draft_and_another_officer_can_only_discard_it() 
     session.discard_draft().unwrap();
     assert_eq!(session.draft(), None);
 }
+
+/// The supervisor opens each record of the day from the list (what the envelope says: kind,
+/// officer, time, the quality summary), rejects one with a reason chosen from the list (wrong PIN
+/// first), holds another, approves the third; the decisions are in the ledger with the reason and
+/// the supervisor, the rejected record goes to the stick without its payload, the held one stays.
+#[test]
+fn the_supervisor_opens_a_record_and_rejects_holds_or_approves_it() {
+    use tasjil_sync::bundle::{BundleReader, PartKind};
+    use tasjil_sync::ledger::Status;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let centre = tasjil_sync::CentreKeys::generate();
+    let centre_pub = tmp.path().join("centre.pub");
+    std::fs::write(&centre_pub, centre.public().to_json()).unwrap();
+    let dir = crate::station::DataDir(tmp.path().join("station"));
+    crate::station::init(&dir, "VAN-REV-1", &centre_pub, true).unwrap();
+    super::supervisor::tests::commit_simulated(&dir, 3, 23);
+    let usb = tmp.path().join("usb");
+    std::fs::create_dir(&usb).unwrap();
+
+    let mut h = logged_in(&dir, 23);
+    h.click("HomeView::supervisor");
+    h.until("the records", |ui| {
+        !ui.global::<SupervisorAdapter>().get_busy() && states(ui).len() == 3
+    });
+    macro_rules! a {
+        () => {
+            h.ui().global::<SupervisorAdapter>()
+        };
+    }
+
+    // Open the second record: its facts and quality come from the envelope.
+    h.click_label("record 2");
+    assert!(a!().get_record_open());
+    let r = a!().get_selected();
+    assert_eq!(
+        (r.seq, r.officer.as_str(), r.kind.as_str()),
+        (2, "OFF-9", "new")
+    );
+    assert!(r.face > 0 && r.fingers + r.exceptions == 10, "{r:?}");
+    let texts = window_texts(h.ui());
+    let quality = format!("Qualité du visage {} (", r.face);
+    assert!(texts.iter().any(|t| t.starts_with(&quality)), "{texts:?}");
+    h.no_english("a record opened by the supervisor");
+
+    // A rejection needs a reason.
+    h.click("RecordDetail::verdict-reject");
+    assert_eq!(a!().get_pin_for(), "");
+    assert!(a!().get_outcome_error());
+    assert_eq!(a!().get_outcome(), "Choisissez d'abord une raison");
+    h.click("RecordDetail::reason-photo");
+    assert_eq!(a!().get_reason(), "photo");
+    h.shoot("18-supervisor-review");
+    h.click("RecordDetail::verdict-reject");
+    assert_eq!(a!().get_pin_for(), "reject");
+    h.type_pin("111111");
+    h.until("the wrong PIN refused", |ui| {
+        let a = ui.global::<SupervisorAdapter>();
+        !a.get_busy() && a.get_outcome().contains("PIN du superviseur")
+    });
+    assert_eq!(states(h.ui())[1], "awaiting");
+    h.click("RecordDetail::verdict-reject");
+    h.type_pin(crate::enrolment::badge::SIM_PIN);
+    h.until("rejected", |ui| states(ui)[1] == "withdrawn");
+    assert!(
+        a!().get_outcome().contains("rejeté"),
+        "{}",
+        a!().get_outcome()
+    );
+    assert_eq!(a!().get_selected().state, "withdrawn");
+    assert_eq!(a!().get_selected().reviewed_by, "SUP-SIM-1");
+    let texts = window_texts(h.ui());
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("Rejeté par le superviseur") && t.contains("Photo non conforme")),
+        "{texts:?}"
+    );
+    h.shoot("19-supervisor-rejected");
+
+    // Hold the third, approve the first.
+    h.click_label("record 3");
+    assert_eq!(
+        a!().get_reason(),
+        "",
+        "a new record starts without a reason"
+    );
+    h.click("RecordDetail::reason-data");
+    h.click("RecordDetail::verdict-hold");
+    assert_eq!(a!().get_pin_for(), "hold");
+    h.type_pin(crate::enrolment::badge::SIM_PIN);
+    h.until("held", |ui| states(ui)[2] == "held");
+    h.click_label("record 1");
+    h.click("RecordDetail::verdict-approve");
+    assert_eq!(a!().get_pin_for(), "approve-one");
+    h.type_pin(crate::enrolment::badge::SIM_PIN);
+    h.until("approved", |ui| states(ui)[0] == "approved");
+    assert_eq!(states(h.ui()), ["approved", "withdrawn", "held"]);
+
+    // In the ledger, with the reason and the supervisor; in the audit chain.
+    let view = View::open(&dir).unwrap();
+    let decisions = view.store.station_decisions().unwrap();
+    let ids: Vec<String> = view
+        .store
+        .envelopes()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let rejected = &decisions[&ids[1]];
+    assert_eq!(rejected.status, Status::Withdrawn);
+    assert_eq!(rejected.reason.as_deref(), Some("face photo not compliant"));
+    assert_eq!(rejected.by, "SUP-SIM-1");
+    assert_eq!(decisions[&ids[2]].status, Status::OnHold);
+    assert_eq!(
+        decisions[&ids[2]].reason.as_deref(),
+        Some("demographic data to check")
+    );
+    assert!(!decisions.contains_key(&ids[0]));
+    drop(view);
+    let db = rusqlite::Connection::open(dir.0.join("station.db")).unwrap();
+    let actions: Vec<(String, String)> = db
+        .prepare("SELECT entry FROM audit ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .unwrap()
+        .map(|e| {
+            let v: serde_json::Value = serde_json::from_slice(&e.unwrap()).unwrap();
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            (s("action"), s("actor"))
+        })
+        .filter(|(a, _)| ["reject", "hold", "approve"].contains(&a.as_str()))
+        .collect();
+    let sup = "SUP-SIM-1".to_string();
+    assert_eq!(
+        actions,
+        [
+            ("reject".to_string(), sup.clone()),
+            ("hold".to_string(), sup.clone()),
+            ("approve".to_string(), sup)
+        ]
+    );
+
+    // Export: the approved record and the rejected one's envelope, no payload of it; the held
+    // record stays.
+    h.click("RecordDetail::close-record");
+    assert!(!a!().get_record_open());
+    a!().set_target(usb.to_str().unwrap().into());
+    h.click("Actions::export");
+    h.type_pin(crate::enrolment::badge::SIM_PIN);
+    h.until("exported", |ui| {
+        ui.global::<SupervisorAdapter>().get_progress() < 0.0 && states(ui)[0] == "exported"
+    });
+    let bundle = std::fs::read_dir(&usb)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let reader = BundleReader::open(&bundle).unwrap();
+    let parts = &reader.header().manifest.parts;
+    let kinds = |k: PartKind| parts.iter().filter(|p| p.kind == k).count();
+    assert_eq!(
+        (kinds(PartKind::Envelope), kinds(PartKind::Payload)),
+        (2, 1),
+        "{parts:?}"
+    );
+    assert_eq!(states(h.ui())[2], "held");
+    check_and_write_screens(&h.screens);
+}

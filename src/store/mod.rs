@@ -5,6 +5,8 @@
 //! sealed payloads: nothing sensitive is ever written here in plaintext. It does not verify
 //! signatures (see `crate::verify`), and it never talks to devices or the network.
 
+pub mod review;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

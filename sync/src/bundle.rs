@@ -548,6 +548,8 @@ pub fn verify_bundle(
     let mut parsed: Vec<Envelope<Signed>> = Vec::new();
     let mut payloads: Vec<(usize, String, u64)> = Vec::new();
     let mut ledgers = Vec::new();
+    // The ledgers as read, to find the records the station's supervisor withdrew.
+    let mut loaded: Vec<crate::ledger::Ledger> = Vec::new();
     // Restore links by place: `seq -> hash`.
     let mut links: std::collections::BTreeMap<u64, (String, Vec<u8>)> = Default::default();
     let mut done = 0u64;
@@ -597,8 +599,10 @@ pub fn verify_bundle(
                 }
                 let bytes = reader.read_part(index)?;
                 if let Some((owner, day)) = crate::ledger::split_name(&part.name) {
-                    crate::ledger::Ledger::load(owner, day, &reader_actor(), &bytes)
-                        .map_err(|e| bad(e.to_string()))?;
+                    loaded.push(
+                        crate::ledger::Ledger::load(owner, day, &reader_actor(), &bytes)
+                            .map_err(|e| bad(e.to_string()))?,
+                    );
                 }
                 ledgers.push((part.name.clone(), bytes));
             }
@@ -677,7 +681,20 @@ pub fn verify_bundle(
             }
         }
     }
-    if let Some((sha, _)) = wanted.into_iter().next() {
+    // A record the station's supervisor withdrew (rejected at the station) travels without its
+    // payload: its envelope keeps the chain whole, the bundle's own ledger says why.
+    let withdrawn = |sha: &str| {
+        parsed
+            .iter()
+            .filter(|e| e.body().payload.sha256 == sha)
+            .all(|e| {
+                loaded.iter().any(|l| {
+                    l.station_decision(&e.body().id)
+                        .is_some_and(|d| d.status == crate::ledger::Status::Withdrawn)
+                })
+            })
+    };
+    if let Some((sha, _)) = wanted.into_iter().find(|(sha, _)| !withdrawn(sha)) {
         return Err(BundleError::Contents(format!(
             "payload {sha} named by an envelope is not in the bundle"
         )));

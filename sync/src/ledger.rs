@@ -141,6 +141,13 @@ pub enum Status {
     /// why: photo not compliant, fingers unusable, ...).
     #[serde(rename = "reenrol")]
     ReenrolNeeded,
+    /// Written by the station's supervisor (`by` = the supervisor): the record waits, not approved,
+    /// for the reason given (e.g. a document to check). Never signed, never a verdict.
+    OnHold,
+    /// Written by the station's supervisor (`by` = the supervisor): the record is rejected at the
+    /// station for the reason given. Its envelope still travels (the chain needs it), its sealed
+    /// payload never leaves the station, and the centre stores it as refused with this reason.
+    Withdrawn,
 }
 
 impl Status {
@@ -152,6 +159,8 @@ impl Status {
             Status::Rejected => "rejected",
             Status::Accepted => "accepted",
             Status::ReenrolNeeded => "reenrol",
+            Status::OnHold => "on_hold",
+            Status::Withdrawn => "withdrawn",
         }
     }
 
@@ -164,6 +173,8 @@ impl Status {
             "rejected" => Some(Status::Rejected),
             "accepted" => Some(Status::Accepted),
             "reenrol" => Some(Status::ReenrolNeeded),
+            "on_hold" => Some(Status::OnHold),
+            "withdrawn" => Some(Status::Withdrawn),
             _ => None,
         }
     }
@@ -173,6 +184,7 @@ impl Status {
     /// issuance decision beats both).
     fn precedence(self) -> u8 {
         match self {
+            Status::OnHold | Status::Withdrawn => 0,
             Status::Received => 0,
             Status::Verified => 1,
             Status::Rejected => 2,
@@ -493,6 +505,19 @@ impl Ledger {
 
     pub fn record(&self, id: &str) -> Option<RecordView> {
         self.views(Some(id)).into_iter().next()
+    }
+
+    /// The station supervisor's latest decision on `id` ([`Status::OnHold`] or
+    /// [`Status::Withdrawn`] with its reason), if any. A withdrawal is final: once withdrawn, a
+    /// later hold does not undo it.
+    pub fn station_decision(&self, id: &str) -> Option<StatusEntry> {
+        let history = self.status_history(id);
+        history
+            .iter()
+            .rev()
+            .find(|s| s.status == Status::Withdrawn)
+            .or_else(|| history.iter().rev().find(|s| s.status == Status::OnHold))
+            .cloned()
     }
 
     /// The status history of `id`, oldest first, even before any record entry for it arrived
@@ -1358,6 +1383,35 @@ mod tests {
             )
             .unwrap();
         assert_eq!(station.record("A").unwrap().approvals[0].time_ms, 15);
+    }
+
+    #[test]
+    fn a_station_withdrawal_stands_over_a_later_hold_and_survives_a_merge() {
+        let mut station = replica("station");
+        station.add_record(&entry("A", 1)).unwrap();
+        station.add_record(&entry("B", 2)).unwrap();
+        assert_eq!(station.station_decision("A"), None);
+        let mut sup = reload(&mut station, "sup-1");
+        sup.add_status("A", &status(Status::Withdrawn, "SUP-1", 50, Some("photo")))
+            .unwrap();
+        sup.add_status("A", &status(Status::OnHold, "SUP-2", 60, Some("check")))
+            .unwrap();
+        sup.add_status("B", &status(Status::OnHold, "SUP-1", 70, None))
+            .unwrap();
+        station.merge(&mut sup).unwrap();
+        let a = station.station_decision("A").unwrap();
+        assert_eq!(
+            (a.status, a.reason.as_deref()),
+            (Status::Withdrawn, Some("photo"))
+        );
+        assert_eq!(
+            station.station_decision("B").unwrap().status,
+            Status::OnHold
+        );
+        // A station decision is never what lets a van mark a record acknowledged.
+        assert!(!Status::Withdrawn.centre_holds() && !Status::OnHold.centre_holds());
+        assert_eq!(Status::parse("withdrawn"), Some(Status::Withdrawn));
+        assert_eq!(Status::parse("on_hold"), Some(Status::OnHold));
     }
 
     #[test]

@@ -1216,3 +1216,197 @@ fn a_held_record_released_in_the_console_reaches_a_van_by_usb_receipt() {
         .unwrap();
     assert!(ack.is_some(), "acknowledged from the USB receipt");
 }
+
+/// The station's supervisor rejects one record and holds another (`tasjil reject` / `hold`): the
+/// export carries the rejected record's envelope but never its sealed payload, the centre keeps it
+/// in the chain as withdrawn, never issuable, and its console shows the supervisor's reason; the
+/// van hears "rejected" with that reason; the held record leaves only once approved, and the chain
+/// goes on after the rejected one.
+#[test]
+fn a_record_rejected_at_the_van_is_not_exported_and_the_centre_shows_why() {
+    use tasjil_sync::bundle::{BundleReader, PartKind};
+    let tmp = tempfile::tempdir().unwrap();
+    let (central, van) = centre_with_records(tmp.path(), "VAN-R", 3);
+    let ops = add_staff(&central, "ops", "viewer", "viewer-password-7");
+    let (_, list) = json_of(&van, &["list"]);
+    let ids: Vec<String> = list["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "{list}");
+    let pin = "123456\n";
+    let why = "photo of another person";
+
+    // A rejection needs a reason; a wrong PIN does nothing.
+    let out = crate::common::run_with_input(
+        &van,
+        &["reject", &ids[1], "--reason", " ", "--pin-stdin"],
+        pin,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("needs a reason"), "{}", text(&out));
+    let out = crate::common::run_with_input(
+        &van,
+        &["reject", &ids[1], "--reason", why, "--pin-stdin"],
+        "000000\n",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = crate::common::run_with_input(
+        &van,
+        &["reject", &ids[1], "--reason", why, "--pin-stdin", "--json"],
+        pin,
+    );
+    assert!(out.status.success(), "reject: {}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rejected"], 1, "{v}");
+    assert_eq!(v["reason"], why, "{v}");
+    // Final: not approvable, not rejectable twice.
+    let out = crate::common::run_with_input(&van, &["approve", &ids[1], "--pin-stdin"], pin);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("rejected by a supervisor"),
+        "{}",
+        text(&out)
+    );
+    let out = crate::common::run_with_input(
+        &van,
+        &["reject", &ids[1], "--reason", why, "--pin-stdin"],
+        pin,
+    );
+    assert!(text(&out).contains("already rejected"), "{}", text(&out));
+    let out = crate::common::run_with_input(
+        &van,
+        &[
+            "hold",
+            &ids[2],
+            "--reason",
+            "document to check",
+            "--pin-stdin",
+        ],
+        pin,
+    );
+    assert!(out.status.success(), "hold: {}", text(&out));
+    let (_, list) = json_of(&van, &["list"]);
+    assert_eq!(list["records"][1]["review"], "withdrawn", "{list}");
+    assert_eq!(list["records"][1]["review_reason"], why, "{list}");
+    assert_eq!(list["records"][1]["reviewed_by"], "SUP-SIM-1", "{list}");
+    assert_eq!(list["records"][2]["review"], "on_hold", "{list}");
+    // Both decisions are in the station's audit chain, and it still verifies.
+    let (code, v) = json_of(&van, &["verify"]);
+    assert_eq!(code, 0, "{v}");
+    let db = rusqlite::Connection::open(van.join("station.db")).unwrap();
+    let actions: Vec<String> = db
+        .prepare("SELECT entry FROM audit ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .unwrap()
+        .map(|e| {
+            let v: Value = serde_json::from_slice(&e.unwrap()).unwrap();
+            v["action"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert!(actions.contains(&"reject".to_string()), "{actions:?}");
+    assert!(actions.contains(&"hold".to_string()), "{actions:?}");
+    drop(db);
+
+    // "Approve all" leaves the held record; the export stops there.
+    let bundle = approve_and_export(&van, &tmp.path().join("usb1"));
+    let mut reader = BundleReader::open(std::path::Path::new(&bundle)).unwrap();
+    let parts = reader.header().manifest.parts.clone();
+    let envelopes: Vec<&str> = parts
+        .iter()
+        .filter(|p| p.kind == PartKind::Envelope)
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(envelopes, [ids[0].as_str(), ids[1].as_str()], "{parts:?}");
+    let payloads = parts.iter().filter(|p| p.kind == PartKind::Payload).count();
+    assert_eq!(
+        payloads, 1,
+        "the rejected record's payload stays on the van: {parts:?}"
+    );
+    let rejected_payload = {
+        let env = reader.read_part(1).unwrap();
+        let env = tasjil_sync::Envelope::<tasjil_sync::Signed>::from_bytes(&env).unwrap();
+        env.body().payload.sha256.clone()
+    };
+    assert!(parts.iter().all(|p| p.name != rejected_payload));
+    drop(reader);
+
+    let receipt = tmp.path().join("receipt1.json");
+    let out = central.run(&[
+        "import",
+        &bundle,
+        "--receipt-out",
+        receipt.to_str().unwrap(),
+    ]);
+    assert!(text(&out).contains(why), "{}", text(&out));
+    let (_, clist) = central.json(&["list"]);
+    let status_of = |id: &str| {
+        clist["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["status"].clone())
+    };
+    assert_eq!(status_of(&ids[0]), Some(json!("verified")), "{clist}");
+    assert_eq!(status_of(&ids[1]), Some(json!("withdrawn")), "{clist}");
+    let (_, stats) = central.json(&["stats"]);
+    assert_eq!(stats["verified"], 1, "{stats}");
+    assert_eq!(stats["rejected"], 1, "{stats}");
+    // The centre holds no payload of it at all.
+    let blobs = crate::common::files(&central.dir);
+    assert!(
+        blobs
+            .iter()
+            .all(|f| !f.to_string_lossy().contains(&rejected_payload)),
+        "{blobs:?}"
+    );
+
+    // The console's record page shows the rejection and the supervisor's reason.
+    let serve = Serve::start(&central);
+    let (r, jar) = login(&serve.addr, "ops", "viewer-password-7", &code_now(&ops));
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = http(
+        &serve.addr,
+        "GET",
+        &format!("/console/records/VAN-R/{}", ids[1]),
+        &jar,
+        &[],
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(why), "{}", page.body);
+    assert!(page.body.contains("SUP-SIM-1"), "{}", page.body);
+    drop(serve);
+
+    // The van hears it back, signed by the centre: rejected, with the reason.
+    let out = run(&van, &["receipt", "import", receipt.to_str().unwrap()]);
+    assert!(out.status.code().is_some(), "{}", text(&out));
+    let (_, list) = json_of(&van, &["list"]);
+    assert_eq!(list["records"][0]["status"], "acknowledged", "{list}");
+    assert_eq!(list["records"][1]["status"], "rejected", "{list}");
+    assert!(
+        list["records"][1]["rejected_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(why)),
+        "{list}"
+    );
+
+    // Released from hold, the third record follows the rejected one in the centre's chain.
+    let out = crate::common::run_with_input(&van, &["approve", &ids[2], "--pin-stdin"], pin);
+    assert!(out.status.success(), "approve: {}", text(&out));
+    let bundle = approve_and_export(&van, &tmp.path().join("usb2"));
+    let (_, report) = central.json(&["import", &bundle]);
+    let (_, clist) = central.json(&["list"]);
+    let third = clist["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == ids[2].as_str())
+        .map(|r| r["status"].clone());
+    assert_eq!(third, Some(json!("verified")), "{report} {clist}");
+    let (code, v) = central.json(&["verify"]);
+    assert_eq!(code, 0, "{v}");
+}

@@ -1111,3 +1111,97 @@ fn kiosk_under_xvfb_counts_down_before_the_idle_logout_and_resumes_the_citizen()
     kiosk.expect("enrolment resumed from its draft at Fingers");
     kiosk.expect("fingers view shown");
 }
+
+/// The supervisor's review in the real window: the records listed, one opened (its row marked,
+/// its facts beside the list), rejected with a reason from the list and the badge PIN; each
+/// step is on the screen at once (what the screen shows is what a full repaint draws), the
+/// rejected row turns red, and the same screen in Arabic.
+#[test]
+fn kiosk_under_xvfb_shows_the_supervisor_s_review_of_one_record() {
+    let name = "kiosk_under_xvfb_shows_the_supervisor_s_review_of_one_record";
+    let Some(xvfb) = x_server(name) else {
+        return;
+    };
+    let setup = Setup::new();
+    enrol_in(&setup.station, 2, 5);
+    let mut kiosk = Kiosk::start(&setup.station, &xvfb.display);
+    kiosk.expect("login view shown");
+    let window = find_window(&xvfb.display, "Tasjil");
+    let (wx, wy, ww, wh) = xvfb.geometry(&window);
+    let view: Area = (wx, wy + 52, ww, wh - 52 - 30);
+    const SETTLE: Duration = Duration::from_secs(30);
+    // Row backgrounds of ui/views/supervisor.slint: awaiting, opened, rejected.
+    const AWAITING: [u8; 3] = [0xff, 0xf6, 0xe8];
+    const OPENED: [u8; 3] = [0xe3, 0xee, 0xfa];
+    const REJECTED: [u8; 3] = [0xfd, 0xf0, 0xf1];
+
+    kiosk.send("badge");
+    kiosk.send("pin 123456");
+    kiosk.expect("home view shown");
+    kiosk.send("supervisor");
+    kiosk.expect("supervisor view shown");
+    assert!(
+        xvfb.wait_run(AWAITING, wy + 52, 200).is_some(),
+        "no record awaiting on the screen: {}",
+        xvfb.save("xvfb-supervisor-no-rows").display()
+    );
+    let list = xvfb.settled(view, SETTLE).unwrap();
+    assert!(xvfb.find_run(OPENED, wy + 52, 200).is_none());
+
+    kiosk.send("sup-open 2");
+    let opened = xvfb
+        .changed(view, &list, SETTLE)
+        .expect("missed redraw: the record did not open");
+    assert_eq!(
+        opened,
+        xvfb.full_repaint(&window, view),
+        "the opened record"
+    );
+    assert!(xvfb.find_run(OPENED, wy + 52, 200).is_some());
+    xvfb.shot("xvfb-supervisor-review-fr");
+
+    // A reason chosen from the list, Reject, the PIN: logged, and the row turns red once the
+    // supervisor opens the other record.
+    kiosk.send("sup-reason photo");
+    kiosk.send("sup-verdict reject");
+    kiosk.send("sup-pin 123456");
+    let done = kiosk.expect("reject by SUP-SIM-1 at the kiosk");
+    assert!(done.contains("record "), "{done}");
+    kiosk.send("sup-open 1");
+    assert!(
+        xvfb.wait_run(REJECTED, wy + 52, 200).is_some(),
+        "the rejected record is not red: {}",
+        xvfb.save("xvfb-supervisor-not-red").display()
+    );
+    let rejected = xvfb.settled(view, SETTLE).unwrap();
+    assert_eq!(
+        rejected,
+        xvfb.full_repaint(&window, view),
+        "after the rejection"
+    );
+
+    kiosk.send("lang ar");
+    let arabic = xvfb
+        .changed(view, &rejected, SETTLE)
+        .expect("missed redraw: the review did not switch to Arabic");
+    assert_eq!(
+        arabic,
+        xvfb.full_repaint(&window, view),
+        "the review in Arabic"
+    );
+    xvfb.shot("xvfb-supervisor-review-ar");
+    drop(kiosk);
+
+    // The decision is the station's: in its list with the reason and the supervisor.
+    let (_, list) = json_of(&setup.station, &["list"]);
+    assert_eq!(list["records"][1]["review"], "withdrawn", "{list}");
+    assert_eq!(
+        list["records"][1]["review_reason"], "face photo not compliant",
+        "{list}"
+    );
+    assert_eq!(
+        list["records"][0]["review"],
+        serde_json::Value::Null,
+        "{list}"
+    );
+}

@@ -278,3 +278,15 @@ impl Candidate {
         }
     }
 }
+
+/// The outcome for a record its station's supervisor withdrew (rejected at the station): in its
+/// chain, without payload, never issued; the station is told "rejected" with its own reason.
+pub fn withdrawn(candidate: &Candidate, why: &str) -> Ingested {
+    let body = candidate.env.body();
+    Ingested::Held {
+        id: body.id.clone(),
+        station: body.station.clone(),
+        seq: body.seq,
+        reason: format!("rejected at the station by its supervisor: {why}"),
+    }
+}

@@ -63,7 +63,8 @@ impl CentreStore {
     ) -> Result<Vec<Ingested>, CentreError> {
         let mut outcomes = Vec::with_capacity(envelopes.len());
         for envelope_bytes in envelopes {
-            let outcome = self.decide(tx, envelope_bytes, now_ms)?;
+            let withdrawn = self.withdrawn_in(tx, ledgers, envelope_bytes)?;
+            let outcome = self.decide(tx, envelope_bytes, withdrawn.as_deref(), now_ms)?;
             self.note_in_ledger(tx, ledgers, envelope_bytes, &outcome, now_ms)?;
             let refused = match &outcome {
                 Ingested::Rejected {
@@ -92,11 +93,42 @@ impl CentreStore {
         Ok(outcomes)
     }
 
+    /// The reason the station's supervisor gave for withdrawing (rejecting at the station) the
+    /// record `envelope_bytes` names, if its day ledger — as merged from the bundle, or the
+    /// centre's replica after a ledger sync — says so.
+    fn withdrawn_in(
+        &self,
+        conn: &Connection,
+        ledgers: &mut BTreeMap<String, (String, Ledger)>,
+        envelope_bytes: &[u8],
+    ) -> Result<Option<String>, CentreError> {
+        let Ok(env) = tasjil_sync::record::Envelope::<tasjil_sync::record::Signed>::from_bytes(
+            envelope_bytes,
+        ) else {
+            return Ok(None);
+        };
+        let body = env.body();
+        let day = tasjil_sync::ledger::day_of_ms(body.captured.finished_ms);
+        let name = tasjil_sync::ledger::doc_name(&body.station, &day);
+        if !ledgers.contains_key(&name) {
+            let ledger = self.load_ledger(conn, &body.station, &day)?;
+            ledgers.insert(name.clone(), (body.station.clone(), ledger));
+        }
+        Ok(ledgers.get(&name).and_then(|(_, l)| {
+            l.station_decision(&body.id)
+                .filter(|d| d.status == tasjil_sync::ledger::Status::Withdrawn)
+                .map(|d| format!("{} ({})", d.reason.unwrap_or_default(), d.by))
+        }))
+    }
+
     /// Every check of [`Self::ingest`] ([`super::decide`]), and the insert when all pass.
+    /// `withdrawn`: the station's reason when its supervisor rejected the record there (it then
+    /// comes without its payload and is stored, refused, to keep the chain whole).
     pub(super) fn decide(
         &self,
         conn: &Connection,
         bytes: &[u8],
+        withdrawn: Option<&str>,
         now_ms: i64,
     ) -> Result<Ingested, CentreError> {
         let candidate = match decide::parse(bytes) {
@@ -122,6 +154,25 @@ impl CentreStore {
         };
         if let ChainVerdict::Done(outcome) = candidate.check_chain(&facts) {
             return Ok(outcome);
+        }
+        if let Some(why) = withdrawn {
+            conn.execute(
+                "INSERT INTO envelopes
+                   (station, seq, id, hash, envelope, payload_sha256, payload_len, received_ms, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'withdrawn')",
+                params![
+                    body.station,
+                    seq,
+                    body.id,
+                    candidate.hash,
+                    bytes,
+                    body.payload.sha256,
+                    i64::try_from(body.payload.len).unwrap_or(i64::MAX),
+                    now_ms,
+                ],
+            )
+            .map_err(|e| self.sql(e))?;
+            return Ok(decide::withdrawn(&candidate, why));
         }
         let sealed = self.read_blob_checked(&body.payload.sha256)?;
         let outcome = candidate.check_payload(sealed.as_deref(), &facts);
@@ -225,14 +276,18 @@ impl CentreStore {
                 // Held records are in their chain but not accepted, and records central staff
                 // rejected after holding them: the station hears "rejected" with the reason,
                 // which is what its supervisor must act on.
-                Some(status) if status == "held" || status == "rejected" => RecordStatus {
-                    id: id.clone(),
-                    status: "rejected".into(),
-                    reason: refused
-                        .query_row(params![id, station], |r| r.get(0))
-                        .optional()
-                        .map_err(|e| self.sql(e))?,
-                },
+                Some(status)
+                    if status == "held" || status == "rejected" || status == "withdrawn" =>
+                {
+                    RecordStatus {
+                        id: id.clone(),
+                        status: "rejected".into(),
+                        reason: refused
+                            .query_row(params![id, station], |r| r.get(0))
+                            .optional()
+                            .map_err(|e| self.sql(e))?,
+                    }
+                }
                 Some(status) => RecordStatus {
                     id: id.clone(),
                     status,

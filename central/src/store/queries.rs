@@ -113,6 +113,8 @@ struct Row {
     bytes: Vec<u8>,
     payload_sha256: String,
     payload_len: i64,
+    /// Rejected at the station by its supervisor: stored without a payload.
+    withdrawn: bool,
 }
 
 impl Row {
@@ -125,6 +127,7 @@ impl Row {
             bytes: r.get(4)?,
             payload_sha256: r.get(5)?,
             payload_len: r.get(6)?,
+            withdrawn: r.get("withdrawn")?,
         })
     }
 }
@@ -365,7 +368,8 @@ impl CentreStore {
     ) -> Result<Option<(u64, String)>, CentreError> {
         let mut stmt = conn
             .prepare(
-                "SELECT station, seq, id, hash, envelope, payload_sha256, payload_len
+                "SELECT station, seq, id, hash, envelope, payload_sha256, payload_len,
+                        status = 'withdrawn' AS withdrawn
                  FROM envelopes WHERE station = ?1 AND seq > ?2 ORDER BY seq",
             )
             .map_err(|e| self.sql(e))?;
@@ -448,7 +452,8 @@ impl CentreStore {
             .map_err(|e| self.sql(e))?;
         let mut stmt = conn
             .prepare(
-                "SELECT station, seq, id, hash, envelope, payload_sha256, payload_len, rowid
+                "SELECT station, seq, id, hash, envelope, payload_sha256, payload_len, rowid,
+                        status = 'withdrawn' AS withdrawn
                  FROM envelopes WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
             )
             .map_err(|e| self.sql(e))?;
@@ -654,6 +659,8 @@ impl CentreStore {
                     reasons.push(e.to_string());
                 }
                 match self.read_blob(&b.payload.sha256) {
+                    // Rejected at the station: its payload never came.
+                    Err(CentreError::BlobMissing(_)) if row.withdrawn => {}
                     Ok(sealed) => {
                         if let Err(e) = env.verify_payload(&sealed) {
                             reasons.push(e.to_string());
@@ -779,7 +786,8 @@ impl CentreStore {
                         SELECT DISTINCT r.station, r.id FROM rejections r
                         WHERE NOT EXISTS (SELECT 1 FROM envelopes e
                                           WHERE e.id = r.id AND e.station = r.station)))
-                    + (SELECT coalesce(sum(n), 0) FROM record_counts WHERE status = 'rejected')",
+                    + (SELECT coalesce(sum(n), 0) FROM record_counts
+                       WHERE status IN ('rejected', 'withdrawn'))",
             [],
             |r| {
                 Ok(Stats {

@@ -9,7 +9,8 @@ use slint::{ComponentHandle, ModelRc, VecModel};
 
 use super::{format_utc, s, Kiosk};
 use crate::kiosk::supervisor::{
-    Action, Command as Desk, Event, Overview, PinEntry, Problem, SIM_SUPERVISOR,
+    reason_text, Action, Command as Desk, Event, Overview, PinEntry, Problem, RecordLine, Verdict,
+    SIM_SUPERVISOR,
 };
 use crate::kiosk::ui::*;
 use crate::kiosk::worker::Command;
@@ -23,6 +24,8 @@ pub(super) struct DeskState {
     /// Records an export held back, said after the outcome.
     held: Option<Said>,
     targets_polled_ms: i64,
+    /// The records last shown, to open one by id.
+    lines: Vec<RecordLine>,
 }
 
 /// How often the mounted sticks are looked at again while the view is open.
@@ -107,6 +110,52 @@ impl Kiosk {
             }
         });
         let k = Rc::downgrade(self);
+        a.on_open(move |id| {
+            let Some(k) = k.upgrade() else { return };
+            let Some(ui) = k.ui.upgrade() else { return };
+            let line = k
+                .desk
+                .borrow()
+                .lines
+                .iter()
+                .find(|l| l.id == id.as_str())
+                .cloned();
+            let a = ui.global::<SupervisorAdapter>();
+            if let Some(line) = line {
+                a.set_selected(record_of(&line));
+                a.set_reason(s(""));
+                a.set_record_open(true);
+                a.set_outcome(s(""));
+                a.set_outcome_error(false);
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_close_record(move || {
+            if let Some(ui) = k.upgrade().and_then(|k| k.ui.upgrade()) {
+                ui.global::<SupervisorAdapter>().set_record_open(false);
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_choose_reason(move |code| {
+            if let Some(ui) = k.upgrade().and_then(|k| k.ui.upgrade()) {
+                ui.global::<SupervisorAdapter>().set_reason(code);
+            }
+        });
+        let k = Rc::downgrade(self);
+        a.on_verdict(move |code| {
+            let Some(k) = k.upgrade() else { return };
+            let Some(ui) = k.ui.upgrade() else { return };
+            let Some(verdict) = Verdict::from_code(&code) else {
+                return;
+            };
+            let a = ui.global::<SupervisorAdapter>();
+            if verdict != Verdict::Approve && a.get_reason().is_empty() {
+                k.say(&ui, Said::new("choose-reason", 0, 0, "", true));
+                return;
+            }
+            k.ask_pin(Action::Review(verdict));
+        });
+        let k = Rc::downgrade(self);
         a.on_export(move || {
             let Some(k) = k.upgrade() else { return };
             let Some(ui) = k.ui.upgrade() else { return };
@@ -146,6 +195,13 @@ impl Kiosk {
             a.set_busy(true);
             let command = match action {
                 Action::Approve => Desk::ApproveAll { supervisor, pin },
+                Action::Review(verdict) => Desk::Review {
+                    supervisor,
+                    pin,
+                    id: a.get_selected().id.to_string(),
+                    verdict,
+                    reason: reason_text(&a.get_reason()),
+                },
                 Action::Export => {
                     a.set_progress(0.0);
                     Desk::Export {
@@ -248,6 +304,24 @@ impl Kiosk {
             Event::Overview(o) => {
                 a.set_busy(false);
                 show_overview(&a, &o);
+                // The open record follows what the store now says of it.
+                if a.get_record_open() {
+                    let id = a.get_selected().id.to_string();
+                    match o.lines.iter().find(|l| l.id == id) {
+                        Some(line) => a.set_selected(record_of(line)),
+                        None => a.set_record_open(false),
+                    }
+                }
+                self.desk.borrow_mut().lines = o.lines;
+            }
+            Event::Reviewed { id, verdict } => {
+                let key = match verdict {
+                    Verdict::Approve => "approved-one",
+                    Verdict::Hold => "held-one",
+                    Verdict::Reject => "rejected-one",
+                };
+                a.set_reason(s(""));
+                self.say(ui, Said::new(key, 0, 0, id, false));
             }
             Event::Targets(targets) => {
                 if a.get_target().is_empty() {
@@ -346,27 +420,36 @@ fn show_overview(a: &SupervisorAdapter, o: &Overview) {
     a.set_unsent(o.unsent as i32);
     a.set_rejected(o.rejected as i32);
     a.set_reenrol(o.reenrol as i32);
-    let rows: Vec<SupRecord> = o
-        .lines
-        .iter()
-        .map(|l| SupRecord {
-            seq: l.seq as i32,
-            id: s(&l.id),
-            kind: s(&l.kind),
-            officer: s(&l.officer),
-            // `YYYY-MM-DD HH:MM UTC`: the day when it is not today's, else the time.
-            time: s({
-                let t = format_utc(l.created_ms);
-                let today = format_utc(crate::now_ms());
-                if t[..10] == today[..10] {
-                    t[11..16].to_string()
-                } else {
-                    t[5..10].to_string()
-                }
-            }),
-            state: s(l.state.code()),
-            reason: s(l.reason.as_deref().unwrap_or("")),
-        })
-        .collect();
+    let rows: Vec<SupRecord> = o.lines.iter().map(record_of).collect();
     a.set_records(ModelRc::new(VecModel::from(rows)));
+}
+
+fn record_of(l: &RecordLine) -> SupRecord {
+    let q = &l.quality;
+    SupRecord {
+        seq: l.seq as i32,
+        id: s(&l.id),
+        kind: s(&l.kind),
+        officer: s(&l.officer),
+        // `YYYY-MM-DD HH:MM UTC`: the day when it is not today's, else the time.
+        time: s({
+            let t = format_utc(l.created_ms);
+            let today = format_utc(crate::now_ms());
+            if t[..10] == today[..10] {
+                t[11..16].to_string()
+            } else {
+                t[5..10].to_string()
+            }
+        }),
+        state: s(l.state.code()),
+        reason: s(l.reason.as_deref().unwrap_or("")),
+        face: i32::from(q.face),
+        face_attempts: i32::try_from(q.face_attempts).unwrap_or(i32::MAX),
+        fingers: q.fingers as i32,
+        finger_min: i32::from(q.finger_min),
+        finger_mean: i32::from(q.finger_mean),
+        exceptions: q.exceptions as i32,
+        below: q.below_threshold as i32,
+        reviewed_by: s(l.reviewed_by.as_deref().unwrap_or("")),
+    }
 }
