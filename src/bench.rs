@@ -287,7 +287,10 @@ impl BenchReport {
                 .unwrap_or_default(),
             self.approve_all
                 .as_ref()
-                .map_or("not run (--held 0)".to_string(), |a| format!("{:.3} s", a.seconds)),
+                .map_or("not run (--held 0)".to_string(), |a| format!(
+                    "{:.3} s",
+                    a.seconds
+                )),
         ));
         s.push_str(&format!(
             "sealed payload: mean {:.1} KB, max {:.1} KB (packed plaintext mean {:.1} KB; face token JPEG mean {:.1} KB)\n",

@@ -532,9 +532,12 @@ mod tests {
             assert_eq!(f.image.bytes, done.encoded_fingers[&position].bytes);
         }
         // A station set to another format than the capture's encodes again at the commit.
-        let png = super::super::record::payload(&done, "01J0", "cnie-v1", FingerFormat::Png)
-            .unwrap();
-        assert!(png.fingers.iter().all(|f| f.image.bytes.starts_with(b"\x89PNG")));
+        let png =
+            super::super::record::payload(&done, "01J0", "cnie-v1", FingerFormat::Png).unwrap();
+        assert!(png
+            .fingers
+            .iter()
+            .all(|f| f.image.bytes.starts_with(b"\x89PNG")));
         let mut png_policy = Enrolment::new(
             CapturePolicy {
                 finger_format: FingerFormat::Png,
@@ -548,11 +551,15 @@ mod tests {
             .unwrap();
         let mut camera = SimCamera::new(1);
         while png_policy.step() == Step::Face {
-            png_policy.offer_face(camera.capture_still().unwrap()).unwrap();
+            png_policy
+                .offer_face(camera.capture_still().unwrap())
+                .unwrap();
         }
         let p = png_policy.next_finger().unwrap();
         while png_policy.next_finger() == Some(p) {
-            png_policy.offer_finger(scanner.capture(p).unwrap()).unwrap();
+            png_policy
+                .offer_finger(scanner.capture(p).unwrap())
+                .unwrap();
         }
         assert!(png_policy.encoded[&p].bytes.starts_with(b"\x89PNG"));
     }

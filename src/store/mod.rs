@@ -553,9 +553,13 @@ impl Store {
             time_ms: body.captured.finished_ms,
         };
         let mut touched = LedgerWrites::new(&mut self.ledgers, &self.actor);
-        touched.change(&tx, &path, &body.station, &day_of_ms(body.captured.finished_ms), |l| {
-            l.add_record(&entry)
-        })?;
+        touched.change(
+            &tx,
+            &path,
+            &body.station,
+            &day_of_ms(body.captured.finished_ms),
+            |l| l.add_record(&entry),
+        )?;
         touched.save(&tx, &path)?;
         append_audit(
             &tx,
@@ -1571,25 +1575,28 @@ impl<'a> LedgerWrites<'a> {
                 .filter(|l| !l.new_row && Some(l.generation) == generation);
             let loaded = match held {
                 Some(l) => l,
-                None => match stored_ledger(tx, &name).map_err(|e| StoreError::from_sqlite(path, e))? {
-                    Some((bytes, generation, chunks)) => {
-                        let ledger = Ledger::load(station, day, self.actor, &bytes).map_err(fail)?;
-                        LoadedLedger {
-                            saved: ledger.save_point(),
-                            ledger,
-                            generation,
-                            chunks,
-                            new_row: false,
+                None => {
+                    match stored_ledger(tx, &name).map_err(|e| StoreError::from_sqlite(path, e))? {
+                        Some((bytes, generation, chunks)) => {
+                            let ledger =
+                                Ledger::load(station, day, self.actor, &bytes).map_err(fail)?;
+                            LoadedLedger {
+                                saved: ledger.save_point(),
+                                ledger,
+                                generation,
+                                chunks,
+                                new_row: false,
+                            }
                         }
+                        None => LoadedLedger {
+                            ledger: Ledger::new(station, day, self.actor),
+                            saved: SavePoint::default(),
+                            generation: 0,
+                            chunks: 0,
+                            new_row: true,
+                        },
                     }
-                    None => LoadedLedger {
-                        ledger: Ledger::new(station, day, self.actor),
-                        saved: SavePoint::default(),
-                        generation: 0,
-                        chunks: 0,
-                        new_row: true,
-                    },
-                },
+                }
             };
             self.touched.insert(name.clone(), loaded);
         }
@@ -1623,9 +1630,11 @@ impl<'a> LedgerWrites<'a> {
                 l.chunks += 1;
             }
             l.generation = tx
-                .query_row("SELECT gen FROM ledgers WHERE name = ?1", [name.as_str()], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT gen FROM ledgers WHERE name = ?1",
+                    [name.as_str()],
+                    |r| r.get(0),
+                )
                 .map_err(sql)?;
             l.saved = l.ledger.save_point();
         }
@@ -1857,13 +1866,20 @@ mod tests {
             commit(&mut a, seq);
             assert!(chunks(&a) <= LEDGER_CHUNKS_BEFORE_COMPACTING);
         }
-        assert!(chunks(&a) < LEDGER_CHUNKS_BEFORE_COMPACTING, "compacted once");
+        assert!(
+            chunks(&a) < LEDGER_CHUNKS_BEFORE_COMPACTING,
+            "compacted once"
+        );
         drop((a, b));
         let reopened = Store::open(&path).unwrap();
         let ledger = stored(&reopened, DAY);
         assert_eq!(ledger.record_count(), 14);
         assert_eq!(
-            ledger.records().iter().filter(|r| !r.approvals.is_empty()).count(),
+            ledger
+                .records()
+                .iter()
+                .filter(|r| !r.approvals.is_empty())
+                .count(),
             5
         );
     }
