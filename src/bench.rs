@@ -32,6 +32,9 @@ pub struct BenchReport {
     /// Seconds to commit the `--held` records before the timed ones.
     pub prefill_s: f64,
     pub approve_all: Option<ApproveAll>,
+    /// Loading and saving the busy station's whole day document: what every commit and every
+    /// approval cost before the ledger was kept loaded and saved in change chunks.
+    pub whole_ledger: Option<Stat>,
     pub finger_format: &'static str,
     pub sealed_mean_bytes: u64,
     pub sealed_max_bytes: u64,
@@ -168,6 +171,7 @@ pub fn run(count: u64, seed: u64, held: u64) -> anyhow::Result<BenchReport> {
     let mut busy = None;
     let mut approve_all = None;
     let mut prefill_s = 0.0;
+    let mut whole_ledger = None;
     if held > 0 {
         let (mut station, mut badge) = new_station(tmp.path(), "busy")?;
         let captures = (0..20u64.min(held))
@@ -202,6 +206,25 @@ pub fn run(count: u64, seed: u64, held: u64) -> anyhow::Result<BenchReport> {
                 &progress,
             )?,
         });
+        // What each commit and each approval paid before the ledger was kept loaded: load the
+        // whole day's document and save it whole again.
+        whole_ledger = {
+            use tasjil_sync::ledger::{day_of_ms, doc_name, Ledger};
+            let day = day_of_ms(crate::now_ms());
+            let stored = station
+                .store()
+                .ledger_doc(&doc_name("BENCH-1", &day))?
+                .unwrap_or_default();
+            let compact = Ledger::load("BENCH-1", &day, b"bench-whole-save", &stored)?.save();
+            let mut us = Vec::new();
+            for _ in 0..20 {
+                let t = std::time::Instant::now();
+                let mut l = Ledger::load("BENCH-1", &day, b"bench-whole-save", &compact)?;
+                std::hint::black_box(l.save());
+                us.push(t.elapsed().as_micros() as u64);
+            }
+            Some(stat("whole ledger load + save", us))
+        };
         // As `tasjil approve --all` does it: a newly opened station (the ledger loaded from disk).
         drop(station);
         let mut supervisor = SimBadge::unlock("SUP-BENCH", crate::enrolment::badge::SIM_PIN)?;
@@ -234,6 +257,7 @@ pub fn run(count: u64, seed: u64, held: u64) -> anyhow::Result<BenchReport> {
         busy,
         prefill_s,
         approve_all,
+        whole_ledger,
         finger_format: policy.finger_format.name(),
         sealed_mean_bytes: sizes.sealed / n,
         sealed_max_bytes: sizes.sealed_max,
@@ -265,6 +289,12 @@ impl BenchReport {
                 busy.held_before, self.prefill_s
             ));
             rows(&mut s, &busy.stats);
+        }
+        if let Some(w) = &self.whole_ledger {
+            s.push_str(&format!(
+                "{:<28} {:>9.2} {:>9.2} {:>9.2}  (each commit's ledger cost before)\n",
+                w.name, w.p50_ms, w.p99_ms, w.max_ms
+            ));
         }
         if let Some(a) = &self.approve_all {
             s.push_str(&format!(
