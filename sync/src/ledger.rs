@@ -477,7 +477,7 @@ impl Ledger {
             .iter()
             .map(|id| format!("{id}{KEY_SEP}{}", approval.supervisor))
             .filter(|key| {
-                !min_int(&self.doc, &approvals, key).is_some_and(|t| t <= approval.time_ms)
+                min_int(&self.doc, &approvals, key).is_none_or(|t| t > approval.time_ms)
             })
             .collect();
         if keys.is_empty() {
