@@ -476,9 +476,7 @@ impl Ledger {
         let keys: Vec<String> = ids
             .iter()
             .map(|id| format!("{id}{KEY_SEP}{}", approval.supervisor))
-            .filter(|key| {
-                min_int(&self.doc, &approvals, key).is_none_or(|t| t > approval.time_ms)
-            })
+            .filter(|key| min_int(&self.doc, &approvals, key).is_none_or(|t| t > approval.time_ms))
             .collect();
         if keys.is_empty() {
             return Ok(());
