@@ -270,6 +270,10 @@ pub enum Command {
         count: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Also time the commits on a station already holding this many records of the day,
+        /// then `approve --all` of them (0: the fresh station only).
+        #[arg(long, default_value_t = 0)]
+        held: u64,
     },
 }
 
@@ -777,8 +781,8 @@ run `tasjil verify`, then sync or export as usual",
             let retention = std::time::Duration::from_secs(retention_days * 24 * 3600);
             sync(&dir, &central, watch, interval, retry, retention, cli.json)
         }
-        Command::Bench { count, seed } => {
-            let report = crate::bench::run(count, seed)?;
+        Command::Bench { count, seed, held } => {
+            let report = crate::bench::run(count, seed, held)?;
             Ok(Output::ok(serde_json::to_value(&report)?, report.table()))
         }
     }

@@ -210,6 +210,7 @@ impl Config {
                 face_max_attempts: c.face_max_attempts,
                 finger_min_quality: c.finger_min_quality,
                 finger_max_attempts: c.finger_max_attempts,
+                finger_format: c.finger_format,
             },
             finger_format: c.finger_format,
             approval: file.approval,

@@ -65,7 +65,7 @@ impl FingerFormat {
         }
     }
 
-    fn encode(self, image: &tasjil_drivers::GreyImage) -> anyhow::Result<Vec<u8>> {
+    pub fn encode(self, image: &tasjil_drivers::GreyImage) -> anyhow::Result<Vec<u8>> {
         Ok(match self {
             FingerFormat::Png => image.to_png()?,
             FingerFormat::Wsq => tasjil_wsq::encode(
@@ -81,7 +81,24 @@ impl FingerFormat {
     }
 }
 
-/// Build the payload (everything captured) for enrolment `id`.
+/// A print encoded for the payload, in the format it was encoded in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPrint {
+    pub format: FingerFormat,
+    pub bytes: Vec<u8>,
+}
+
+impl EncodedPrint {
+    pub fn encode(format: FingerFormat, image: &tasjil_drivers::GreyImage) -> anyhow::Result<Self> {
+        Ok(EncodedPrint {
+            format,
+            bytes: format.encode(image)?,
+        })
+    }
+}
+
+/// Build the payload (everything captured) for enrolment `id`. Prints already encoded in
+/// `finger_format` when they were accepted are taken as they are; any other is encoded here.
 pub fn payload(
     done: &Completed,
     id: &str,
@@ -99,7 +116,10 @@ pub fn payload(
                 format: finger_format.name().into(),
                 width: f.image.width,
                 height: f.image.height,
-                bytes: finger_format.encode(&f.image)?,
+                bytes: match done.encoded_fingers.get(&f.position) {
+                    Some(e) if e.format == finger_format => e.bytes.clone(),
+                    _ => finger_format.encode(&f.image)?,
+                },
             },
         });
     }
@@ -180,8 +200,10 @@ pub fn seal_and_sign(
 ) -> anyhow::Result<Sealed> {
     let t0 = Instant::now();
     let payload = payload(done, id, schema_id, finger_format)?;
-    let plain_len = payload.pack()?.len();
-    let sealed = payload.seal(recipients)?;
+    let plain = payload.pack()?;
+    let plain_len = plain.len();
+    let sealed = Payload::seal_packed(&plain, recipients)?;
+    drop(plain);
     let seal_us = t0.elapsed().as_micros() as u64;
 
     let t1 = Instant::now();

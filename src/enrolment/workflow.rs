@@ -10,6 +10,7 @@ use tasjil_drivers::{
 };
 use tasjil_sync::EnrolmentKind;
 
+use super::record::{EncodedPrint, FingerFormat};
 use crate::schema::{FieldError, Schema};
 
 /// Thresholds and retries. Defaults follow field practice: three tries, then the best capture is
@@ -20,6 +21,9 @@ pub struct CapturePolicy {
     pub face_max_attempts: u32,
     pub finger_min_quality: u8,
     pub finger_max_attempts: u32,
+    /// How each print is encoded for the payload (`[capture] finger_format`): done when the
+    /// finger is accepted, so the commit only packs what is already encoded.
+    pub finger_format: FingerFormat,
 }
 
 impl Default for CapturePolicy {
@@ -29,6 +33,7 @@ impl Default for CapturePolicy {
             face_max_attempts: 3,
             finger_min_quality: 40,
             finger_max_attempts: 3,
+            finger_format: FingerFormat::default(),
         }
     }
 }
@@ -106,6 +111,9 @@ pub struct Completed {
     pub face: FaceCapture,
     pub face_attempts: u32,
     pub fingers: Vec<FingerCapture>,
+    /// Each kept print as the payload will carry it, encoded when the finger was accepted (a
+    /// print missing here, or in another format, is encoded at the commit).
+    pub encoded_fingers: BTreeMap<FingerPosition, EncodedPrint>,
     pub exceptions: Vec<FingerException>,
     pub below_threshold: Vec<String>,
     pub signature: SignatureCapture,
@@ -127,6 +135,8 @@ pub struct Enrolment {
     face_done: bool,
     face_attempts: u32,
     fingers: BTreeMap<FingerPosition, FingerCapture>,
+    /// The kept print of each finger that is done, encoded in `policy.finger_format`.
+    encoded: BTreeMap<FingerPosition, EncodedPrint>,
     finger_done: BTreeMap<FingerPosition, bool>,
     finger_attempts: BTreeMap<FingerPosition, u32>,
     exceptions: BTreeMap<FingerPosition, ExceptionReason>,
@@ -144,6 +154,7 @@ impl Enrolment {
             face_done: false,
             face_attempts: 0,
             fingers: BTreeMap::new(),
+            encoded: BTreeMap::new(),
             finger_done: BTreeMap::new(),
             finger_attempts: BTreeMap::new(),
             exceptions: BTreeMap::new(),
@@ -289,6 +300,20 @@ impl Enrolment {
             self.fingers.insert(pos, capture);
         }
         self.finger_done.insert(pos, done);
+        self.encoded.remove(&pos);
+        if done {
+            // The print is final: encode it now, while the citizen moves to the next finger,
+            // rather than inside the commit. A failure here is not the citizen's: the commit
+            // encodes it again and reports the error there.
+            if let Some(kept) = self.fingers.get(&pos) {
+                match EncodedPrint::encode(self.policy.finger_format, &kept.image) {
+                    Ok(e) => {
+                        self.encoded.insert(pos, e);
+                    }
+                    Err(e) => tracing::warn!("{}: print not encoded at capture: {e:#}", pos.name()),
+                }
+            }
+        }
         Ok(outcome)
     }
 
@@ -302,6 +327,7 @@ impl Enrolment {
             return Err(WorkflowError::FingerDone(pos.name()));
         }
         self.fingers.remove(&pos);
+        self.encoded.remove(&pos);
         self.exceptions.insert(pos, exception.reason);
         Ok(())
     }
@@ -328,6 +354,7 @@ impl Enrolment {
             }
             Step::Fingers => {
                 self.fingers.clear();
+                self.encoded.clear();
                 self.finger_done.clear();
                 self.finger_attempts.clear();
                 self.exceptions.clear();
@@ -366,6 +393,7 @@ impl Enrolment {
             face,
             face_attempts: self.face_attempts,
             fingers: self.fingers.into_values().collect(),
+            encoded_fingers: self.encoded,
             exceptions: self
                 .exceptions
                 .into_iter()
@@ -463,6 +491,77 @@ mod tests {
             Ok(Outcome::KeptBelowThreshold { .. })
         ));
         assert_eq!(e.next_finger(), Some(FingerPosition::RightIndex));
+    }
+
+    #[test]
+    fn prints_are_encoded_when_accepted_and_the_payload_packs_them_as_they_are() {
+        let mut e = at_fingers();
+        let mut scanner = SimScanner::new(2);
+        e.finger_exception(FingerException {
+            position: FingerPosition::LeftLittle,
+            reason: ExceptionReason::Missing,
+        })
+        .unwrap();
+        let first = e.next_finger().unwrap();
+        assert!(e.encoded.is_empty());
+        while e.next_finger() == Some(first) {
+            e.offer_finger(scanner.capture(first).unwrap()).unwrap();
+        }
+        let wsq = e.encoded[&first].clone();
+        assert_eq!(wsq.format, FingerFormat::Wsq);
+        let decoded = tasjil_wsq::decode(&wsq.bytes).unwrap();
+        assert_eq!((decoded.width, decoded.height), (320, 400));
+        // A retake of the fingers forgets what was encoded with them.
+        e.retake(Step::Fingers);
+        assert!(e.encoded.is_empty());
+        while let Some(p) = e.next_finger() {
+            e.offer_finger(scanner.capture(p).unwrap()).unwrap();
+        }
+        e.offer_signature(SimSignaturePad::new(2).capture().unwrap())
+            .unwrap();
+        let done = e.finish(9).unwrap();
+        assert_eq!(done.encoded_fingers.len(), 10);
+        assert_eq!(done.fingers.len(), 10);
+        let payload =
+            super::super::record::payload(&done, "01J0", "cnie-v1", FingerFormat::Wsq).unwrap();
+        for f in &payload.fingers {
+            let position = FingerPosition::ALL
+                .into_iter()
+                .find(|p| p.name() == f.position)
+                .unwrap();
+            assert_eq!(f.image.bytes, done.encoded_fingers[&position].bytes);
+        }
+        // A station set to another format than the capture's encodes again at the commit.
+        let png =
+            super::super::record::payload(&done, "01J0", "cnie-v1", FingerFormat::Png).unwrap();
+        assert!(png
+            .fingers
+            .iter()
+            .all(|f| f.image.bytes.starts_with(b"\x89PNG")));
+        let mut png_policy = Enrolment::new(
+            CapturePolicy {
+                finger_format: FingerFormat::Png,
+                ..CapturePolicy::default()
+            },
+            0,
+        );
+        png_policy.identify(EnrolmentKind::New).unwrap();
+        png_policy
+            .set_demographics(&schema(), crate::schema::simulated_demographics(1, "new"))
+            .unwrap();
+        let mut camera = SimCamera::new(1);
+        while png_policy.step() == Step::Face {
+            png_policy
+                .offer_face(camera.capture_still().unwrap())
+                .unwrap();
+        }
+        let p = png_policy.next_finger().unwrap();
+        while png_policy.next_finger() == Some(p) {
+            png_policy
+                .offer_finger(scanner.capture(p).unwrap())
+                .unwrap();
+        }
+        assert!(png_policy.encoded[&p].bytes.starts_with(b"\x89PNG"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod review;
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use rusqlite_migration::{Migrations, M};
 use serde::{Deserialize, Serialize};
 use tasjil_sync::keys::{parse_signature, verify};
 use tasjil_sync::ledger::{
-    day_of_ms, doc_name, split_name, Approval, Ledger, PeerState, RecordEntry,
+    day_of_ms, doc_name, split_name, Approval, Ledger, PeerState, RecordEntry, SavePoint,
 };
 use tasjil_sync::{sha256_hex, to_canonical, Envelope, Signed, StationKey, GENESIS};
 
@@ -31,6 +32,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0006_signed_verdicts.sql")),
         M::up(include_str!("migrations/0007_roster.sql")),
         M::up(include_str!("migrations/0008_restores.sql")),
+        M::up(include_str!("migrations/0009_ledger_chunks.sql")),
     ])
 }
 
@@ -241,6 +243,8 @@ pub struct Store {
     path: PathBuf,
     /// This process's Automerge actor for ledger writes: fresh at every open, never reused.
     actor: [u8; 16],
+    /// The ledgers this writer changed, kept loaded between transactions.
+    ledgers: LedgerCache,
 }
 
 impl Store {
@@ -253,6 +257,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             actor,
+            ledgers: LedgerCache::default(),
         };
         store.setup().map_err(|e| match e {
             StoreError::Sqlite(e) => StoreError::from_sqlite(path, e),
@@ -549,14 +554,15 @@ impl Store {
             officer: body.officer.clone(),
             time_ms: body.captured.finished_ms,
         };
-        with_ledger(
+        let mut touched = LedgerWrites::new(&mut self.ledgers, &self.actor);
+        touched.change(
             &tx,
             &path,
-            &self.actor,
             &body.station,
             &day_of_ms(body.captured.finished_ms),
             |l| l.add_record(&entry),
         )?;
+        touched.save(&tx, &path)?;
         append_audit(
             &tx,
             key,
@@ -566,7 +572,9 @@ impl Store {
             now_ms,
         )
         .map_err(|e| lift(&path, e))?;
-        tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))
+        tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))?;
+        touched.committed();
+        Ok(())
     }
 
     /// Record a restore link (see [`tasjil_sync::RestoreLink`]) and its audit entry in one
@@ -979,25 +987,29 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(|e| StoreError::from_sqlite(&path, e))?;
-        for (id, _, created) in &chosen {
-            tx.execute(
-                "UPDATE envelopes SET approved_ms = ?2, approved_by = ?3 WHERE id = ?1",
-                params![id, now_ms, supervisor],
-            )
-            .map_err(|e| StoreError::from_sqlite(&path, e))?;
+        let mut touched = LedgerWrites::new(&mut self.ledgers, &self.actor);
+        {
+            let mut mark = tx
+                .prepare("UPDATE envelopes SET approved_ms = ?2, approved_by = ?3 WHERE id = ?1")
+                .map_err(|e| StoreError::from_sqlite(&path, e))?;
             let approval = Approval {
                 supervisor: supervisor.to_string(),
                 time_ms: now_ms,
             };
-            with_ledger(
-                &tx,
-                &path,
-                &self.actor,
-                &station,
-                &day_of_ms(*created),
-                |l| l.approve(id, &approval),
-            )?;
+            let mut by_day: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+            for (id, _, created) in &chosen {
+                mark.execute(params![id, now_ms, supervisor])
+                    .map_err(|e| StoreError::from_sqlite(&path, e))?;
+                by_day.entry(day_of_ms(*created)).or_default().push(id);
+            }
+            for (day, ids) in &by_day {
+                touched.change(&tx, &path, &station, day, |l| {
+                    l.approve_many(ids, &approval)
+                })?;
+            }
         }
+        // One save of each ledger for the whole batch.
+        touched.save(&tx, &path)?;
         append_audit(
             &tx,
             key,
@@ -1008,6 +1020,7 @@ impl Store {
         )
         .map_err(|e| lift(&path, e))?;
         tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))?;
+        touched.committed();
         Ok(chosen.into_iter().map(|(id, hash, _)| (id, hash)).collect())
     }
 
@@ -1052,15 +1065,9 @@ impl Store {
     ) -> Result<(Ledger, PeerState), StoreError> {
         let (station, day) = split_name(name)
             .ok_or_else(|| StoreError::Encode(format!("bad ledger name {name}")))?;
-        let doc: Option<Vec<u8>> = self
-            .conn
-            .query_row("SELECT doc FROM ledgers WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| self.sql(e))?;
+        let doc = stored_ledger(&self.conn, name).map_err(|e| self.sql(e))?;
         let ledger = match doc {
-            Some(b) => Ledger::load(station, day, &self.actor, &b)
+            Some((b, _, _)) => Ledger::load(station, day, &self.actor, &b)
                 .map_err(|e| StoreError::Encode(e.to_string()))?,
             None => Ledger::new(station, day, &self.actor),
         };
@@ -1093,11 +1100,11 @@ impl Store {
             .conn
             .transaction()
             .map_err(|e| StoreError::from_sqlite(&path, e))?;
+        // The synced replica replaces the stored one whole (compacted: its chunks go), and a copy
+        // this writer kept loaded is dropped.
+        self.ledgers.loaded.remove(&name);
         let apply = |tx: &Transaction| -> rusqlite::Result<()> {
-            tx.execute(
-                "INSERT INTO ledgers (name, doc) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
-                params![name, doc],
-            )?;
+            write_whole_ledger(tx, &name, &doc)?;
             tx.execute(
                 "INSERT INTO ledger_peers (peer, name, state) VALUES (?1, ?2, ?3)
                  ON CONFLICT (peer, name) DO UPDATE SET state = excluded.state",
@@ -1209,14 +1216,12 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
     }
 
-    /// The station's saved replica of ledger `name`, if any.
+    /// The station's saved replica of ledger `name`, if any: the saved document followed by the
+    /// change chunks written since (Automerge loads the two as one document).
     pub fn ledger_doc(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.conn
-            .query_row("SELECT doc FROM ledgers WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| self.sql(e))
+        Ok(stored_ledger(&self.conn, name)
+            .map_err(|e| self.sql(e))?
+            .map(|(doc, _, _)| doc))
     }
 
     /// Remember a bundle written to a stick: mark its records exported and audit it, in one
@@ -1329,11 +1334,15 @@ impl Store {
             };
             let mut theirs = Ledger::load(station, day, &actor, &bytes).map_err(fail)?;
             let mut merged = None;
-            with_ledger(&tx, &path, &actor, station, day, |ours| {
+            let mut touched = LedgerWrites::new(&mut self.ledgers, &actor);
+            touched.change(&tx, &path, station, day, |ours| {
                 ours.merge(&mut theirs)?;
                 merged = Some(issuance_in(ours));
                 Ok(())
             })?;
+            touched.save(&tx, &path)?;
+            // Only the stored replica counts after a merge from outside: dropped from memory.
+            drop(touched);
             for (id, status, reason, at) in merged.unwrap_or_default() {
                 outcome.issuance_changed += set_issuance(&tx, &id, &status, reason.as_deref(), at)
                     .map_err(|e| StoreError::from_sqlite(&path, e))?;
@@ -1487,34 +1496,197 @@ fn note_issuance(tx: &Transaction, ledger: &Ledger) -> rusqlite::Result<u64> {
     Ok(n)
 }
 
-fn with_ledger(
-    tx: &Transaction,
-    path: &Path,
-    actor: &[u8],
-    station: &str,
-    day: &str,
-    change: impl FnOnce(&mut Ledger) -> Result<(), tasjil_sync::ledger::LedgerError>,
-) -> Result<(), StoreError> {
-    let name = doc_name(station, day);
-    let doc: Option<Vec<u8>> = tx
-        .query_row("SELECT doc FROM ledgers WHERE name = ?1", [&name], |r| {
-            r.get(0)
-        })
-        .optional()
-        .map_err(|e| StoreError::from_sqlite(path, e))?;
-    let fail =
-        |e: tasjil_sync::ledger::LedgerError| StoreError::Encode(format!("ledger {name}: {e}"));
-    let mut ledger = match doc {
-        Some(b) => Ledger::load(station, day, actor, &b).map_err(fail)?,
-        None => Ledger::new(station, day, actor),
-    };
-    change(&mut ledger).map_err(fail)?;
+/// Merged-in receipt ledgers are few; a ledger keeps at most this many change chunks after its
+/// saved document before a transaction saves it whole again (and drops the chunks).
+const LEDGER_CHUNKS_BEFORE_COMPACTING: i64 = if cfg!(test) { 8 } else { 512 };
+
+/// How many ledgers (station-days) a writer keeps loaded at most.
+const LEDGERS_KEPT_LOADED: usize = 4;
+
+/// A ledger this writer holds loaded: its replica and where the stored bytes stand.
+struct LoadedLedger {
+    ledger: Ledger,
+    /// The replica as far as the stored bytes hold it.
+    saved: SavePoint,
+    /// `ledgers.gen` when this copy was loaded or last saved.
+    generation: i64,
+    /// Change chunks stored after the saved document.
+    chunks: i64,
+    /// No row yet: the first save writes the whole document.
+    new_row: bool,
+}
+
+/// The ledgers kept loaded by the station's one writer, so that a commit or an approval changes
+/// the replica in memory and appends one change chunk instead of loading and saving the whole
+/// day's document. A copy is used only while `ledgers.gen` still says what it was saved as.
+#[derive(Default)]
+struct LedgerCache {
+    loaded: HashMap<String, LoadedLedger>,
+}
+
+impl std::fmt::Debug for LedgerCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerCache")
+            .field("loaded", &self.loaded.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The ledgers one transaction changes. They leave the cache while the transaction runs and go
+/// back only when it committed ([`Self::committed`]); dropped otherwise, so a rolled-back
+/// change never stays in memory.
+struct LedgerWrites<'a> {
+    cache: &'a mut LedgerCache,
+    actor: &'a [u8],
+    touched: BTreeMap<String, LoadedLedger>,
+}
+
+impl<'a> LedgerWrites<'a> {
+    fn new(cache: &'a mut LedgerCache, actor: &'a [u8]) -> Self {
+        LedgerWrites {
+            cache,
+            actor,
+            touched: BTreeMap::new(),
+        }
+    }
+
+    /// Change the (station, day) ledger in memory, loading it first if this writer does not
+    /// hold the stored version.
+    fn change(
+        &mut self,
+        tx: &Transaction,
+        path: &Path,
+        station: &str,
+        day: &str,
+        change: impl FnOnce(&mut Ledger) -> Result<(), tasjil_sync::ledger::LedgerError>,
+    ) -> Result<(), StoreError> {
+        let name = doc_name(station, day);
+        let fail =
+            |e: tasjil_sync::ledger::LedgerError| StoreError::Encode(format!("ledger {name}: {e}"));
+        if !self.touched.contains_key(&name) {
+            let generation: Option<i64> = tx
+                .query_row("SELECT gen FROM ledgers WHERE name = ?1", [&name], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(|e| StoreError::from_sqlite(path, e))?;
+            let held = self
+                .cache
+                .loaded
+                .remove(&name)
+                .filter(|l| !l.new_row && Some(l.generation) == generation);
+            let loaded = match held {
+                Some(l) => l,
+                None => {
+                    match stored_ledger(tx, &name).map_err(|e| StoreError::from_sqlite(path, e))? {
+                        Some((bytes, generation, chunks)) => {
+                            let ledger =
+                                Ledger::load(station, day, self.actor, &bytes).map_err(fail)?;
+                            LoadedLedger {
+                                saved: ledger.save_point(),
+                                ledger,
+                                generation,
+                                chunks,
+                                new_row: false,
+                            }
+                        }
+                        None => LoadedLedger {
+                            ledger: Ledger::new(station, day, self.actor),
+                            saved: SavePoint::default(),
+                            generation: 0,
+                            chunks: 0,
+                            new_row: true,
+                        },
+                    }
+                }
+            };
+            self.touched.insert(name.clone(), loaded);
+        }
+        let loaded = self.touched.get_mut(&name).expect("inserted above");
+        change(&mut loaded.ledger).map_err(fail)
+    }
+
+    /// Store what the transaction changed: one change chunk per ledger (or the whole document
+    /// for a new ledger, or when its chunks have piled up).
+    fn save(&mut self, tx: &Transaction, path: &Path) -> Result<(), StoreError> {
+        let sql = |e| StoreError::from_sqlite(path, e);
+        for (name, l) in &mut self.touched {
+            if l.new_row || l.chunks >= LEDGER_CHUNKS_BEFORE_COMPACTING {
+                write_whole_ledger(tx, name, &l.ledger.save()).map_err(sql)?;
+                l.chunks = 0;
+                l.new_row = false;
+            } else {
+                let chunk = l.ledger.save_since(&l.saved);
+                if chunk.is_empty() {
+                    continue;
+                }
+                tx.execute(
+                    "INSERT INTO ledger_chunks (name, n, chunk)
+                     VALUES (?1, (SELECT coalesce(max(n), 0) + 1 FROM ledger_chunks WHERE name = ?1), ?2)",
+                    params![name, chunk],
+                )
+                .and_then(|_| {
+                    tx.execute("UPDATE ledgers SET gen = gen + 1 WHERE name = ?1", [name])
+                })
+                .map_err(sql)?;
+                l.chunks += 1;
+            }
+            l.generation = tx
+                .query_row(
+                    "SELECT gen FROM ledgers WHERE name = ?1",
+                    [name.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+            l.saved = l.ledger.save_point();
+        }
+        Ok(())
+    }
+
+    /// The transaction committed: keep the changed ledgers loaded for the next one (the last
+    /// few days' only: older ones are rarely written again).
+    fn committed(self) {
+        if self.cache.loaded.len() + self.touched.len() > LEDGERS_KEPT_LOADED {
+            self.cache.loaded.clear();
+        }
+        self.cache.loaded.extend(self.touched);
+    }
+}
+
+/// Write `doc` as the whole stored ledger `name`, dropping its change chunks.
+fn write_whole_ledger(tx: &Transaction, name: &str, doc: &[u8]) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO ledgers (name, doc) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
-        params![name, ledger.save()],
-    )
-    .map_err(|e| StoreError::from_sqlite(path, e))?;
+        "INSERT INTO ledgers (name, doc, gen) VALUES (?1, ?2, 1)
+         ON CONFLICT (name) DO UPDATE SET doc = excluded.doc, gen = gen + 1",
+        params![name, doc],
+    )?;
+    tx.execute("DELETE FROM ledger_chunks WHERE name = ?1", [name])?;
     Ok(())
+}
+
+/// The stored bytes of ledger `name` (its document followed by its change chunks), its `gen`
+/// and its number of chunks.
+fn stored_ledger(conn: &Connection, name: &str) -> rusqlite::Result<Option<(Vec<u8>, i64, i64)>> {
+    let Some((mut doc, generation)) = conn
+        .query_row(
+            "SELECT doc, gen FROM ledgers WHERE name = ?1",
+            [name],
+            |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)),
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut stmt =
+        conn.prepare_cached("SELECT chunk FROM ledger_chunks WHERE name = ?1 ORDER BY n")?;
+    let mut rows = stmt.query([name])?;
+    let mut chunks = 0;
+    while let Some(row) = rows.next()? {
+        let chunk: Vec<u8> = row.get(0)?;
+        doc.extend_from_slice(&chunk);
+        chunks += 1;
+    }
+    Ok(Some((doc, generation, chunks)))
 }
 
 fn append_audit(
@@ -1590,6 +1762,150 @@ pub fn check_audit_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A signed, co-signed envelope of station `ST-T` at `seq`, and a sealed stand-in.
+    fn enrolment(key: &StationKey, seq: u64, finished_ms: i64) -> (Envelope<Signed>, Vec<u8>) {
+        use tasjil_sync::record::{CaptureTimes, FingerQuality, PayloadRef, QualitySummary};
+        use tasjil_sync::{CoSignature, EnvelopeBody, ENVELOPE_VERSION};
+        let sealed = format!("sealed {seq}").into_bytes();
+        let body = EnvelopeBody {
+            v: ENVELOPE_VERSION,
+            id: format!("01J{seq:023}"),
+            kind: tasjil_sync::EnrolmentKind::New,
+            station: "ST-T".into(),
+            officer: "OFF-1".into(),
+            seq,
+            prev: GENESIS.into(),
+            demographics_schema: "cnie-v1".into(),
+            captured: CaptureTimes {
+                started_ms: finished_ms - 4,
+                face_ms: finished_ms - 3,
+                fingers_ms: finished_ms - 2,
+                signature_ms: finished_ms - 1,
+                finished_ms,
+            },
+            quality: QualitySummary {
+                face: 90,
+                face_attempts: 1,
+                fingers: vec![FingerQuality {
+                    position: "right_thumb".into(),
+                    score: 80,
+                }],
+                finger_exceptions: vec![],
+                below_threshold: vec![],
+            },
+            payload: PayloadRef {
+                sha256: sha256_hex(&sealed),
+                len: sealed.len() as u64,
+            },
+            simulation: true,
+            roster: None,
+        };
+        let officer = StationKey::generate();
+        let env = Envelope::new(body).unwrap();
+        let sig = officer.sign(&env.officer_message().unwrap());
+        let env = env
+            .with_officer_signature(CoSignature {
+                key: officer.public_hex(),
+                sig: hex::encode(sig.to_bytes()),
+            })
+            .sign(key)
+            .unwrap();
+        (env, sealed)
+    }
+
+    fn chunks(store: &Store) -> i64 {
+        store
+            .conn
+            .query_row("SELECT count(*) FROM ledger_chunks", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn stored(store: &Store, day_ms: i64) -> Ledger {
+        let name = doc_name("ST-T", &day_of_ms(day_ms));
+        let doc = store.ledger_doc(&name).unwrap().unwrap();
+        Ledger::load("ST-T", &day_of_ms(day_ms), b"reader-actor-xx", &doc).unwrap()
+    }
+
+    #[test]
+    fn ledgers_are_kept_loaded_saved_in_chunks_and_follow_another_writer() {
+        const DAY: i64 = 1_780_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let key = StationKey::generate();
+        let mut a = Store::open(&path).unwrap();
+        a.set_config("station_id", "ST-T").unwrap();
+        let commit = |s: &mut Store, seq: u64| {
+            let (env, sealed) = enrolment(&key, seq, DAY + seq as i64);
+            s.commit_enrolment(&key, &env, &sealed, DAY).unwrap();
+        };
+        // The first commit of the day writes the whole (new) document, each later one a chunk.
+        commit(&mut a, 1);
+        assert_eq!(chunks(&a), 0);
+        commit(&mut a, 2);
+        commit(&mut a, 3);
+        assert_eq!(chunks(&a), 2);
+        assert_eq!(stored(&a, DAY).record_count(), 3);
+        // A second writer (another process would be the same) loads what is stored; the first
+        // sees that its loaded copy is stale and reloads before writing.
+        let mut b = Store::open(&path).unwrap();
+        commit(&mut b, 4);
+        commit(&mut a, 5);
+        let ledger = stored(&a, DAY);
+        assert_eq!(ledger.record_count(), 5, "no writer's record is lost");
+        assert!(ledger.orphan_ids().is_empty() && ledger.conflicting_ids().is_empty());
+        // A batch approval is one chunk for the day, whatever the number of records.
+        let before = chunks(&a);
+        let approved = a
+            .approve(&key, &[], "SUP-1", false, &|_| Ok("sig".into()), DAY + 100)
+            .unwrap();
+        assert_eq!(approved.len(), 5);
+        assert_eq!(chunks(&a), before + 1);
+        let ledger = stored(&a, DAY);
+        assert!(ledger.records().iter().all(|r| !r.approvals.is_empty()));
+        // Chunks pile up to the limit, then a save writes the whole document again.
+        for seq in 6..=14 {
+            commit(&mut a, seq);
+            assert!(chunks(&a) <= LEDGER_CHUNKS_BEFORE_COMPACTING);
+        }
+        assert!(
+            chunks(&a) < LEDGER_CHUNKS_BEFORE_COMPACTING,
+            "compacted once"
+        );
+        drop((a, b));
+        let reopened = Store::open(&path).unwrap();
+        let ledger = stored(&reopened, DAY);
+        assert_eq!(ledger.record_count(), 14);
+        assert_eq!(
+            ledger
+                .records()
+                .iter()
+                .filter(|r| !r.approvals.is_empty())
+                .count(),
+            5
+        );
+    }
+
+    #[test]
+    fn a_failed_transaction_leaves_no_ledger_change_in_memory() {
+        const DAY: i64 = 1_780_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let key = StationKey::generate();
+        let mut s = Store::open(&dir.path().join("s.db")).unwrap();
+        s.set_config("station_id", "ST-T").unwrap();
+        let (env, sealed) = enrolment(&key, 1, DAY);
+        s.commit_enrolment(&key, &env, &sealed, DAY).unwrap();
+        // The same seq again: the envelope insert fails, the transaction rolls back.
+        let (dup, sealed2) = enrolment(&key, 1, DAY + 7);
+        assert!(s.commit_enrolment(&key, &dup, &sealed2, DAY).is_err());
+        // The copy held in memory is the stored one: nothing of the failed commit in either.
+        let (env2, sealed2) = enrolment(&key, 2, DAY + 8);
+        s.commit_enrolment(&key, &env2, &sealed2, DAY).unwrap();
+        let ledger = stored(&s, DAY);
+        assert_eq!(ledger.record_count(), 2);
+        let held = &s.ledgers.loaded[&doc_name("ST-T", &day_of_ms(DAY))];
+        assert_eq!(held.ledger.record_count(), 2);
+    }
 
     #[test]
     fn audit_chain_links_and_verifies() {

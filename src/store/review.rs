@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use tasjil_sync::ledger::{day_of_ms, doc_name, Ledger, Status, StatusEntry};
 use tasjil_sync::StationKey;
 
-use super::{append_audit, lift, own_record, with_ledger, Store, StoreError};
+use super::{append_audit, lift, own_record, LedgerWrites, Store, StoreError};
 
 /// What a supervisor decided about a record other than approving it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,19 +103,15 @@ impl Store {
         };
         let path = self.path.clone();
         let station = self.config("station_id")?.unwrap_or_default();
-        let actor = self.actor;
         let tx = self
             .conn
             .transaction()
             .map_err(|e| StoreError::from_sqlite(&path, e))?;
-        with_ledger(
-            &tx,
-            &path,
-            &actor,
-            &station,
-            &day_of_ms(row.created_ms),
-            |l| l.add_status(id, &entry),
-        )?;
+        let mut touched = LedgerWrites::new(&mut self.ledgers, &self.actor);
+        touched.change(&tx, &path, &station, &day_of_ms(row.created_ms), |l| {
+            l.add_status(id, &entry)
+        })?;
+        touched.save(&tx, &path)?;
         append_audit(
             &tx,
             key,
@@ -126,6 +122,7 @@ impl Store {
         )
         .map_err(|e| lift(&path, e))?;
         tx.commit().map_err(|e| StoreError::from_sqlite(&path, e))?;
+        touched.committed();
         Ok(entry)
     }
 

@@ -351,6 +351,10 @@ impl PeerState {
     }
 }
 
+/// The heads of a replica when it was saved (see [`Ledger::save_since`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SavePoint(Vec<ChangeHash>);
+
 /// One replica of a station-day ledger.
 pub struct Ledger {
     doc: Automerge,
@@ -408,6 +412,19 @@ impl Ledger {
         self.doc.save()
     }
 
+    /// Where the replica stands now, for a later [`Self::save_since`].
+    pub fn save_point(&self) -> SavePoint {
+        SavePoint(self.doc.get_heads())
+    }
+
+    /// The changes made since `point`, as Automerge change chunks (empty when there are none).
+    /// Appended after what was saved at `point` — a [`Self::save`] and earlier such chunks —
+    /// the bytes load as one document with [`Self::load`]: a writer that keeps its replica
+    /// loaded saves each transaction's work without re-encoding the whole day.
+    pub fn save_since(&self, point: &SavePoint) -> Vec<u8> {
+        self.doc.save_after(&point.0)
+    }
+
     pub fn name(&self) -> String {
         self.name.clone()
     }
@@ -458,6 +475,29 @@ impl Ledger {
         }
         self.transact(approval.time_ms, |tx| {
             tx.put(&approvals, key.as_str(), ScalarValue::Int(approval.time_ms))
+        })
+    }
+
+    /// [`Self::approve`] for many records at once, as one Automerge change (a batch approval).
+    pub fn approve_many(&mut self, ids: &[&str], approval: &Approval) -> Result<(), LedgerError> {
+        check_token("supervisor", &approval.supervisor)?;
+        for id in ids {
+            check_token("record id", id)?;
+        }
+        let approvals = self.container(KEY_APPROVALS)?;
+        let keys: Vec<String> = ids
+            .iter()
+            .map(|id| format!("{id}{KEY_SEP}{}", approval.supervisor))
+            .filter(|key| min_int(&self.doc, &approvals, key).is_none_or(|t| t > approval.time_ms))
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.transact(approval.time_ms, |tx| {
+            for key in &keys {
+                tx.put(&approvals, key.as_str(), ScalarValue::Int(approval.time_ms))?;
+            }
+            Ok(())
         })
     }
 
@@ -1077,6 +1117,47 @@ mod tests {
         assert_eq!(skeleton_time("X/2026-11-27"), 1_795_737_600);
         assert_eq!(skeleton_time("X/not-a-day"), 0);
         assert_eq!(skeleton_time("X/2026-13-01"), 0);
+    }
+
+    #[test]
+    fn incremental_saves_load_as_one_document_and_batch_approval_is_one_change() {
+        let mut l = replica("station");
+        l.add_record(&entry("01J0000000000000000000000A", 1))
+            .unwrap();
+        let mut stored = l.save();
+        let mut point = l.save_point();
+        assert!(l.save_since(&point).is_empty(), "nothing new");
+        for (i, id) in ["01J0000000000000000000000B", "01J0000000000000000000000C"]
+            .into_iter()
+            .enumerate()
+        {
+            l.add_record(&entry(id, i as u64 + 2)).unwrap();
+            stored.extend(l.save_since(&point));
+            point = l.save_point();
+        }
+        let heads = l.doc.get_heads();
+        let ids = ["01J0000000000000000000000A", "01J0000000000000000000000C"];
+        let early = Approval {
+            supervisor: "sup-1".into(),
+            time_ms: 5,
+        };
+        l.approve("01J0000000000000000000000A", &early).unwrap();
+        let late = Approval {
+            supervisor: "sup-1".into(),
+            time_ms: 9,
+        };
+        l.approve_many(&ids, &late).unwrap();
+        // One change: only C's approval is new (A keeps its earlier time).
+        assert_eq!(l.doc.get_changes(&heads).len(), 2);
+        stored.extend(l.save_since(&point));
+        let back = Ledger::load(STATION, DAY, b"other-process-actor", &stored).unwrap();
+        assert_eq!(back.records(), l.records());
+        let times: Vec<Vec<i64>> = back
+            .records()
+            .iter()
+            .map(|r| r.approvals.iter().map(|a| a.time_ms).collect())
+            .collect();
+        assert_eq!(times, vec![vec![5], vec![], vec![9]]);
     }
 
     #[test]

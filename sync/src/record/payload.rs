@@ -203,6 +203,15 @@ impl Payload {
         seal_bytes(&plain, recipients)
     }
 
+    /// Seal what [`Self::pack`] returned, for a caller that also needs the packed length: the
+    /// payload is packed once.
+    pub fn seal_packed(
+        plain: &[u8],
+        recipients: &[age::x25519::Recipient],
+    ) -> Result<Vec<u8>, RecordError> {
+        seal_bytes(plain, recipients)
+    }
+
     /// Decrypt with the centre's identity and unpack.
     pub fn open(sealed: &[u8], identity: &age::x25519::Identity) -> Result<Payload, RecordError> {
         Self::open_with(sealed, &[identity])
