@@ -51,14 +51,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use ed25519_dalek::VerifyingKey;
 use tasjil_sync::keys::parse_verifying_key;
-use tasjil_sync::ledger::{day_of_ms, doc_name, Ledger, PeerState, Status, StatusEntry};
+use tasjil_sync::ledger::{doc_name, Ledger, PeerState};
 use tasjil_sync::record::{Envelope, Signed, GENESIS};
 use tasjil_sync::roster::{Refusal, Role, Roster};
 use tasjil_sync::RestoreLink;
 use tokio_postgres::Transaction;
 
 use crate::store::decide::{self, ChainFacts, ChainVerdict, Neighbour};
-use crate::store::{BlobState, Ingested, LinkStored, RecordStatus, Stats, MAX_BLOB};
+use crate::store::{BlobState, Ingested, LedgerNote, LinkStored, RecordStatus, Stats, MAX_BLOB};
 use crate::{CentreBackend, CentreError};
 
 pub use migrate::{migrate_embedded, MigrateReport};
@@ -569,55 +569,22 @@ impl ClusterStore {
         outcome: &Ingested,
         now_ms: i64,
     ) -> Result<(), CentreError> {
-        let (id, status, reason) = match outcome {
-            Ingested::Stored { id, .. } => (id, Status::Verified, None),
-            Ingested::Held { id, reason, .. } => (id, Status::Rejected, Some(reason.clone())),
-            Ingested::Rejected {
-                id: Some(id),
-                reason,
-                ..
-            } => (id, Status::Rejected, Some(reason.clone())),
-            _ => return Ok(()),
-        };
-        let Ok(env) = Envelope::<Signed>::from_bytes(envelope_bytes) else {
+        let Some(note) = LedgerNote::of(envelope_bytes, outcome, now_ms) else {
             return Ok(());
         };
-        let body = env.body();
-        if body.id != *id {
-            return Ok(());
+        if !ledgers.contains_key(&note.name) {
+            let ledger = self.load_ledger(c, &note.station, &note.day).await?;
+            ledgers.insert(note.name.clone(), (note.station.clone(), ledger));
         }
-        let day = day_of_ms(body.captured.finished_ms);
-        let reason = reason.map(|r| r.chars().take(tasjil_sync::ledger::MAX_REASON).collect());
-        let name = doc_name(&body.station, &day);
-        if !ledgers.contains_key(&name) {
-            let ledger = self.load_ledger(c, &body.station, &day).await?;
-            ledgers.insert(name.clone(), (body.station.clone(), ledger));
-        }
-        if let Some((_, ledger)) = ledgers.get_mut(&name) {
-            let entry = StatusEntry {
-                status,
-                reason,
-                by: "centre".into(),
-                time_ms: now_ms,
-                sig: None,
-            };
-            let entry = match self.signer.get() {
-                Some(key) => entry.signed(
-                    key,
-                    &body.station,
-                    id,
-                    &tasjil_sync::sha256_hex(envelope_bytes),
-                ),
-                None => entry,
-            };
-            ledger
-                .add_status(id, &entry)
-                .map_err(|e| CentreError::Ledger {
-                    name,
-                    reason: e.to_string(),
-                })?;
-        }
-        Ok(())
+        let entry = match self.signer.get() {
+            Some(key) => {
+                note.entry
+                    .clone()
+                    .signed(key, &note.station, &note.id, &note.envelope_hash)
+            }
+            None => note.entry.clone(),
+        };
+        note.apply(ledgers, &entry)
     }
 
     async fn ingest_async(

@@ -23,51 +23,20 @@ impl CentreStore {
         outcome: &Ingested,
         now_ms: i64,
     ) -> Result<(), CentreError> {
-        let (id, status, reason) = match outcome {
-            Ingested::Stored { id, .. } => (id, Status::Verified, None),
-            Ingested::Held { id, reason, .. } => (id, Status::Rejected, Some(reason.clone())),
-            Ingested::Rejected {
-                id: Some(id),
-                reason,
-                ..
-            } => (id, Status::Rejected, Some(reason.clone())),
-            _ => return Ok(()),
-        };
-        let Ok(env) = Envelope::<Signed>::from_bytes(envelope_bytes) else {
+        let Some(note) = LedgerNote::of(envelope_bytes, outcome, now_ms) else {
             return Ok(());
         };
-        let body = env.body();
-        if body.id != *id {
-            return Ok(());
+        if !ledgers.contains_key(&note.name) {
+            let ledger = self.load_ledger(conn, &note.station, &note.day)?;
+            ledgers.insert(note.name.clone(), (note.station.clone(), ledger));
         }
-        let day = day_of_ms(body.captured.finished_ms);
-        let reason = reason.map(|r| r.chars().take(tasjil_sync::ledger::MAX_REASON).collect());
-        let name = doc_name(&body.station, &day);
-        if !ledgers.contains_key(&name) {
-            let ledger = self.load_ledger(conn, &body.station, &day)?;
-            ledgers.insert(name.clone(), (body.station.clone(), ledger));
-        }
-        if let Some((_, ledger)) = ledgers.get_mut(&name) {
-            let entry = self.verdict(
-                StatusEntry {
-                    status,
-                    reason,
-                    by: "centre".into(),
-                    time_ms: now_ms,
-                    sig: None,
-                },
-                &body.station,
-                id,
-                &tasjil_sync::sha256_hex(envelope_bytes),
-            );
-            ledger
-                .add_status(id, &entry)
-                .map_err(|e| CentreError::Ledger {
-                    name,
-                    reason: e.to_string(),
-                })?;
-        }
-        Ok(())
+        let entry = self.verdict(
+            note.entry.clone(),
+            &note.station,
+            &note.id,
+            &note.envelope_hash,
+        );
+        note.apply(ledgers, &entry)
     }
 
     /// The centre's replica of a station-day ledger, or a new one.
@@ -186,4 +155,72 @@ pub(super) fn save_ledger(
         params![name, station, ledger.save()],
     )
     .map(drop)
+}
+
+/// The centre's status for one ingest outcome, as it goes into the station-day ledger (both
+/// backends: the embedded store and the cluster).
+#[derive(Debug)]
+pub(crate) struct LedgerNote {
+    pub name: String,
+    pub station: String,
+    pub day: String,
+    pub id: String,
+    pub envelope_hash: String,
+    /// Unsigned: the caller signs it with the centre's key when it has one.
+    pub entry: StatusEntry,
+}
+
+impl LedgerNote {
+    /// `None` for an outcome that writes nothing (already stored, or an envelope without an id
+    /// or that does not parse: those are reported through `statuses` only).
+    pub(crate) fn of(envelope_bytes: &[u8], outcome: &Ingested, now_ms: i64) -> Option<LedgerNote> {
+        let (id, status, reason) = match outcome {
+            Ingested::Stored { id, .. } => (id, Status::Verified, None),
+            Ingested::Held { id, reason, .. } => (id, Status::Rejected, Some(reason.clone())),
+            Ingested::Rejected {
+                id: Some(id),
+                reason,
+                ..
+            } => (id, Status::Rejected, Some(reason.clone())),
+            _ => return None,
+        };
+        let env = Envelope::<Signed>::from_bytes(envelope_bytes).ok()?;
+        let body = env.body();
+        if body.id != *id {
+            return None;
+        }
+        let day = day_of_ms(body.captured.finished_ms);
+        let reason = reason.map(|r| r.chars().take(tasjil_sync::ledger::MAX_REASON).collect());
+        Some(LedgerNote {
+            name: doc_name(&body.station, &day),
+            station: body.station.clone(),
+            day,
+            id: id.clone(),
+            envelope_hash: tasjil_sync::sha256_hex(envelope_bytes),
+            entry: StatusEntry {
+                status,
+                reason,
+                by: "centre".into(),
+                time_ms: now_ms,
+                sig: None,
+            },
+        })
+    }
+
+    /// Add `entry` (this note's, signed or not) to its ledger among `ledgers`, once loaded.
+    pub(crate) fn apply(
+        self,
+        ledgers: &mut BTreeMap<String, (String, Ledger)>,
+        entry: &StatusEntry,
+    ) -> Result<(), CentreError> {
+        if let Some((_, ledger)) = ledgers.get_mut(&self.name) {
+            ledger
+                .add_status(&self.id, entry)
+                .map_err(|e| CentreError::Ledger {
+                    name: self.name,
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
 }

@@ -48,6 +48,7 @@ pub use blobs::BlobState;
 pub use bundles::BundleImport;
 pub use decide::{Ingested, MAX_ENVELOPE};
 pub use error::CentreError;
+pub(crate) use ledgers::LedgerNote;
 pub use links::{LinkStored, RestoreLinkRow};
 pub use queries::{
     default_sample, CentreRecord, Checked, ListCursor, Problem, Stats, VerifyReport, VerifyScope,
