@@ -467,6 +467,36 @@ impl Kiosk {
     }
 }
 
+impl Kiosk {
+    /// The fingers view's Capture until ten prints are taken (a retry asked for by the quality
+    /// check does not count), at most 40 presses; how many were taken.
+    fn take_ten_fingers(&mut self) -> usize {
+        let mut taken = 0;
+        for _ in 0..40 {
+            if taken == 10 {
+                break;
+            }
+            self.send("finger");
+            if !self.expect(", quality ").contains(" retry,") {
+                taken += 1;
+            }
+        }
+        taken
+    }
+}
+
+/// A real signature across the pad centred at `pad`: 40 points of a wave, for `Xvfb::drag`.
+fn signature_stroke(pad: (usize, usize)) -> Vec<(usize, usize)> {
+    (0..40)
+        .map(|i| {
+            let t = f64::from(i) / 39.0;
+            let x = pad.0 as f64 - 220.0 + 440.0 * t;
+            let y = pad.1 as f64 + 40.0 * (t * 12.0).sin();
+            (x as usize, y as usize)
+        })
+        .collect()
+}
+
 impl Drop for Kiosk {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -778,16 +808,7 @@ fn sync_watch_delivers_between_citizens_while_the_kiosk_runs() {
     kiosk.expect("form view shown");
     kiosk.send("form-sample 5");
     kiosk.expect_nudging("fingers view shown", Some("face-next"));
-    let mut taken = 0;
-    for _ in 0..40 {
-        if taken == 10 {
-            break;
-        }
-        kiosk.send("finger");
-        if !kiosk.expect(", quality ").contains(" retry,") {
-            taken += 1;
-        }
-    }
+    kiosk.take_ten_fingers();
     kiosk.send("fingers-next");
     kiosk.expect("signature view shown");
     let window = find_window(&xvfb.display, "Tasjil");
@@ -795,14 +816,7 @@ fn sync_watch_delivers_between_citizens_while_the_kiosk_runs() {
     let pad = xvfb
         .wait_run([0xff, 0xff, 0xff], wy + 60, 200)
         .expect("no signature pad on the screen");
-    let stroke: Vec<(usize, usize)> = (0..40)
-        .map(|i| {
-            let t = f64::from(i) / 39.0;
-            let x = pad.0 as f64 - 220.0 + 440.0 * t;
-            let y = pad.1 as f64 + 40.0 * (t * 12.0).sin();
-            (x as usize, y as usize)
-        })
-        .collect();
+    let stroke = signature_stroke(pad);
     xvfb.drag(&stroke, 25);
     kiosk.send("sign-accept");
     kiosk.expect("review view shown");
@@ -908,18 +922,7 @@ fn kiosk_under_xvfb_repaints_each_refusal_and_the_logout_at_once() {
     assert_eq!(face_view, xvfb.full_repaint(&window, view));
     kiosk.send("camera plug");
     kiosk.expect_nudging("fingers view shown", Some("face-next"));
-    let mut taken = 0;
-    for _ in 0..40 {
-        if taken == 10 {
-            break;
-        }
-        kiosk.send("finger");
-        let line = kiosk.expect(", quality ");
-        if !line.contains(" retry,") {
-            taken += 1;
-        }
-    }
-    assert_eq!(taken, 10);
+    assert_eq!(kiosk.take_ten_fingers(), 10);
     kiosk.send("fingers-next");
     kiosk.expect("signature view shown");
 
@@ -969,14 +972,7 @@ fn kiosk_under_xvfb_repaints_each_refusal_and_the_logout_at_once() {
     );
 
     // A real signature: many points over about a second, with the real pointer.
-    let stroke: Vec<(usize, usize)> = (0..40)
-        .map(|i| {
-            let t = f64::from(i) / 39.0;
-            let x = pad.0 as f64 - 220.0 + 440.0 * t;
-            let y = pad.1 as f64 + 40.0 * (t * 12.0).sin();
-            (x as usize, y as usize)
-        })
-        .collect();
+    let stroke = signature_stroke(pad);
     xvfb.drag(&stroke, 25);
     xvfb.click(next);
     kiosk.expect("review view shown");

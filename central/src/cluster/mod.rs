@@ -54,11 +54,12 @@ use tasjil_sync::keys::parse_verifying_key;
 use tasjil_sync::ledger::{doc_name, Ledger, PeerState};
 use tasjil_sync::record::{Envelope, Signed, GENESIS};
 use tasjil_sync::roster::{Refusal, Role, Roster};
-use tasjil_sync::RestoreLink;
 use tokio_postgres::Transaction;
 
 use crate::store::decide::{self, ChainFacts, ChainVerdict, Neighbour};
-use crate::store::{BlobState, Ingested, LedgerNote, LinkStored, RecordStatus, Stats, MAX_BLOB};
+use crate::store::{
+    check_address, check_chunk, BlobState, Ingested, LedgerNote, LinkStored, RecordStatus, Stats,
+};
 use crate::{CentreBackend, CentreError};
 
 pub use migrate::{migrate_embedded, MigrateReport};
@@ -114,18 +115,6 @@ fn s3_error(e: s3::S3Error) -> CentreError {
     CentreError::Io {
         path: "object store".into(),
         source: std::io::Error::other(e.0),
-    }
-}
-
-fn check_address(sha256: &str) -> Result<(), CentreError> {
-    if sha256.len() == 64
-        && sha256
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        Ok(())
-    } else {
-        Err(CentreError::BadAddress(sha256.chars().take(80).collect()))
     }
 }
 
@@ -608,21 +597,7 @@ impl ClusterStore {
             }
             self.note_in_ledger(tx.client(), &mut ledgers, bytes, &outcome, now_ms)
                 .await?;
-            let refused = match &outcome {
-                Ingested::Rejected {
-                    id: Some(id),
-                    station: Some(station),
-                    reason,
-                } => Some((id, station, reason)),
-                Ingested::Held {
-                    id,
-                    station,
-                    reason,
-                    ..
-                } => Some((id, station, reason)),
-                _ => None,
-            };
-            if let Some((id, station, reason)) = refused {
+            if let Some((id, station, reason)) = outcome.refusal() {
                 tx.execute(
                     "INSERT INTO rejections (id, station, reason, at_ms) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (station, id, reason) DO UPDATE SET at_ms = excluded.at_ms",
@@ -834,14 +809,9 @@ impl ClusterStore {
         bytes: &[u8],
         now_ms: i64,
     ) -> Result<LinkStored, CentreError> {
-        let link = match RestoreLink::from_bytes(bytes) {
-            Ok(l) => l,
-            Err(e) => {
-                return Ok(LinkStored::Rejected {
-                    seq: None,
-                    reason: e.to_string(),
-                })
-            }
+        let link = match crate::store::parse_link(station, bytes) {
+            Ok(link) => link,
+            Err(refused) => return Ok(refused),
         };
         let body = link.body();
         let refuse = |reason: String| {
@@ -850,12 +820,6 @@ impl ClusterStore {
                 reason,
             })
         };
-        if body.station != station {
-            return refuse(format!(
-                "restore link of station {} sent by station {station}",
-                body.station
-            ));
-        }
         let tx = c.transaction().await.map_err(|e| self.err(e))?;
         let Some(row) = self.station_locked(&tx, station).await? else {
             return refuse(format!(
@@ -868,22 +832,16 @@ impl ClusterStore {
         let hash = tasjil_sync::sha256_hex(bytes);
         let seq = i64::try_from(body.seq).unwrap_or(i64::MAX);
         let from = i64::try_from(body.from_seq).unwrap_or(i64::MAX);
-        if let Some(held) = self.at(&tx, station, from).await? {
-            if held != body.from_hash {
-                return refuse(format!(
-                    "restore link starts from sequence {} of station {station}, where the centre holds another element",
-                    body.from_seq
-                ));
-            }
-        }
-        if let Some(held) = self.at(&tx, station, seq).await? {
-            if held == hash {
-                return Ok(LinkStored::AlreadyHave { seq: body.seq });
-            }
-            return refuse(format!(
-                "chain fork: the centre already holds another element at sequence {} of station {station}",
-                body.seq
-            ));
+        let held_from = self.at(&tx, station, from).await?;
+        let held_at = self.at(&tx, station, seq).await?;
+        if let Some(decided) = crate::store::judge_link(
+            station,
+            body,
+            &hash,
+            held_from.as_deref(),
+            held_at.as_deref(),
+        ) {
+            return Ok(decided);
         }
         tx.execute(
             "INSERT INTO restore_links
@@ -1193,17 +1151,7 @@ impl CentreBackend for ClusterStore {
         total_len: u64,
         bytes: &[u8],
     ) -> Result<BlobState, CentreError> {
-        check_address(sha256)?;
-        if total_len > MAX_BLOB {
-            return Err(CentreError::BlobTooLarge {
-                len: total_len,
-                max: MAX_BLOB,
-            });
-        }
-        let end = offset.saturating_add(bytes.len() as u64);
-        if end > total_len {
-            return Err(CentreError::ChunkPastEnd { end, total_len });
-        }
+        check_chunk(sha256, offset, total_len, bytes.len())?;
         on_client!(self, c => self.put_chunk_async(c, sha256, offset, total_len, bytes))
     }
 

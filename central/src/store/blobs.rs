@@ -36,7 +36,30 @@ pub enum BlobState {
     Complete { len: u64 },
 }
 
-fn check_address(sha256: &str) -> Result<(), CentreError> {
+/// The checks every backend makes on a payload chunk before storing anything: a well-formed
+/// content address, a payload no larger than [`MAX_BLOB`], a chunk that ends within it.
+pub(crate) fn check_chunk(
+    sha256: &str,
+    offset: u64,
+    total_len: u64,
+    chunk_len: usize,
+) -> Result<(), CentreError> {
+    check_address(sha256)?;
+    if total_len > MAX_BLOB {
+        return Err(CentreError::BlobTooLarge {
+            len: total_len,
+            max: MAX_BLOB,
+        });
+    }
+    let end = offset.saturating_add(chunk_len as u64);
+    if end > total_len {
+        return Err(CentreError::ChunkPastEnd { end, total_len });
+    }
+    Ok(())
+}
+
+/// A payload's address: 64 lowercase hex digits (a SHA-256).
+pub(crate) fn check_address(sha256: &str) -> Result<(), CentreError> {
     if sha256.len() == 64
         && sha256
             .bytes()
@@ -269,17 +292,7 @@ impl CentreStore {
         total_len: u64,
         bytes: &[u8],
     ) -> Result<BlobState, CentreError> {
-        check_address(sha256)?;
-        if total_len > MAX_BLOB {
-            return Err(CentreError::BlobTooLarge {
-                len: total_len,
-                max: MAX_BLOB,
-            });
-        }
-        let end = offset.saturating_add(bytes.len() as u64);
-        if end > total_len {
-            return Err(CentreError::ChunkPastEnd { end, total_len });
-        }
+        check_chunk(sha256, offset, total_len, bytes.len())?;
         let writer = self.blob_writer()?;
         if let Some(len) = self.intact_len(&writer, sha256)? {
             return Ok(BlobState::Complete { len });

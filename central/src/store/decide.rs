@@ -46,6 +46,27 @@ pub enum Ingested {
     },
 }
 
+impl Ingested {
+    /// `(id, station, reason)` of an outcome the station must be told was refused (held
+    /// records included), when the id and station are known.
+    pub fn refusal(&self) -> Option<(&String, &String, &String)> {
+        match self {
+            Ingested::Rejected {
+                id: Some(id),
+                station: Some(station),
+                reason,
+            }
+            | Ingested::Held {
+                id,
+                station,
+                reason,
+                ..
+            } => Some((id, station, reason)),
+            _ => None,
+        }
+    }
+}
+
 /// Best effort: the id and station an unparseable envelope claims, so the station can still be
 /// told that this record was refused. Only short strings are taken.
 pub(super) fn claimed_names(bytes: &[u8]) -> (Option<String>, Option<String>) {

@@ -66,21 +66,7 @@ impl CentreStore {
             let withdrawn = self.withdrawn_in(tx, ledgers, envelope_bytes)?;
             let outcome = self.decide(tx, envelope_bytes, withdrawn.as_deref(), now_ms)?;
             self.note_in_ledger(tx, ledgers, envelope_bytes, &outcome, now_ms)?;
-            let refused = match &outcome {
-                Ingested::Rejected {
-                    id: Some(id),
-                    station: Some(station),
-                    reason,
-                } => Some((id, station, reason)),
-                Ingested::Held {
-                    id,
-                    station,
-                    reason,
-                    ..
-                } => Some((id, station, reason)),
-                _ => None,
-            };
-            if let Some((id, station, reason)) = refused {
+            if let Some((id, station, reason)) = outcome.refusal() {
                 tx.execute(
                     "INSERT INTO rejections (id, station, reason, at_ms) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (station, id, reason) DO UPDATE SET at_ms = excluded.at_ms",

@@ -4,7 +4,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
-use tasjil_sync::{RestoreLink, GENESIS};
+use tasjil_sync::{RestoreBody, RestoreLink, GENESIS};
 
 use super::registry::station_key_in;
 use super::{lock, CentreError, CentreStore};
@@ -28,6 +28,56 @@ pub struct RestoreLinkRow {
     pub reason: String,
     pub restored_ms: i64,
     pub received_ms: i64,
+}
+
+/// A restore link `station` sent, parsed and checked to be its own; else the refusal to report.
+pub(crate) fn parse_link(station: &str, bytes: &[u8]) -> Result<RestoreLink, LinkStored> {
+    let link = RestoreLink::from_bytes(bytes).map_err(|e| LinkStored::Rejected {
+        seq: None,
+        reason: e.to_string(),
+    })?;
+    let body = link.body();
+    if body.station != station {
+        return Err(LinkStored::Rejected {
+            seq: Some(body.seq),
+            reason: format!(
+                "restore link of station {} sent by station {station}",
+                body.station
+            ),
+        });
+    }
+    Ok(link)
+}
+
+/// The decision on a link whose signature verified (hash `hash`), from what the centre holds at
+/// its starting point (`held_from`) and at its own place (`held_at`): `None` to store it.
+pub(crate) fn judge_link(
+    station: &str,
+    body: &RestoreBody,
+    hash: &str,
+    held_from: Option<&str>,
+    held_at: Option<&str>,
+) -> Option<LinkStored> {
+    let refuse = |reason: String| {
+        Some(LinkStored::Rejected {
+            seq: Some(body.seq),
+            reason,
+        })
+    };
+    if held_from.is_some_and(|held| held != body.from_hash) {
+        return refuse(format!(
+            "restore link starts from sequence {} of station {station}, where the centre holds another element",
+            body.from_seq
+        ));
+    }
+    match held_at {
+        Some(held) if held == hash => Some(LinkStored::AlreadyHave { seq: body.seq }),
+        Some(_) => refuse(format!(
+            "chain fork: the centre already holds another element at sequence {} of station {station}",
+            body.seq
+        )),
+        None => None,
+    }
 }
 
 impl CentreStore {
@@ -58,14 +108,9 @@ impl CentreStore {
         bytes: &[u8],
         now_ms: i64,
     ) -> Result<LinkStored, CentreError> {
-        let link = match RestoreLink::from_bytes(bytes) {
-            Ok(l) => l,
-            Err(e) => {
-                return Ok(LinkStored::Rejected {
-                    seq: None,
-                    reason: e.to_string(),
-                })
-            }
+        let link = match parse_link(station, bytes) {
+            Ok(link) => link,
+            Err(refused) => return Ok(refused),
         };
         let body = link.body();
         let refuse = |reason: String| {
@@ -74,12 +119,6 @@ impl CentreStore {
                 reason,
             })
         };
-        if body.station != station {
-            return refuse(format!(
-                "restore link of station {} sent by station {station}",
-                body.station
-            ));
-        }
         let Some(key) = station_key_in(conn, &self.db_path, station)? else {
             return refuse(format!(
                 "unknown station {station}: it is not registered at the centre"
@@ -91,22 +130,16 @@ impl CentreStore {
         let hash = tasjil_sync::sha256_hex(bytes);
         let seq = i64::try_from(body.seq).unwrap_or(i64::MAX);
         let from = i64::try_from(body.from_seq).unwrap_or(i64::MAX);
-        if let Some(held) = at_in(conn, station, from).map_err(|e| self.sql(e))? {
-            if held != body.from_hash {
-                return refuse(format!(
-                    "restore link starts from sequence {} of station {station}, where the centre holds another element",
-                    body.from_seq
-                ));
-            }
-        }
-        if let Some(held) = at_in(conn, station, seq).map_err(|e| self.sql(e))? {
-            if held == hash {
-                return Ok(LinkStored::AlreadyHave { seq: body.seq });
-            }
-            return refuse(format!(
-                "chain fork: the centre already holds another element at sequence {} of station {station}",
-                body.seq
-            ));
+        let held_from = at_in(conn, station, from).map_err(|e| self.sql(e))?;
+        let held_at = at_in(conn, station, seq).map_err(|e| self.sql(e))?;
+        if let Some(decided) = judge_link(
+            station,
+            body,
+            &hash,
+            held_from.as_deref(),
+            held_at.as_deref(),
+        ) {
+            return Ok(decided);
         }
         conn.execute(
             "INSERT INTO restore_links

@@ -45,10 +45,12 @@ pub mod staff;
 mod tests;
 
 pub use blobs::BlobState;
+pub(crate) use blobs::{check_address, check_chunk};
 pub use bundles::BundleImport;
 pub use decide::{Ingested, MAX_ENVELOPE};
 pub use error::CentreError;
 pub(crate) use ledgers::LedgerNote;
+pub(crate) use links::{judge_link, parse_link};
 pub use links::{LinkStored, RestoreLinkRow};
 pub use queries::{
     default_sample, CentreRecord, Checked, ListCursor, Problem, Stats, VerifyReport, VerifyScope,
